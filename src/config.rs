@@ -1,0 +1,197 @@
+//! Typed configuration: a TOML file, then environment overrides, then validation.
+//!
+//! Environment: `BILLPAY__SECTION__KEY=value` sets `[section] key` (nested sections with more
+//! `__`), for example `BILLPAY__PROVIDERS__INTERSWITCH__CLIENT_SECRET`. Values are strings,
+//! except keys ending in `_ms` (integers) and `true`/`false` (booleans). `REDIS_URL` sets
+//! `store.redis_url`. Secrets are held as `SecretString` and never printed.
+
+use std::path::Path;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::gateway::{CatalogSettings, PaymentSettings};
+use crate::providers::interswitch::InterswitchConfig;
+
+/// The whole configuration.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub payments: PaymentSettings,
+    #[serde(default)]
+    pub catalog: CatalogSettings,
+    #[serde(default)]
+    pub providers: ProvidersConfig,
+}
+
+/// `[server]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// gRPC listen address.
+    pub listen: String,
+    /// After SIGTERM, how long health says NOT_SERVING while still serving, so the mesh stops
+    /// sending traffic, milliseconds.
+    pub shutdown_grace_ms: u64,
+    /// Then how long in-flight calls may take to finish, milliseconds.
+    pub drain_timeout_ms: u64,
+    /// Log as JSON lines instead of text.
+    pub json_logs: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:50051".into(),
+            shutdown_grace_ms: 2_000,
+            drain_timeout_ms: 25_000,
+            json_logs: false,
+        }
+    }
+}
+
+/// `[store]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Redis URL (`redis://host:port/db`); unset means the in-memory store. May carry a
+    /// password, so it is a secret.
+    pub redis_url: Option<SecretString>,
+    /// Timeout of one Redis command, milliseconds.
+    pub command_timeout_ms: u64,
+    /// Timeout of a Redis (re)connection attempt, milliseconds.
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            redis_url: None,
+            command_timeout_ms: 1_000,
+            connect_timeout_ms: 1_000,
+        }
+    }
+}
+
+/// `[providers.*]`: one optional section per provider; a missing section leaves it out.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ProvidersConfig {
+    pub interswitch: Option<InterswitchConfig>,
+}
+
+/// Reads and parses configuration from an optional file and the environment.
+pub fn load(path: Option<&Path>) -> Result<Config, String> {
+    let text = match path {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
+        None => String::new(),
+    };
+    let mut table: toml::Table = toml::from_str(&text).map_err(|e| format!("config: {e}"))?;
+    apply_env(&mut table, std::env::vars());
+    table
+        .try_into()
+        .map_err(|e: toml::de::Error| format!("config: {e}"))
+}
+
+/// Applies `BILLPAY__A__B=value` and `REDIS_URL` overrides to a parsed TOML table.
+pub fn apply_env(table: &mut toml::Table, vars: impl IntoIterator<Item = (String, String)>) {
+    for (name, value) in vars {
+        let path: Vec<String> = if name == "REDIS_URL" {
+            vec!["store".into(), "redis_url".into()]
+        } else if let Some(rest) = name.strip_prefix("BILLPAY__") {
+            rest.split("__").map(|s| s.to_ascii_lowercase()).collect()
+        } else {
+            continue;
+        };
+        if value.is_empty() && name == "REDIS_URL" {
+            continue;
+        }
+        let (leaf, sections) = path.split_last().expect("at least one segment");
+        let mut node = &mut *table;
+        for section in sections {
+            node = match node
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            {
+                toml::Value::Table(t) => t,
+                other => {
+                    *other = toml::Value::Table(toml::Table::new());
+                    other.as_table_mut().expect("just made a table")
+                }
+            };
+        }
+        node.insert(leaf.clone(), env_value(leaf, value));
+    }
+}
+
+fn env_value(key: &str, value: String) -> toml::Value {
+    if key.ends_with("_ms") {
+        if let Ok(n) = value.parse::<i64>() {
+            return toml::Value::Integer(n);
+        }
+    }
+    match value.as_str() {
+        "true" => toml::Value::Boolean(true),
+        "false" => toml::Value::Boolean(false),
+        _ => toml::Value::String(value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let mut table: toml::Table = toml::from_str(
+            r#"
+            [server]
+            listen = "127.0.0.1:1"
+            [providers.interswitch]
+            base_url = "https://sandbox.interswitchng.com"
+            client_id = "id"
+            client_secret = "from-file"
+            terminal_id = "3DMO0001"
+            request_reference_prefix = "1456"
+            "#,
+        )
+        .unwrap();
+        apply_env(
+            &mut table,
+            [
+                (
+                    "BILLPAY__PROVIDERS__INTERSWITCH__CLIENT_SECRET".into(),
+                    "from-env".into(),
+                ),
+                (
+                    "BILLPAY__PROVIDERS__INTERSWITCH__TIMEOUT_MS".into(),
+                    "1500".into(),
+                ),
+                ("BILLPAY__SERVER__JSON_LOGS".into(), "true".into()),
+                ("REDIS_URL".into(), "redis://127.0.0.1:6399".into()),
+                ("UNRELATED".into(), "x".into()),
+            ],
+        );
+        let config: Config = table.try_into().unwrap();
+        let isw = config.providers.interswitch.unwrap();
+        use secrecy::ExposeSecret;
+        assert_eq!(isw.client_secret.expose_secret(), "from-env");
+        assert_eq!(isw.timeout_ms, 1500);
+        assert!(config.server.json_logs);
+        assert_eq!(config.server.listen, "127.0.0.1:1");
+        assert!(config.store.redis_url.is_some());
+        // Debug output never shows the secret.
+        assert!(!format!("{isw:?}").contains("from-env"));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let table: toml::Table = toml::from_str("[server]\nlisten_addr = \"x\"").unwrap();
+        assert!(table.try_into::<Config>().is_err());
+    }
+}

@@ -1,0 +1,98 @@
+//! The gateway's small set of errors. Each maps to exactly one gRPC code and one ErrorInfo reason
+//! in `api::status` (the only place that builds a `tonic::Status`). Messages never contain
+//! secrets: they are built from field names, ids and provider codes only.
+
+use crate::domain::{Capability, ProviderError, ProviderId};
+use crate::store::StoreError;
+
+/// One bad field of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    /// Path of the field, for example `amount.minor_units`.
+    pub field: String,
+    pub description: String,
+}
+
+impl FieldViolation {
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+}
+
+/// Every way a gateway call can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// Bad input; nothing was sent anywhere.
+    #[error("invalid request")]
+    InvalidRequest(Vec<FieldViolation>),
+    /// The amount breaks the customer's amount rule; nothing was paid.
+    #[error("amount violates the customer's amount rule: {0}")]
+    AmountRuleViolated(String),
+    /// The provider has no such operation.
+    #[error("{provider} does not support {}", capability.name())]
+    CapabilityNotSupported {
+        provider: ProviderId,
+        capability: Capability,
+    },
+    /// The provider is not configured in this deployment.
+    #[error("{0} is not configured in this gateway")]
+    ProviderNotConfigured(ProviderId),
+    /// No such payment, biller, product or customer.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// Same request_id, different request.
+    #[error("request_id {request_id} was already used for a different request")]
+    IdempotencyKeyReused { request_id: String },
+    /// Same request_id still being processed.
+    #[error("request_id {request_id} is still in flight")]
+    RequestInFlight {
+        request_id: String,
+        retry_after: std::time::Duration,
+    },
+    /// The payment's state does not allow the operation.
+    #[error("payment {payment_id} is {state}: {operation} is not possible")]
+    PaymentStateConflict {
+        payment_id: String,
+        state: &'static str,
+        operation: &'static str,
+    },
+    /// A provider call failed.
+    #[error("{provider} {operation}: {source}")]
+    Provider {
+        provider: ProviderId,
+        operation: &'static str,
+        #[source]
+        source: ProviderError,
+    },
+    /// The store is unreachable.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A bug.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl GatewayError {
+    /// A single-field [`GatewayError::InvalidRequest`].
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self::InvalidRequest(vec![FieldViolation::new(field, description)])
+    }
+
+    /// Wraps a provider error with where it happened. `Unsupported` becomes the capability error.
+    pub fn provider(provider: ProviderId, operation: &'static str, source: ProviderError) -> Self {
+        match source {
+            ProviderError::Unsupported(capability) => Self::CapabilityNotSupported {
+                provider,
+                capability,
+            },
+            source => Self::Provider {
+                provider,
+                operation,
+                source,
+            },
+        }
+    }
+}

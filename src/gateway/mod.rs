@@ -1,0 +1,157 @@
+//! Dispatch between the API and the providers: the provider registry, capability checks, the
+//! catalog cache, and the payment journal with idempotency and reconciliation. Everything shared
+//! between replicas goes through the [`Store`].
+
+pub mod catalog;
+pub mod clock;
+pub mod payments;
+pub mod reconcile;
+pub mod registry;
+
+use std::{sync::Arc, time::Duration};
+
+use serde::Deserialize;
+
+use crate::domain::{Capability, Provider, ProviderId};
+use crate::error::GatewayError;
+use crate::store::Store;
+pub use clock::Clock;
+pub use registry::Registry;
+
+/// `[payments]` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PaymentSettings {
+    /// How long a payment record (and so its idempotency key) is kept, milliseconds. 30 days.
+    pub record_ttl_ms: u64,
+    /// Answer a mutating RPC this long before the caller's deadline, milliseconds; the provider
+    /// call carries on detached and records its outcome.
+    pub deadline_margin_ms: u64,
+    /// Delay a retry of an in-flight request should wait, milliseconds (RetryInfo).
+    pub in_flight_retry_ms: u64,
+    /// Status-check schedule of a PENDING payment, milliseconds after the previous check. After
+    /// the last one the payment becomes NEEDS_ATTENTION.
+    pub reconcile_backoff_ms: Vec<u64>,
+    /// How often the background reconciler looks for due payments, milliseconds.
+    pub reconcile_poll_ms: u64,
+    /// A record still in flight this long after its call started is treated as abandoned by a
+    /// crashed replica and handed to reconciliation, milliseconds. Must exceed every provider
+    /// timeout.
+    pub in_flight_expiry_ms: u64,
+}
+
+impl Default for PaymentSettings {
+    fn default() -> Self {
+        Self {
+            record_ttl_ms: 30 * 24 * 3600 * 1000,
+            deadline_margin_ms: 250,
+            in_flight_retry_ms: 1000,
+            reconcile_backoff_ms: vec![
+                5_000, 15_000, 30_000, 60_000, 120_000, 300_000, 600_000, 1_800_000, 3_600_000,
+            ],
+            reconcile_poll_ms: 1_000,
+            in_flight_expiry_ms: 60_000,
+        }
+    }
+}
+
+/// `[catalog]` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogSettings {
+    /// A cached list younger than this is served without asking the provider, milliseconds.
+    pub fresh_ms: u64,
+    /// A cached list is kept this long to serve while refreshing or during an outage,
+    /// milliseconds.
+    pub keep_ms: u64,
+}
+
+impl Default for CatalogSettings {
+    fn default() -> Self {
+        Self {
+            fresh_ms: 5 * 60 * 1000,
+            keep_ms: 24 * 3600 * 1000,
+        }
+    }
+}
+
+/// The gateway: shared by every handler and background task.
+pub struct Gateway {
+    providers: Registry,
+    store: Arc<dyn Store>,
+    payments: PaymentSettings,
+    catalog: CatalogSettings,
+    sandbox: bool,
+    clock: Clock,
+}
+
+impl Gateway {
+    /// Builds a gateway over configured providers and a store.
+    pub fn new(
+        providers: Registry,
+        store: Arc<dyn Store>,
+        payments: PaymentSettings,
+        catalog: CatalogSettings,
+        sandbox: bool,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            providers,
+            store,
+            payments,
+            catalog,
+            sandbox,
+            clock: Clock::default(),
+        })
+    }
+
+    /// The configured providers, in contract order.
+    pub fn providers(&self) -> impl Iterator<Item = &Arc<dyn Provider>> {
+        self.providers.values()
+    }
+
+    /// True when providers point at simulators.
+    pub fn sandbox(&self) -> bool {
+        self.sandbox
+    }
+
+    /// The store, for health checks.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The provider `id` if it is configured and supports `capability`.
+    pub fn provider(
+        &self,
+        id: ProviderId,
+        capability: Capability,
+    ) -> Result<&Arc<dyn Provider>, GatewayError> {
+        let provider = self
+            .providers
+            .get(&id)
+            .ok_or(GatewayError::ProviderNotConfigured(id))?;
+        if provider.capabilities().contains(&capability) {
+            Ok(provider)
+        } else {
+            Err(GatewayError::CapabilityNotSupported {
+                provider: id,
+                capability,
+            })
+        }
+    }
+
+    /// Checks that an operation without an adapter anywhere yet is answered precisely:
+    /// PROVIDER_NOT_CONFIGURED or CAPABILITY_NOT_SUPPORTED.
+    pub fn unsupported(&self, id: ProviderId, capability: Capability) -> GatewayError {
+        match self.provider(id, capability) {
+            Err(e) => e,
+            Ok(_) => GatewayError::Internal(format!(
+                "{id} declares {} but the gateway has no route for it",
+                capability.name()
+            )),
+        }
+    }
+}
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}

@@ -1,0 +1,355 @@
+//! The payment journal and idempotency.
+//!
+//! One store key per payment holds both the idempotency record and the journal entry: the
+//! payment id is derived from `request_id`, and the record is claimed with `SET NX` before the
+//! provider is called, with the provider reference already in it. Exactly one caller wins the
+//! claim and makes the one provider call; the others replay the record, or are told the request
+//! is in flight, or that the key was used for a different request.
+//!
+//! The provider call runs in a detached task: when the caller's deadline is near, the RPC
+//! answers with the PENDING record and the call carries on and records its outcome.
+
+use std::{sync::Arc, time::Duration};
+
+use super::{ms, Gateway};
+use crate::domain::{
+    payment::CallPhase, Capability, PaymentOrder, PaymentOutcome, PaymentRecord, PaymentState,
+    ProviderError,
+};
+use crate::error::GatewayError;
+use crate::store::{keys, StoreError};
+
+/// How long the detached task keeps trying to record an outcome when the store is down.
+const RECORD_RETRY_FOR: Duration = Duration::from_secs(120);
+
+impl Gateway {
+    /// Pays once per `request_id`. `answer_within` is how long the caller can wait; `None` waits
+    /// for the provider.
+    pub async fn create_payment(
+        self: &Arc<Self>,
+        request_id: String,
+        order: PaymentOrder,
+        answer_within: Option<Duration>,
+    ) -> Result<PaymentRecord, GatewayError> {
+        let provider = self
+            .provider(order.provider, Capability::CreatePayment)?
+            .clone();
+        if !provider.currencies().contains(&order.amount.currency) {
+            return Err(GatewayError::invalid(
+                "amount.currency_code",
+                format!(
+                    "{} does not pay in {}",
+                    provider.id(),
+                    order.amount.currency.code()
+                ),
+            ));
+        }
+        let payment_id = PaymentRecord::id_for_request(&request_id);
+        let key = keys::payment(&payment_id);
+        let fingerprint = order.fingerprint();
+
+        if let Some(existing) = self.load_payment(&payment_id).await? {
+            return replay(existing, &fingerprint, self.payments.in_flight_retry_ms);
+        }
+        if provider
+            .capabilities()
+            .contains(&Capability::ValidateCustomer)
+        {
+            let customer = self
+                .validate_customer(order.provider, &order.product_id, &order.customer_id)
+                .await?;
+            customer
+                .amount_rule
+                .check(order.amount)
+                .map_err(GatewayError::AmountRuleViolated)?;
+        }
+
+        let sequence = self
+            .store
+            .increment(&keys::reference_sequence(provider.id().name()))
+            .await?;
+        let now = self.clock.now_ms();
+        let record = PaymentRecord {
+            payment_id: payment_id.clone(),
+            request_id,
+            fingerprint: fingerprint.clone(),
+            provider_reference: provider.payment_reference(sequence),
+            order,
+            state: PaymentState::Pending,
+            call: CallPhase::InFlight { since_ms: now },
+            provider_code: String::new(),
+            provider_message: String::new(),
+            provider_transaction_id: String::new(),
+            fulfilment_token: String::new(),
+            created_at_ms: now,
+            updated_at_ms: now,
+            status_checks: 0,
+        };
+        let bytes = encode(&record);
+        if !self
+            .store
+            .set_if_absent(&key, &bytes, Some(ms(self.payments.record_ttl_ms)))
+            .await?
+        {
+            let winner = self
+                .load_payment(&payment_id)
+                .await?
+                .ok_or_else(|| GatewayError::Internal("claimed payment vanished".into()))?;
+            return replay(winner, &fingerprint, self.payments.in_flight_retry_ms);
+        }
+        // Should this process die mid-call, reconciliation picks the payment up after expiry.
+        self.store
+            .schedule(
+                &keys::reconcile_schedule(),
+                &payment_id,
+                now + self.payments.in_flight_expiry_ms as i64,
+            )
+            .await?;
+        tracing::info!(
+            payment_id,
+            provider = %provider.id(),
+            reference = record.provider_reference,
+            amount_minor = record.order.amount.minor_units,
+            "payment recorded; calling provider"
+        );
+
+        let this = self.clone();
+        let pending = record.clone();
+        let call = tokio::spawn(async move {
+            let outcome = match provider.pay(&record).await {
+                Ok(outcome) => outcome,
+                Err(ProviderError::Unrepresentable { field, reason }) => PaymentOutcome {
+                    state: PaymentState::Failed,
+                    provider_code: String::new(),
+                    provider_message: format!("not sent: {field}: {reason}"),
+                    provider_transaction_id: None,
+                    fulfilment_token: None,
+                },
+                Err(e) => PaymentOutcome::unknown(format!("outcome unknown: {e}")),
+            };
+            this.record_outcome(&record.payment_id, outcome, false)
+                .await
+        });
+        let joined = match answer_within {
+            Some(limit) => match tokio::time::timeout(limit, call).await {
+                Ok(joined) => joined,
+                Err(_) => return Ok(pending),
+            },
+            None => call.await,
+        };
+        match joined {
+            Ok(Some(record)) => Ok(record),
+            // The outcome could not be written yet; the journal still says PENDING.
+            Ok(None) => Ok(pending),
+            Err(e) => Err(GatewayError::Internal(format!("payment task failed: {e}"))),
+        }
+    }
+
+    /// The payment, refreshed from the provider first when it is not final (bounded by
+    /// `answer_within`; on any provider trouble the journal's copy is returned).
+    pub async fn get_payment(
+        &self,
+        payment_id: &str,
+        answer_within: Option<Duration>,
+    ) -> Result<PaymentRecord, GatewayError> {
+        let record = self
+            .load_payment(payment_id)
+            .await?
+            .ok_or_else(|| GatewayError::NotFound(format!("payment {payment_id}")))?;
+        if record.state.is_final() || matches!(record.call, CallPhase::InFlight { .. }) {
+            return Ok(record);
+        }
+        let query = self.query_provider(&record);
+        let outcome = match answer_within {
+            Some(limit) => tokio::time::timeout(limit, query).await.ok(),
+            None => Some(query.await),
+        };
+        match outcome {
+            Some(Some(outcome)) => Ok(self
+                .record_outcome(payment_id, outcome, true)
+                .await
+                .unwrap_or(record)),
+            _ => Ok(record),
+        }
+    }
+
+    /// Asks the provider about a payment; `None` when it cannot say.
+    pub(crate) async fn query_provider(&self, record: &PaymentRecord) -> Option<PaymentOutcome> {
+        let provider = self
+            .provider(record.order.provider, Capability::QueryPayment)
+            .ok()?;
+        match provider.query_payment(record).await {
+            Ok(outcome) => Some(outcome),
+            Err(e) => {
+                tracing::warn!(payment_id = record.payment_id, error = %e, "status query failed");
+                None
+            }
+        }
+    }
+
+    /// Reads a payment record.
+    pub async fn load_payment(
+        &self,
+        payment_id: &str,
+    ) -> Result<Option<PaymentRecord>, StoreError> {
+        Ok(self.load_raw(payment_id).await?.map(|(record, _)| record))
+    }
+
+    async fn load_raw(
+        &self,
+        payment_id: &str,
+    ) -> Result<Option<(PaymentRecord, Vec<u8>)>, StoreError> {
+        let Some(bytes) = self.store.get(&keys::payment(payment_id)).await? else {
+            return Ok(None);
+        };
+        let record = serde_json::from_slice(&bytes)
+            .map_err(|e| StoreError(format!("payment {payment_id} unreadable: {e}")))?;
+        Ok(Some((record, bytes)))
+    }
+
+    /// Applies `outcome` to the stored record with compare-and-swap (so concurrent writers never
+    /// lose each other's updates) and reschedules or unschedules reconciliation. `status_check`
+    /// counts a status query. Retries a store outage for a while: an outcome must not be lost.
+    pub(crate) async fn record_outcome(
+        &self,
+        payment_id: &str,
+        outcome: PaymentOutcome,
+        status_check: bool,
+    ) -> Option<PaymentRecord> {
+        let give_up = tokio::time::Instant::now() + RECORD_RETRY_FOR;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self
+                .try_record_outcome(payment_id, &outcome, status_check)
+                .await
+            {
+                Ok(record) => return Some(record),
+                Err(e) if tokio::time::Instant::now() < give_up => {
+                    tracing::warn!(payment_id, error = %e, "payment outcome not recorded yet; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    tracing::error!(payment_id, error = %e, "payment outcome not recorded; reconciliation will ask the provider again");
+                    return None;
+                }
+            }
+        }
+    }
+
+    async fn try_record_outcome(
+        &self,
+        payment_id: &str,
+        outcome: &PaymentOutcome,
+        status_check: bool,
+    ) -> Result<PaymentRecord, StoreError> {
+        self.update_payment(payment_id, |record, now| {
+            record.apply(outcome.clone(), now);
+            record.call = CallPhase::Returned;
+            if status_check {
+                record.status_checks += 1;
+            }
+        })
+        .await
+    }
+
+    /// Hands a payment whose outcome stayed unknown to an operator. `None` when it turned final
+    /// meanwhile.
+    pub(crate) async fn mark_needs_attention(
+        &self,
+        payment_id: &str,
+        why: String,
+    ) -> Result<Option<PaymentRecord>, StoreError> {
+        let mut changed = false;
+        let record = self
+            .update_payment(payment_id, |record, now| {
+                changed = !record.state.is_final();
+                if changed {
+                    record.state = PaymentState::NeedsAttention;
+                    record.provider_message = why.clone();
+                    record.call = CallPhase::Returned;
+                    record.updated_at_ms = now;
+                }
+            })
+            .await?;
+        Ok(changed.then_some(record))
+    }
+
+    /// Read-modify-write of a payment record with compare-and-swap, then reschedules it.
+    async fn update_payment(
+        &self,
+        payment_id: &str,
+        mut change: impl FnMut(&mut PaymentRecord, i64),
+    ) -> Result<PaymentRecord, StoreError> {
+        let key = keys::payment(payment_id);
+        loop {
+            let (mut record, old) = self
+                .load_raw(payment_id)
+                .await?
+                .ok_or_else(|| StoreError(format!("payment {payment_id} missing")))?;
+            let now = self.clock.now_ms();
+            change(&mut record, now);
+            if self
+                .store
+                .compare_and_swap(&key, &old, &encode(&record))
+                .await?
+            {
+                self.reschedule(&record, now).await?;
+                tracing::info!(
+                    payment_id,
+                    state = record.state.name(),
+                    code = record.provider_code,
+                    "payment updated"
+                );
+                return Ok(record);
+            }
+        }
+    }
+
+    /// Puts a non-final payment on the reconciliation schedule at its next backoff step, or
+    /// takes a final (or abandoned) one off.
+    pub(crate) async fn reschedule(
+        &self,
+        record: &PaymentRecord,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let set = keys::reconcile_schedule();
+        if record.state.is_final() || record.state == PaymentState::NeedsAttention {
+            return self.store.unschedule(&set, &record.payment_id).await;
+        }
+        // Out of steps: due now, and reconciliation marks it NEEDS_ATTENTION.
+        let delay = self
+            .payments
+            .reconcile_backoff_ms
+            .get(record.status_checks as usize)
+            .copied()
+            .unwrap_or(0);
+        self.store
+            .schedule(&set, &record.payment_id, now + delay as i64)
+            .await
+    }
+}
+
+/// Answers a repeated `request_id`.
+fn replay(
+    existing: PaymentRecord,
+    fingerprint: &str,
+    in_flight_retry_ms: u64,
+) -> Result<PaymentRecord, GatewayError> {
+    if existing.fingerprint != fingerprint {
+        return Err(GatewayError::IdempotencyKeyReused {
+            request_id: existing.request_id,
+        });
+    }
+    if matches!(existing.call, CallPhase::InFlight { .. }) {
+        return Err(GatewayError::RequestInFlight {
+            request_id: existing.request_id,
+            retry_after: ms(in_flight_retry_ms),
+        });
+    }
+    Ok(existing)
+}
+
+fn encode(record: &PaymentRecord) -> Vec<u8> {
+    serde_json::to_vec(record).expect("payment records serialize")
+}

@@ -1,0 +1,97 @@
+//! Reconciliation: a background task that asks providers about payments whose outcome is not
+//! known, on each payment's backoff schedule (`payments.reconcile_backoff_ms`). A payment still
+//! unknown after the last step becomes NEEDS_ATTENTION for an operator: never silently FAILED.
+//! The schedule lives in the store, so any replica can pick up any payment, including one left
+//! in flight by a replica that died.
+
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
+};
+
+use super::{ms, Gateway};
+use crate::domain::{payment::CallPhase, PaymentOutcome, PaymentState};
+use crate::store::{keys, StoreError};
+
+/// How many due payments one pass handles at most.
+const BATCH: usize = 100;
+
+/// Counters of reconciliation, exposed in logs and tests.
+#[derive(Debug, Default)]
+pub struct ReconcileStats {
+    /// Status checks made.
+    pub checks: AtomicU64,
+    /// Payments handed to an operator (NEEDS_ATTENTION).
+    pub needs_attention: AtomicU64,
+}
+
+impl Gateway {
+    /// Runs reconciliation passes forever, one every `reconcile_poll_ms`.
+    pub async fn run_reconciler(self: Arc<Self>, stats: Arc<ReconcileStats>) {
+        let mut tick = tokio::time::interval(ms(self.payments.reconcile_poll_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = self.reconcile_due(&stats).await {
+                tracing::warn!(error = %e, "reconciliation pass skipped");
+            }
+        }
+    }
+
+    /// One pass: every payment due now.
+    pub async fn reconcile_due(&self, stats: &ReconcileStats) -> Result<usize, StoreError> {
+        let set = keys::reconcile_schedule();
+        let now = self.clock.now_ms();
+        let due = self.store.due(&set, now, BATCH).await?;
+        for payment_id in &due {
+            // Claim this step so that other replicas skip it: move it out of reach first.
+            let lease = now + self.payments.in_flight_expiry_ms as i64;
+            self.store.schedule(&set, payment_id, lease).await?;
+            self.reconcile_one(payment_id, now, stats).await?;
+        }
+        Ok(due.len())
+    }
+
+    async fn reconcile_one(
+        &self,
+        payment_id: &str,
+        now: i64,
+        stats: &ReconcileStats,
+    ) -> Result<(), StoreError> {
+        let set = keys::reconcile_schedule();
+        let Some(record) = self.load_payment(payment_id).await? else {
+            return self.store.unschedule(&set, payment_id).await;
+        };
+        if let CallPhase::InFlight { since_ms } = record.call {
+            let expires = since_ms + self.payments.in_flight_expiry_ms as i64;
+            if now < expires {
+                return self.store.schedule(&set, payment_id, expires).await;
+            }
+            tracing::warn!(
+                payment_id,
+                "payment call abandoned in flight; asking the provider"
+            );
+        }
+        if record.state.is_final() || record.state == PaymentState::NeedsAttention {
+            return self.store.unschedule(&set, payment_id).await;
+        }
+        if record.status_checks as usize >= self.payments.reconcile_backoff_ms.len() {
+            let why = format!(
+                "outcome still unknown after {} status checks; settle with the provider",
+                record.status_checks
+            );
+            if self.mark_needs_attention(payment_id, why).await?.is_some() {
+                stats.needs_attention.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(payment_id, "payment needs an operator: outcome unknown");
+            }
+            return Ok(());
+        }
+        stats.checks.fetch_add(1, Ordering::Relaxed);
+        let outcome = self
+            .query_provider(&record)
+            .await
+            .unwrap_or_else(|| PaymentOutcome::unknown(""));
+        self.record_outcome(payment_id, outcome, true).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,38 @@
+//! Provider registration: the one place that turns configuration into provider clients. Adding
+//! a provider means one arm here (plus its folder and its config section).
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use crate::config::ProvidersConfig;
+use crate::domain::{Provider, ProviderId};
+use crate::providers::interswitch::Interswitch;
+
+/// The configured providers by id.
+pub type Registry = BTreeMap<ProviderId, Arc<dyn Provider>>;
+
+/// Builds a client for every configured provider. A provider without configuration, or without
+/// an adapter yet, is left out and answers PROVIDER_NOT_CONFIGURED.
+pub fn build(config: ProvidersConfig) -> Result<Registry, String> {
+    let ProvidersConfig { mut interswitch } = config;
+    let mut registry = Registry::new();
+    for id in ProviderId::ALL {
+        let provider: Option<Arc<dyn Provider>> = match id {
+            ProviderId::Interswitch => match interswitch.take() {
+                Some(c) => {
+                    c.validate()?;
+                    Some(Arc::new(Interswitch::new(c)))
+                }
+                None => None,
+            },
+            // No adapter yet.
+            ProviderId::InterIntel
+            | ProviderId::Switch
+            | ProviderId::IntelworldIp2
+            | ProviderId::OnePipe => None,
+        };
+        if let Some(p) = provider {
+            registry.insert(id, p);
+        }
+    }
+    Ok(registry)
+}

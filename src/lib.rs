@@ -1,0 +1,18 @@
+//! billpay-gateway: one typed gRPC contract over five bill-payment providers.
+//!
+//! A request flows one way: [`api`] validates and converts -> [`gateway`] applies idempotency,
+//! caches and the payment journal -> [`providers`] sign and call HTTP -> back up as [`domain`]
+//! types -> [`api`] maps to proto. Provider code never sees tonic; handlers never see provider
+//! JSON.
+
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod gateway;
+pub mod pb;
+pub mod providers;
+pub mod sandbox;
+pub mod server;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,142 @@
+//! `billpay-gateway`: `serve` runs the gRPC gateway (from a config file, or `--sandbox` with
+//! in-process provider simulators and the in-memory store); `simulate` runs the simulators
+//! alone; `check-config` validates a config file.
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use billpay_gateway::{config, sandbox::Simulators, server, telemetry};
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+#[derive(Parser)]
+#[command(
+    name = "billpay-gateway",
+    version,
+    about = "One gRPC contract over five bill-payment providers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// TOML configuration file (environment overrides apply either way).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Listen address; overrides `server.listen`.
+        #[arg(long)]
+        listen: Option<String>,
+        /// Point every provider at simulators: no credentials, no network. Uses the in-memory
+        /// store unless REDIS_URL is set.
+        #[arg(long)]
+        sandbox: bool,
+        /// With --sandbox: use simulators already running at this URL (`simulate`) instead of
+        /// starting them in-process.
+        #[arg(long, requires = "sandbox")]
+        sandbox_url: Option<String>,
+        /// Log JSON lines.
+        #[arg(long)]
+        json_logs: bool,
+    },
+    /// Run the provider simulators alone (shared by several gateways).
+    Simulate {
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:50080")]
+        listen: String,
+    },
+    /// Load and validate a configuration file, then exit.
+    CheckConfig {
+        /// TOML configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("billpay-gateway: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Serve {
+            config,
+            listen,
+            sandbox,
+            sandbox_url,
+            json_logs,
+        } => {
+            let mut cfg = config::load(config.as_deref())?;
+            telemetry::init(json_logs || cfg.server.json_logs);
+            if let Some(listen) = listen {
+                cfg.server.listen = listen;
+            }
+            let mut simulators = None;
+            if sandbox {
+                let base_url = match sandbox_url {
+                    Some(url) => url,
+                    None => {
+                        let listener = TcpListener::bind("127.0.0.1:0")
+                            .await
+                            .map_err(|e| format!("sandbox: {e}"))?;
+                        let sims = Simulators::start(listener).map_err(|e| e.to_string())?;
+                        let url = sims.base_url();
+                        tracing::info!(url, "sandbox simulators started");
+                        simulators = Some(sims);
+                        url
+                    }
+                };
+                cfg.providers = billpay_gateway::sandbox::providers_config(&base_url);
+            }
+            let margin = Duration::from_millis(cfg.payments.deadline_margin_ms);
+            let (gateway, server_cfg) = server::build_gateway(cfg, sandbox)?;
+            let listener = TcpListener::bind(&server_cfg.listen)
+                .await
+                .map_err(|e| format!("listen on {}: {e}", server_cfg.listen))?;
+            server::run(
+                listener,
+                gateway,
+                server_cfg,
+                margin,
+                server::shutdown_signal(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            drop(simulators);
+            tracing::info!("stopped");
+            Ok(())
+        }
+        Command::Simulate { listen } => {
+            telemetry::init(false);
+            let listener = TcpListener::bind(&listen)
+                .await
+                .map_err(|e| format!("listen on {listen}: {e}"))?;
+            let sims = Simulators::start(listener).map_err(|e| e.to_string())?;
+            tracing::info!(
+                url = sims.base_url(),
+                "simulators running; GET /_sandbox/calls for counts"
+            );
+            tokio::select! {
+                _ = sims.wait() => {},
+                _ = server::shutdown_signal() => {},
+            }
+            Ok(())
+        }
+        Command::CheckConfig { config } => {
+            let cfg = config::load(config.as_deref())?;
+            let (gateway, _) = server::build_gateway(cfg, false)?;
+            let names: Vec<_> = gateway.providers().map(|p| p.id().name()).collect();
+            println!("config ok; providers: {}", names.join(", "));
+            Ok(())
+        }
+    }
+}

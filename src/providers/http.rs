@@ -1,0 +1,54 @@
+//! HTTP plumbing shared by provider clients: one reqwest client per provider with its timeouts,
+//! and the mapping of transport failures to [`ProviderError`]. Provider-specific headers and
+//! bodies stay in each provider's folder.
+
+use std::time::Duration;
+
+use crate::domain::ProviderError;
+
+/// Largest provider response body read, in bytes; larger answers are unreadable.
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Builds a client with a connect timeout and a whole-request timeout.
+pub fn client(connect_timeout: Duration, request_timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .timeout(request_timeout)
+        .user_agent(concat!("billpay-gateway/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("TLS backend initialises")
+}
+
+/// Maps a reqwest failure to a provider error. The message keeps the URL out: URLs may carry
+/// references a caller should ask the gateway about, not read in an error.
+pub fn transport_error(err: reqwest::Error) -> ProviderError {
+    if err.is_timeout() {
+        ProviderError::Timeout
+    } else if err.is_decode() || err.is_body() {
+        ProviderError::Unreadable(err.without_url().to_string())
+    } else {
+        ProviderError::Transport(err.without_url().to_string())
+    }
+}
+
+/// A provider's raw answer: status and body bytes.
+pub struct RawResponse {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// Sends `request` and reads the body (bounded by [`MAX_BODY_BYTES`]).
+pub async fn send(request: reqwest::RequestBuilder) -> Result<RawResponse, ProviderError> {
+    let mut response = request.send().await.map_err(transport_error)?;
+    let status = response.status().as_u16();
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(ProviderError::Unreadable(format!(
+                "body larger than {MAX_BODY_BYTES} bytes"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(RawResponse { status, body })
+}

@@ -1,0 +1,131 @@
+//! Interswitch Quickteller response codes, kept as data.
+//!
+//! `ResponseCodeGrouping` (SUCCESSFUL / FAILED / PENDING) is the primary signal when present.
+//! Otherwise the code table decides, and a code that is not in the table is PENDING: the
+//! gateway asks again rather than guess that money did not move. Sources: Interswitch
+//! Quickteller appendix of response codes (see shared/specs/PROVIDER-NOTES.md section 5.7).
+
+use crate::domain::PaymentState;
+
+/// The success code of every Quickteller operation.
+pub const SUCCESS: &str = "90000";
+
+/// "Transaction not found" on a status query: the advice may not have arrived (yet).
+pub const TRANSACTION_NOT_FOUND: &str = "30010";
+
+/// What a payment response code says about the payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeMeaning {
+    Succeeded,
+    Failed,
+    Pending,
+}
+
+/// Known codes. `10001` ("unknown error, check for a duplicate request reference, query the
+/// transaction") is deliberately PENDING.
+pub const CODES: &[(&str, CodeMeaning, &str)] = &[
+    ("90000", CodeMeaning::Succeeded, "Successful"),
+    ("90010", CodeMeaning::Succeeded, "Approved, partial"),
+    ("90011", CodeMeaning::Succeeded, "Approved, VIP"),
+    ("90016", CodeMeaning::Succeeded, "Approved, update track 3"),
+    (
+        "10001",
+        CodeMeaning::Pending,
+        "Unknown error: query the transaction",
+    ),
+    ("10002", CodeMeaning::Failed, "Invalid request"),
+    ("10003", CodeMeaning::Failed, "Unauthorized"),
+    ("10010", CodeMeaning::Failed, "Partner not set up"),
+    ("10011", CodeMeaning::Failed, "Service method not found"),
+    ("10020", CodeMeaning::Failed, "Partner misconfigured"),
+    ("10021", CodeMeaning::Failed, "Partner misconfigured"),
+    ("10022", CodeMeaning::Failed, "Partner misconfigured"),
+    ("10030", CodeMeaning::Failed, "Partner deactivated"),
+    ("10040", CodeMeaning::Failed, "Wrong IP"),
+    ("10200", CodeMeaning::Failed, "Disabled"),
+    ("20010", CodeMeaning::Failed, "Node missing"),
+    ("20020", CodeMeaning::Failed, "Node empty"),
+    (
+        "20021",
+        CodeMeaning::Failed,
+        "Invalid TerminalId or ClientId",
+    ),
+    ("20030", CodeMeaning::Failed, "Invalid value"),
+    ("20040", CodeMeaning::Failed, "Date expected"),
+    ("20041", CodeMeaning::Failed, "Numeric value expected"),
+    ("20050", CodeMeaning::Failed, "Invalid value"),
+    ("20060", CodeMeaning::Failed, "Date expected"),
+    ("20061", CodeMeaning::Failed, "Entity location disabled"),
+    ("20062", CodeMeaning::Failed, "Entity disabled"),
+    ("30010", CodeMeaning::Pending, "Transaction not found"),
+    ("30020", CodeMeaning::Failed, "Duplicate transfer code"),
+    ("30030", CodeMeaning::Failed, "Bank authorization needed"),
+    (
+        "40010",
+        CodeMeaning::Failed,
+        "Cash-out must be in multiples of 1000",
+    ),
+    ("70120", CodeMeaning::Failed, "Biller service unavailable"),
+];
+
+/// The description of a known code.
+pub fn describe(code: &str) -> Option<&'static str> {
+    CODES
+        .iter()
+        .find(|(c, _, _)| *c == code)
+        .map(|(_, _, d)| *d)
+}
+
+/// The payment state a response says. Grouping first, then the code table, then PENDING.
+pub fn payment_state(code: &str, grouping: Option<&str>) -> PaymentState {
+    let meaning = match grouping.map(|g| g.trim().to_ascii_uppercase()) {
+        Some(g) if g == "SUCCESSFUL" => Some(CodeMeaning::Succeeded),
+        Some(g) if g == "FAILED" => Some(CodeMeaning::Failed),
+        Some(g) if g == "PENDING" => Some(CodeMeaning::Pending),
+        _ => CODES
+            .iter()
+            .find(|(c, _, _)| *c == code)
+            .map(|(_, m, _)| *m),
+    };
+    match meaning {
+        Some(CodeMeaning::Succeeded) => PaymentState::Succeeded,
+        Some(CodeMeaning::Failed) => PaymentState::Failed,
+        Some(CodeMeaning::Pending) | None => PaymentState::Pending,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grouping_wins_then_table_then_pending() {
+        assert_eq!(payment_state("90000", None), PaymentState::Succeeded);
+        assert_eq!(payment_state("90010", None), PaymentState::Succeeded);
+        assert_eq!(payment_state("70120", None), PaymentState::Failed);
+        assert_eq!(payment_state("10001", None), PaymentState::Pending);
+        assert_eq!(payment_state("70001", None), PaymentState::Pending);
+        assert_eq!(payment_state("", None), PaymentState::Pending);
+        assert_eq!(payment_state("70001", Some("FAILED")), PaymentState::Failed);
+        assert_eq!(
+            payment_state("90000", Some("PENDING")),
+            PaymentState::Pending
+        );
+        assert_eq!(
+            payment_state("12345", Some("successful")),
+            PaymentState::Succeeded
+        );
+        assert_eq!(
+            payment_state("70120", Some("SOMETHING_NEW")),
+            PaymentState::Failed
+        );
+    }
+
+    #[test]
+    fn codes_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for (code, _, _) in CODES {
+            assert!(seen.insert(code), "duplicate {code}");
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! One folder per provider: the client (implements [`crate::domain::Provider`]), its wire types
+//! beside it, its auth/signing, and its response codes kept as data. Shared HTTP plumbing lives
+//! in [`http`].
+
+pub mod http;
+pub mod interswitch;

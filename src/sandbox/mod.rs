@@ -1,0 +1,114 @@
+//! Sandbox: in-process HTTP simulators of the providers, so `serve --sandbox` and the tests need
+//! no credentials and no network. Each simulator speaks its provider's documented HTTP, checks
+//! its authentication as the real API would, and has documented test data (see README.md,
+//! "Sandbox"). `simulate --listen ADDR` runs them standalone so several gateway replicas can
+//! share one. `GET /_sandbox/calls` reports how many calls of each operation each simulator has
+//! received.
+
+pub mod interswitch;
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
+
+use axum::{extract::State, routing::get, Json, Router};
+use tokio::net::TcpListener;
+
+use crate::config::ProvidersConfig;
+
+/// Counts of calls per provider and operation.
+#[derive(Default)]
+pub struct CallCounter {
+    counts: Mutex<BTreeMap<&'static str, BTreeMap<&'static str, u64>>>,
+}
+
+impl CallCounter {
+    /// Counts one call.
+    pub fn count(&self, provider: &'static str, operation: &'static str) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        *counts
+            .entry(provider)
+            .or_default()
+            .entry(operation)
+            .or_default() += 1;
+    }
+
+    /// Calls of one operation so far.
+    pub fn get(&self, provider: &str, operation: &str) -> u64 {
+        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts
+            .get(provider)
+            .and_then(|ops| ops.get(operation))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn snapshot(&self) -> BTreeMap<&'static str, BTreeMap<&'static str, u64>> {
+        self.counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// Running simulators.
+pub struct Simulators {
+    /// Where they listen.
+    pub addr: SocketAddr,
+    /// Calls received.
+    pub calls: Arc<CallCounter>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Simulators {
+    /// Starts every simulator on `listener`.
+    pub fn start(listener: TcpListener) -> std::io::Result<Self> {
+        let addr = listener.local_addr()?;
+        let calls = Arc::new(CallCounter::default());
+        let app = Router::new()
+            .nest("/interswitch", interswitch::router(calls.clone()))
+            .route("/_sandbox/calls", get(report))
+            .with_state(calls.clone());
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "sandbox simulators stopped");
+            }
+        });
+        Ok(Self { addr, calls, task })
+    }
+
+    /// The base URL of the simulators, for [`providers_config`].
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Waits until the simulators stop (they run until the process ends).
+    pub async fn wait(mut self) {
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Simulators {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn report(
+    State(calls): State<Arc<CallCounter>>,
+) -> Json<BTreeMap<&'static str, BTreeMap<&'static str, u64>>> {
+    Json(calls.snapshot())
+}
+
+/// Provider configuration pointing every simulated provider at simulators under `base_url`
+/// (`http://host:port`), with the sandbox credentials.
+pub fn providers_config(base_url: &str) -> ProvidersConfig {
+    let base_url = base_url.trim_end_matches('/');
+    ProvidersConfig {
+        interswitch: Some(interswitch::client_config(&format!(
+            "{base_url}/interswitch"
+        ))),
+    }
+}

@@ -1,0 +1,190 @@
+//! The gRPC server: the four billpay services, health (overall "" and each service), reflection
+//! v1 and v1alpha, the request-id layer, the reconciler, a store watch that drives the payment
+//! service's health, and graceful shutdown (NOT_SERVING first, then drain).
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic_health::{server::HealthReporter, ServingStatus};
+
+use crate::api::Api;
+use crate::config::{Config, ServerConfig};
+use crate::gateway::{reconcile::ReconcileStats, registry, Gateway};
+use crate::pb::{
+    self, account_service_server::AccountServiceServer,
+    catalog_service_server::CatalogServiceServer, customer_service_server::CustomerServiceServer,
+    payment_service_server::PaymentServiceServer,
+};
+use crate::store::{memory::MemoryStore, redis::RedisStore, Store};
+use crate::telemetry::RequestIdLayer;
+
+/// Fully-qualified names of the billpay services, as health checks name them.
+pub const SERVICE_NAMES: [&str; 4] = [
+    "billpay.v1.CatalogService",
+    "billpay.v1.CustomerService",
+    "billpay.v1.PaymentService",
+    "billpay.v1.AccountService",
+];
+
+/// How often the store is pinged to drive the payment service's health.
+const STORE_WATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// Builds the store named by the configuration: Redis when `redis_url` is set, else memory.
+pub fn build_store(config: &crate::config::StoreConfig) -> Result<Arc<dyn Store>, String> {
+    use secrecy::ExposeSecret;
+    Ok(match &config.redis_url {
+        Some(url) => Arc::new(
+            RedisStore::new(
+                url.expose_secret(),
+                Duration::from_millis(config.command_timeout_ms),
+                Duration::from_millis(config.connect_timeout_ms),
+            )
+            .map_err(|e| e.to_string())?,
+        ),
+        None => Arc::new(MemoryStore::default()),
+    })
+}
+
+/// Builds the gateway from configuration. `sandbox` only labels the providers as simulated.
+pub fn build_gateway(
+    config: Config,
+    sandbox: bool,
+) -> Result<(Arc<Gateway>, ServerConfig), String> {
+    let store = build_store(&config.store)?;
+    let providers = registry::build(config.providers)?;
+    let gateway = Gateway::new(providers, store, config.payments, config.catalog, sandbox);
+    Ok((gateway, config.server))
+}
+
+/// Serves on `listener` until `shutdown` resolves; then health says NOT_SERVING for
+/// `shutdown_grace_ms`, and in-flight calls get up to `drain_timeout_ms` to finish.
+pub async fn run(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    server: ServerConfig,
+    deadline_margin: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    set_all(&health, ServingStatus::Serving).await;
+
+    // Both reflection versions list everything, each other included: grpcurl 1.8.6 and
+    // Python's reflection client only speak v1alpha.
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+
+    let stats = Arc::new(ReconcileStats::default());
+    let reconciler = tokio::spawn(gateway.clone().run_reconciler(stats));
+    let watch = tokio::spawn(watch_store(gateway.clone(), health.clone()));
+
+    let api = Api::new(gateway, deadline_margin);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
+    let grace = Duration::from_millis(server.shutdown_grace_ms);
+    let health_for_shutdown = health.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down: health NOT_SERVING, then draining");
+        watch.abort();
+        set_all(&health_for_shutdown, ServingStatus::NotServing).await;
+        tokio::time::sleep(grace).await;
+        let _ = stop_tx.send(());
+        let _ = draining_tx.send(());
+    });
+
+    tracing::info!(addr = %listener.local_addr()?, "serving billpay.v1");
+    let serve = Server::builder()
+        .layer(RequestIdLayer)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(CatalogServiceServer::new(api.clone()))
+        .add_service(CustomerServiceServer::new(api.clone()))
+        .add_service(PaymentServiceServer::new(api.clone()))
+        .add_service(AccountServiceServer::new(api))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+            let _ = stop_rx.await;
+        });
+    let drain = Duration::from_millis(server.drain_timeout_ms);
+    let drain_expired = async move {
+        if draining_rx.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(drain).await;
+    };
+    let result = tokio::select! {
+        r = serve => r.map_err(Into::into),
+        _ = drain_expired => {
+            tracing::warn!("drain timeout: closing the remaining connections");
+            Ok(())
+        }
+    };
+    reconciler.abort();
+    result
+}
+
+/// Reflection over our protos and every descriptor a client may ask for: google.rpc error
+/// details, health, and both reflection versions.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+}
+
+async fn set_all(health: &HealthReporter, status: ServingStatus) {
+    health.set_service_status("", status).await;
+    for name in SERVICE_NAMES {
+        health.set_service_status(name, status).await;
+    }
+}
+
+/// The payment service is only SERVING while the store answers: without it there are no
+/// idempotency records, so no payments. Other services keep serving (uncached).
+async fn watch_store(gateway: Arc<Gateway>, health: HealthReporter) {
+    let mut up = true;
+    let mut tick = tokio::time::interval(STORE_WATCH_EVERY);
+    loop {
+        tick.tick().await;
+        let now_up = gateway.store().ping().await.is_ok();
+        if now_up != up {
+            up = now_up;
+            let status = if up {
+                tracing::info!("store reachable again: payments SERVING");
+                ServingStatus::Serving
+            } else {
+                tracing::warn!("store unreachable: payments NOT_SERVING");
+                ServingStatus::NotServing
+            };
+            health
+                .set_service_status("billpay.v1.PaymentService", status)
+                .await;
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,71 @@
+//! The behaviour every [`Store`] backend must have. The memory backend runs it in unit tests; the
+//! Redis backend runs it in `tests/redis_store.rs` against a real `redis-server`.
+
+use std::time::Duration;
+
+use super::Store;
+
+/// Runs the whole contract against `store`. Uses unique keys, so a shared server is fine.
+pub async fn run(store: &dyn Store) {
+    let ns = format!("test:{}", uuid::Uuid::new_v4().simple());
+    let k = |s: &str| format!("{ns}:{s}");
+
+    store.ping().await.unwrap();
+    assert_eq!(store.get(&k("missing")).await.unwrap(), None);
+
+    store.set(&k("a"), b"1", None).await.unwrap();
+    assert_eq!(
+        store.get(&k("a")).await.unwrap().as_deref(),
+        Some(&b"1"[..])
+    );
+
+    assert!(!store.set_if_absent(&k("a"), b"2", None).await.unwrap());
+    assert_eq!(
+        store.get(&k("a")).await.unwrap().as_deref(),
+        Some(&b"1"[..])
+    );
+    assert!(store.set_if_absent(&k("b"), b"2", None).await.unwrap());
+
+    assert!(!store.compare_and_swap(&k("a"), b"x", b"3").await.unwrap());
+    assert!(store.compare_and_swap(&k("a"), b"1", b"3").await.unwrap());
+    assert_eq!(
+        store.get(&k("a")).await.unwrap().as_deref(),
+        Some(&b"3"[..])
+    );
+    assert!(!store
+        .compare_and_swap(&k("nope"), b"1", b"3")
+        .await
+        .unwrap());
+
+    store.delete(&k("a")).await.unwrap();
+    assert_eq!(store.get(&k("a")).await.unwrap(), None);
+
+    let first = store.increment(&k("seq")).await.unwrap();
+    assert_eq!(store.increment(&k("seq")).await.unwrap(), first + 1);
+
+    let set = k("sched");
+    store.schedule(&set, "late", 300).await.unwrap();
+    store.schedule(&set, "early", 100).await.unwrap();
+    store.schedule(&set, "moved", 50).await.unwrap();
+    store.schedule(&set, "moved", 200).await.unwrap();
+    assert_eq!(store.due(&set, 99, 10).await.unwrap(), Vec::<String>::new());
+    assert_eq!(
+        store.due(&set, 250, 10).await.unwrap(),
+        vec!["early", "moved"]
+    );
+    assert_eq!(store.due(&set, 1000, 1).await.unwrap(), vec!["early"]);
+    store.unschedule(&set, "early").await.unwrap();
+    assert_eq!(
+        store.due(&set, 1000, 10).await.unwrap(),
+        vec!["moved", "late"]
+    );
+
+    store
+        .set(&k("ttl"), b"v", Some(Duration::from_secs(1)))
+        .await
+        .unwrap();
+    assert!(store.get(&k("ttl")).await.unwrap().is_some());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(store.get(&k("ttl")).await.unwrap(), None);
+    assert!(store.set_if_absent(&k("ttl"), b"w", None).await.unwrap());
+}

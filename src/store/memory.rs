@@ -1,0 +1,179 @@
+//! The embedded store: one process, nothing to install. State is lost on restart, so it is for
+//! `serve --sandbox`, development and single-replica tests; production sets `REDIS_URL`.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::Mutex,
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+
+use super::{Store, StoreError};
+
+/// One schedule: members ordered by (due_ms, member), plus member -> due_ms.
+type Schedule = (BTreeSet<(i64, String)>, HashMap<String, i64>);
+
+#[derive(Default)]
+struct State {
+    values: HashMap<String, (Vec<u8>, Option<Instant>)>,
+    schedules: HashMap<String, Schedule>,
+}
+
+/// An in-memory [`Store`].
+pub struct MemoryStore {
+    state: Mutex<State>,
+    /// Counters start at a random offset so that references of a restarted process are unlikely
+    /// to repeat those of the previous one (a real deployment uses Redis, which persists them).
+    counter_offset: u64,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            counter_offset: rand::random::<u64>() % 50_000_000,
+        }
+    }
+}
+
+impl MemoryStore {
+    fn live_value<'a>(state: &'a mut State, key: &str) -> Option<&'a mut Vec<u8>> {
+        let expired = matches!(state.values.get(key), Some((_, Some(at))) if *at <= Instant::now());
+        if expired {
+            state.values.remove(key);
+        }
+        state.values.get_mut(key).map(|(v, _)| v)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the maps half-written: every critical
+        // section is a single insert/remove. Recover the guard instead of poisoning the store.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn deadline(ttl: Option<Duration>) -> Option<Instant> {
+    ttl.map(|t| Instant::now() + t)
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut state = self.lock();
+        Ok(Self::live_value(&mut state, key).cloned())
+    }
+
+    async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), StoreError> {
+        self.lock()
+            .values
+            .insert(key.to_owned(), (value.to_vec(), deadline(ttl)));
+        Ok(())
+    }
+
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        if Self::live_value(&mut state, key).is_some() {
+            return Ok(false);
+        }
+        state
+            .values
+            .insert(key.to_owned(), (value.to_vec(), deadline(ttl)));
+        Ok(true)
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        match Self::live_value(&mut state, key) {
+            Some(current) if current.as_slice() == expected => {
+                *current = new.to_vec();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.lock().values.remove(key);
+        Ok(())
+    }
+
+    async fn increment(&self, key: &str) -> Result<u64, StoreError> {
+        let mut state = self.lock();
+        let next = match Self::live_value(&mut state, key) {
+            Some(v) => {
+                std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .ok_or_else(|| StoreError(format!("{key} is not a counter")))?
+                    + 1
+            }
+            None => self.counter_offset + 1,
+        };
+        state
+            .values
+            .insert(key.to_owned(), (next.to_string().into_bytes(), None));
+        Ok(next)
+    }
+
+    async fn schedule(&self, set: &str, member: &str, due_ms: i64) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let (ordered, index) = state.schedules.entry(set.to_owned()).or_default();
+        if let Some(old) = index.insert(member.to_owned(), due_ms) {
+            ordered.remove(&(old, member.to_owned()));
+        }
+        ordered.insert((due_ms, member.to_owned()));
+        Ok(())
+    }
+
+    async fn due(&self, set: &str, now_ms: i64, limit: usize) -> Result<Vec<String>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .schedules
+            .get(set)
+            .map(|(ordered, _)| {
+                ordered
+                    .iter()
+                    .take_while(|(due, _)| *due <= now_ms)
+                    .take(limit)
+                    .map(|(_, m)| m.clone())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn unschedule(&self, set: &str, member: &str) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if let Some((ordered, index)) = state.schedules.get_mut(set) {
+            if let Some(due) = index.remove(member) {
+                ordered.remove(&(due, member.to_owned()));
+            }
+        }
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn memory_store_passes_the_store_contract() {
+        crate::store::contract::run(&MemoryStore::default()).await;
+    }
+}

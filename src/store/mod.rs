@@ -1,0 +1,85 @@
+//! Shared state behind one small [`Store`] trait: idempotency records and the payment journal,
+//! catalog caches, sequence numbers and the reconciliation schedule. Two backends pass the same
+//! test suite: [`memory::MemoryStore`] (one process, the default) and [`redis::RedisStore`]
+//! (shared by every replica, chosen by `REDIS_URL`).
+//!
+//! Keys are namespaced and versioned: `billpay:v1:<kind>:<id>` (see [`keys`]), so a change of
+//! record format gets a new prefix instead of misreading old values.
+
+pub mod memory;
+pub mod redis;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+/// The store could not be reached or answered an error. Callers treat it as "unknown": mutating
+/// RPCs refuse to run without it.
+#[derive(Debug, thiserror::Error)]
+#[error("store unavailable: {0}")]
+pub struct StoreError(pub String);
+
+/// A key-value store with the few atomic operations the gateway needs.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The value at `key`, if any.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Writes `value` at `key`, with an optional time to live.
+    async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), StoreError>;
+    /// Writes only when `key` is absent; `true` when this call wrote it (Redis `SET NX`).
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, StoreError>;
+    /// Replaces the value only when it still equals `expected`; `true` when replaced. Keeps the
+    /// key's time to live.
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError>;
+    /// Removes `key`.
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Increments the counter at `key` and returns the new value (Redis `INCR`).
+    async fn increment(&self, key: &str) -> Result<u64, StoreError>;
+    /// Adds or moves `member` in the schedule `set`, due at `due_ms` (unix ms).
+    async fn schedule(&self, set: &str, member: &str, due_ms: i64) -> Result<(), StoreError>;
+    /// Up to `limit` members of `set` due at or before `now_ms`, earliest first.
+    async fn due(&self, set: &str, now_ms: i64, limit: usize) -> Result<Vec<String>, StoreError>;
+    /// Removes `member` from the schedule `set`.
+    async fn unschedule(&self, set: &str, member: &str) -> Result<(), StoreError>;
+    /// Checks the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Key layout, in one place.
+pub mod keys {
+    /// Prefix of every key; bump the version when a stored format changes.
+    pub const PREFIX: &str = "billpay:v1";
+
+    /// The payment journal entry, which is also the idempotency record of its `request_id`.
+    pub fn payment(payment_id: &str) -> String {
+        format!("{PREFIX}:payment:{payment_id}")
+    }
+
+    /// A cached catalog list.
+    pub fn catalog(provider: &str, what: &str, scope: &str) -> String {
+        format!("{PREFIX}:catalog:{provider}:{what}:{scope}")
+    }
+
+    /// The sequence that numbers a provider's payment references.
+    pub fn reference_sequence(provider: &str) -> String {
+        format!("{PREFIX}:seq:reference:{provider}")
+    }
+
+    /// The schedule of payments waiting for a status check.
+    pub fn reconcile_schedule() -> String {
+        format!("{PREFIX}:reconcile")
+    }
+}
+
+#[doc(hidden)]
+pub mod contract;

@@ -1,0 +1,179 @@
+//! The Redis store: shared by every replica. One multiplexed, auto-reconnecting connection
+//! (`ConnectionManager`), opened lazily so that a gateway started while Redis is down comes up
+//! (not ready) and recovers by itself. Every command has a timeout; any failure is a
+//! [`StoreError`].
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::{aio::ConnectionManager, AsyncCommands};
+use tokio::sync::OnceCell;
+
+use super::{Store, StoreError};
+
+/// Replaces a value only if it is unchanged, keeping its TTL (needs Redis >= 6).
+const COMPARE_AND_SWAP: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+  return 1
+end
+return 0
+";
+
+/// A [`Store`] in Redis.
+pub struct RedisStore {
+    client: redis::Client,
+    connection: OnceCell<ConnectionManager>,
+    command_timeout: Duration,
+    connect_timeout: Duration,
+    cas: redis::Script,
+}
+
+impl RedisStore {
+    /// Parses the URL; connects on first use.
+    pub fn new(
+        url: &str,
+        command_timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(|e| StoreError(redacted(&e)))?;
+        Ok(Self {
+            client,
+            connection: OnceCell::new(),
+            command_timeout,
+            connect_timeout,
+            cas: redis::Script::new(COMPARE_AND_SWAP),
+        })
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+        self.connection
+            .get_or_try_init(|| async {
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.connect_timeout))
+                    .set_response_timeout(Some(self.command_timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(500));
+                tokio::time::timeout(
+                    self.connect_timeout * 2,
+                    ConnectionManager::new_with_config(self.client.clone(), config),
+                )
+                .await
+                .map_err(|_| StoreError("redis connect timed out".into()))?
+                .map_err(|e| StoreError(redacted(&e)))
+            })
+            .await
+            .cloned()
+    }
+
+    /// Runs one command with the command timeout.
+    async fn run<T, F, Fut>(&self, command: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let connection = self.connection().await?;
+        tokio::time::timeout(self.command_timeout, command(connection))
+            .await
+            .map_err(|_| StoreError("redis command timed out".into()))?
+            .map_err(|e| StoreError(redacted(&e)))
+    }
+}
+
+/// Redis errors can quote the URL; keep only the kind and detail.
+fn redacted(e: &redis::RedisError) -> String {
+    format!("redis {:?}: {}", e.kind(), e.detail().unwrap_or(""))
+}
+
+fn px(ttl: Option<Duration>) -> Option<u64> {
+    ttl.map(|t| t.as_millis().max(1) as u64)
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.run(|mut c| async move { c.get(key).await }).await
+    }
+
+    async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), StoreError> {
+        self.run(|mut c| async move {
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(key).arg(value);
+            if let Some(ms) = px(ttl) {
+                cmd.arg("PX").arg(ms);
+            }
+            cmd.query_async::<()>(&mut c).await
+        })
+        .await
+    }
+
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, StoreError> {
+        self.run(|mut c| async move {
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(key).arg(value).arg("NX");
+            if let Some(ms) = px(ttl) {
+                cmd.arg("PX").arg(ms);
+            }
+            let written: Option<String> = cmd.query_async(&mut c).await?;
+            Ok(written.is_some())
+        })
+        .await
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.run(|mut c| async move {
+            let replaced: i64 = self
+                .cas
+                .key(key)
+                .arg(expected)
+                .arg(new)
+                .invoke_async(&mut c)
+                .await?;
+            Ok(replaced == 1)
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.run(|mut c| async move { c.del::<_, ()>(key).await })
+            .await
+    }
+
+    async fn increment(&self, key: &str) -> Result<u64, StoreError> {
+        self.run(|mut c| async move { c.incr(key, 1u64).await })
+            .await
+    }
+
+    async fn schedule(&self, set: &str, member: &str, due_ms: i64) -> Result<(), StoreError> {
+        self.run(|mut c| async move { c.zadd::<_, _, _, ()>(set, member, due_ms).await })
+            .await
+    }
+
+    async fn due(&self, set: &str, now_ms: i64, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.run(|mut c| async move {
+            c.zrangebyscore_limit(set, "-inf", now_ms, 0, limit as isize)
+                .await
+        })
+        .await
+    }
+
+    async fn unschedule(&self, set: &str, member: &str) -> Result<(), StoreError> {
+        self.run(|mut c| async move { c.zrem::<_, _, ()>(set, member).await })
+            .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|mut c| async move { redis::cmd("PING").query_async::<()>(&mut c).await })
+            .await
+    }
+}

@@ -1,0 +1,107 @@
+//! Logging: tracing to stderr as text or JSON lines, filtered by `RUST_LOG` (default `info`),
+//! and a tower layer that gives every RPC a span with its method and request id. The request id
+//! is the caller's `x-request-id` header when it sends a sane one, else a new UUID; it is echoed
+//! back in the `x-request-id` response header. Request and response bodies are never logged.
+
+use std::{
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use http::{HeaderValue, Request, Response};
+use tower::{Layer, Service};
+use tracing::Instrument;
+
+/// Installs the global subscriber. `json` selects JSON lines.
+pub fn init(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Adds a per-request span and the `x-request-id` header.
+#[derive(Clone, Copy, Default)]
+pub struct RequestIdLayer;
+
+impl<S> Layer<S> for RequestIdLayer {
+    type Service = RequestId<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestId { inner }
+    }
+}
+
+/// The service made by [`RequestIdLayer`].
+#[derive(Clone)]
+pub struct RequestId<S> {
+    inner: S,
+}
+
+fn sane_request_id(value: &HeaderValue) -> Option<String> {
+    let s = value.to_str().ok()?;
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    ok.then(|| s.to_owned())
+}
+
+impl<S, B, R> Service<Request<B>> for RequestId<S>
+where
+    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let request_id = request
+            .headers()
+            .get("x-request-id")
+            .and_then(sane_request_id)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let span = tracing::info_span!("rpc", method = %request.uri().path(), request_id);
+        // Take the service that was polled ready; leave a fresh clone in its place.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(
+            async move {
+                let started = Instant::now();
+                let mut response = inner.call(request).await?;
+                let grpc_status = response
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("0")
+                    .to_owned();
+                tracing::info!(
+                    grpc_status,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "rpc finished"
+                );
+                if let Ok(v) = HeaderValue::from_str(&request_id) {
+                    response.headers_mut().insert("x-request-id", v);
+                }
+                Ok(response)
+            }
+            .instrument(span),
+        )
+    }
+}
