@@ -1,0 +1,185 @@
+//! Test harness: a real gateway server on a loopback port, real tonic clients, and helpers to
+//! read rich error details. Each test binary uses the parts it needs.
+#![allow(dead_code)]
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use billpay_gateway::{
+    config::{ProvidersConfig, ServerConfig},
+    gateway::{registry, CatalogSettings, Gateway, PaymentSettings},
+    pb::{
+        self, catalog_service_client::CatalogServiceClient,
+        customer_service_client::CustomerServiceClient,
+        payment_service_client::PaymentServiceClient,
+    },
+    providers::interswitch::{auth::SignatureMethod, InterswitchConfig},
+    server,
+    store::{memory::MemoryStore, Store},
+};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tonic::{transport::Channel, Code, Status};
+use tonic_types::StatusExt;
+
+/// Credentials used against wiremock; the secret must never show up in logs.
+pub const CLIENT_ID: &str = "IKIATEST0000000000000000000000000000000001";
+pub const CLIENT_SECRET: &str = "wiremock-client-secret-9f8e7d";
+pub const TERMINAL_ID: &str = "3TST0001";
+pub const PREFIX: &str = "1456";
+
+/// Interswitch client configuration pointing at `base_url`.
+pub fn interswitch_config(
+    base_url: &str,
+    method: SignatureMethod,
+    timeout_ms: u64,
+) -> InterswitchConfig {
+    InterswitchConfig {
+        base_url: base_url.to_owned(),
+        client_id: CLIENT_ID.to_owned(),
+        client_secret: CLIENT_SECRET.to_owned().into(),
+        terminal_id: TERMINAL_ID.to_owned(),
+        request_reference_prefix: PREFIX.to_owned(),
+        signature_method: method,
+        timeout_ms,
+        connect_timeout_ms: 1_000,
+    }
+}
+
+/// A running gateway.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub gateway: Arc<Gateway>,
+    pub channel: Channel,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl TestGateway {
+    /// Starts a gateway over `providers` with a memory store.
+    pub async fn start(providers: ProvidersConfig) -> Self {
+        Self::start_with(
+            providers,
+            Arc::new(MemoryStore::default()),
+            PaymentSettings::default(),
+        )
+        .await
+    }
+
+    /// Starts a gateway over `providers`, `store` and payment settings.
+    pub async fn start_with(
+        providers: ProvidersConfig,
+        store: Arc<dyn Store>,
+        payments: PaymentSettings,
+    ) -> Self {
+        let registry = registry::build(providers).expect("valid provider config");
+        let gateway = Gateway::new(registry, store, payments, CatalogSettings::default(), false);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server_config = ServerConfig {
+            listen: addr.to_string(),
+            shutdown_grace_ms: 0,
+            drain_timeout_ms: 1_000,
+            json_logs: false,
+        };
+        let g = gateway.clone();
+        let task = tokio::spawn(async move {
+            server::run(
+                listener,
+                g,
+                server_config,
+                Duration::from_millis(250),
+                async {
+                    let _ = stopped.await;
+                },
+            )
+            .await
+            .expect("server runs");
+        });
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .expect("gateway accepts connections");
+        Self {
+            addr,
+            gateway,
+            channel,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub fn catalog(&self) -> CatalogServiceClient<Channel> {
+        CatalogServiceClient::new(self.channel.clone())
+    }
+
+    pub fn customers(&self) -> CustomerServiceClient<Channel> {
+        CustomerServiceClient::new(self.channel.clone())
+    }
+
+    pub fn payments(&self) -> PaymentServiceClient<Channel> {
+        PaymentServiceClient::new(self.channel.clone())
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
+    }
+}
+
+/// NGN money.
+pub fn ngn(minor_units: i64) -> Option<pb::Money> {
+    Some(pb::Money {
+        currency_code: "NGN".into(),
+        minor_units,
+    })
+}
+
+/// A CreatePayment request for Interswitch.
+pub fn payment_request(
+    request_id: &str,
+    product: &str,
+    customer: &str,
+    kobo: i64,
+) -> pb::CreatePaymentRequest {
+    pb::CreatePaymentRequest {
+        request_id: request_id.into(),
+        provider: pb::Provider::Interswitch as i32,
+        biller_id: "901".into(),
+        product_id: product.into(),
+        customer_id: customer.into(),
+        amount: ngn(kobo),
+        contact: None,
+        provider_options: None,
+    }
+}
+
+/// Asserts a status's code and ErrorInfo reason; returns its field violations' paths.
+pub fn assert_error(status: &Status, code: Code, reason: &str) -> Vec<String> {
+    assert_eq!(status.code(), code, "status: {status:?}");
+    let details = status.get_error_details();
+    let info = details.error_info().expect("every error carries ErrorInfo");
+    assert_eq!(info.reason, reason, "status: {status:?}");
+    assert_eq!(info.domain, "billpay.gateway");
+    details
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// The RetryInfo delay of a status, if any.
+pub fn retry_delay(status: &Status) -> Option<Duration> {
+    status
+        .get_error_details()
+        .retry_info()
+        .and_then(|r| r.retry_delay)
+}
+
+/// The state of a payment response.
+pub fn state(p: &pb::Payment) -> pb::PaymentState {
+    pb::PaymentState::try_from(p.state).unwrap()
+}
