@@ -64,11 +64,17 @@ impl Gateway {
                 .map_err(GatewayError::AmountRuleViolated)?;
         }
 
+        // The sequence never falls below the clock in tenths of a second, so references stay
+        // unique even if the store loses the counter (as long as fewer than ten payments a
+        // second are made on average).
+        let now = self.clock.now_ms();
         let sequence = self
             .store
-            .increment(&keys::reference_sequence(provider.id().name()))
+            .increment(
+                &keys::reference_sequence(provider.id().name()),
+                (now / 100).max(0) as u64,
+            )
             .await?;
-        let now = self.clock.now_ms();
         let record = PaymentRecord {
             payment_id: payment_id.clone(),
             request_id,

@@ -40,8 +40,11 @@ pub async fn run(store: &dyn Store) {
     store.delete(&k("a")).await.unwrap();
     assert_eq!(store.get(&k("a")).await.unwrap(), None);
 
-    let first = store.increment(&k("seq")).await.unwrap();
-    assert_eq!(store.increment(&k("seq")).await.unwrap(), first + 1);
+    assert_eq!(store.increment(&k("seq"), 0).await.unwrap(), 1);
+    assert_eq!(store.increment(&k("seq"), 0).await.unwrap(), 2);
+    // A floor above the counter lifts it; one below is ignored.
+    assert_eq!(store.increment(&k("seq"), 1000).await.unwrap(), 1001);
+    assert_eq!(store.increment(&k("seq"), 5).await.unwrap(), 1002);
 
     let set = k("sched");
     store.schedule(&set, "late", 300).await.unwrap();

@@ -22,20 +22,9 @@ struct State {
 }
 
 /// An in-memory [`Store`].
+#[derive(Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
-    /// Counters start at a random offset so that references of a restarted process are unlikely
-    /// to repeat those of the previous one (a real deployment uses Redis, which persists them).
-    counter_offset: u64,
-}
-
-impl Default for MemoryStore {
-    fn default() -> Self {
-        Self {
-            state: Mutex::new(State::default()),
-            counter_offset: rand::random::<u64>() % 50_000_000,
-        }
-    }
 }
 
 impl MemoryStore {
@@ -109,18 +98,16 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn increment(&self, key: &str) -> Result<u64, StoreError> {
+    async fn increment(&self, key: &str, floor: u64) -> Result<u64, StoreError> {
         let mut state = self.lock();
-        let next = match Self::live_value(&mut state, key) {
-            Some(v) => {
-                std::str::from_utf8(v)
-                    .ok()
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .ok_or_else(|| StoreError(format!("{key} is not a counter")))?
-                    + 1
-            }
-            None => self.counter_offset + 1,
+        let current = match Self::live_value(&mut state, key) {
+            Some(v) => std::str::from_utf8(v)
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(|| StoreError(format!("{key} is not a counter")))?,
+            None => 0,
         };
+        let next = current.max(floor) + 1;
         state
             .values
             .insert(key.to_owned(), (next.to_string().into_bytes(), None));

@@ -43,8 +43,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
     /// Removes `key`.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
-    /// Increments the counter at `key` and returns the new value (Redis `INCR`).
-    async fn increment(&self, key: &str) -> Result<u64, StoreError>;
+    /// Raises the counter at `key` to at least `floor`, increments it and returns the new
+    /// value. With a clock-derived floor the values stay unique even after the store loses
+    /// its data (a restarted memory store, a Redis without persistence).
+    async fn increment(&self, key: &str, floor: u64) -> Result<u64, StoreError>;
     /// Adds or moves `member` in the schedule `set`, due at `due_ms` (unix ms).
     async fn schedule(&self, set: &str, member: &str, due_ms: i64) -> Result<(), StoreError>;
     /// Up to `limit` members of `set` due at or before `now_ms`, earliest first.

@@ -11,6 +11,16 @@ use tokio::sync::OnceCell;
 
 use super::{Store, StoreError};
 
+/// Raises a counter to a floor, then increments it.
+const INCREMENT_WITH_FLOOR: &str = r"
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local floor = tonumber(ARGV[1])
+if current < floor then current = floor end
+current = current + 1
+redis.call('SET', KEYS[1], current)
+return current
+";
+
 /// Replaces a value only if it is unchanged, keeping its TTL (needs Redis >= 6).
 const COMPARE_AND_SWAP: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -27,6 +37,7 @@ pub struct RedisStore {
     command_timeout: Duration,
     connect_timeout: Duration,
     cas: redis::Script,
+    increment: redis::Script,
 }
 
 impl RedisStore {
@@ -43,6 +54,7 @@ impl RedisStore {
             command_timeout,
             connect_timeout,
             cas: redis::Script::new(COMPARE_AND_SWAP),
+            increment: redis::Script::new(INCREMENT_WITH_FLOOR),
         })
     }
 
@@ -149,9 +161,15 @@ impl Store for RedisStore {
             .await
     }
 
-    async fn increment(&self, key: &str) -> Result<u64, StoreError> {
-        self.run(|mut c| async move { c.incr(key, 1u64).await })
-            .await
+    async fn increment(&self, key: &str, floor: u64) -> Result<u64, StoreError> {
+        self.run(|mut c| async move {
+            self.increment
+                .key(key)
+                .arg(floor)
+                .invoke_async(&mut c)
+                .await
+        })
+        .await
     }
 
     async fn schedule(&self, set: &str, member: &str, due_ms: i64) -> Result<(), StoreError> {

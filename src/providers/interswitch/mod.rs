@@ -225,8 +225,12 @@ fn outcome(answer: &TransactionResponse, code: &str) -> PaymentOutcome {
 }
 
 /// Maps a transaction-query answer. Only `TransactionResponseCode` speaks for the payment; a
-/// query without it (or "not found") leaves the payment PENDING.
-fn query_outcome(raw: RawResponse) -> Result<PaymentOutcome, ProviderError> {
+/// query without it (or "not found") leaves the payment PENDING. An answer for another amount
+/// is about another transaction (a reused reference): it must not settle this payment.
+fn query_outcome(
+    raw: RawResponse,
+    payment: &PaymentRecord,
+) -> Result<PaymentOutcome, ProviderError> {
     match raw.status {
         200..=299 | 404 => {}
         401 | 403 => return Err(ProviderError::Auth { status: raw.status }),
@@ -235,6 +239,13 @@ fn query_outcome(raw: RawResponse) -> Result<PaymentOutcome, ProviderError> {
     }
     let answer: TransactionResponse = serde_json::from_slice(&raw.body)
         .map_err(|e| ProviderError::Unreadable(format!("transaction query: {e}")))?;
+    let ours = payment.order.amount.minor_units_string();
+    if !answer.amount.is_empty() && answer.amount.trim() != ours {
+        return Err(ProviderError::Unreadable(format!(
+            "transaction query for reference {} answered amount {} (ours: {ours}): not this payment",
+            payment.provider_reference, answer.amount
+        )));
+    }
     let transaction_code = answer.transaction_response_code.clone();
     if transaction_code.is_empty() {
         let code = answer.effective_code();
@@ -387,7 +398,7 @@ impl Provider for Interswitch {
         let raw = self
             .call("query_payment", reqwest::Method::GET, &path, None)
             .await?;
-        query_outcome(raw)
+        query_outcome(raw, payment)
     }
 }
 
@@ -440,24 +451,64 @@ mod tests {
         ));
     }
 
+    fn record(kobo: i64) -> PaymentRecord {
+        use crate::domain::{
+            payment::{CallPhase, Contact, PaymentKind},
+            Money, PaymentOrder,
+        };
+        PaymentRecord {
+            payment_id: "pay_1".into(),
+            request_id: "r".into(),
+            fingerprint: String::new(),
+            order: PaymentOrder {
+                provider: ProviderId::Interswitch,
+                kind: PaymentKind::Bill,
+                biller_id: String::new(),
+                product_id: "90101".into(),
+                customer_id: "1".into(),
+                amount: Money::new(Currency::Ngn, kobo),
+                contact: Contact::default(),
+            },
+            provider_reference: "145600000001".into(),
+            state: PaymentState::Pending,
+            call: CallPhase::Returned,
+            provider_code: String::new(),
+            provider_message: String::new(),
+            provider_transaction_id: String::new(),
+            fulfilment_token: String::new(),
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            status_checks: 0,
+        }
+    }
+
     #[test]
     fn query_answers_map_to_states() {
-        let done = query_outcome(raw(
+        let p = record(150_000);
+        let q = |status, body: &str| query_outcome(raw(status, body), &p);
+        let done = q(
             200,
-            r#"{"ResponseCode":"90000","TransactionResponseCode":"90000"}"#,
-        ))
+            r#"{"ResponseCode":"90000","TransactionResponseCode":"90000","amount":"150000"}"#,
+        )
         .unwrap();
         assert_eq!(done.state, PaymentState::Succeeded);
-        let failed = query_outcome(raw(
+        let failed = q(
             200,
             r#"{"ResponseCode":"90000","TransactionResponseCode":"70120"}"#,
-        ))
+        )
         .unwrap();
         assert_eq!(failed.state, PaymentState::Failed);
         // The query itself succeeding says nothing about the transaction.
-        let bare = query_outcome(raw(200, r#"{"ResponseCode":"90000"}"#)).unwrap();
+        let bare = q(200, r#"{"ResponseCode":"90000"}"#).unwrap();
         assert_eq!(bare.state, PaymentState::Pending);
-        let missing = query_outcome(raw(404, r#"{"ResponseCode":"30010"}"#)).unwrap();
+        let missing = q(404, r#"{"ResponseCode":"30010"}"#).unwrap();
         assert_eq!(missing.state, PaymentState::Pending);
+        // Another transaction behind the same reference never settles this payment.
+        let other = q(
+            200,
+            r#"{"ResponseCode":"90000","TransactionResponseCode":"90000","amount":"150001"}"#,
+        );
+        assert!(matches!(other, Err(ProviderError::Unreadable(_))));
+        assert!(matches!(q(503, ""), Err(ProviderError::Upstream { .. })));
     }
 }

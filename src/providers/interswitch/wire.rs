@@ -293,6 +293,9 @@ pub struct TransactionResponse {
         deserialize_with = "loose"
     )]
     pub recharge_pin: String,
+    /// On a query: the queried transaction's amount, kobo.
+    #[serde(default, alias = "Amount", deserialize_with = "loose")]
+    pub amount: String,
     /// Interswitch's error envelope on 4xx answers.
     #[serde(default)]
     pub error: Option<WireError>,

@@ -1,0 +1,231 @@
+//! Reconciliation under paused tokio time: a payment whose outcome is unknown is asked about on
+//! its backoff schedule until the provider answers, or handed to an operator
+//! (NEEDS_ATTENTION) after the last step; a payment abandoned in flight by a dead replica is
+//! picked up after the in-flight expiry. A scripted provider stands in for HTTP here because
+//! real sockets and paused time do not mix; the HTTP path is covered in `redis_faults.rs`.
+
+use std::{
+    collections::VecDeque,
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use billpay_gateway::{
+    domain::{
+        payment::{CallPhase, Contact, PaymentKind},
+        Capability, Currency, Money, PaymentOrder, PaymentOutcome, PaymentRecord, PaymentState,
+        Provider, ProviderError, ProviderId,
+    },
+    gateway::{reconcile::ReconcileStats, CatalogSettings, Gateway, PaymentSettings, Registry},
+    store::{keys, memory::MemoryStore, Store},
+};
+
+/// Pays with an unknown outcome, then answers status queries from a script.
+struct Scripted {
+    queries: Mutex<VecDeque<PaymentState>>,
+    pay_calls: AtomicU32,
+    query_calls: AtomicU32,
+}
+
+#[async_trait]
+impl Provider for Scripted {
+    fn id(&self) -> ProviderId {
+        ProviderId::Interswitch
+    }
+    fn display_name(&self) -> &'static str {
+        "scripted"
+    }
+    fn currencies(&self) -> &'static [Currency] {
+        &[Currency::Ngn]
+    }
+    fn capabilities(&self) -> &'static [Capability] {
+        &[Capability::CreatePayment, Capability::QueryPayment]
+    }
+    fn payment_reference(&self, sequence: u64) -> String {
+        format!("ref{sequence}")
+    }
+    async fn pay(&self, _: &PaymentRecord) -> Result<PaymentOutcome, ProviderError> {
+        self.pay_calls.fetch_add(1, Ordering::SeqCst);
+        Err(ProviderError::Timeout)
+    }
+    async fn query_payment(&self, _: &PaymentRecord) -> Result<PaymentOutcome, ProviderError> {
+        self.query_calls.fetch_add(1, Ordering::SeqCst);
+        match self.queries.lock().unwrap().pop_front() {
+            Some(PaymentState::Pending) | None => Err(ProviderError::Upstream { status: 503 }),
+            Some(state) => Ok(PaymentOutcome {
+                state,
+                provider_code: "90000".into(),
+                provider_message: "done".into(),
+                provider_transaction_id: None,
+                fulfilment_token: None,
+            }),
+        }
+    }
+}
+
+fn setup(script: Vec<PaymentState>) -> (Arc<Gateway>, Arc<Scripted>, Arc<dyn Store>) {
+    let provider = Arc::new(Scripted {
+        queries: Mutex::new(script.into()),
+        pay_calls: AtomicU32::new(0),
+        query_calls: AtomicU32::new(0),
+    });
+    let mut registry = Registry::new();
+    registry.insert(
+        ProviderId::Interswitch,
+        provider.clone() as Arc<dyn Provider>,
+    );
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+    let settings = PaymentSettings {
+        reconcile_backoff_ms: vec![1_000, 2_000, 4_000],
+        reconcile_poll_ms: 250,
+        in_flight_expiry_ms: 30_000,
+        ..PaymentSettings::default()
+    };
+    let gateway = Gateway::new(
+        registry,
+        store.clone(),
+        settings,
+        CatalogSettings::default(),
+        false,
+    );
+    (gateway, provider, store)
+}
+
+fn order() -> PaymentOrder {
+    PaymentOrder {
+        provider: ProviderId::Interswitch,
+        kind: PaymentKind::Bill,
+        biller_id: String::new(),
+        product_id: "90101".into(),
+        customer_id: "0000000000".into(),
+        amount: Money::new(Currency::Ngn, 10_000),
+        contact: Contact::default(),
+    }
+}
+
+async fn state_of(gateway: &Gateway, payment_id: &str) -> PaymentRecord {
+    gateway.load_payment(payment_id).await.unwrap().unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pending_payment_is_resolved_on_its_schedule() {
+    let (gateway, provider, _) = setup(vec![PaymentState::Pending, PaymentState::Succeeded]);
+    let stats = Arc::new(ReconcileStats::default());
+    tokio::spawn(gateway.clone().run_reconciler(stats.clone()));
+
+    let p = gateway
+        .create_payment("r-1".into(), order(), None)
+        .await
+        .unwrap();
+    assert_eq!(p.state, PaymentState::Pending);
+    // First check after 1 s: still unknown. Second after 2 s more: succeeded.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(provider.query_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        state_of(&gateway, &p.payment_id).await.state,
+        PaymentState::Pending
+    );
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    let done = state_of(&gateway, &p.payment_id).await;
+    assert_eq!(done.state, PaymentState::Succeeded);
+    assert_eq!(done.status_checks, 2);
+    // Final: never asked again.
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(provider.query_calls.load(Ordering::SeqCst), 2);
+    assert_eq!(provider.pay_calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_payment_that_never_resolves_needs_an_operator() {
+    let (gateway, provider, _) = setup(vec![]);
+    let stats = Arc::new(ReconcileStats::default());
+    tokio::spawn(gateway.clone().run_reconciler(stats.clone()));
+    let p = gateway
+        .create_payment("r-2".into(), order(), None)
+        .await
+        .unwrap();
+    // 1 + 2 + 4 seconds of checks, then the operator state; never FAILED.
+    tokio::time::sleep(Duration::from_millis(6_500)).await;
+    assert_eq!(
+        state_of(&gateway, &p.payment_id).await.state,
+        PaymentState::Pending
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let record = state_of(&gateway, &p.payment_id).await;
+    assert_eq!(record.state, PaymentState::NeedsAttention);
+    assert_eq!(record.status_checks, 3);
+    assert_eq!(stats.needs_attention.load(Ordering::Relaxed), 1);
+    assert_eq!(provider.query_calls.load(Ordering::SeqCst), 3);
+    tokio::time::sleep(Duration::from_secs(3_600)).await;
+    assert_eq!(
+        provider.query_calls.load(Ordering::SeqCst),
+        3,
+        "no more checks"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_payment_abandoned_in_flight_is_picked_up_after_expiry() {
+    let (gateway, provider, store) = setup(vec![PaymentState::Succeeded]);
+    // What a replica that died mid-call leaves behind: the record, in flight, on the schedule.
+    let now = billpay_gateway::gateway::Clock::default().now_ms();
+    let payment_id = PaymentRecord::id_for_request("r-3");
+    let record = PaymentRecord {
+        payment_id: payment_id.clone(),
+        request_id: "r-3".into(),
+        fingerprint: order().fingerprint(),
+        order: order(),
+        provider_reference: "ref1".into(),
+        state: PaymentState::Pending,
+        call: CallPhase::InFlight { since_ms: now },
+        provider_code: String::new(),
+        provider_message: String::new(),
+        provider_transaction_id: String::new(),
+        fulfilment_token: String::new(),
+        created_at_ms: now,
+        updated_at_ms: now,
+        status_checks: 0,
+    };
+    store
+        .set(
+            &keys::payment(&payment_id),
+            &serde_json::to_vec(&record).unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+    store
+        .schedule(&keys::reconcile_schedule(), &payment_id, now + 30_000)
+        .await
+        .unwrap();
+    // A retry of the same request is told to wait while the record is in flight.
+    let err = gateway
+        .create_payment("r-3".into(), order(), None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("in flight"), "{err}");
+
+    let stats = Arc::new(ReconcileStats::default());
+    tokio::spawn(gateway.clone().run_reconciler(stats));
+    tokio::time::sleep(Duration::from_secs(29)).await;
+    assert_eq!(
+        provider.query_calls.load(Ordering::SeqCst),
+        0,
+        "not before expiry"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let resolved = state_of(&gateway, &payment_id).await;
+    assert_eq!(resolved.state, PaymentState::Succeeded);
+    assert_eq!(resolved.call, CallPhase::Returned);
+    // Now the retry replays the outcome, and the provider was never paid twice.
+    let replay = gateway
+        .create_payment("r-3".into(), order(), None)
+        .await
+        .unwrap();
+    assert_eq!(replay.state, PaymentState::Succeeded);
+    assert_eq!(provider.pay_calls.load(Ordering::SeqCst), 0);
+}
