@@ -42,6 +42,8 @@ pub struct ServerConfig {
     pub drain_timeout_ms: u64,
     /// Log as JSON lines instead of text.
     pub json_logs: bool,
+    /// Address of the Prometheus `GET /metrics` endpoint; empty disables it.
+    pub metrics_listen: String,
 }
 
 impl Default for ServerConfig {
@@ -51,6 +53,7 @@ impl Default for ServerConfig {
             shutdown_grace_ms: 2_000,
             drain_timeout_ms: 25_000,
             json_logs: false,
+            metrics_listen: String::new(),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod gateway;
+pub mod metrics;
 pub mod pb;
 pub mod providers;
 pub mod sandbox;

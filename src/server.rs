@@ -75,6 +75,12 @@ pub async fn run(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
+    if !server.metrics_listen.is_empty() {
+        let metrics_listener = TcpListener::bind(&server.metrics_listen).await?;
+        tracing::info!(addr = %metrics_listener.local_addr()?, "serving /metrics");
+        crate::metrics::serve(metrics_listener);
+    }
+
     let stats = Arc::new(ReconcileStats::default());
     let reconciler = tokio::spawn(gateway.clone().run_reconciler(stats));
     let watch = tokio::spawn(watch_store(gateway.clone(), health.clone()));

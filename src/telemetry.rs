@@ -12,6 +12,8 @@ use http::{HeaderValue, Request, Response};
 use tower::{Layer, Service};
 use tracing::Instrument;
 
+use crate::metrics::{self, RpcLabels, RpcMethod};
+
 /// Installs the global subscriber. `json` selects JSON lines.
 pub fn init(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -43,6 +45,23 @@ impl<S> Layer<S> for RequestIdLayer {
 #[derive(Clone)]
 pub struct RequestId<S> {
     inner: S,
+}
+
+/// The method as a metric label: our services' and the standard ones' paths, anything else
+/// "other" (callers must not be able to create label values).
+fn metric_method(path: &str) -> String {
+    let known = ["/billpay.v1.", "/grpc.health.v1.", "/grpc.reflection."]
+        .iter()
+        .any(|p| path.starts_with(p))
+        && path.len() <= 100
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'/');
+    if known {
+        path.to_owned()
+    } else {
+        "other".to_owned()
+    }
 }
 
 fn sane_request_id(value: &HeaderValue) -> Option<String> {
@@ -78,6 +97,7 @@ where
             .and_then(sane_request_id)
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let span = tracing::info_span!("rpc", method = %request.uri().path(), request_id);
+        let method = metric_method(request.uri().path());
         // Take the service that was polled ready; leave a fresh clone in its place.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -91,11 +111,22 @@ where
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("0")
                     .to_owned();
+                let elapsed = started.elapsed();
                 tracing::info!(
                     grpc_status,
-                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    elapsed_ms = elapsed.as_millis() as u64,
                     "rpc finished"
                 );
+                let m = metrics::global();
+                m.rpc_requests
+                    .get_or_create(&RpcLabels {
+                        method: method.clone(),
+                        code: grpc_status,
+                    })
+                    .inc();
+                m.rpc_seconds
+                    .get_or_create(&RpcMethod { method })
+                    .observe(elapsed.as_secs_f64());
                 if let Ok(v) = HeaderValue::from_str(&request_id) {
                     response.headers_mut().insert("x-request-id", v);
                 }

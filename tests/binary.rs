@@ -41,9 +41,11 @@ async fn connect(addr: &str) -> Channel {
 #[tokio::test]
 async fn serve_sandbox_health_reflection_and_graceful_shutdown() {
     let addr = format!("127.0.0.1:{}", free_port());
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_billpay-gateway"))
         .args(["serve", "--sandbox", "--listen", &addr])
         .env_remove("REDIS_URL")
+        .env("BILLPAY__SERVER__METRICS_LISTEN", &metrics_addr)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -88,6 +90,24 @@ async fn serve_sandbox_health_reflection_and_graceful_shutdown() {
     for expected in ["billpay.v1.PaymentService", "grpc.health.v1.Health"] {
         assert!(names.iter().any(|n| n == expected), "{names:?}");
     }
+
+    // Metrics count the calls above, by method and status code.
+    let metrics = reqwest::get(format!("http://{metrics_addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"billpay_rpc_requests_total{method="/grpc.health.v1.Health/Check",code="0"} 5"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("billpay_payments_needs_attention_total 0"),
+        "{metrics}"
+    );
 
     // Watch the overall health, then SIGTERM: NOT_SERVING arrives before the process exits.
     let mut watch = health

@@ -16,6 +16,15 @@ use crate::store::keys;
 /// How long one background refresh may hold its lock.
 const REFRESH_LOCK: Duration = Duration::from_secs(30);
 
+fn count_cache(result: &str) {
+    crate::metrics::global()
+        .catalog_cache
+        .get_or_create(&crate::metrics::CacheLabels {
+            result: result.to_owned(),
+        })
+        .inc();
+}
+
 #[derive(Serialize, Deserialize)]
 struct Cached<I> {
     fetched_at_ms: i64,
@@ -102,11 +111,14 @@ impl Gateway {
         };
         if let Some(cached) = cached {
             let age = self.clock.now_ms() - cached.fetched_at_ms;
-            if age >= self.catalog.fresh_ms as i64 {
+            let stale = age >= self.catalog.fresh_ms as i64;
+            count_cache(if stale { "stale" } else { "fresh" });
+            if stale {
                 self.refresh_in_background(key, fetch).await;
             }
             return Ok(cached.items);
         }
+        count_cache("miss");
         let items = fetch()
             .await
             .map_err(|e| GatewayError::provider(provider, operation, e))?;

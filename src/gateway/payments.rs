@@ -92,6 +92,17 @@ impl Gateway {
             status_checks: 0,
         };
         let bytes = encode(&record);
+        // Scheduled before the claim: should this process die mid-call (or the store fail right
+        // after the claim), reconciliation still finds the payment after the in-flight expiry.
+        // An entry without a record (a lost claim race, a failed claim) is dropped by the
+        // reconciler.
+        self.store
+            .schedule(
+                &keys::reconcile_schedule(),
+                &payment_id,
+                now + self.payments.in_flight_expiry_ms as i64,
+            )
+            .await?;
         if !self
             .store
             .set_if_absent(&key, &bytes, Some(ms(self.payments.record_ttl_ms)))
@@ -103,14 +114,6 @@ impl Gateway {
                 .ok_or_else(|| GatewayError::Internal("claimed payment vanished".into()))?;
             return replay(winner, &fingerprint, self.payments.in_flight_retry_ms);
         }
-        // Should this process die mid-call, reconciliation picks the payment up after expiry.
-        self.store
-            .schedule(
-                &keys::reconcile_schedule(),
-                &payment_id,
-                now + self.payments.in_flight_expiry_ms as i64,
-            )
-            .await?;
         tracing::info!(
             payment_id,
             provider = %provider.id(),
@@ -301,6 +304,13 @@ impl Gateway {
                 .await?
             {
                 self.reschedule(&record, now).await?;
+                crate::metrics::global()
+                    .payment_outcomes
+                    .get_or_create(&crate::metrics::PaymentLabels {
+                        provider: record.order.provider.name().to_owned(),
+                        state: record.state.name().to_owned(),
+                    })
+                    .inc();
                 tracing::info!(
                     payment_id,
                     state = record.state.name(),

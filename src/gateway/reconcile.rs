@@ -16,7 +16,7 @@ use crate::store::{keys, StoreError};
 /// How many due payments one pass handles at most.
 const BATCH: usize = 100;
 
-/// Counters of reconciliation, exposed in logs and tests.
+/// Counters of one gateway's reconciliation (the process-wide ones are in [`crate::metrics`]).
 #[derive(Debug, Default)]
 pub struct ReconcileStats {
     /// Status checks made.
@@ -82,11 +82,13 @@ impl Gateway {
             );
             if self.mark_needs_attention(payment_id, why).await?.is_some() {
                 stats.needs_attention.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::global().needs_attention.inc();
                 tracing::error!(payment_id, "payment needs an operator: outcome unknown");
             }
             return Ok(());
         }
         stats.checks.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::global().reconcile_checks.inc();
         let outcome = self
             .query_provider(&record)
             .await

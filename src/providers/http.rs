@@ -2,9 +2,10 @@
 //! and the mapping of transport failures to [`ProviderError`]. Provider-specific headers and
 //! bodies stay in each provider's folder.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::domain::ProviderError;
+use crate::metrics::{self, ProviderLabels, ProviderOperation};
 
 /// Largest provider response body read, in bytes; larger answers are unreadable.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -37,8 +38,47 @@ pub struct RawResponse {
     pub body: Vec<u8>,
 }
 
-/// Sends `request` and reads the body (bounded by [`MAX_BODY_BYTES`]).
-pub async fn send(request: reqwest::RequestBuilder) -> Result<RawResponse, ProviderError> {
+/// Sends `request` and reads the body (bounded by [`MAX_BODY_BYTES`]), recording the call's
+/// outcome and latency under `provider` and `operation`. Logs no header and no body.
+pub async fn send(
+    provider: &'static str,
+    operation: &'static str,
+    request: reqwest::RequestBuilder,
+) -> Result<RawResponse, ProviderError> {
+    let started = Instant::now();
+    let result = read(request).await;
+    let outcome = match &result {
+        Ok(r) => format!("{}xx", r.status / 100),
+        Err(ProviderError::Timeout) => "timeout".into(),
+        Err(ProviderError::Unreadable(_)) => "unreadable".into(),
+        Err(_) => "transport".into(),
+    };
+    let elapsed = started.elapsed();
+    tracing::debug!(
+        provider,
+        operation,
+        outcome,
+        elapsed_ms = elapsed.as_millis() as u64,
+        "provider call"
+    );
+    let m = metrics::global();
+    m.provider_calls
+        .get_or_create(&ProviderLabels {
+            provider: provider.into(),
+            operation: operation.into(),
+            outcome,
+        })
+        .inc();
+    m.provider_seconds
+        .get_or_create(&ProviderOperation {
+            provider: provider.into(),
+            operation: operation.into(),
+        })
+        .observe(elapsed.as_secs_f64());
+    result
+}
+
+async fn read(request: reqwest::RequestBuilder) -> Result<RawResponse, ProviderError> {
     let mut response = request.send().await.map_err(transport_error)?;
     let status = response.status().as_u16();
     let mut body = Vec::new();

@@ -82,6 +82,7 @@ impl TestGateway {
             shutdown_grace_ms: 0,
             drain_timeout_ms: 1_000,
             json_logs: false,
+            metrics_listen: String::new(),
         };
         let g = gateway.clone();
         let task = tokio::spawn(async move {

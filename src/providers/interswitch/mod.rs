@@ -7,7 +7,7 @@ pub mod auth;
 pub mod codes;
 pub mod wire;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use secrecy::SecretString;
@@ -140,16 +140,7 @@ impl Interswitch {
         if let Some(body) = body {
             request = request.body(body);
         }
-        let started = Instant::now();
-        let result = http::send(request).await;
-        tracing::debug!(
-            provider = "interswitch",
-            operation,
-            status = result.as_ref().map(|r| r.status).unwrap_or(0),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "provider call"
-        );
-        result
+        http::send("interswitch", operation, request).await
     }
 
     /// A read: 2xx parsed as `T`, anything else an error.

@@ -1,0 +1,167 @@
+//! Prometheus metrics, served as text at `GET /metrics` on `server.metrics_listen`: per RPC
+//! (count by status code, latency), per provider operation (count by outcome, latency), catalog
+//! cache results, reconciliation checks and payments handed to an operator. One process-wide
+//! registry; label values come from fixed sets (no caller-chosen text), so cardinality is
+//! bounded.
+
+use std::sync::OnceLock;
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    registry::Registry,
+};
+
+/// Labels of an RPC count.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RpcLabels {
+    pub method: String,
+    pub code: String,
+}
+
+/// Labels of an RPC latency.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RpcMethod {
+    pub method: String,
+}
+
+/// Labels of a provider call count.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    pub provider: String,
+    pub operation: String,
+    /// `2xx`, `4xx`, `5xx`, `timeout`, `transport` or `unreadable`.
+    pub outcome: String,
+}
+
+/// Labels of a provider call latency.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderOperation {
+    pub provider: String,
+    pub operation: String,
+}
+
+/// Labels of a catalog cache lookup.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// `fresh`, `stale` or `miss`.
+    pub result: String,
+}
+
+/// Labels of a payment outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PaymentLabels {
+    pub provider: String,
+    pub state: String,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_buckets() -> Histogram {
+    // Seconds: 1 ms .. ~33 s.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.001, 2.0, 16,
+    ))
+}
+
+/// Every metric of the process.
+pub struct Metrics {
+    pub rpc_requests: Family<RpcLabels, Counter>,
+    pub rpc_seconds: Histograms<RpcMethod>,
+    pub provider_calls: Family<ProviderLabels, Counter>,
+    pub provider_seconds: Histograms<ProviderOperation>,
+    pub catalog_cache: Family<CacheLabels, Counter>,
+    pub payment_outcomes: Family<PaymentLabels, Counter>,
+    pub reconcile_checks: Counter,
+    pub needs_attention: Counter,
+    registry: Registry,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("billpay");
+        let m = Self {
+            rpc_requests: Family::default(),
+            rpc_seconds: Family::new_with_constructor(latency_buckets),
+            provider_calls: Family::default(),
+            provider_seconds: Family::new_with_constructor(latency_buckets),
+            catalog_cache: Family::default(),
+            payment_outcomes: Family::default(),
+            reconcile_checks: Counter::default(),
+            needs_attention: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "rpc_requests",
+            "gRPC calls by method and status code",
+            m.rpc_requests.clone(),
+        );
+        registry.register("rpc_seconds", "gRPC call latency", m.rpc_seconds.clone());
+        registry.register(
+            "provider_calls",
+            "Provider HTTP calls by operation and outcome",
+            m.provider_calls.clone(),
+        );
+        registry.register(
+            "provider_seconds",
+            "Provider HTTP call latency",
+            m.provider_seconds.clone(),
+        );
+        registry.register(
+            "catalog_cache",
+            "Catalog cache lookups by result",
+            m.catalog_cache.clone(),
+        );
+        registry.register(
+            "payment_outcomes",
+            "Payment states recorded after a provider call or status check",
+            m.payment_outcomes.clone(),
+        );
+        registry.register(
+            "reconcile_checks",
+            "Status checks made by reconciliation",
+            m.reconcile_checks.clone(),
+        );
+        registry.register(
+            "payments_needs_attention",
+            "Payments whose outcome stayed unknown after the whole schedule",
+            m.needs_attention.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// The process-wide metrics.
+pub fn global() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+/// Serves `GET /metrics` on `listener` until the process ends.
+pub fn serve(listener: tokio::net::TcpListener) {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(|| async {
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                global().render(),
+            )
+        }),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics endpoint stopped");
+        }
+    });
+}
