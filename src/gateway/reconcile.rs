@@ -43,11 +43,13 @@ impl Gateway {
         let set = keys::reconcile_schedule();
         let now = self.clock.now_ms();
         let due = self.store.due(&set, now, BATCH).await?;
+        let lease = now + self.payments.in_flight_expiry_ms as i64;
         for payment_id in &due {
-            // Claim this step so that other replicas skip it: move it out of reach first.
-            let lease = now + self.payments.in_flight_expiry_ms as i64;
-            self.store.schedule(&set, payment_id, lease).await?;
-            self.reconcile_one(payment_id, now, stats).await?;
+            // Of several replicas that see this entry due, one claims it; should that replica
+            // die, the entry comes due again when the lease ends.
+            if self.store.claim_due(&set, payment_id, now, lease).await? {
+                self.reconcile_one(payment_id, now, stats).await?;
+            }
         }
         Ok(due.len())
     }

@@ -57,6 +57,18 @@ pub async fn run(store: &dyn Store) {
         vec!["early", "moved"]
     );
     assert_eq!(store.due(&set, 1000, 1).await.unwrap(), vec!["early"]);
+    // A due entry is claimed once; the claim moves it to its lease.
+    assert!(store.claim_due(&set, "early", 250, 5_000).await.unwrap());
+    assert!(!store.claim_due(&set, "early", 250, 5_000).await.unwrap());
+    assert!(
+        !store.claim_due(&set, "late", 250, 5_000).await.unwrap(),
+        "not due yet"
+    );
+    assert!(!store.claim_due(&set, "absent", 250, 5_000).await.unwrap());
+    assert_eq!(
+        store.due(&set, 4_999, 10).await.unwrap(),
+        vec!["moved", "late"]
+    );
     store.unschedule(&set, "early").await.unwrap();
     assert_eq!(
         store.due(&set, 1000, 10).await.unwrap(),

@@ -140,6 +140,28 @@ impl Store for MemoryStore {
             .unwrap_or_default())
     }
 
+    async fn claim_due(
+        &self,
+        set: &str,
+        member: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        let Some((ordered, index)) = state.schedules.get_mut(set) else {
+            return Ok(false);
+        };
+        match index.get(member).copied() {
+            Some(due) if due <= now_ms => {
+                ordered.remove(&(due, member.to_owned()));
+                ordered.insert((lease_until_ms, member.to_owned()));
+                index.insert(member.to_owned(), lease_until_ms);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     async fn unschedule(&self, set: &str, member: &str) -> Result<(), StoreError> {
         let mut state = self.lock();
         if let Some((ordered, index)) = state.schedules.get_mut(set) {

@@ -4,7 +4,15 @@
 //! (shared by every replica, chosen by `REDIS_URL`).
 //!
 //! Keys are namespaced and versioned: `billpay:v1:<kind>:<id>` (see [`keys`]), so a change of
-//! record format gets a new prefix instead of misreading old values.
+//! record format gets a new prefix instead of misreading old values. Lifetimes:
+//!
+//! | key | holds | TTL |
+//! |---|---|---|
+//! | `billpay:v1:payment:<payment_id>` | journal entry = idempotency record | `payments.record_ttl_ms` (30 days) |
+//! | `billpay:v1:catalog:<provider>:<list>:<scope>` | cached catalog list | `catalog.keep_ms` (24 h) |
+//! | `billpay:v1:catalog:...:refreshing` | one-refresh-at-a-time lock | 30 s |
+//! | `billpay:v1:seq:reference:<provider>` | provider reference sequence | none |
+//! | `billpay:v1:reconcile` | sorted set: payment id -> next check (unix ms) | none; members removed when final |
 
 pub mod memory;
 pub mod redis;
@@ -51,6 +59,16 @@ pub trait Store: Send + Sync + 'static {
     async fn schedule(&self, set: &str, member: &str, due_ms: i64) -> Result<(), StoreError>;
     /// Up to `limit` members of `set` due at or before `now_ms`, earliest first.
     async fn due(&self, set: &str, now_ms: i64, limit: usize) -> Result<Vec<String>, StoreError>;
+    /// Claims a due member: if `member` is in `set` and due at or before `now_ms`, moves it to
+    /// `lease_until_ms` and returns `true`. Of several replicas racing for one entry, exactly
+    /// one gets `true`.
+    async fn claim_due(
+        &self,
+        set: &str,
+        member: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<bool, StoreError>;
     /// Removes `member` from the schedule `set`.
     async fn unschedule(&self, set: &str, member: &str) -> Result<(), StoreError>;
     /// Checks the store answers.

@@ -21,6 +21,16 @@ redis.call('SET', KEYS[1], current)
 return current
 ";
 
+/// Moves a due schedule entry to its lease time; 1 when this caller claimed it.
+const CLAIM_DUE: &str = r"
+local due = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if due and tonumber(due) <= tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+  return 1
+end
+return 0
+";
+
 /// Replaces a value only if it is unchanged, keeping its TTL (needs Redis >= 6).
 const COMPARE_AND_SWAP: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -38,6 +48,7 @@ pub struct RedisStore {
     connect_timeout: Duration,
     cas: redis::Script,
     increment: redis::Script,
+    claim: redis::Script,
 }
 
 impl RedisStore {
@@ -55,6 +66,7 @@ impl RedisStore {
             connect_timeout,
             cas: redis::Script::new(COMPARE_AND_SWAP),
             increment: redis::Script::new(INCREMENT_WITH_FLOOR),
+            claim: redis::Script::new(CLAIM_DUE),
         })
     }
 
@@ -181,6 +193,27 @@ impl Store for RedisStore {
         self.run(|mut c| async move {
             c.zrangebyscore_limit(set, "-inf", now_ms, 0, limit as isize)
                 .await
+        })
+        .await
+    }
+
+    async fn claim_due(
+        &self,
+        set: &str,
+        member: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.run(|mut c| async move {
+            let claimed: i64 = self
+                .claim
+                .key(set)
+                .arg(member)
+                .arg(now_ms)
+                .arg(lease_until_ms)
+                .invoke_async(&mut c)
+                .await?;
+            Ok(claimed == 1)
         })
         .await
     }
