@@ -76,21 +76,31 @@ pub fn describe(code: &str) -> Option<&'static str> {
         .map(|(_, _, d)| *d)
 }
 
-/// The payment state a response says. Grouping first, then the code table, then PENDING.
+/// The payment state an advice answer says: PENDING unless the provider clearly says otherwise.
+/// The grouping and the code table must not contradict each other (a contradiction is
+/// PENDING); either alone decides; neither known is PENDING. A code the table marks PENDING
+/// (`10001`: "query the transaction") stays PENDING whatever the grouping.
 pub fn payment_state(code: &str, grouping: Option<&str>) -> PaymentState {
-    let meaning = match grouping.map(|g| g.trim().to_ascii_uppercase()) {
-        Some(g) if g == "SUCCESSFUL" => Some(CodeMeaning::Succeeded),
-        Some(g) if g == "FAILED" => Some(CodeMeaning::Failed),
-        Some(g) if g == "PENDING" => Some(CodeMeaning::Pending),
-        _ => CODES
-            .iter()
-            .find(|(c, _, _)| *c == code)
-            .map(|(_, m, _)| *m),
+    let from_grouping = match grouping.map(|g| g.trim().to_ascii_uppercase()).as_deref() {
+        Some("SUCCESSFUL") => Some(CodeMeaning::Succeeded),
+        Some("FAILED") => Some(CodeMeaning::Failed),
+        Some("PENDING") => Some(CodeMeaning::Pending),
+        _ => None,
+    };
+    let from_table = CODES
+        .iter()
+        .find(|(c, _, _)| *c == code)
+        .map(|(_, m, _)| *m);
+    let meaning = match (from_grouping, from_table) {
+        (_, Some(CodeMeaning::Pending)) => CodeMeaning::Pending,
+        (Some(g), Some(t)) if g != t => CodeMeaning::Pending,
+        (Some(m), _) | (None, Some(m)) => m,
+        (None, None) => CodeMeaning::Pending,
     };
     match meaning {
-        Some(CodeMeaning::Succeeded) => PaymentState::Succeeded,
-        Some(CodeMeaning::Failed) => PaymentState::Failed,
-        Some(CodeMeaning::Pending) | None => PaymentState::Pending,
+        CodeMeaning::Succeeded => PaymentState::Succeeded,
+        CodeMeaning::Failed => PaymentState::Failed,
+        CodeMeaning::Pending => PaymentState::Pending,
     }
 }
 

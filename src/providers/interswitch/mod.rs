@@ -196,11 +196,13 @@ fn advice_outcome(raw: RawResponse) -> Result<PaymentOutcome, ProviderError> {
             raw.status
         )));
     }
-    Ok(outcome(&answer, &code))
+    let grouping = Some(answer.response_code_grouping.as_str()).filter(|g| !g.is_empty());
+    Ok(outcome(&answer, &code, grouping))
 }
 
-fn outcome(answer: &TransactionResponse, code: &str) -> PaymentOutcome {
-    let grouping = Some(answer.response_code_grouping.as_str()).filter(|g| !g.is_empty());
+/// Maps an answer to an outcome by `code`; `grouping` is `ResponseCodeGrouping` when it speaks
+/// for that code.
+fn outcome(answer: &TransactionResponse, code: &str, grouping: Option<&str>) -> PaymentOutcome {
     let message = match answer.message() {
         "" => codes::describe(code).unwrap_or_default().to_owned(),
         m => m.to_owned(),
@@ -247,7 +249,9 @@ fn query_outcome(
         };
         return Ok(PaymentOutcome::unknown(why));
     }
-    Ok(outcome(&answer, &transaction_code))
+    // ResponseCodeGrouping goes with the query's own ResponseCode, not with the transaction's
+    // code: only the transaction code decides.
+    Ok(outcome(&answer, &transaction_code, None))
 }
 
 #[async_trait]
@@ -489,6 +493,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(failed.state, PaymentState::Failed);
+        // The query's own grouping says the query succeeded, not the payment.
+        let declined = q(
+            200,
+            r#"{"ResponseCode":"90000","ResponseCodeGrouping":"SUCCESSFUL","TransactionResponseCode":"70120"}"#,
+        )
+        .unwrap();
+        assert_eq!(declined.state, PaymentState::Failed);
+        let still = q(
+            200,
+            r#"{"ResponseCode":"90000","ResponseCodeGrouping":"SUCCESSFUL","TransactionResponseCode":"10001"}"#,
+        )
+        .unwrap();
+        assert_eq!(still.state, PaymentState::Pending);
         // The query itself succeeding says nothing about the transaction.
         let bare = q(200, r#"{"ResponseCode":"90000"}"#).unwrap();
         assert_eq!(bare.state, PaymentState::Pending);

@@ -28,6 +28,14 @@ fn loose_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     })
 }
 
+/// Reads a value of type `T`, or its default when the JSON is null or of another shape: an
+/// error envelope that is `null` or a bare string must not make a whole answer unreadable.
+fn lenient<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned + Default>(
+    d: D,
+) -> Result<T, D::Error> {
+    Ok(serde_json::from_value(serde_json::Value::deserialize(d)?).unwrap_or_default())
+}
+
 /// Interswitch gives ISO-4217 numeric codes ("566") or alphabetic ones.
 pub fn currency_from_code(code: &str) -> Option<Currency> {
     match code.trim() {
@@ -297,9 +305,9 @@ pub struct TransactionResponse {
     #[serde(default, alias = "Amount", deserialize_with = "loose")]
     pub amount: String,
     /// Interswitch's error envelope on 4xx answers.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub error: Option<WireError>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub errors: Vec<WireError>,
 }
 
@@ -394,6 +402,17 @@ mod tests {
             serde_json::to_value(&body).unwrap(),
             serde_json::json!({"TerminalId":"3DMO0001","paymentCode":"10401","customerId":"0000000001","amount":"150000","requestReference":"145600000001"})
         );
+    }
+
+    #[test]
+    fn null_or_odd_error_envelopes_do_not_hide_the_code() {
+        for body in [
+            r#"{"ResponseCode":"90000","ResponseCodeGrouping":"SUCCESSFUL","errors":null,"error":null}"#,
+            r#"{"ResponseCode":"90000","errors":"none","error":"none"}"#,
+        ] {
+            let r: TransactionResponse = serde_json::from_str(body).unwrap();
+            assert_eq!(r.effective_code(), "90000", "{body}");
+        }
     }
 
     #[test]
