@@ -45,8 +45,8 @@ impl Provider for Scripted {
     fn capabilities(&self) -> &'static [Capability] {
         &[Capability::CreatePayment, Capability::QueryPayment]
     }
-    fn payment_reference(&self, sequence: u64) -> String {
-        format!("ref{sequence}")
+    fn payment_reference(&self, sequence: u64) -> Option<String> {
+        Some(format!("ref{sequence}"))
     }
     async fn pay(&self, _: &PaymentRecord) -> Result<PaymentOutcome, ProviderError> {
         self.pay_calls.fetch_add(1, Ordering::SeqCst);

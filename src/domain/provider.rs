@@ -128,8 +128,10 @@ pub trait Provider: Send + Sync + 'static {
     /// Operations this adapter implements.
     fn capabilities(&self) -> &'static [Capability];
     /// The provider-side reference for a new payment, from a sequence number unique across the
-    /// deployment (allocated by the store). Stored before the provider is called.
-    fn payment_reference(&self, sequence: u64) -> String;
+    /// deployment (allocated by the store). Stored before the provider is called. `None` when
+    /// the sequence no longer fits the provider's reference format: references are never
+    /// reused, so the gateway then refuses to pay.
+    fn payment_reference(&self, sequence: u64) -> Option<String>;
 
     /// Bill categories.
     async fn list_categories(&self) -> Result<Vec<Category>, ProviderError> {

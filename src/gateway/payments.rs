@@ -64,22 +64,26 @@ impl Gateway {
                 .map_err(GatewayError::AmountRuleViolated)?;
         }
 
-        // The sequence never falls below the clock in tenths of a second, so references stay
-        // unique even if the store loses the counter (as long as fewer than ten payments a
-        // second are made on average).
         let now = self.clock.now_ms();
         let sequence = self
             .store
             .increment(
                 &keys::reference_sequence(provider.id().name()),
-                (now / 100).max(0) as u64,
+                reference_seed(now),
             )
             .await?;
+        let Some(provider_reference) = provider.payment_reference(sequence) else {
+            tracing::error!(provider = %provider.id(), sequence, "payment reference space exhausted");
+            return Err(GatewayError::Internal(format!(
+                "{} payment references are exhausted: configure longer references or a new prefix",
+                provider.id()
+            )));
+        };
         let record = PaymentRecord {
             payment_id: payment_id.clone(),
             request_id,
             fingerprint: fingerprint.clone(),
-            provider_reference: provider.payment_reference(sequence),
+            provider_reference,
             order,
             state: PaymentState::Pending,
             call: CallPhase::InFlight { since_ms: now },
@@ -344,6 +348,17 @@ impl Gateway {
             .schedule(&set, &record.payment_id, now + delay as i64)
             .await
     }
+}
+
+/// Start of the reference sequence's clock: 2026-11-01T00:00:00Z, unix seconds.
+const REFERENCE_EPOCH_SECS: i64 = 1_793_491_200;
+
+/// Where a provider's reference sequence starts when the store has no counter: the seconds
+/// since [`REFERENCE_EPOCH_SECS`]. A counter lost with its store restarts above every earlier
+/// value as long as payments were made at under one per second on average; a counter that is
+/// kept only grows by one per payment.
+fn reference_seed(now_ms: i64) -> u64 {
+    (now_ms / 1000 - REFERENCE_EPOCH_SECS).max(0) as u64
 }
 
 /// Answers a repeated `request_id`.

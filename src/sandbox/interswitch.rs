@@ -68,6 +68,7 @@ pub fn client_config(base_url: &str) -> InterswitchConfig {
         client_id: CLIENT_ID.to_owned(),
         client_secret: CLIENT_SECRET.to_owned().into(),
         terminal_id: TERMINAL_ID.to_owned(),
+        request_reference_length: 12,
         request_reference_prefix: REFERENCE_PREFIX.to_owned(),
         signature_method: SignatureMethod::Sha1,
         timeout_ms: 10_000,

@@ -42,9 +42,9 @@ pub async fn run(store: &dyn Store) {
 
     assert_eq!(store.increment(&k("seq"), 0).await.unwrap(), 1);
     assert_eq!(store.increment(&k("seq"), 0).await.unwrap(), 2);
-    // A floor above the counter lifts it; one below is ignored.
-    assert_eq!(store.increment(&k("seq"), 1000).await.unwrap(), 1001);
-    assert_eq!(store.increment(&k("seq"), 5).await.unwrap(), 1002);
+    // The seed only starts a missing counter.
+    assert_eq!(store.increment(&k("seeded"), 1000).await.unwrap(), 1001);
+    assert_eq!(store.increment(&k("seeded"), 5000).await.unwrap(), 1002);
 
     let set = k("sched");
     store.schedule(&set, "late", 300).await.unwrap();

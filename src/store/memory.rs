@@ -98,16 +98,16 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn increment(&self, key: &str, floor: u64) -> Result<u64, StoreError> {
+    async fn increment(&self, key: &str, seed: u64) -> Result<u64, StoreError> {
         let mut state = self.lock();
         let current = match Self::live_value(&mut state, key) {
             Some(v) => std::str::from_utf8(v)
                 .ok()
                 .and_then(|s| s.parse::<u64>().ok())
                 .ok_or_else(|| StoreError(format!("{key} is not a counter")))?,
-            None => 0,
+            None => seed,
         };
-        let next = current.max(floor) + 1;
+        let next = current + 1;
         state
             .values
             .insert(key.to_owned(), (next.to_string().into_bytes(), None));

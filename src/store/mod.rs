@@ -51,10 +51,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
     /// Removes `key`.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
-    /// Raises the counter at `key` to at least `floor`, increments it and returns the new
-    /// value. With a clock-derived floor the values stay unique even after the store loses
-    /// its data (a restarted memory store, a Redis without persistence).
-    async fn increment(&self, key: &str, floor: u64) -> Result<u64, StoreError>;
+    /// Increments the counter at `key` and returns the new value; a missing counter starts at
+    /// `seed`. A clock-derived seed keeps values unique even after the store loses the counter
+    /// (a restarted memory store, a Redis that lost its data), as long as the counter grew more
+    /// slowly than the clock.
+    async fn increment(&self, key: &str, seed: u64) -> Result<u64, StoreError>;
     /// Adds or moves `member` in the schedule `set`, due at `due_ms` (unix ms).
     async fn schedule(&self, set: &str, member: &str, due_ms: i64) -> Result<(), StoreError>;
     /// Up to `limit` members of `set` due at or before `now_ms`, earliest first.

@@ -11,14 +11,10 @@ use tokio::sync::OnceCell;
 
 use super::{Store, StoreError};
 
-/// Raises a counter to a floor, then increments it.
-const INCREMENT_WITH_FLOOR: &str = r"
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-local floor = tonumber(ARGV[1])
-if current < floor then current = floor end
-current = current + 1
-redis.call('SET', KEYS[1], current)
-return current
+/// Increments a counter that starts at a seed when missing.
+const INCREMENT_FROM_SEED: &str = r"
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return redis.call('INCR', KEYS[1])
 ";
 
 /// Moves a due schedule entry to its lease time; 1 when this caller claimed it.
@@ -65,7 +61,7 @@ impl RedisStore {
             command_timeout,
             connect_timeout,
             cas: redis::Script::new(COMPARE_AND_SWAP),
-            increment: redis::Script::new(INCREMENT_WITH_FLOOR),
+            increment: redis::Script::new(INCREMENT_FROM_SEED),
             claim: redis::Script::new(CLAIM_DUE),
         })
     }
@@ -173,14 +169,10 @@ impl Store for RedisStore {
             .await
     }
 
-    async fn increment(&self, key: &str, floor: u64) -> Result<u64, StoreError> {
-        self.run(|mut c| async move {
-            self.increment
-                .key(key)
-                .arg(floor)
-                .invoke_async(&mut c)
-                .await
-        })
+    async fn increment(&self, key: &str, seed: u64) -> Result<u64, StoreError> {
+        self.run(
+            |mut c| async move { self.increment.key(key).arg(seed).invoke_async(&mut c).await },
+        )
         .await
     }
 

@@ -39,6 +39,7 @@ pub fn interswitch_config(
         client_id: CLIENT_ID.to_owned(),
         client_secret: CLIENT_SECRET.to_owned().into(),
         terminal_id: TERMINAL_ID.to_owned(),
+        request_reference_length: 12,
         request_reference_prefix: PREFIX.to_owned(),
         signature_method: method,
         timeout_ms,
