@@ -189,6 +189,7 @@ async fn a_payment_abandoned_in_flight_is_picked_up_after_expiry() {
         created_at_ms: now,
         updated_at_ms: now,
         status_checks: 0,
+        reconcile_checks: 0,
     };
     store
         .set(
@@ -228,4 +229,31 @@ async fn a_payment_abandoned_in_flight_is_picked_up_after_expiry() {
         .unwrap();
     assert_eq!(replay.state, PaymentState::Succeeded);
     assert_eq!(provider.pay_calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn polling_get_payment_does_not_use_up_the_schedule() {
+    let (gateway, provider, _) = setup(vec![]);
+    let stats = Arc::new(ReconcileStats::default());
+    let p = gateway
+        .create_payment("r-4".into(), order(), None)
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        let r = gateway.get_payment(&p.payment_id, None).await.unwrap();
+        assert_eq!(r.state, PaymentState::Pending);
+    }
+    assert_eq!(provider.query_calls.load(Ordering::SeqCst), 20);
+    gateway.reconcile_due(&stats).await.unwrap();
+    let record = state_of(&gateway, &p.payment_id).await;
+    assert_eq!(
+        record.state,
+        PaymentState::Pending,
+        "20 polls are not 3 schedule steps"
+    );
+    assert_eq!(record.reconcile_checks, 0);
+    assert_eq!(
+        record.status_checks, 0,
+        "failed queries learned nothing and were not recorded"
+    );
 }

@@ -127,8 +127,11 @@ pub struct PaymentRecord {
     pub fulfilment_token: String,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
-    /// How many status queries have been made.
+    /// How many status queries have been made (GetPayment and reconciliation).
     pub status_checks: u32,
+    /// How many steps of the reconciliation schedule have run; only the reconciler moves it.
+    #[serde(default)]
+    pub reconcile_checks: u32,
 }
 
 impl PaymentRecord {
@@ -142,27 +145,33 @@ impl PaymentRecord {
     /// succeeded payment only moves on to reversed.
     pub fn apply(&mut self, outcome: PaymentOutcome, now_ms: i64) {
         let unknown = outcome.state == PaymentState::Pending && outcome.provider_code.is_empty();
+        let settled = self.state.is_final() || self.state == PaymentState::NeedsAttention;
         let allowed = match (self.state, outcome.state) {
             _ if unknown => false,
             (PaymentState::Succeeded, PaymentState::Reversed) => true,
             (s, _) if s.is_final() => false,
+            // Handed to an operator: only a final answer takes it back.
+            (PaymentState::NeedsAttention, next) => next.is_final(),
             _ => true,
         };
         if allowed {
             self.state = outcome.state;
         }
-        // An unknown outcome carries no code: keep the last explicit one.
-        if !outcome.provider_code.is_empty() {
-            self.provider_code = outcome.provider_code;
-        }
-        if !outcome.provider_message.is_empty() {
-            self.provider_message = outcome.provider_message;
-        }
-        if let Some(id) = outcome.provider_transaction_id {
-            self.provider_transaction_id = id;
-        }
-        if let Some(token) = outcome.fulfilment_token {
-            self.fulfilment_token = token;
+        // The details follow the state: a refused answer does not relabel a settled payment,
+        // and an unknown outcome (no code) keeps the last explicit code.
+        if allowed || !settled {
+            if !outcome.provider_code.is_empty() {
+                self.provider_code = outcome.provider_code;
+            }
+            if !outcome.provider_message.is_empty() {
+                self.provider_message = outcome.provider_message;
+            }
+            if let Some(id) = outcome.provider_transaction_id {
+                self.provider_transaction_id = id;
+            }
+            if let Some(token) = outcome.fulfilment_token {
+                self.fulfilment_token = token;
+            }
         }
         self.updated_at_ms = now_ms;
     }
@@ -201,6 +210,7 @@ mod tests {
             created_at_ms: 0,
             updated_at_ms: 0,
             status_checks: 0,
+            reconcile_checks: 0,
         }
     }
 
@@ -229,6 +239,34 @@ mod tests {
         let mut p = record(PaymentState::Pending);
         p.apply(outcome(PaymentState::Succeeded), 1);
         assert_eq!(p.state, PaymentState::Succeeded);
+    }
+
+    #[test]
+    fn an_operator_payment_only_leaves_for_a_final_answer() {
+        let mut r = record(PaymentState::NeedsAttention);
+        r.provider_message = "settle with the provider".into();
+        r.apply(outcome(PaymentState::Pending), 1);
+        assert_eq!(r.state, PaymentState::NeedsAttention);
+        assert_eq!(r.provider_message, "settle with the provider");
+        assert_eq!(r.provider_code, "");
+        r.apply(outcome(PaymentState::Failed), 2);
+        assert_eq!(
+            (r.state, r.provider_code.as_str()),
+            (PaymentState::Failed, "X")
+        );
+    }
+
+    #[test]
+    fn a_refused_answer_does_not_relabel_a_final_payment() {
+        let mut r = record(PaymentState::Succeeded);
+        r.provider_code = "90000".into();
+        r.apply(outcome(PaymentState::Pending), 1);
+        r.apply(PaymentOutcome::unknown("outcome unknown: timeout"), 2);
+        assert_eq!(r.provider_code, "90000");
+        assert_eq!(r.provider_message, "");
+        let mut p = record(PaymentState::Pending);
+        p.apply(PaymentOutcome::unknown("outcome unknown: timeout"), 1);
+        assert_eq!(p.provider_message, "outcome unknown: timeout");
     }
 
     #[test]

@@ -19,6 +19,17 @@ use crate::domain::{
 use crate::error::GatewayError;
 use crate::store::{keys, StoreError};
 
+/// Where an outcome comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// The one payment call.
+    Payment,
+    /// A status query made for GetPayment.
+    Query,
+    /// A status query made by reconciliation: a step of the schedule.
+    ScheduledQuery,
+}
+
 /// How long the detached task keeps trying to record an outcome when the store is down.
 const RECORD_RETRY_FOR: Duration = Duration::from_secs(120);
 
@@ -94,6 +105,7 @@ impl Gateway {
             created_at_ms: now,
             updated_at_ms: now,
             status_checks: 0,
+            reconcile_checks: 0,
         };
         let bytes = encode(&record);
         // Scheduled before the claim: should this process die mid-call (or the store fail right
@@ -140,7 +152,7 @@ impl Gateway {
                 },
                 Err(e) => PaymentOutcome::unknown(format!("outcome unknown: {e}")),
             };
-            this.record_outcome(&record.payment_id, outcome, false)
+            this.record_outcome(&record.payment_id, outcome, Source::Payment)
                 .await
         });
         let joined = match answer_within {
@@ -179,7 +191,7 @@ impl Gateway {
         };
         match outcome {
             Some(Some(outcome)) => Ok(self
-                .record_outcome(payment_id, outcome, true)
+                .record_outcome(payment_id, outcome, Source::Query)
                 .await
                 .unwrap_or(record)),
             _ => Ok(record),
@@ -221,21 +233,35 @@ impl Gateway {
     }
 
     /// Applies `outcome` to the stored record with compare-and-swap (so concurrent writers never
-    /// lose each other's updates) and reschedules or unschedules reconciliation. `status_check`
-    /// counts a status query. Retries a store outage for a while: an outcome must not be lost.
+    /// lose each other's updates) and reschedules or unschedules reconciliation. The outcome of
+    /// the payment call itself is retried through a store outage for a while: it must not be
+    /// lost. A status query's outcome is tried once (the next query finds it again).
     pub(crate) async fn record_outcome(
         &self,
         payment_id: &str,
         outcome: PaymentOutcome,
-        status_check: bool,
+        source: Source,
     ) -> Option<PaymentRecord> {
-        let give_up = tokio::time::Instant::now() + RECORD_RETRY_FOR;
+        let give_up = tokio::time::Instant::now()
+            + match source {
+                Source::Payment => RECORD_RETRY_FOR,
+                Source::Query | Source::ScheduledQuery => Duration::ZERO,
+            };
         let mut pause = Duration::from_millis(100);
         loop {
-            match self
-                .try_record_outcome(payment_id, &outcome, status_check)
-                .await
-            {
+            let result = self
+                .update_payment(payment_id, |record, now| {
+                    record.apply(outcome.clone(), now);
+                    record.call = CallPhase::Returned;
+                    if source != Source::Payment {
+                        record.status_checks += 1;
+                    }
+                    if source == Source::ScheduledQuery {
+                        record.reconcile_checks += 1;
+                    }
+                })
+                .await;
+            match result {
                 Ok(record) => return Some(record),
                 Err(e) if tokio::time::Instant::now() < give_up => {
                     tracing::warn!(payment_id, error = %e, "payment outcome not recorded yet; retrying");
@@ -248,22 +274,6 @@ impl Gateway {
                 }
             }
         }
-    }
-
-    async fn try_record_outcome(
-        &self,
-        payment_id: &str,
-        outcome: &PaymentOutcome,
-        status_check: bool,
-    ) -> Result<PaymentRecord, StoreError> {
-        self.update_payment(payment_id, |record, now| {
-            record.apply(outcome.clone(), now);
-            record.call = CallPhase::Returned;
-            if status_check {
-                record.status_checks += 1;
-            }
-        })
-        .await
     }
 
     /// Hands a payment whose outcome stayed unknown to an operator. `None` when it turned final
@@ -341,7 +351,7 @@ impl Gateway {
         let delay = self
             .payments
             .reconcile_backoff_ms
-            .get(record.status_checks as usize)
+            .get(record.reconcile_checks as usize)
             .copied()
             .unwrap_or(0);
         self.store

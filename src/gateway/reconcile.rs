@@ -9,7 +9,7 @@ use std::sync::{
     Arc,
 };
 
-use super::{ms, Gateway};
+use super::{ms, payments::Source, Gateway};
 use crate::domain::{payment::CallPhase, PaymentOutcome, PaymentState};
 use crate::store::{keys, StoreError};
 
@@ -77,10 +77,10 @@ impl Gateway {
         if record.state.is_final() || record.state == PaymentState::NeedsAttention {
             return self.store.unschedule(&set, payment_id).await;
         }
-        if record.status_checks as usize >= self.payments.reconcile_backoff_ms.len() {
+        if record.reconcile_checks as usize >= self.payments.reconcile_backoff_ms.len() {
             let why = format!(
                 "outcome still unknown after {} status checks; settle with the provider",
-                record.status_checks
+                record.reconcile_checks
             );
             if self.mark_needs_attention(payment_id, why).await?.is_some() {
                 stats.needs_attention.fetch_add(1, Ordering::Relaxed);
@@ -95,7 +95,8 @@ impl Gateway {
             .query_provider(&record)
             .await
             .unwrap_or_else(|| PaymentOutcome::unknown(""));
-        self.record_outcome(payment_id, outcome, true).await;
+        self.record_outcome(payment_id, outcome, Source::ScheduledQuery)
+            .await;
         Ok(())
     }
 }

@@ -508,6 +508,7 @@ mod tests {
             created_at_ms: 0,
             updated_at_ms: 0,
             status_checks: 0,
+            reconcile_checks: 0,
         }
     }
 
