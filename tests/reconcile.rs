@@ -21,7 +21,7 @@ use billpay_gateway::{
         Provider, ProviderError, ProviderId,
     },
     gateway::{reconcile::ReconcileStats, CatalogSettings, Gateway, PaymentSettings, Registry},
-    store::{keys, memory::MemoryStore, Store},
+    store::{keys, memory::MemoryStore, Store, StoreError},
 };
 
 /// Pays with an unknown outcome, then answers status queries from a script.
@@ -256,4 +256,156 @@ async fn polling_get_payment_does_not_use_up_the_schedule() {
         record.status_checks, 0,
         "failed queries learned nothing and were not recorded"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_payment_claimed_but_never_sent_fails_without_asking_the_provider() {
+    let (gateway, provider, store) = setup(vec![PaymentState::Succeeded]);
+    // What a replica that died between writing the record and calling the provider leaves.
+    let now = billpay_gateway::gateway::Clock::default().now_ms();
+    let payment_id = PaymentRecord::id_for_request("r-5");
+    let record = PaymentRecord {
+        payment_id: payment_id.clone(),
+        request_id: "r-5".into(),
+        fingerprint: order().fingerprint(),
+        order: order(),
+        provider_reference: "ref9".into(),
+        state: PaymentState::Pending,
+        call: CallPhase::Claimed { since_ms: now },
+        provider_code: String::new(),
+        provider_message: String::new(),
+        provider_transaction_id: String::new(),
+        fulfilment_token: String::new(),
+        created_at_ms: now,
+        updated_at_ms: now,
+        status_checks: 0,
+        reconcile_checks: 0,
+    };
+    store
+        .set(
+            &keys::payment(&payment_id),
+            &serde_json::to_vec(&record).unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+    store
+        .schedule(&keys::reconcile_schedule(), &payment_id, now + 30_000)
+        .await
+        .unwrap();
+    let stats = Arc::new(ReconcileStats::default());
+    tokio::spawn(gateway.clone().run_reconciler(stats));
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    let settled = state_of(&gateway, &payment_id).await;
+    assert_eq!(settled.state, PaymentState::Failed);
+    assert!(
+        settled.provider_message.contains("never sent"),
+        "{}",
+        settled.provider_message
+    );
+    assert_eq!(provider.pay_calls.load(Ordering::SeqCst), 0);
+    assert_eq!(provider.query_calls.load(Ordering::SeqCst), 0);
+}
+
+/// A store whose next claim (`SET NX`) is applied but answers an error, as when Redis times out
+/// after writing.
+struct LostClaimReply {
+    inner: MemoryStore,
+    fail_next_claim: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl Store for LostClaimReply {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(key).await
+    }
+    async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), StoreError> {
+        self.inner.set(key, value, ttl).await
+    }
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, StoreError> {
+        let written = self.inner.set_if_absent(key, value, ttl).await?;
+        if self.fail_next_claim.swap(false, Ordering::SeqCst) {
+            return Err(StoreError("response timed out".into()));
+        }
+        Ok(written)
+    }
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.inner.compare_and_swap(key, old, new).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key).await
+    }
+    async fn increment(&self, key: &str, seed: u64) -> Result<u64, StoreError> {
+        self.inner.increment(key, seed).await
+    }
+    async fn schedule(&self, set: &str, member: &str, due_ms: i64) -> Result<(), StoreError> {
+        self.inner.schedule(set, member, due_ms).await
+    }
+    async fn due(&self, set: &str, now_ms: i64, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.inner.due(set, now_ms, limit).await
+    }
+    async fn claim_due(
+        &self,
+        set: &str,
+        member: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .claim_due(set, member, now_ms, lease_until_ms)
+            .await
+    }
+    async fn unschedule(&self, set: &str, member: &str) -> Result<(), StoreError> {
+        self.inner.unschedule(set, member).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_claim_whose_answer_was_lost_still_pays_once() {
+    let provider = Arc::new(Scripted {
+        queries: Mutex::new(VecDeque::new()),
+        pay_calls: AtomicU32::new(0),
+        query_calls: AtomicU32::new(0),
+    });
+    let mut registry = Registry::new();
+    registry.insert(
+        ProviderId::Interswitch,
+        provider.clone() as Arc<dyn Provider>,
+    );
+    let store = Arc::new(LostClaimReply {
+        inner: MemoryStore::default(),
+        fail_next_claim: std::sync::atomic::AtomicBool::new(true),
+    });
+    let gateway = Gateway::new(
+        registry,
+        store,
+        PaymentSettings::default(),
+        CatalogSettings::default(),
+        false,
+    );
+    let p = gateway
+        .create_payment("r-6".into(), order(), None)
+        .await
+        .unwrap();
+    assert_eq!(p.call, CallPhase::Returned);
+    assert_eq!(provider.pay_calls.load(Ordering::SeqCst), 1);
+    let again = gateway
+        .create_payment("r-6".into(), order(), None)
+        .await
+        .unwrap();
+    assert_eq!(again.payment_id, p.payment_id);
+    assert_eq!(provider.pay_calls.load(Ordering::SeqCst), 1);
 }

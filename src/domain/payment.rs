@@ -77,9 +77,12 @@ impl PaymentOrder {
     }
 }
 
-/// Whether the one provider call of a payment has returned.
+/// Where the one provider call of a payment stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CallPhase {
+    /// The record was written at this time (unix ms); the provider has not been called. A
+    /// payment left here by a stopped process was certainly never sent.
+    Claimed { since_ms: i64 },
     /// The provider call was started at this time (unix ms) and has not returned yet.
     InFlight { since_ms: i64 },
     /// The provider call returned (with an answer or with an unknown outcome).

@@ -11,10 +11,12 @@
 
 use std::{sync::Arc, time::Duration};
 
+use tokio::sync::oneshot;
+
 use super::{ms, Gateway};
 use crate::domain::{
     payment::CallPhase, Capability, PaymentOrder, PaymentOutcome, PaymentRecord, PaymentState,
-    ProviderError,
+    Provider, ProviderError,
 };
 use crate::error::GatewayError;
 use crate::store::{keys, StoreError};
@@ -30,6 +32,25 @@ pub(crate) enum Source {
     ScheduledQuery,
 }
 
+/// The result of claiming a payment id.
+enum Claim {
+    /// This call wrote the record and makes the provider call.
+    Won(PaymentRecord),
+    /// Another call had claimed it: its record, replayed for this request.
+    Replay(Result<PaymentRecord, GatewayError>),
+}
+
+/// Awaits `f`, giving up at `deadline` (never, when `None`).
+async fn within<F: std::future::Future>(
+    deadline: Option<tokio::time::Instant>,
+    f: F,
+) -> Option<F::Output> {
+    match deadline {
+        Some(at) => tokio::time::timeout_at(at, f).await.ok(),
+        None => Some(f.await),
+    }
+}
+
 /// How long the detached task keeps trying to record an outcome when the store is down.
 const RECORD_RETRY_FOR: Duration = Duration::from_secs(120);
 
@@ -42,6 +63,7 @@ impl Gateway {
         order: PaymentOrder,
         answer_within: Option<Duration>,
     ) -> Result<PaymentRecord, GatewayError> {
+        let deadline = answer_within.map(|d| tokio::time::Instant::now() + d);
         let provider = self
             .provider(order.provider, Capability::CreatePayment)?
             .clone();
@@ -56,9 +78,7 @@ impl Gateway {
             ));
         }
         let payment_id = PaymentRecord::id_for_request(&request_id);
-        let key = keys::payment(&payment_id);
         let fingerprint = order.fingerprint();
-
         if let Some(existing) = self.load_payment(&payment_id).await? {
             return replay(existing, &fingerprint, self.payments.in_flight_retry_ms);
         }
@@ -75,6 +95,62 @@ impl Gateway {
                 .map_err(GatewayError::AmountRuleViolated)?;
         }
 
+        // From the claim on, everything runs detached: a caller that goes away (deadline,
+        // reset) cannot separate the claim from the call.
+        let (claimed_tx, claimed_rx) = oneshot::channel();
+        let this = self.clone();
+        let request_id_copy = request_id.clone();
+        let mut task = tokio::spawn(async move {
+            let claim = this
+                .claim(provider.as_ref(), request_id, order, fingerprint)
+                .await;
+            let record = match claim {
+                Ok(Claim::Won(record)) => record,
+                Ok(Claim::Replay(answer)) => {
+                    let _ = claimed_tx.send(answer);
+                    return None;
+                }
+                Err(e) => {
+                    let _ = claimed_tx.send(Err(e));
+                    return None;
+                }
+            };
+            let _ = claimed_tx.send(Ok(record.clone()));
+            this.call_provider(provider.as_ref(), record).await
+        });
+
+        let pending = match within(deadline, claimed_rx).await {
+            Some(Ok(answer)) => answer?,
+            Some(Err(_)) => {
+                return Err(GatewayError::Internal("payment task ended early".into()));
+            }
+            // The claim itself outlasted the caller: the request may or may not be recorded.
+            None => {
+                return Err(GatewayError::RequestInFlight {
+                    request_id: request_id_copy,
+                    retry_after: ms(self.payments.in_flight_retry_ms),
+                });
+            }
+        };
+        match within(deadline, &mut task).await {
+            Some(Ok(Some(record))) => Ok(record),
+            // Not recorded yet (store trouble), or not called: the journal says PENDING.
+            Some(Ok(None)) | None => Ok(pending),
+            Some(Err(e)) => Err(GatewayError::Internal(format!("payment task failed: {e}"))),
+        }
+    }
+
+    /// Writes the payment record, with its provider reference, before anything is sent. Exactly
+    /// one caller per payment id wins; the others get the winner's record replayed.
+    async fn claim(
+        &self,
+        provider: &dyn Provider,
+        request_id: String,
+        order: PaymentOrder,
+        fingerprint: String,
+    ) -> Result<Claim, GatewayError> {
+        let payment_id = PaymentRecord::id_for_request(&request_id);
+        let key = keys::payment(&payment_id);
         let now = self.clock.now_ms();
         let sequence = self
             .store
@@ -97,7 +173,7 @@ impl Gateway {
             provider_reference,
             order,
             state: PaymentState::Pending,
-            call: CallPhase::InFlight { since_ms: now },
+            call: CallPhase::Claimed { since_ms: now },
             provider_code: String::new(),
             provider_message: String::new(),
             provider_transaction_id: String::new(),
@@ -108,10 +184,9 @@ impl Gateway {
             reconcile_checks: 0,
         };
         let bytes = encode(&record);
-        // Scheduled before the claim: should this process die mid-call (or the store fail right
-        // after the claim), reconciliation still finds the payment after the in-flight expiry.
-        // An entry without a record (a lost claim race, a failed claim) is dropped by the
-        // reconciler.
+        // Scheduled before the claim: should this process die between claim and call (or the
+        // store fail right after the claim), reconciliation still finds the payment after the
+        // in-flight expiry. An entry without a record is dropped by the reconciler.
         self.store
             .schedule(
                 &keys::reconcile_schedule(),
@@ -119,16 +194,64 @@ impl Gateway {
                 now + self.payments.in_flight_expiry_ms as i64,
             )
             .await?;
-        if !self
+        let won = match self
             .store
             .set_if_absent(&key, &bytes, Some(ms(self.payments.record_ttl_ms)))
-            .await?
+            .await
         {
+            Ok(won) => won,
+            // The write may have landed with its answer lost: look before giving up.
+            Err(e) => match self.store.get(&key).await {
+                Ok(Some(stored)) if stored == bytes => true,
+                Ok(Some(_)) => false,
+                _ => return Err(e.into()),
+            },
+        };
+        if !won {
             let winner = self
                 .load_payment(&payment_id)
                 .await?
                 .ok_or_else(|| GatewayError::Internal("claimed payment vanished".into()))?;
-            return replay(winner, &fingerprint, self.payments.in_flight_retry_ms);
+            return Ok(Claim::Replay(replay(
+                winner,
+                &fingerprint,
+                self.payments.in_flight_retry_ms,
+            )));
+        }
+        Ok(Claim::Won(record))
+    }
+
+    /// Marks the claimed payment in flight, then makes the one provider call and records its
+    /// outcome. The call is made only once the store confirms the payment is in flight, so a
+    /// payment still marked claimed was certainly never sent.
+    async fn call_provider(
+        &self,
+        provider: &dyn Provider,
+        mut record: PaymentRecord,
+    ) -> Option<PaymentRecord> {
+        let payment_id = record.payment_id.clone();
+        let started = self
+            .update_payment(&payment_id, |r, now| {
+                let claimed = matches!(r.call, CallPhase::Claimed { .. });
+                if claimed {
+                    r.call = CallPhase::InFlight { since_ms: now };
+                }
+                claimed
+            })
+            .await;
+        match started {
+            Ok(Some(in_flight)) => record = in_flight,
+            Ok(None) => {
+                tracing::warn!(
+                    payment_id,
+                    "payment settled before its call started; not sent"
+                );
+                return None;
+            }
+            Err(e) => {
+                tracing::error!(payment_id, error = %e, "payment not marked in flight; not sent");
+                return None;
+            }
         }
         tracing::info!(
             payment_id,
@@ -137,37 +260,19 @@ impl Gateway {
             amount_minor = record.order.amount.minor_units,
             "payment recorded; calling provider"
         );
-
-        let this = self.clone();
-        let pending = record.clone();
-        let call = tokio::spawn(async move {
-            let outcome = match provider.pay(&record).await {
-                Ok(outcome) => outcome,
-                Err(ProviderError::Unrepresentable { field, reason }) => PaymentOutcome {
-                    state: PaymentState::Failed,
-                    provider_code: String::new(),
-                    provider_message: format!("not sent: {field}: {reason}"),
-                    provider_transaction_id: None,
-                    fulfilment_token: None,
-                },
-                Err(e) => PaymentOutcome::unknown(format!("outcome unknown: {e}")),
-            };
-            this.record_outcome(&record.payment_id, outcome, Source::Payment)
-                .await
-        });
-        let joined = match answer_within {
-            Some(limit) => match tokio::time::timeout(limit, call).await {
-                Ok(joined) => joined,
-                Err(_) => return Ok(pending),
+        let outcome = match provider.pay(&record).await {
+            Ok(outcome) => outcome,
+            Err(ProviderError::Unrepresentable { field, reason }) => PaymentOutcome {
+                state: PaymentState::Failed,
+                provider_code: String::new(),
+                provider_message: format!("not sent: {field}: {reason}"),
+                provider_transaction_id: None,
+                fulfilment_token: None,
             },
-            None => call.await,
+            Err(e) => PaymentOutcome::unknown(format!("outcome unknown: {e}")),
         };
-        match joined {
-            Ok(Some(record)) => Ok(record),
-            // The outcome could not be written yet; the journal still says PENDING.
-            Ok(None) => Ok(pending),
-            Err(e) => Err(GatewayError::Internal(format!("payment task failed: {e}"))),
-        }
+        self.record_outcome(&payment_id, outcome, Source::Payment)
+            .await
     }
 
     /// The payment, refreshed from the provider first when it is not final (bounded by
@@ -181,7 +286,7 @@ impl Gateway {
             .load_payment(payment_id)
             .await?
             .ok_or_else(|| GatewayError::NotFound(format!("payment {payment_id}")))?;
-        if record.state.is_final() || matches!(record.call, CallPhase::InFlight { .. }) {
+        if record.state.is_final() || record.call != CallPhase::Returned {
             return Ok(record);
         }
         let query = self.query_provider(&record);
@@ -259,10 +364,11 @@ impl Gateway {
                     if source == Source::ScheduledQuery {
                         record.reconcile_checks += 1;
                     }
+                    true
                 })
                 .await;
             match result {
-                Ok(record) => return Some(record),
+                Ok(record) => return record,
                 Err(e) if tokio::time::Instant::now() < give_up => {
                     tracing::warn!(payment_id, error = %e, "payment outcome not recorded yet; retrying");
                     tokio::time::sleep(pause).await;
@@ -283,27 +389,49 @@ impl Gateway {
         payment_id: &str,
         why: String,
     ) -> Result<Option<PaymentRecord>, StoreError> {
-        let mut changed = false;
-        let record = self
-            .update_payment(payment_id, |record, now| {
-                changed = !record.state.is_final();
-                if changed {
-                    record.state = PaymentState::NeedsAttention;
-                    record.provider_message = why.clone();
-                    record.call = CallPhase::Returned;
-                    record.updated_at_ms = now;
-                }
-            })
-            .await?;
-        Ok(changed.then_some(record))
+        self.update_payment(payment_id, |record, now| {
+            if record.state.is_final() {
+                return false;
+            }
+            record.state = PaymentState::NeedsAttention;
+            record.provider_message = why.clone();
+            record.call = CallPhase::Returned;
+            record.updated_at_ms = now;
+            true
+        })
+        .await
+    }
+
+    /// Fails a payment that was claimed but never sent (its process stopped between claim and
+    /// call): the gateway knows for certain that no money moved. `None` when the call started
+    /// meanwhile.
+    pub(crate) async fn mark_not_sent(
+        &self,
+        payment_id: &str,
+    ) -> Result<Option<PaymentRecord>, StoreError> {
+        self.update_payment(payment_id, |record, now| {
+            if !matches!(record.call, CallPhase::Claimed { .. }) {
+                return false;
+            }
+            record.state = PaymentState::Failed;
+            record.provider_code = String::new();
+            record.provider_message = "never sent to the provider: the gateway stopped before \
+                                       calling it; no money moved. Retry with a new request_id"
+                .into();
+            record.call = CallPhase::Returned;
+            record.updated_at_ms = now;
+            true
+        })
+        .await
     }
 
     /// Read-modify-write of a payment record with compare-and-swap, then reschedules it.
+    /// `change` returns whether it changed anything; `None` when it did not.
     async fn update_payment(
         &self,
         payment_id: &str,
-        mut change: impl FnMut(&mut PaymentRecord, i64),
-    ) -> Result<PaymentRecord, StoreError> {
+        mut change: impl FnMut(&mut PaymentRecord, i64) -> bool,
+    ) -> Result<Option<PaymentRecord>, StoreError> {
         let key = keys::payment(payment_id);
         loop {
             let (mut record, old) = self
@@ -311,7 +439,9 @@ impl Gateway {
                 .await?
                 .ok_or_else(|| StoreError(format!("payment {payment_id} missing")))?;
             let now = self.clock.now_ms();
-            change(&mut record, now);
+            if !change(&mut record, now) {
+                return Ok(None);
+            }
             if self
                 .store
                 .compare_and_swap(&key, &old, &encode(&record))
@@ -331,7 +461,7 @@ impl Gateway {
                     code = record.provider_code,
                     "payment updated"
                 );
-                return Ok(record);
+                return Ok(Some(record));
             }
         }
     }
@@ -382,7 +512,7 @@ fn replay(
             request_id: existing.request_id,
         });
     }
-    if matches!(existing.call, CallPhase::InFlight { .. }) {
+    if existing.call != CallPhase::Returned {
         return Err(GatewayError::RequestInFlight {
             request_id: existing.request_id,
             retry_after: ms(in_flight_retry_ms),

@@ -64,11 +64,27 @@ impl Gateway {
         let Some(record) = self.load_payment(payment_id).await? else {
             return self.store.unschedule(&set, payment_id).await;
         };
-        if let CallPhase::InFlight { since_ms } = record.call {
-            let expires = since_ms + self.payments.in_flight_expiry_ms as i64;
-            if now < expires {
-                return self.store.schedule(&set, payment_id, expires).await;
+        match record.call {
+            CallPhase::Claimed { since_ms } | CallPhase::InFlight { since_ms } => {
+                let expires = since_ms + self.payments.in_flight_expiry_ms as i64;
+                if now < expires {
+                    return self.store.schedule(&set, payment_id, expires).await;
+                }
             }
+            CallPhase::Returned => {}
+        }
+        if let CallPhase::Claimed { .. } = record.call {
+            if self.mark_not_sent(payment_id).await?.is_some() {
+                tracing::warn!(
+                    payment_id,
+                    "payment claimed but never sent: FAILED, no money moved"
+                );
+                return Ok(());
+            }
+            // The call started meanwhile: handled on its next due time.
+            return Ok(());
+        }
+        if let CallPhase::InFlight { .. } = record.call {
             tracing::warn!(
                 payment_id,
                 "payment call abandoned in flight; asking the provider"
