@@ -94,11 +94,26 @@ pub fn load(path: Option<&Path>) -> Result<Config, String> {
         Some(p) => std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
         None => String::new(),
     };
-    let mut table: toml::Table = toml::from_str(&text).map_err(|e| format!("config: {e}"))?;
+    let mut table: toml::Table = toml::from_str(&text).map_err(|e| describe(&e, &text))?;
     apply_env(&mut table, std::env::vars());
     table
         .try_into()
-        .map_err(|e: toml::de::Error| format!("config: {e}"))
+        .map_err(|e: toml::de::Error| describe(&e, ""))
+}
+
+/// A configuration error without the offending text: the line may hold a secret.
+fn describe(e: &toml::de::Error, text: &str) -> String {
+    let line = e
+        .span()
+        .filter(|_| !text.is_empty())
+        .map(|s| {
+            format!(
+                " at line {}",
+                text[..s.start.min(text.len())].lines().count().max(1)
+            )
+        })
+        .unwrap_or_default();
+    format!("config{line}: {}", e.message())
 }
 
 /// Applies `BILLPAY__A__B=value` and `REDIS_URL` overrides to a parsed TOML table.
@@ -190,6 +205,15 @@ mod tests {
         assert!(config.store.redis_url.is_some());
         // Debug output never shows the secret.
         assert!(!format!("{isw:?}").contains("from-env"));
+    }
+
+    #[test]
+    fn a_config_error_does_not_quote_the_secret() {
+        let text = "[providers.interswitch]\nclient_secret = \"s3cr\\qet\"\n";
+        let e = toml::from_str::<toml::Table>(text).unwrap_err();
+        let message = describe(&e, text);
+        assert!(message.contains("line 2"), "{message}");
+        assert!(!message.contains("s3cr"), "{message}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use common::*;
 use serde_json::json;
 use tracing_subscriber::fmt::MakeWriter;
 use wiremock::{
-    matchers::{method, path},
+    matchers::{body_string_contains, method, path},
     Mock, MockServer, ResponseTemplate,
 };
 
@@ -66,6 +66,14 @@ async fn no_secret_in_any_log_line_or_error() {
         .and(path(format!("{api}/customers/validations")))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "Customers": [{"customerId": "0000000001", "responseCode": "90000", "amountType": "0", "amount": "0"}]})))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{api}/payments/advices")))
+        .and(body_string_contains("0000000002"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "ResponseCode": "10001", "ResponseCodeGrouping": "PENDING"})))
+        .with_priority(1)
         .mount(&server)
         .await;
     Mock::given(method("POST"))
@@ -128,6 +136,31 @@ async fn no_secret_in_any_log_line_or_error() {
         .payment
         .unwrap();
     assert_eq!(paid.fulfilment_token, TOKEN, "the caller gets the token");
+    // A pending payment, then a status query that times out.
+    let pending = gw
+        .payments()
+        .create_payment(payment_request(
+            "secret-pending",
+            "90101",
+            "0000000002",
+            1_000,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .payment
+        .unwrap();
+    let again = gw
+        .payments()
+        .get_payment(pb::GetPaymentRequest {
+            payment_id: pending.payment_id,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .payment
+        .unwrap();
+    assert_eq!(again.state, pb::PaymentState::Pending as i32);
     gw.stop().await;
 
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
@@ -135,6 +168,10 @@ async fn no_secret_in_any_log_line_or_error() {
     assert!(
         logs.contains("provider call failed"),
         "failures were logged"
+    );
+    assert!(
+        logs.contains("status query failed"),
+        "the query path was logged"
     );
     assert!(!logs.contains(CLIENT_SECRET), "client secret in logs");
     assert!(!logs.contains(TOKEN), "fulfilment token in logs");

@@ -52,7 +52,10 @@ impl Gateway {
         category_id: Option<String>,
     ) -> Result<Vec<Biller>, GatewayError> {
         let p = self.provider(id, Capability::ListBillers)?.clone();
-        let scope = category_id.clone().unwrap_or_else(|| "*".into());
+        let scope = match &category_id {
+            Some(id) => format!("category:{id}"),
+            None => "all".to_owned(),
+        };
         self.cached(id, "billers", &scope, "list_billers", move || {
             let (p, category_id) = (p.clone(), category_id.clone());
             async move { p.list_billers(category_id.as_deref()).await }
@@ -67,7 +70,7 @@ impl Gateway {
         biller_id: String,
     ) -> Result<Vec<Product>, GatewayError> {
         let p = self.provider(id, Capability::ListProducts)?.clone();
-        let scope = biller_id.clone();
+        let scope = format!("biller:{biller_id}");
         self.cached(id, "products", &scope, "list_products", move || {
             let (p, biller_id) = (p.clone(), biller_id.clone());
             async move { p.list_products(&biller_id).await }

@@ -19,6 +19,25 @@ type Schedule = (BTreeSet<(i64, String)>, HashMap<String, i64>);
 struct State {
     values: HashMap<String, (Vec<u8>, Option<Instant>)>,
     schedules: HashMap<String, Schedule>,
+    /// Writes since the last sweep of expired values.
+    writes: usize,
+}
+
+/// Expired values are dropped when read, and all of them every this many writes, so keys that
+/// are never read again do not pile up.
+const SWEEP_EVERY: usize = 1024;
+
+impl State {
+    fn insert(&mut self, key: &str, value: Vec<u8>, expires: Option<Instant>) {
+        self.writes += 1;
+        if self.writes >= SWEEP_EVERY {
+            self.writes = 0;
+            let now = Instant::now();
+            self.values
+                .retain(|_, (_, at)| at.is_none_or(|at| at > now));
+        }
+        self.values.insert(key.to_owned(), (value, expires));
+    }
 }
 
 /// An in-memory [`Store`].
@@ -55,9 +74,7 @@ impl Store for MemoryStore {
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), StoreError> {
-        self.lock()
-            .values
-            .insert(key.to_owned(), (value.to_vec(), deadline(ttl)));
+        self.lock().insert(key, value.to_vec(), deadline(ttl));
         Ok(())
     }
 
@@ -71,9 +88,7 @@ impl Store for MemoryStore {
         if Self::live_value(&mut state, key).is_some() {
             return Ok(false);
         }
-        state
-            .values
-            .insert(key.to_owned(), (value.to_vec(), deadline(ttl)));
+        state.insert(key, value.to_vec(), deadline(ttl));
         Ok(true)
     }
 

@@ -79,8 +79,10 @@ impl InterswitchConfig {
         if t.len() != 8 || !t.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err("interswitch.terminal_id must be 8 letters or digits".into());
         }
-        if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
-            return Err("interswitch.base_url must start with http:// or https://".into());
+        if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://"))
+            || reqwest::Url::parse(&self.base_url).is_err()
+        {
+            return Err("interswitch.base_url must be an http:// or https:// URL".into());
         }
         if self.client_id.is_empty() {
             return Err("interswitch.client_id must be set".into());
@@ -139,11 +141,13 @@ impl Interswitch {
         path_and_query: &str,
         body: Option<Vec<u8>>,
     ) -> Result<RawResponse, ProviderError> {
-        let url = format!("{}{}", self.base_url, path_and_query);
-        let headers = self.signer.sign(method.as_str(), &url);
+        // Sign the URL exactly as reqwest will send it (normalised host case, default port).
+        let url = reqwest::Url::parse(&format!("{}{}", self.base_url, path_and_query))
+            .map_err(|e| ProviderError::Transport(format!("bad URL: {e}")))?;
+        let headers = self.signer.sign(method.as_str(), url.as_str());
         let mut request = self
             .http
-            .request(method, &url)
+            .request(method, url)
             .header("Authorization", headers.authorization)
             .header("Timestamp", headers.timestamp)
             .header("Nonce", headers.nonce)
