@@ -85,6 +85,7 @@ pub async fn run(
     let reconciler = tokio::spawn(gateway.clone().run_reconciler(stats));
     let watch = tokio::spawn(watch_store(gateway.clone(), health.clone()));
 
+    let payments = gateway.clone();
     let api = Api::new(gateway, deadline_margin);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
@@ -128,6 +129,7 @@ pub async fn run(
         }
     };
     reconciler.abort();
+    payments.finish_payments(drain).await;
     result
 }
 

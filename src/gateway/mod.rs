@@ -83,6 +83,8 @@ pub struct Gateway {
     catalog: CatalogSettings,
     sandbox: bool,
     clock: Clock,
+    /// Detached payment calls, waited for on shutdown.
+    tasks: tokio_util::task::TaskTracker,
 }
 
 impl Gateway {
@@ -101,6 +103,7 @@ impl Gateway {
             catalog,
             sandbox,
             clock: Clock::default(),
+            tasks: tokio_util::task::TaskTracker::new(),
         })
     }
 
@@ -117,6 +120,22 @@ impl Gateway {
     /// The store, for health checks.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Waits up to `limit` for detached payment calls to finish and record their outcomes, so a
+    /// shutdown does not cut a call the journal says is in flight (reconciliation would resolve
+    /// it, but later). New payments must have stopped arriving.
+    pub async fn finish_payments(&self, limit: Duration) {
+        self.tasks.close();
+        if tokio::time::timeout(limit, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = self.tasks.len(),
+                "payment calls still running at shutdown; reconciliation will resolve them"
+            );
+        }
     }
 
     /// The provider `id` if it is configured and supports `capability`.

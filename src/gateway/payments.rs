@@ -100,7 +100,7 @@ impl Gateway {
         let (claimed_tx, claimed_rx) = oneshot::channel();
         let this = self.clone();
         let request_id_copy = request_id.clone();
-        let mut task = tokio::spawn(async move {
+        let mut task = self.tasks.spawn(async move {
             let claim = this
                 .claim(provider.as_ref(), request_id, order, fingerprint)
                 .await;

@@ -4,6 +4,7 @@
 //! The schedule lives in the store, so any replica can pick up any payment, including one left
 //! in flight by a replica that died.
 
+use futures_util::StreamExt;
 use std::sync::{
     atomic::{AtomicU64, Ordering},
     Arc,
@@ -15,6 +16,8 @@ use crate::store::{keys, StoreError};
 
 /// How many due payments one pass handles at most.
 const BATCH: usize = 100;
+/// How many of them are checked at once.
+const CONCURRENCY: usize = 16;
 
 /// Counters of one gateway's reconciliation (the process-wide ones are in [`crate::metrics`]).
 #[derive(Debug, Default)]
@@ -43,15 +46,28 @@ impl Gateway {
         let set = keys::reconcile_schedule();
         let now = self.clock.now_ms();
         let due = self.store.due(&set, now, BATCH).await?;
-        let lease = now + self.payments.in_flight_expiry_ms as i64;
-        for payment_id in &due {
-            // Of several replicas that see this entry due, one claims it; should that replica
-            // die, the entry comes due again when the lease ends.
-            if self.store.claim_due(&set, payment_id, now, lease).await? {
-                self.reconcile_one(payment_id, now, stats).await?;
-            }
-        }
-        Ok(due.len())
+        let count = due.len();
+        // Several at a time: one slow provider must not hold the others past their lease.
+        futures_util::stream::iter(due)
+            .for_each_concurrent(CONCURRENCY, |payment_id| {
+                let set = &set;
+                async move {
+                    // Of several replicas that see this entry due, one claims it; should that
+                    // replica die, the entry comes due again when the lease ends.
+                    let now = self.clock.now_ms();
+                    let lease = now + self.payments.in_flight_expiry_ms as i64;
+                    let result = match self.store.claim_due(set, &payment_id, now, lease).await {
+                        Ok(true) => self.reconcile_one(&payment_id, now, stats).await,
+                        Ok(false) => Ok(()),
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = result {
+                        tracing::warn!(payment_id, error = %e, "reconciliation step failed; retried after its lease");
+                    }
+                }
+            })
+            .await;
+        Ok(count)
     }
 
     async fn reconcile_one(
