@@ -5,8 +5,7 @@
 use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::Server;
+use tonic::transport::{server::TcpIncoming, Server};
 use tonic_health::{server::HealthReporter, ServingStatus};
 
 use crate::api::Api;
@@ -111,9 +110,15 @@ pub async fn run(
         .add_service(CustomerServiceServer::new(api.clone()))
         .add_service(PaymentServiceServer::new(api.clone()))
         .add_service(AccountServiceServer::new(api))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-            let _ = stop_rx.await;
-        });
+        // TCP_NODELAY: without it small HTTP/2 frames wait for the peer's delayed ACK (40 ms
+        // p99 on every call, see BENCHMARKS.md). tonic's own nodelay setting does not apply to
+        // a listener passed in.
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            async {
+                let _ = stop_rx.await;
+            },
+        );
     let drain = Duration::from_millis(server.drain_timeout_ms);
     let drain_expired = async move {
         if draining_rx.await.is_err() {
