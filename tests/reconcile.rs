@@ -175,21 +175,8 @@ async fn a_payment_abandoned_in_flight_is_picked_up_after_expiry() {
     let now = billpay_gateway::gateway::Clock::default().now_ms();
     let payment_id = PaymentRecord::id_for_request("r-3");
     let record = PaymentRecord {
-        payment_id: payment_id.clone(),
-        request_id: "r-3".into(),
-        fingerprint: order().fingerprint(),
-        order: order(),
-        provider_reference: "ref1".into(),
-        state: PaymentState::Pending,
         call: CallPhase::InFlight { since_ms: now },
-        provider_code: String::new(),
-        provider_message: String::new(),
-        provider_transaction_id: String::new(),
-        fulfilment_token: String::new(),
-        created_at_ms: now,
-        updated_at_ms: now,
-        status_checks: 0,
-        reconcile_checks: 0,
+        ..PaymentRecord::claimed("r-3".into(), order(), "ref1".into(), now)
     };
     store
         .set(
@@ -265,21 +252,8 @@ async fn a_payment_claimed_but_never_sent_fails_without_asking_the_provider() {
     let now = billpay_gateway::gateway::Clock::default().now_ms();
     let payment_id = PaymentRecord::id_for_request("r-5");
     let record = PaymentRecord {
-        payment_id: payment_id.clone(),
-        request_id: "r-5".into(),
-        fingerprint: order().fingerprint(),
-        order: order(),
-        provider_reference: "ref9".into(),
-        state: PaymentState::Pending,
         call: CallPhase::Claimed { since_ms: now },
-        provider_code: String::new(),
-        provider_message: String::new(),
-        provider_transaction_id: String::new(),
-        fulfilment_token: String::new(),
-        created_at_ms: now,
-        updated_at_ms: now,
-        status_checks: 0,
-        reconcile_checks: 0,
+        ..PaymentRecord::claimed("r-5".into(), order(), "ref9".into(), now)
     };
     store
         .set(

@@ -30,6 +30,15 @@ fn redis_store(redis: &RedisServer) -> Arc<dyn Store> {
     )
 }
 
+async fn gateway(sims: &Simulators, redis: &RedisServer, settings: PaymentSettings) -> TestGateway {
+    TestGateway::start_with(
+        sandbox::providers_config(&sims.base_url()),
+        redis_store(redis),
+        settings,
+    )
+    .await
+}
+
 async fn simulators() -> Simulators {
     Simulators::start(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap()
 }
@@ -59,12 +68,7 @@ async fn wait_for_payment_health(gw: &TestGateway, want: ServingStatus) {
 async fn redis_down_stops_payments_not_reads_and_recovers() {
     let redis = RedisServer::start();
     let sims = simulators().await;
-    let gw = TestGateway::start_with(
-        sandbox::providers_config(&sims.base_url()),
-        redis_store(&redis),
-        PaymentSettings::default(),
-    )
-    .await;
+    let gw = gateway(&sims, &redis, PaymentSettings::default()).await;
     let p = gw
         .payments()
         .create_payment(payment_request("redis-1", "90101", "0000000000", 1_000))
@@ -155,12 +159,7 @@ async fn redis_down_stops_payments_not_reads_and_recovers() {
 async fn the_journal_survives_a_gateway_restart() {
     let redis = RedisServer::start();
     let sims = simulators().await;
-    let first = TestGateway::start_with(
-        sandbox::providers_config(&sims.base_url()),
-        redis_store(&redis),
-        PaymentSettings::default(),
-    )
-    .await;
+    let first = gateway(&sims, &redis, PaymentSettings::default()).await;
     let paid = first
         .payments()
         .create_payment(payment_request("restart-1", "90101", "0000000000", 1_000))
@@ -171,12 +170,7 @@ async fn the_journal_survives_a_gateway_restart() {
         .unwrap();
     first.stop().await;
 
-    let second = TestGateway::start_with(
-        sandbox::providers_config(&sims.base_url()),
-        redis_store(&redis),
-        PaymentSettings::default(),
-    )
-    .await;
+    let second = gateway(&sims, &redis, PaymentSettings::default()).await;
     let again = second
         .payments()
         .get_payment(pb::GetPaymentRequest {
@@ -211,12 +205,7 @@ async fn reconciliation_resolves_a_pending_payment_in_the_background() {
         reconcile_poll_ms: 100,
         ..PaymentSettings::default()
     };
-    let gw = TestGateway::start_with(
-        sandbox::providers_config(&sims.base_url()),
-        redis_store(&redis),
-        settings,
-    )
-    .await;
+    let gw = gateway(&sims, &redis, settings).await;
     // The provider took the money and answered 502: PENDING until a status query says more.
     let p = gw
         .payments()

@@ -138,6 +138,33 @@ pub struct PaymentRecord {
 }
 
 impl PaymentRecord {
+    /// A new record for `request_id`, claimed at `now_ms` and not sent yet: PENDING, with the
+    /// provider reference it will be sent with.
+    pub fn claimed(
+        request_id: String,
+        order: PaymentOrder,
+        provider_reference: String,
+        now_ms: i64,
+    ) -> Self {
+        Self {
+            payment_id: Self::id_for_request(&request_id),
+            request_id,
+            fingerprint: order.fingerprint(),
+            order,
+            provider_reference,
+            state: PaymentState::Pending,
+            call: CallPhase::Claimed { since_ms: now_ms },
+            provider_code: String::new(),
+            provider_message: String::new(),
+            provider_transaction_id: String::new(),
+            fulfilment_token: String::new(),
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+            status_checks: 0,
+            reconcile_checks: 0,
+        }
+    }
+
     /// The payment id for an idempotency key: stable, so the key alone finds the payment.
     pub fn id_for_request(request_id: &str) -> String {
         let digest = Sha256::digest(format!("billpay/payment/{request_id}"));
@@ -190,30 +217,19 @@ mod tests {
     use crate::domain::Currency;
 
     fn record(state: PaymentState) -> PaymentRecord {
+        let order = PaymentOrder {
+            provider: ProviderId::Interswitch,
+            kind: PaymentKind::Bill,
+            biller_id: String::new(),
+            product_id: "p".into(),
+            customer_id: "c".into(),
+            amount: Money::new(Currency::Ngn, 1),
+            contact: Contact::default(),
+        };
         PaymentRecord {
-            payment_id: "pay_x".into(),
-            request_id: "r".into(),
-            fingerprint: String::new(),
-            order: PaymentOrder {
-                provider: ProviderId::Interswitch,
-                kind: PaymentKind::Bill,
-                biller_id: String::new(),
-                product_id: "p".into(),
-                customer_id: "c".into(),
-                amount: Money::new(Currency::Ngn, 1),
-                contact: Contact::default(),
-            },
-            provider_reference: "1".into(),
             state,
             call: CallPhase::Returned,
-            provider_code: String::new(),
-            provider_message: String::new(),
-            provider_transaction_id: String::new(),
-            fulfilment_token: String::new(),
-            created_at_ms: 0,
-            updated_at_ms: 0,
-            status_checks: 0,
-            reconcile_checks: 0,
+            ..PaymentRecord::claimed("r".into(), order, "1".into(), 0)
         }
     }
 

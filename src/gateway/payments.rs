@@ -166,23 +166,7 @@ impl Gateway {
                 provider.id()
             )));
         };
-        let record = PaymentRecord {
-            payment_id: payment_id.clone(),
-            request_id,
-            fingerprint: fingerprint.clone(),
-            provider_reference,
-            order,
-            state: PaymentState::Pending,
-            call: CallPhase::Claimed { since_ms: now },
-            provider_code: String::new(),
-            provider_message: String::new(),
-            provider_transaction_id: String::new(),
-            fulfilment_token: String::new(),
-            created_at_ms: now,
-            updated_at_ms: now,
-            status_checks: 0,
-            reconcile_checks: 0,
-        };
+        let record = PaymentRecord::claimed(request_id, order, provider_reference, now);
         let bytes = encode(&record);
         // Scheduled before the claim: should this process die between claim and call (or the
         // store fail right after the claim), reconciliation still finds the payment after the

@@ -486,34 +486,19 @@ mod tests {
 
     fn record(kobo: i64) -> PaymentRecord {
         use crate::domain::{
-            payment::{CallPhase, Contact, PaymentKind},
+            payment::{Contact, PaymentKind},
             Money, PaymentOrder,
         };
-        PaymentRecord {
-            payment_id: "pay_1".into(),
-            request_id: "r".into(),
-            fingerprint: String::new(),
-            order: PaymentOrder {
-                provider: ProviderId::Interswitch,
-                kind: PaymentKind::Bill,
-                biller_id: String::new(),
-                product_id: "90101".into(),
-                customer_id: "1".into(),
-                amount: Money::new(Currency::Ngn, kobo),
-                contact: Contact::default(),
-            },
-            provider_reference: "145600000001".into(),
-            state: PaymentState::Pending,
-            call: CallPhase::Returned,
-            provider_code: String::new(),
-            provider_message: String::new(),
-            provider_transaction_id: String::new(),
-            fulfilment_token: String::new(),
-            created_at_ms: 0,
-            updated_at_ms: 0,
-            status_checks: 0,
-            reconcile_checks: 0,
-        }
+        let order = PaymentOrder {
+            provider: ProviderId::Interswitch,
+            kind: PaymentKind::Bill,
+            biller_id: String::new(),
+            product_id: "90101".into(),
+            customer_id: "1".into(),
+            amount: Money::new(Currency::Ngn, kobo),
+            contact: Contact::default(),
+        };
+        PaymentRecord::claimed("r".into(), order, "145600000001".into(), 0)
     }
 
     #[test]
