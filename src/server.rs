@@ -68,6 +68,14 @@ pub async fn run(
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let (health, health_service) = tonic_health::server::health_reporter();
     set_all(&health, ServingStatus::Serving).await;
+    // Ready means the store answers: no payment service before it does.
+    let store_up = gateway.store().ping().await.is_ok();
+    if !store_up {
+        tracing::warn!("store unreachable at start: payments NOT_SERVING");
+        health
+            .set_service_status("billpay.v1.PaymentService", ServingStatus::NotServing)
+            .await;
+    }
 
     // Both reflection versions list everything, each other included: grpcurl 1.8.6 and
     // Python's reflection client only speak v1alpha.
@@ -82,7 +90,7 @@ pub async fn run(
 
     let stats = Arc::new(ReconcileStats::default());
     let reconciler = tokio::spawn(gateway.clone().run_reconciler(stats));
-    let watch = tokio::spawn(watch_store(gateway.clone(), health.clone()));
+    let watch = tokio::spawn(watch_store(gateway.clone(), health.clone(), store_up));
 
     let payments = gateway.clone();
     let api = Api::new(gateway, deadline_margin);
@@ -158,8 +166,7 @@ async fn set_all(health: &HealthReporter, status: ServingStatus) {
 
 /// The payment service is only SERVING while the store answers: without it there are no
 /// idempotency records, so no payments. Other services keep serving (uncached).
-async fn watch_store(gateway: Arc<Gateway>, health: HealthReporter) {
-    let mut up = true;
+async fn watch_store(gateway: Arc<Gateway>, health: HealthReporter, mut up: bool) {
     let mut tick = tokio::time::interval(STORE_WATCH_EVERY);
     loop {
         tick.tick().await;

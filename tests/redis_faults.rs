@@ -240,3 +240,32 @@ async fn reconciliation_resolves_a_pending_payment_in_the_background() {
     assert_eq!(sims.calls.get("interswitch", "query_payment"), 1);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_gateway_started_without_redis_is_not_ready_for_payments_until_it_is_back() {
+    let redis = RedisServer::start();
+    redis.kill();
+    let sims = simulators().await;
+    let gw = gateway(&sims, &redis, PaymentSettings::default()).await;
+    // Not ready from the first check on: no window where payments say SERVING.
+    assert_eq!(payment_health(&gw).await, ServingStatus::NotServing as i32);
+    let status = gw
+        .payments()
+        .create_payment(payment_request("cold-1", "90101", "0000000000", 1_000))
+        .await
+        .unwrap_err();
+    assert_error(&status, Code::Unavailable, "STORE_UNAVAILABLE");
+    redis.restart();
+    wait_for_payment_health(&gw, ServingStatus::Serving).await;
+    let p = gw
+        .payments()
+        .create_payment(payment_request("cold-2", "90101", "0000000000", 1_000))
+        .await
+        .unwrap()
+        .into_inner()
+        .payment
+        .unwrap();
+    assert_eq!(state(&p), pb::PaymentState::Succeeded);
+    assert_eq!(sims.calls.get("interswitch", "pay"), 1);
+    gw.stop().await;
+}
