@@ -55,7 +55,10 @@ impl Provider for Scripted {
     async fn query_payment(&self, _: &PaymentRecord) -> Result<PaymentOutcome, ProviderError> {
         self.query_calls.fetch_add(1, Ordering::SeqCst);
         match self.queries.lock().unwrap().pop_front() {
-            Some(PaymentState::Pending) | None => Err(ProviderError::Upstream { status: 503 }),
+            // The provider answers, but without news (as Interswitch's "not found" does).
+            Some(PaymentState::Pending) | None => {
+                Ok(PaymentOutcome::unknown("no transaction status yet"))
+            }
             Some(state) => Ok(PaymentOutcome {
                 state,
                 provider_code: "90000".into(),
@@ -219,29 +222,42 @@ async fn a_payment_abandoned_in_flight_is_picked_up_after_expiry() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn polling_get_payment_does_not_use_up_the_schedule() {
+async fn polling_get_payment_neither_hastens_nor_postpones_the_schedule() {
     let (gateway, provider, _) = setup(vec![]);
     let stats = Arc::new(ReconcileStats::default());
+    tokio::spawn(gateway.clone().run_reconciler(stats.clone()));
     let p = gateway
         .create_payment("r-4".into(), order(), None)
         .await
         .unwrap();
-    for _ in 0..20 {
-        let r = gateway.get_payment(&p.payment_id, None).await.unwrap();
-        assert_eq!(r.state, PaymentState::Pending);
+    // A client polls every 500 ms. The schedule (1 + 2 + 4 s) still runs its course: the
+    // payment reaches the operator after ~7 s, not sooner (20 polls are not 3 steps), and
+    // not never (each poll does not push the next step back).
+    for _ in 0..16 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        gateway.get_payment(&p.payment_id, None).await.unwrap();
     }
-    assert_eq!(provider.query_calls.load(Ordering::SeqCst), 20);
-    gateway.reconcile_due(&stats).await.unwrap();
-    let record = state_of(&gateway, &p.payment_id).await;
+    let at_8s = state_of(&gateway, &p.payment_id).await;
+    assert_eq!(at_8s.state, PaymentState::NeedsAttention);
+    assert_eq!(at_8s.reconcile_checks, 3);
+    assert!(at_8s.status_checks > 3, "polls were recorded too");
+    assert_eq!(stats.needs_attention.load(Ordering::Relaxed), 1);
+    let polls_before = provider.query_calls.load(Ordering::SeqCst);
+    // Polling an operator payment still asks (an answer could settle it) but never flips it.
+    gateway.get_payment(&p.payment_id, None).await.unwrap();
     assert_eq!(
-        record.state,
-        PaymentState::Pending,
-        "20 polls are not 3 schedule steps"
+        provider.query_calls.load(Ordering::SeqCst),
+        polls_before + 1
     );
-    assert_eq!(record.reconcile_checks, 0);
     assert_eq!(
-        record.status_checks, 0,
-        "failed queries learned nothing and were not recorded"
+        state_of(&gateway, &p.payment_id).await.state,
+        PaymentState::NeedsAttention
+    );
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(
+        stats.needs_attention.load(Ordering::Relaxed),
+        1,
+        "counted once"
     );
 }
 
@@ -324,6 +340,14 @@ impl Store for LostClaimReply {
     }
     async fn schedule(&self, set: &str, member: &str, due_ms: i64) -> Result<(), StoreError> {
         self.inner.schedule(set, member, due_ms).await
+    }
+    async fn schedule_if_absent(
+        &self,
+        set: &str,
+        member: &str,
+        due_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.inner.schedule_if_absent(set, member, due_ms).await
     }
     async fn due(&self, set: &str, now_ms: i64, limit: usize) -> Result<Vec<String>, StoreError> {
         self.inner.due(set, now_ms, limit).await

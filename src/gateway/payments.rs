@@ -51,6 +51,27 @@ async fn within<F: std::future::Future>(
     }
 }
 
+/// What an update does to a payment's place on the reconciliation schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Move it to its next backoff step (or off the schedule when settled).
+    Step,
+    /// Leave its due time alone unless it is settled: a GetPayment poll or the start of the
+    /// call must not postpone the next scheduled check.
+    Keep,
+}
+
+/// Counts a recorded payment state.
+fn count_outcome(record: &PaymentRecord) {
+    crate::metrics::global()
+        .payment_outcomes
+        .get_or_create(&crate::metrics::PaymentLabels {
+            provider: record.order.provider.name().to_owned(),
+            state: record.state.name().to_owned(),
+        })
+        .inc();
+}
+
 /// How long the detached task keeps trying to record an outcome when the store is down.
 const RECORD_RETRY_FOR: Duration = Duration::from_secs(120);
 
@@ -170,9 +191,10 @@ impl Gateway {
         let bytes = encode(&record);
         // Scheduled before the claim: should this process die between claim and call (or the
         // store fail right after the claim), reconciliation still finds the payment after the
-        // in-flight expiry. An entry without a record is dropped by the reconciler.
+        // in-flight expiry. An entry without a record is dropped by the reconciler; a losing
+        // duplicate does not move the winner's entry.
         self.store
-            .schedule(
+            .schedule_if_absent(
                 &keys::reconcile_schedule(),
                 &payment_id,
                 now + self.payments.in_flight_expiry_ms as i64,
@@ -214,11 +236,13 @@ impl Gateway {
         mut record: PaymentRecord,
     ) -> Option<PaymentRecord> {
         let payment_id = record.payment_id.clone();
+        let mut started_at = None;
         let started = self
-            .update_payment(&payment_id, |r, now| {
+            .update_payment(&payment_id, Next::Keep, |r, now| {
                 let claimed = matches!(r.call, CallPhase::Claimed { .. });
                 if claimed {
                     r.call = CallPhase::InFlight { since_ms: now };
+                    started_at = Some(now);
                 }
                 claimed
             })
@@ -230,12 +254,25 @@ impl Gateway {
                     payment_id,
                     "payment settled before its call started; not sent"
                 );
-                return None;
+                return self.load_payment(&payment_id).await.ok().flatten();
             }
-            Err(e) => {
-                tracing::error!(payment_id, error = %e, "payment not marked in flight; not sent");
-                return None;
-            }
+            // The swap may have landed with its answer lost. Only this task moves a payment
+            // from claimed to in flight, so finding our own mark is the confirmation.
+            Err(e) => match self.load_payment(&payment_id).await {
+                Ok(Some(r))
+                    if started_at.is_some()
+                        && r.call
+                            == CallPhase::InFlight {
+                                since_ms: started_at.unwrap_or_default(),
+                            } =>
+                {
+                    record = r;
+                }
+                _ => {
+                    tracing::error!(payment_id, error = %e, "payment not marked in flight; not sent");
+                    return None;
+                }
+            },
         }
         tracing::info!(
             payment_id,
@@ -338,8 +375,12 @@ impl Gateway {
             };
         let mut pause = Duration::from_millis(100);
         loop {
+            let next = match source {
+                Source::Payment | Source::ScheduledQuery => Next::Step,
+                Source::Query => Next::Keep,
+            };
             let result = self
-                .update_payment(payment_id, |record, now| {
+                .update_payment(payment_id, next, |record, now| {
                     record.apply(outcome.clone(), now);
                     record.call = CallPhase::Returned;
                     if source != Source::Payment {
@@ -352,7 +393,10 @@ impl Gateway {
                 })
                 .await;
             match result {
-                Ok(record) => return record,
+                Ok(record) => {
+                    record.iter().for_each(count_outcome);
+                    return record;
+                }
                 Err(e) if tokio::time::Instant::now() < give_up => {
                     tracing::warn!(payment_id, error = %e, "payment outcome not recorded yet; retrying");
                     tokio::time::sleep(pause).await;
@@ -373,7 +417,7 @@ impl Gateway {
         payment_id: &str,
         why: String,
     ) -> Result<Option<PaymentRecord>, StoreError> {
-        self.update_payment(payment_id, |record, now| {
+        self.update_payment(payment_id, Next::Step, |record, now| {
             if record.state.is_final() {
                 return false;
             }
@@ -393,7 +437,7 @@ impl Gateway {
         &self,
         payment_id: &str,
     ) -> Result<Option<PaymentRecord>, StoreError> {
-        self.update_payment(payment_id, |record, now| {
+        self.update_payment(payment_id, Next::Step, |record, now| {
             if !matches!(record.call, CallPhase::Claimed { .. }) {
                 return false;
             }
@@ -409,11 +453,15 @@ impl Gateway {
         .await
     }
 
-    /// Read-modify-write of a payment record with compare-and-swap, then reschedules it.
-    /// `change` returns whether it changed anything; `None` when it did not.
+    /// Read-modify-write of a payment record with compare-and-swap, then (per `next`) moves
+    /// it on the reconciliation schedule. `change` returns whether it changed anything; `None`
+    /// when it did not. Once the swap succeeded the update is done: a failed reschedule is only
+    /// logged (the entry written at claim time, or the reconciler's lease, still brings the
+    /// payment back).
     async fn update_payment(
         &self,
         payment_id: &str,
+        next: Next,
         mut change: impl FnMut(&mut PaymentRecord, i64) -> bool,
     ) -> Result<Option<PaymentRecord>, StoreError> {
         let key = keys::payment(payment_id);
@@ -431,14 +479,16 @@ impl Gateway {
                 .compare_and_swap(&key, &old, &encode(&record))
                 .await?
             {
-                self.reschedule(&record, now).await?;
-                crate::metrics::global()
-                    .payment_outcomes
-                    .get_or_create(&crate::metrics::PaymentLabels {
-                        provider: record.order.provider.name().to_owned(),
-                        state: record.state.name().to_owned(),
-                    })
-                    .inc();
+                let settled =
+                    record.state.is_final() || record.state == PaymentState::NeedsAttention;
+                let rescheduled = match next {
+                    Next::Step => self.reschedule(&record, now).await,
+                    Next::Keep if settled => self.reschedule(&record, now).await,
+                    Next::Keep => Ok(()),
+                };
+                if let Err(e) = rescheduled {
+                    tracing::warn!(payment_id, error = %e, "reconciliation schedule not updated");
+                }
                 tracing::info!(
                     payment_id,
                     state = record.state.name(),

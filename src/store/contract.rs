@@ -51,6 +51,11 @@ pub async fn run(store: &dyn Store) {
     store.schedule(&set, "early", 100).await.unwrap();
     store.schedule(&set, "moved", 50).await.unwrap();
     store.schedule(&set, "moved", 200).await.unwrap();
+    // Only a new member is added; an existing one keeps its due time.
+    store
+        .schedule_if_absent(&set, "moved", 10_000)
+        .await
+        .unwrap();
     assert_eq!(store.due(&set, 99, 10).await.unwrap(), Vec::<String>::new());
     assert_eq!(
         store.due(&set, 250, 10).await.unwrap(),
@@ -74,6 +79,8 @@ pub async fn run(store: &dyn Store) {
         store.due(&set, 1000, 10).await.unwrap(),
         vec!["moved", "late"]
     );
+    store.schedule_if_absent(&set, "fresh", 50).await.unwrap();
+    assert_eq!(store.due(&set, 60, 10).await.unwrap(), vec!["fresh"]);
 
     store
         .set(&k("ttl"), b"v", Some(Duration::from_secs(1)))

@@ -139,6 +139,21 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn schedule_if_absent(
+        &self,
+        set: &str,
+        member: &str,
+        due_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let (ordered, index) = state.schedules.entry(set.to_owned()).or_default();
+        if !index.contains_key(member) {
+            index.insert(member.to_owned(), due_ms);
+            ordered.insert((due_ms, member.to_owned()));
+        }
+        Ok(())
+    }
+
     async fn due(&self, set: &str, now_ms: i64, limit: usize) -> Result<Vec<String>, StoreError> {
         let state = self.lock();
         Ok(state

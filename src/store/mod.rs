@@ -58,6 +58,13 @@ pub trait Store: Send + Sync + 'static {
     async fn increment(&self, key: &str, seed: u64) -> Result<u64, StoreError>;
     /// Adds or moves `member` in the schedule `set`, due at `due_ms` (unix ms).
     async fn schedule(&self, set: &str, member: &str, due_ms: i64) -> Result<(), StoreError>;
+    /// Adds `member` to `set` at `due_ms` only if it is not there yet (Redis `ZADD NX`).
+    async fn schedule_if_absent(
+        &self,
+        set: &str,
+        member: &str,
+        due_ms: i64,
+    ) -> Result<(), StoreError>;
     /// Up to `limit` members of `set` due at or before `now_ms`, earliest first.
     async fn due(&self, set: &str, now_ms: i64, limit: usize) -> Result<Vec<String>, StoreError>;
     /// Claims a due member: if `member` is in `set` and due at or before `now_ms`, moves it to

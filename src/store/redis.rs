@@ -181,6 +181,24 @@ impl Store for RedisStore {
             .await
     }
 
+    async fn schedule_if_absent(
+        &self,
+        set: &str,
+        member: &str,
+        due_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.run(|mut c| async move {
+            redis::cmd("ZADD")
+                .arg(set)
+                .arg("NX")
+                .arg(due_ms)
+                .arg(member)
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+    }
+
     async fn due(&self, set: &str, now_ms: i64, limit: usize) -> Result<Vec<String>, StoreError> {
         self.run(|mut c| async move {
             c.zrangebyscore_limit(set, "-inf", now_ms, 0, limit as isize)

@@ -1,8 +1,9 @@
 //! Interswitch Quickteller response codes, kept as data.
 //!
-//! `ResponseCodeGrouping` (SUCCESSFUL / FAILED / PENDING) is the primary signal when present.
-//! Otherwise the code table decides, and a code that is not in the table is PENDING: the
-//! gateway asks again rather than guess that money did not move. Sources: Interswitch
+//! The code table decides; a code that is not in the table is PENDING, whatever
+//! `ResponseCodeGrouping` says: the gateway asks again rather than guess that money did not
+//! move. The grouping (SUCCESSFUL / FAILED / PENDING) must agree with the table, or the answer
+//! is PENDING. Sources: Interswitch
 //! Quickteller appendix of response codes (see shared/specs/PROVIDER-NOTES.md section 5.7).
 
 use crate::domain::PaymentState;
@@ -77,9 +78,8 @@ pub fn describe(code: &str) -> Option<&'static str> {
 }
 
 /// The payment state an advice answer says: PENDING unless the provider clearly says otherwise.
-/// The grouping and the code table must not contradict each other (a contradiction is
-/// PENDING); either alone decides; neither known is PENDING. A code the table marks PENDING
-/// (`10001`: "query the transaction") stays PENDING whatever the grouping.
+/// The code decides, from the table; a code not in the table is PENDING whatever the grouping
+/// says. `ResponseCodeGrouping` must agree with the table: a contradiction is PENDING.
 pub fn payment_state(code: &str, grouping: Option<&str>) -> PaymentState {
     let from_grouping = match grouping.map(|g| g.trim().to_ascii_uppercase()).as_deref() {
         Some("SUCCESSFUL") => Some(CodeMeaning::Succeeded),
@@ -91,11 +91,10 @@ pub fn payment_state(code: &str, grouping: Option<&str>) -> PaymentState {
         .iter()
         .find(|(c, _, _)| *c == code)
         .map(|(_, m, _)| *m);
-    let meaning = match (from_grouping, from_table) {
-        (_, Some(CodeMeaning::Pending)) => CodeMeaning::Pending,
-        (Some(g), Some(t)) if g != t => CodeMeaning::Pending,
-        (Some(m), _) | (None, Some(m)) => m,
-        (None, None) => CodeMeaning::Pending,
+    let meaning = match (from_table, from_grouping) {
+        (Some(t), Some(g)) if t != g => CodeMeaning::Pending,
+        (Some(t), _) => t,
+        (None, _) => CodeMeaning::Pending,
     };
     match meaning {
         CodeMeaning::Succeeded => PaymentState::Succeeded,
@@ -109,25 +108,52 @@ mod tests {
     use super::*;
 
     #[test]
-    fn grouping_wins_then_table_then_pending() {
+    fn the_table_decides_and_the_grouping_must_agree() {
         assert_eq!(payment_state("90000", None), PaymentState::Succeeded);
         assert_eq!(payment_state("90010", None), PaymentState::Succeeded);
         assert_eq!(payment_state("70120", None), PaymentState::Failed);
         assert_eq!(payment_state("10001", None), PaymentState::Pending);
-        assert_eq!(payment_state("70001", None), PaymentState::Pending);
         assert_eq!(payment_state("", None), PaymentState::Pending);
-        assert_eq!(payment_state("70001", Some("FAILED")), PaymentState::Failed);
+        // An unknown code is PENDING, never FAILED (nor SUCCEEDED), whatever the grouping.
+        assert_eq!(payment_state("70001", None), PaymentState::Pending);
         assert_eq!(
-            payment_state("90000", Some("PENDING")),
+            payment_state("70001", Some("FAILED")),
             PaymentState::Pending
         );
         assert_eq!(
             payment_state("12345", Some("successful")),
+            PaymentState::Pending
+        );
+        // Agreement confirms; an unrecognised grouping is ignored.
+        assert_eq!(payment_state("70120", Some("FAILED")), PaymentState::Failed);
+        assert_eq!(
+            payment_state("90000", Some("successful")),
             PaymentState::Succeeded
         );
         assert_eq!(
             payment_state("70120", Some("SOMETHING_NEW")),
             PaymentState::Failed
+        );
+        // Contradictions, and "query the transaction" codes, stay PENDING.
+        assert_eq!(
+            payment_state("10001", Some("FAILED")),
+            PaymentState::Pending
+        );
+        assert_eq!(
+            payment_state("10001", Some("SUCCESSFUL")),
+            PaymentState::Pending
+        );
+        assert_eq!(
+            payment_state("70120", Some("SUCCESSFUL")),
+            PaymentState::Pending
+        );
+        assert_eq!(
+            payment_state("90000", Some("FAILED")),
+            PaymentState::Pending
+        );
+        assert_eq!(
+            payment_state("90000", Some("PENDING")),
+            PaymentState::Pending
         );
     }
 
