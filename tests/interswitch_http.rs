@@ -843,3 +843,48 @@ async fn unsupported_operations_name_the_provider() {
         .contains(&(pb::Capability::GetBalance as i32)));
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn an_open_circuit_fails_fast_and_starts_no_payment() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(format!("{API}/categorys")))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
+    mock_validation(&server, 0, "0").await;
+    let gw = gateway_for(&server, SignatureMethod::Sha1, 5_000).await;
+    let isw = pb::Provider::Interswitch as i32;
+    // The default breaker opens after 5 transport failures in a row.
+    for _ in 0..6 {
+        let status = gw
+            .catalog()
+            .list_categories(pb::ListCategoriesRequest {
+                provider: isw,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_error(&status, Code::Unavailable, "PROVIDER_UNAVAILABLE");
+        assert!(retry_delay(&status).is_some());
+    }
+    assert_eq!(
+        requests_to(&server, "/categorys").await.len(),
+        5,
+        "the 6th was not sent"
+    );
+
+    let status = gw
+        .payments()
+        .create_payment(payment_request("breaker-1", "90101", "0000000001", 1_000))
+        .await
+        .unwrap_err();
+    assert_error(&status, Code::Unavailable, "PROVIDER_UNAVAILABLE");
+    assert!(requests_to(&server, "/payments/advices").await.is_empty());
+    let id = billpay_gateway::domain::PaymentRecord::id_for_request("breaker-1");
+    assert!(
+        gw.gateway.load_payment(&id).await.unwrap().is_none(),
+        "nothing recorded"
+    );
+    gw.stop().await;
+}

@@ -127,6 +127,10 @@ fn provider_error(source: ProviderError) -> Mapped {
             retry_after: Some(RETRY_UNAVAILABLE),
             ..Mapped::new(Code::Unavailable, "PROVIDER_UNAVAILABLE")
         },
+        ProviderError::CircuitOpen { retry_after } => Mapped {
+            retry_after: Some(retry_after.max(Duration::from_millis(1))),
+            ..Mapped::new(Code::Unavailable, "PROVIDER_UNAVAILABLE")
+        },
         ProviderError::Auth { status } => {
             Mapped::new(Code::FailedPrecondition, "PROVIDER_AUTH_FAILED")
                 .meta("http_status", status)

@@ -91,8 +91,8 @@ impl Capability {
 }
 
 /// Why a provider call did not produce an answer the gateway can use. For a payment, every
-/// variant but `Unrepresentable` and `Unsupported` means "outcome unknown": the payment stays
-/// PENDING.
+/// variant but `Unrepresentable`, `Unsupported` and `CircuitOpen` (nothing was sent) means
+/// "outcome unknown": the payment stays PENDING.
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     #[error("the provider did not answer in time")]
@@ -113,6 +113,9 @@ pub enum ProviderError {
     Unrepresentable { field: &'static str, reason: String },
     #[error("the provider does not support {}", .0.name())]
     Unsupported(Capability),
+    /// The provider's circuit is open after repeated transport failures: nothing was sent.
+    #[error("the provider is failing; calls paused for {} ms", retry_after.as_millis())]
+    CircuitOpen { retry_after: std::time::Duration },
 }
 
 /// One bill-payment provider. Implementations speak the provider's HTTP exactly and map its
@@ -132,6 +135,12 @@ pub trait Provider: Send + Sync + 'static {
     /// the sequence no longer fits the provider's reference format: references are never
     /// reused, so the gateway then refuses to pay.
     fn payment_reference(&self, sequence: u64) -> Option<String>;
+
+    /// `Err(CircuitOpen)` while calls to the provider are paused. Checked before a payment is
+    /// recorded, so no payment is started into an outage.
+    fn accepting_calls(&self) -> Result<(), ProviderError> {
+        Ok(())
+    }
 
     /// Bill categories.
     async fn list_categories(&self) -> Result<Vec<Category>, ProviderError> {

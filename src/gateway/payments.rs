@@ -116,6 +116,11 @@ impl Gateway {
                 .map_err(GatewayError::AmountRuleViolated)?;
         }
 
+        // No payment is started into an outage: an open circuit refuses it unrecorded.
+        provider
+            .accepting_calls()
+            .map_err(|e| GatewayError::provider(order.provider, "pay", e))?;
+
         // From the claim on, everything runs detached: a caller that goes away (deadline,
         // reset) cannot separate the claim from the call.
         let (claimed_tx, claimed_rx) = oneshot::channel();
@@ -283,10 +288,13 @@ impl Gateway {
         );
         let outcome = match provider.pay(&record).await {
             Ok(outcome) => outcome,
-            Err(ProviderError::Unrepresentable { field, reason }) => PaymentOutcome {
+            // Refused before any HTTP: certainly not sent.
+            Err(
+                e @ (ProviderError::Unrepresentable { .. } | ProviderError::CircuitOpen { .. }),
+            ) => PaymentOutcome {
                 state: PaymentState::Failed,
                 provider_code: String::new(),
-                provider_message: format!("not sent: {field}: {reason}"),
+                provider_message: format!("not sent: {e}"),
                 provider_transaction_id: None,
                 fulfilment_token: None,
             },

@@ -78,6 +78,15 @@ pub async fn send(
     result
 }
 
+/// Whether an HTTP call failed to reach a working provider (for the circuit breaker): a
+/// timeout, a connection error or a 5xx. Declines, 4xx and odd bodies are answers.
+pub fn transport_failure(result: &Result<RawResponse, ProviderError>) -> bool {
+    match result {
+        Ok(raw) => raw.status >= 500,
+        Err(e) => matches!(e, ProviderError::Timeout | ProviderError::Transport(_)),
+    }
+}
+
 async fn read(request: reqwest::RequestBuilder) -> Result<RawResponse, ProviderError> {
     let mut response = request.send().await.map_err(transport_error)?;
     let status = response.status().as_u16();

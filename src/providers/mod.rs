@@ -2,5 +2,6 @@
 //! beside it, its auth/signing, and its response codes kept as data. Shared HTTP plumbing lives
 //! in [`http`].
 
+pub mod guard;
 pub mod http;
 pub mod interswitch;

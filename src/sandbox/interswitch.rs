@@ -73,6 +73,7 @@ pub fn client_config(base_url: &str) -> InterswitchConfig {
         signature_method: SignatureMethod::Sha1,
         timeout_ms: 10_000,
         connect_timeout_ms: 1_000,
+        limits: Default::default(),
     }
 }
 

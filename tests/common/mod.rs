@@ -44,6 +44,7 @@ pub fn interswitch_config(
         signature_method: method,
         timeout_ms,
         connect_timeout_ms: 1_000,
+        limits: Default::default(),
     }
 }
 

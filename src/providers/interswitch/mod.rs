@@ -17,7 +17,10 @@ use crate::domain::{
     Biller, Capability, Category, Currency, CustomerValidation, PaymentOutcome, PaymentRecord,
     Product, Provider, ProviderError, ProviderId,
 };
-use crate::providers::http::{self, RawResponse};
+use crate::providers::{
+    guard::{CallGuard, CallLimits},
+    http::{self, RawResponse},
+};
 use auth::{SignatureMethod, Signer};
 use wire::TransactionResponse;
 
@@ -50,6 +53,9 @@ pub struct InterswitchConfig {
     /// TCP/TLS connect timeout, milliseconds.
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
+    /// Concurrency limit and circuit breaker (`[providers.interswitch.limits]`).
+    #[serde(default)]
+    pub limits: CallLimits,
 }
 
 fn default_signature_method() -> SignatureMethod {
@@ -111,6 +117,7 @@ pub struct Interswitch {
     reference_prefix: String,
     /// How many payments the reference digits after the prefix can number.
     reference_capacity: u64,
+    guard: CallGuard,
 }
 
 impl Interswitch {
@@ -129,6 +136,7 @@ impl Interswitch {
             },
             terminal_id: config.terminal_id,
             reference_capacity: 10u64.pow(config.request_reference_length - 4),
+            guard: CallGuard::new("interswitch", &config.limits),
             reference_prefix: config.request_reference_prefix,
         }
     }
@@ -158,7 +166,12 @@ impl Interswitch {
         if let Some(body) = body {
             request = request.body(body);
         }
-        http::send("interswitch", operation, request).await
+        self.guard
+            .run(
+                http::send("interswitch", operation, request),
+                http::transport_failure,
+            )
+            .await
     }
 
     /// A read: 2xx parsed as `T`, anything else an error.
@@ -288,6 +301,10 @@ impl Provider for Interswitch {
 
     fn capabilities(&self) -> &'static [Capability] {
         CAPABILITIES
+    }
+
+    fn accepting_calls(&self) -> Result<(), ProviderError> {
+        self.guard.check()
     }
 
     fn payment_reference(&self, sequence: u64) -> Option<String> {

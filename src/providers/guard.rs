@@ -1,0 +1,284 @@
+//! Per-provider protection around every HTTP call: a concurrency limit (calls beyond it wait
+//! for a slot) and a circuit breaker that counts transport failures (timeouts, connection
+//! errors, 5xx) but never declines or other answers. After `breaker_failures` failures in a row
+//! the circuit opens for `breaker_open_ms`: calls fail fast, and payments are refused before
+//! they are recorded, so nothing is sent into an outage. When the time is up calls go through
+//! again; the first failure reopens it, the first success closes it.
+
+use std::{sync::Mutex, time::Duration};
+
+use serde::{Deserialize, Deserializer};
+use tokio::{sync::Semaphore, time::Instant};
+
+use crate::domain::ProviderError;
+
+/// `[providers.<name>.limits]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallLimits {
+    /// Most calls to this provider at once; more wait for a slot.
+    #[serde(deserialize_with = "number")]
+    pub max_concurrent_calls: u64,
+    /// Transport failures in a row that open the circuit.
+    #[serde(deserialize_with = "number")]
+    pub breaker_failures: u64,
+    /// How long an open circuit refuses calls, milliseconds.
+    #[serde(deserialize_with = "number")]
+    pub breaker_open_ms: u64,
+}
+
+impl Default for CallLimits {
+    fn default() -> Self {
+        Self {
+            max_concurrent_calls: 64,
+            breaker_failures: 5,
+            breaker_open_ms: 10_000,
+        }
+    }
+}
+
+/// A number from TOML, or from an environment override (which arrives as a string).
+fn number<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Int(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Int(n) => Ok(n),
+        Raw::Text(s) => s.trim().parse().map_err(serde::de::Error::custom),
+    }
+}
+
+#[derive(Default)]
+struct Breaker {
+    failures_in_a_row: u64,
+    open_until: Option<Instant>,
+}
+
+/// The limit and breaker of one provider.
+pub struct CallGuard {
+    provider: &'static str,
+    slots: Semaphore,
+    breaker: Mutex<Breaker>,
+    failures_to_open: u64,
+    open_for: Duration,
+}
+
+impl CallGuard {
+    /// A guard for `provider` with `limits`.
+    pub fn new(provider: &'static str, limits: &CallLimits) -> Self {
+        Self {
+            provider,
+            slots: Semaphore::new(limits.max_concurrent_calls.clamp(1, 100_000) as usize),
+            breaker: Mutex::new(Breaker::default()),
+            failures_to_open: limits.breaker_failures.max(1),
+            open_for: Duration::from_millis(limits.breaker_open_ms),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Breaker> {
+        self.breaker.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `Err(CircuitOpen)` while the circuit is open.
+    pub fn check(&self) -> Result<(), ProviderError> {
+        match self.lock().open_until {
+            Some(until) if until > Instant::now() => Err(ProviderError::CircuitOpen {
+                retry_after: until - Instant::now(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Runs one call within the limit, unless the circuit is open, and counts its result:
+    /// `transport_failure` says whether it failed to reach a working provider.
+    pub async fn run<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, ProviderError>>,
+        transport_failure: impl FnOnce(&Result<T, ProviderError>) -> bool,
+    ) -> Result<T, ProviderError> {
+        self.check()?;
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        let result = call.await;
+        let transport_failure = transport_failure(&result);
+        let mut breaker = self.lock();
+        if transport_failure {
+            breaker.failures_in_a_row += 1;
+            if breaker.failures_in_a_row >= self.failures_to_open {
+                if breaker
+                    .open_until
+                    .is_none_or(|until| until <= Instant::now())
+                {
+                    tracing::warn!(
+                        provider = self.provider,
+                        failures = breaker.failures_in_a_row,
+                        open_ms = self.open_for.as_millis() as u64,
+                        "circuit open: calls refused"
+                    );
+                }
+                breaker.open_until = Some(Instant::now() + self.open_for);
+            }
+        } else {
+            if breaker.open_until.is_some() {
+                tracing::info!(provider = self.provider, "circuit closed");
+            }
+            *breaker = Breaker::default();
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    };
+
+    fn guard(limit: u64) -> CallGuard {
+        CallGuard::new(
+            "test",
+            &CallLimits {
+                max_concurrent_calls: limit,
+                breaker_failures: 3,
+                breaker_open_ms: 1_000,
+            },
+        )
+    }
+
+    /// The classification HTTP calls use, for unit results.
+    fn transport(result: &Result<(), ProviderError>) -> bool {
+        matches!(
+            result,
+            Err(ProviderError::Timeout
+                | ProviderError::Transport(_)
+                | ProviderError::Upstream { .. })
+        )
+    }
+
+    async fn fail(g: &CallGuard) -> Result<(), ProviderError> {
+        g.run(async { Err::<(), _>(ProviderError::Timeout) }, transport)
+            .await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_after_failures_in_a_row_and_closes_on_success() {
+        let g = guard(8);
+        for _ in 0..2 {
+            assert!(matches!(fail(&g).await, Err(ProviderError::Timeout)));
+        }
+        assert!(g.check().is_ok(), "two failures do not open it");
+        assert!(matches!(fail(&g).await, Err(ProviderError::Timeout)));
+        let ran = AtomicUsize::new(0);
+        let refused = g
+            .run(
+                async {
+                    ran.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                },
+                transport,
+            )
+            .await;
+        assert!(matches!(refused, Err(ProviderError::CircuitOpen { .. })));
+        assert_eq!(
+            ran.load(Ordering::SeqCst),
+            0,
+            "an open circuit calls nothing"
+        );
+
+        tokio::time::advance(Duration::from_millis(1_001)).await;
+        // Half-open: the first failure reopens at once.
+        assert!(matches!(fail(&g).await, Err(ProviderError::Timeout)));
+        assert!(g.check().is_err());
+        tokio::time::advance(Duration::from_millis(1_001)).await;
+        assert!(g.run(async { Ok(()) }, transport).await.is_ok());
+        assert!(g.check().is_ok());
+        // Closed again: it takes three new failures to open.
+        fail(&g).await.unwrap_err();
+        fail(&g).await.unwrap_err();
+        assert!(g.check().is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn declines_and_odd_answers_do_not_count() {
+        let g = guard(8);
+        for _ in 0..10 {
+            let declined = g
+                .run(
+                    async {
+                        Err::<(), _>(ProviderError::Rejected {
+                            code: "70120".into(),
+                            message: String::new(),
+                        })
+                    },
+                    transport,
+                )
+                .await;
+            assert!(declined.is_err());
+            let refused = g
+                .run(
+                    async { Err::<(), _>(ProviderError::Auth { status: 401 }) },
+                    transport,
+                )
+                .await;
+            assert!(refused.is_err());
+        }
+        assert!(g.check().is_ok());
+        // A decline between failures breaks the run.
+        fail(&g).await.unwrap_err();
+        fail(&g).await.unwrap_err();
+        g.run(
+            async { Err::<(), _>(ProviderError::NotFound("x".into())) },
+            transport,
+        )
+        .await
+        .unwrap_err();
+        fail(&g).await.unwrap_err();
+        assert!(g.check().is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_beyond_the_limit_wait_for_a_slot() {
+        let g = Arc::new(guard(2));
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let mut calls = Vec::new();
+        for _ in 0..6 {
+            let (g, in_flight, most) = (g.clone(), in_flight.clone(), most.clone());
+            calls.push(tokio::spawn(async move {
+                g.run(
+                    async {
+                        let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        in_flight.fetch_sub(1, Ordering::SeqCst);
+                        Ok::<(), ProviderError>(())
+                    },
+                    transport,
+                )
+                .await
+            }));
+        }
+        for c in calls {
+            c.await.unwrap().unwrap();
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn limits_read_numbers_from_toml_or_environment_strings() {
+        let from_toml: CallLimits = toml::from_str("max_concurrent_calls = 8").unwrap();
+        assert_eq!(from_toml.max_concurrent_calls, 8);
+        assert_eq!(from_toml.breaker_failures, 5);
+        let from_env: CallLimits = toml::from_str("breaker_open_ms = \"2500\"").unwrap();
+        assert_eq!(from_env.breaker_open_ms, 2_500);
+        assert!(toml::from_str::<CallLimits>("breaker_open_ms = \"soon\"").is_err());
+    }
+}
