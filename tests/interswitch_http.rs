@@ -683,13 +683,8 @@ async fn declined_payment_is_ok_with_state_failed() {
     .await;
     let gw = gateway_for(&server, SignatureMethod::Sha1, 5_000).await;
     let p = gw
-        .payments()
-        .create_payment(payment_request("declined-1", "90101", "0000000001", 5_000))
-        .await
-        .unwrap()
-        .into_inner()
-        .payment
-        .unwrap();
+        .pay(payment_request("declined-1", "90101", "0000000001", 5_000))
+        .await;
     assert_eq!(state(&p), pb::PaymentState::Failed);
     assert_eq!(p.provider_code, "70120");
     assert_eq!(p.provider_message, "Biller service unavailable");

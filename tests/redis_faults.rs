@@ -70,13 +70,8 @@ async fn redis_down_stops_payments_not_reads_and_recovers() {
     let sims = simulators().await;
     let gw = gateway(&sims, &redis, PaymentSettings::default()).await;
     let p = gw
-        .payments()
-        .create_payment(payment_request("redis-1", "90101", "0000000000", 1_000))
-        .await
-        .unwrap()
-        .into_inner()
-        .payment
-        .unwrap();
+        .pay(payment_request("redis-1", "90101", "0000000000", 1_000))
+        .await;
     assert_eq!(state(&p), pb::PaymentState::Succeeded);
     assert_eq!(payment_health(&gw).await, ServingStatus::Serving as i32);
 
@@ -161,36 +156,17 @@ async fn the_journal_survives_a_gateway_restart() {
     let sims = simulators().await;
     let first = gateway(&sims, &redis, PaymentSettings::default()).await;
     let paid = first
-        .payments()
-        .create_payment(payment_request("restart-1", "90101", "0000000000", 1_000))
-        .await
-        .unwrap()
-        .into_inner()
-        .payment
-        .unwrap();
+        .pay(payment_request("restart-1", "90101", "0000000000", 1_000))
+        .await;
     first.stop().await;
 
     let second = gateway(&sims, &redis, PaymentSettings::default()).await;
-    let again = second
-        .payments()
-        .get_payment(pb::GetPaymentRequest {
-            payment_id: paid.payment_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .payment
-        .unwrap();
+    let again = second.get(&paid.payment_id).await;
     assert_eq!(again, paid);
     // And the idempotency record too: a retry replays, no second payment.
     let replay = second
-        .payments()
-        .create_payment(payment_request("restart-1", "90101", "0000000000", 1_000))
-        .await
-        .unwrap()
-        .into_inner()
-        .payment
-        .unwrap();
+        .pay(payment_request("restart-1", "90101", "0000000000", 1_000))
+        .await;
     assert_eq!(replay, paid);
     assert_eq!(sims.calls.get("interswitch", "pay"), 1);
     second.stop().await;
@@ -208,13 +184,8 @@ async fn reconciliation_resolves_a_pending_payment_in_the_background() {
     let gw = gateway(&sims, &redis, settings).await;
     // The provider took the money and answered 502: PENDING until a status query says more.
     let p = gw
-        .payments()
-        .create_payment(payment_request("reconcile-1", "90101", "4444444444", 1_000))
-        .await
-        .unwrap()
-        .into_inner()
-        .payment
-        .unwrap();
+        .pay(payment_request("reconcile-1", "90101", "4444444444", 1_000))
+        .await;
     assert_eq!(state(&p), pb::PaymentState::Pending);
     let mut record = None;
     for _ in 0..50 {
@@ -258,13 +229,8 @@ async fn a_gateway_started_without_redis_is_not_ready_for_payments_until_it_is_b
     redis.restart();
     wait_for_payment_health(&gw, ServingStatus::Serving).await;
     let p = gw
-        .payments()
-        .create_payment(payment_request("cold-2", "90101", "0000000000", 1_000))
-        .await
-        .unwrap()
-        .into_inner()
-        .payment
-        .unwrap();
+        .pay(payment_request("cold-2", "90101", "0000000000", 1_000))
+        .await;
     assert_eq!(state(&p), pb::PaymentState::Succeeded);
     assert_eq!(sims.calls.get("interswitch", "pay"), 1);
     gw.stop().await;

@@ -22,28 +22,6 @@ async fn sandbox_gateway() -> (Simulators, TestGateway) {
     (sims, gw)
 }
 
-async fn pay(gw: &TestGateway, id: &str, customer: &str, kobo: i64) -> pb::Payment {
-    gw.payments()
-        .create_payment(payment_request(id, "90101", customer, kobo))
-        .await
-        .unwrap_or_else(|s| panic!("{id}: {s:?}"))
-        .into_inner()
-        .payment
-        .unwrap()
-}
-
-async fn get(gw: &TestGateway, payment_id: &str) -> pb::Payment {
-    gw.payments()
-        .get_payment(pb::GetPaymentRequest {
-            payment_id: payment_id.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .payment
-        .unwrap()
-}
-
 #[tokio::test]
 async fn walkthrough_flow_against_the_simulator() {
     let (sims, gw) = sandbox_gateway().await;
@@ -86,10 +64,17 @@ async fn walkthrough_flow_against_the_simulator() {
         pb::AmountRuleKind::Exact as i32
     );
 
-    let p = pay(&gw, "sandbox-ok", "0000000005", 100_000).await;
+    let p = gw
+        .pay(payment_request(
+            "sandbox-ok",
+            "90101",
+            "0000000005",
+            100_000,
+        ))
+        .await;
     assert_eq!(state(&p), pb::PaymentState::Succeeded);
     assert_eq!(p.fulfilment_token, "1234-5678-9012-3456-7890");
-    assert_eq!(get(&gw, &p.payment_id).await, p);
+    assert_eq!(gw.get(&p.payment_id).await, p);
 
     // The simulator's own rule check agrees with the gateway's: exact means exact.
     let status = gw
@@ -158,16 +143,30 @@ async fn the_simulator_refuses_a_bad_signature() {
 #[tokio::test]
 async fn pending_payment_is_resolved_by_get_payment() {
     let (sims, gw) = sandbox_gateway().await;
-    let p = pay(&gw, "sandbox-pending", "1111111111", 5_000).await;
+    let p = gw
+        .pay(payment_request(
+            "sandbox-pending",
+            "90101",
+            "1111111111",
+            5_000,
+        ))
+        .await;
     assert_eq!(state(&p), pb::PaymentState::Pending);
-    let later = get(&gw, &p.payment_id).await;
+    let later = gw.get(&p.payment_id).await;
     assert_eq!(state(&later), pb::PaymentState::Succeeded);
     assert_eq!(later.status_checks, 1);
     assert_eq!(sims.calls.get("interswitch", "query_payment"), 1);
 
-    let stuck = pay(&gw, "sandbox-stuck", "1111111112", 5_000).await;
+    let stuck = gw
+        .pay(payment_request(
+            "sandbox-stuck",
+            "90101",
+            "1111111112",
+            5_000,
+        ))
+        .await;
     assert_eq!(
-        state(&get(&gw, &stuck.payment_id).await),
+        state(&gw.get(&stuck.payment_id).await),
         pb::PaymentState::Pending
     );
     gw.stop().await;
@@ -176,12 +175,21 @@ async fn pending_payment_is_resolved_by_get_payment() {
 #[tokio::test]
 async fn declined_and_bad_gateway_payments() {
     let (sims, gw) = sandbox_gateway().await;
-    let declined = pay(&gw, "sandbox-declined", "2222222222", 5_000).await;
+    let declined = gw
+        .pay(payment_request(
+            "sandbox-declined",
+            "90101",
+            "2222222222",
+            5_000,
+        ))
+        .await;
     assert_eq!(state(&declined), pb::PaymentState::Failed);
     assert_eq!(declined.provider_code, "70120");
 
     // The provider took the money and answered 502: PENDING, never FAILED; the query finds it.
-    let p = pay(&gw, "sandbox-502", "4444444444", 5_000).await;
+    let p = gw
+        .pay(payment_request("sandbox-502", "90101", "4444444444", 5_000))
+        .await;
     assert_eq!(state(&p), pb::PaymentState::Pending);
     assert!(
         p.provider_message.contains("outcome unknown"),
@@ -189,7 +197,7 @@ async fn declined_and_bad_gateway_payments() {
         p.provider_message
     );
     assert_eq!(
-        state(&get(&gw, &p.payment_id).await),
+        state(&gw.get(&p.payment_id).await),
         pb::PaymentState::Succeeded
     );
     assert_eq!(sims.calls.get("interswitch", "pay"), 2);
@@ -235,7 +243,7 @@ async fn a_short_caller_deadline_gets_pending_and_the_payment_completes() {
     let mut last = p.clone();
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        last = get(&gw, &p.payment_id).await;
+        last = gw.get(&p.payment_id).await;
         if state(&last) != pb::PaymentState::Pending {
             break;
         }

@@ -123,43 +123,24 @@ async fn no_secret_in_any_log_line_or_error() {
             .unwrap_err(),
     );
     let paid = gw
-        .payments()
-        .create_payment(payment_request(
+        .pay(payment_request(
             "secret-check",
             "90101",
             "0000000001",
             1_000,
         ))
-        .await
-        .unwrap()
-        .into_inner()
-        .payment
-        .unwrap();
+        .await;
     assert_eq!(paid.fulfilment_token, TOKEN, "the caller gets the token");
     // A pending payment, then a status query that times out.
     let pending = gw
-        .payments()
-        .create_payment(payment_request(
+        .pay(payment_request(
             "secret-pending",
             "90101",
             "0000000002",
             1_000,
         ))
-        .await
-        .unwrap()
-        .into_inner()
-        .payment
-        .unwrap();
-    let again = gw
-        .payments()
-        .get_payment(pb::GetPaymentRequest {
-            payment_id: pending.payment_id,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .payment
-        .unwrap();
+        .await;
+    let again = gw.get(&pending.payment_id).await;
     assert_eq!(again.state, pb::PaymentState::Pending as i32);
     gw.stop().await;
 

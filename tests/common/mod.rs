@@ -127,6 +127,31 @@ impl TestGateway {
         PaymentServiceClient::new(self.channel.clone())
     }
 
+    /// CreatePayment that must succeed; the recorded payment.
+    pub async fn pay(&self, request: pb::CreatePaymentRequest) -> pb::Payment {
+        let id = request.request_id.clone();
+        self.payments()
+            .create_payment(request)
+            .await
+            .unwrap_or_else(|s| panic!("{id}: {s:?}"))
+            .into_inner()
+            .payment
+            .expect("a payment")
+    }
+
+    /// GetPayment that must succeed.
+    pub async fn get(&self, payment_id: &str) -> pb::Payment {
+        self.payments()
+            .get_payment(pb::GetPaymentRequest {
+                payment_id: payment_id.into(),
+            })
+            .await
+            .unwrap_or_else(|s| panic!("{payment_id}: {s:?}"))
+            .into_inner()
+            .payment
+            .expect("a payment")
+    }
+
     /// Stops the server and waits for it.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
