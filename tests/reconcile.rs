@@ -110,6 +110,30 @@ fn order() -> PaymentOrder {
     }
 }
 
+/// Leaves what a replica that died at `call` leaves behind: the record, due for reconciliation
+/// 30 s (the in-flight expiry) after it was written. Returns the payment id.
+async fn strand(store: &dyn Store, request_id: &str, call: impl Fn(i64) -> CallPhase) -> String {
+    let now = billpay_gateway::gateway::Clock::default().now_ms();
+    let record = PaymentRecord {
+        call: call(now),
+        ..PaymentRecord::claimed(request_id.into(), order(), format!("ref-{request_id}"), now)
+    };
+    let payment_id = record.payment_id.clone();
+    store
+        .set(
+            &keys::payment(&payment_id),
+            &serde_json::to_vec(&record).unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+    store
+        .schedule(&keys::reconcile_schedule(), &payment_id, now + 30_000)
+        .await
+        .unwrap();
+    payment_id
+}
+
 async fn state_of(gateway: &Gateway, payment_id: &str) -> PaymentRecord {
     gateway.load_payment(payment_id).await.unwrap().unwrap()
 }
@@ -175,24 +199,10 @@ async fn a_payment_that_never_resolves_needs_an_operator() {
 async fn a_payment_abandoned_in_flight_is_picked_up_after_expiry() {
     let (gateway, provider, store) = setup(vec![PaymentState::Succeeded]);
     // What a replica that died mid-call leaves behind: the record, in flight, on the schedule.
-    let now = billpay_gateway::gateway::Clock::default().now_ms();
-    let payment_id = PaymentRecord::id_for_request("r-3");
-    let record = PaymentRecord {
-        call: CallPhase::InFlight { since_ms: now },
-        ..PaymentRecord::claimed("r-3".into(), order(), "ref1".into(), now)
-    };
-    store
-        .set(
-            &keys::payment(&payment_id),
-            &serde_json::to_vec(&record).unwrap(),
-            None,
-        )
-        .await
-        .unwrap();
-    store
-        .schedule(&keys::reconcile_schedule(), &payment_id, now + 30_000)
-        .await
-        .unwrap();
+    let payment_id = strand(store.as_ref(), "r-3", |since_ms| CallPhase::InFlight {
+        since_ms,
+    })
+    .await;
     // A retry of the same request is told to wait while the record is in flight.
     let err = gateway
         .create_payment("r-3".into(), order(), None)
@@ -265,24 +275,10 @@ async fn polling_get_payment_neither_hastens_nor_postpones_the_schedule() {
 async fn a_payment_claimed_but_never_sent_fails_without_asking_the_provider() {
     let (gateway, provider, store) = setup(vec![PaymentState::Succeeded]);
     // What a replica that died between writing the record and calling the provider leaves.
-    let now = billpay_gateway::gateway::Clock::default().now_ms();
-    let payment_id = PaymentRecord::id_for_request("r-5");
-    let record = PaymentRecord {
-        call: CallPhase::Claimed { since_ms: now },
-        ..PaymentRecord::claimed("r-5".into(), order(), "ref9".into(), now)
-    };
-    store
-        .set(
-            &keys::payment(&payment_id),
-            &serde_json::to_vec(&record).unwrap(),
-            None,
-        )
-        .await
-        .unwrap();
-    store
-        .schedule(&keys::reconcile_schedule(), &payment_id, now + 30_000)
-        .await
-        .unwrap();
+    let payment_id = strand(store.as_ref(), "r-5", |since_ms| CallPhase::Claimed {
+        since_ms,
+    })
+    .await;
     let stats = Arc::new(ReconcileStats::default());
     tokio::spawn(gateway.clone().run_reconciler(stats));
     tokio::time::sleep(Duration::from_secs(31)).await;
