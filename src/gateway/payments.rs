@@ -6,8 +6,12 @@
 //! claim and makes the one provider call; the others replay the record, or are told the request
 //! is in flight, or that the key was used for a different request.
 //!
-//! The provider call runs in a detached task: when the caller's deadline is near, the RPC
-//! answers with the PENDING record and the call carries on and records its outcome.
+//! A record's call moves Claimed -> InFlight -> Returned, each step a compare-and-swap. The
+//! provider is called only after the InFlight write is confirmed, so a record a dead replica
+//! left Claimed was certainly never sent (reconciliation fails it: no money moved), and one left
+//! InFlight is asked about. Claim and call run in a detached task: when the caller's deadline is
+//! near, the RPC answers with the PENDING record and the call carries on and records its
+//! outcome.
 
 use std::{sync::Arc, time::Duration};
 
