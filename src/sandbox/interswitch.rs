@@ -31,7 +31,7 @@ use std::{
 
 use axum::{
     extract::{OriginalUri, Path, Query, Request, State},
-    http::{HeaderMap, Method, StatusCode},
+    http::{HeaderMap, StatusCode},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -418,7 +418,6 @@ async fn advice(State(sim): State<Arc<Sim>>, Json(body): Json<Value>) -> Respons
 async fn query(
     State(sim): State<Arc<Sim>>,
     Query(params): Query<HashMap<String, String>>,
-    _method: Method,
 ) -> Response {
     sim.calls.count("interswitch", "query_payment");
     let reference = params.get("requestreference").cloned().unwrap_or_default();
