@@ -52,7 +52,7 @@ pub fn build_gateway(
     sandbox: bool,
 ) -> Result<(Arc<Gateway>, ServerConfig), String> {
     let store = build_store(&config.store)?;
-    let providers = registry::build(config.providers)?;
+    let providers = registry::build(config.providers, &store)?;
     let gateway = Gateway::new(providers, store, config.payments, config.catalog, sandbox);
     Ok((gateway, config.server))
 }

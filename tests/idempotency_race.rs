@@ -38,8 +38,7 @@ fn request(request_id: &str, customer: &str, kobo: i64) -> pb::CreatePaymentRequ
             currency_code: "NGN".into(),
             minor_units: kobo,
         }),
-        contact: None,
-        provider_options: None,
+        ..pb::CreatePaymentRequest::default()
     }
 }
 

@@ -16,9 +16,9 @@ use std::{
 use async_trait::async_trait;
 use billpay_gateway::{
     domain::{
-        payment::{CallPhase, Contact, PaymentKind},
-        Capability, Currency, Money, PaymentOrder, PaymentOutcome, PaymentRecord, PaymentState,
-        Provider, ProviderError, ProviderId,
+        payment::{CallPhase, PaymentKind},
+        Capability, Currency, Money, PaymentOrder, PaymentOutcome, PaymentRecord, PaymentSecrets,
+        PaymentState, Provider, ProviderError, ProviderId,
     },
     gateway::{reconcile::ReconcileStats, CatalogSettings, Gateway, PaymentSettings, Registry},
     store::{keys, memory::MemoryStore, Store, StoreError},
@@ -48,7 +48,11 @@ impl Provider for Scripted {
     fn payment_reference(&self, sequence: u64) -> Option<String> {
         Some(format!("ref{sequence}"))
     }
-    async fn pay(&self, _: &PaymentRecord) -> Result<PaymentOutcome, ProviderError> {
+    async fn pay(
+        &self,
+        _: &PaymentRecord,
+        _: &PaymentSecrets,
+    ) -> Result<PaymentOutcome, ProviderError> {
         self.pay_calls.fetch_add(1, Ordering::SeqCst);
         Err(ProviderError::Timeout)
     }
@@ -59,13 +63,7 @@ impl Provider for Scripted {
             Some(PaymentState::Pending) | None => {
                 Ok(PaymentOutcome::unknown("no transaction status yet"))
             }
-            Some(state) => Ok(PaymentOutcome {
-                state,
-                provider_code: "90000".into(),
-                provider_message: "done".into(),
-                provider_transaction_id: None,
-                fulfilment_token: None,
-            }),
+            Some(state) => Ok(PaymentOutcome::answered(state, "90000", "done")),
         }
     }
 }
@@ -99,15 +97,13 @@ fn setup(script: Vec<PaymentState>) -> (Arc<Gateway>, Arc<Scripted>, Arc<dyn Sto
 }
 
 fn order() -> PaymentOrder {
-    PaymentOrder {
-        provider: ProviderId::Interswitch,
-        kind: PaymentKind::Bill,
-        biller_id: String::new(),
-        product_id: "90101".into(),
-        customer_id: "0000000000".into(),
-        amount: Money::new(Currency::Ngn, 10_000),
-        contact: Contact::default(),
-    }
+    PaymentOrder::new(
+        ProviderId::Interswitch,
+        PaymentKind::Bill,
+        "90101",
+        "0000000000",
+        Money::new(Currency::Ngn, 10_000),
+    )
 }
 
 /// Leaves what a replica that died at `call` leaves behind: the record, due for reconciliation
@@ -145,7 +141,7 @@ async fn a_pending_payment_is_resolved_on_its_schedule() {
     tokio::spawn(gateway.clone().run_reconciler(stats.clone()));
 
     let p = gateway
-        .create_payment("r-1".into(), order(), None)
+        .create_payment("r-1".into(), order(), PaymentSecrets::default(), None)
         .await
         .unwrap();
     assert_eq!(p.state, PaymentState::Pending);
@@ -172,7 +168,7 @@ async fn a_payment_that_never_resolves_needs_an_operator() {
     let stats = Arc::new(ReconcileStats::default());
     tokio::spawn(gateway.clone().run_reconciler(stats.clone()));
     let p = gateway
-        .create_payment("r-2".into(), order(), None)
+        .create_payment("r-2".into(), order(), PaymentSecrets::default(), None)
         .await
         .unwrap();
     // 1 + 2 + 4 seconds of checks, then the operator state; never FAILED.
@@ -205,7 +201,7 @@ async fn a_payment_abandoned_in_flight_is_picked_up_after_expiry() {
     .await;
     // A retry of the same request is told to wait while the record is in flight.
     let err = gateway
-        .create_payment("r-3".into(), order(), None)
+        .create_payment("r-3".into(), order(), PaymentSecrets::default(), None)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("in flight"), "{err}");
@@ -224,7 +220,7 @@ async fn a_payment_abandoned_in_flight_is_picked_up_after_expiry() {
     assert_eq!(resolved.call, CallPhase::Returned);
     // Now the retry replays the outcome, and the provider was never paid twice.
     let replay = gateway
-        .create_payment("r-3".into(), order(), None)
+        .create_payment("r-3".into(), order(), PaymentSecrets::default(), None)
         .await
         .unwrap();
     assert_eq!(replay.state, PaymentState::Succeeded);
@@ -237,7 +233,7 @@ async fn polling_get_payment_neither_hastens_nor_postpones_the_schedule() {
     let stats = Arc::new(ReconcileStats::default());
     tokio::spawn(gateway.clone().run_reconciler(stats.clone()));
     let p = gateway
-        .create_payment("r-4".into(), order(), None)
+        .create_payment("r-4".into(), order(), PaymentSecrets::default(), None)
         .await
         .unwrap();
     // A client polls every 500 ms. The schedule (1 + 2 + 4 s) still runs its course: the
@@ -391,13 +387,13 @@ async fn a_claim_whose_answer_was_lost_still_pays_once() {
         false,
     );
     let p = gateway
-        .create_payment("r-6".into(), order(), None)
+        .create_payment("r-6".into(), order(), PaymentSecrets::default(), None)
         .await
         .unwrap();
     assert_eq!(p.call, CallPhase::Returned);
     assert_eq!(provider.pay_calls.load(Ordering::SeqCst), 1);
     let again = gateway
-        .create_payment("r-6".into(), order(), None)
+        .create_payment("r-6".into(), order(), PaymentSecrets::default(), None)
         .await
         .unwrap();
     assert_eq!(again.payment_id, p.payment_id);

@@ -1,10 +1,9 @@
-//! `billpay.v1.AccountService`. No configured adapter reads balances yet, so every call answers
-//! PROVIDER_NOT_CONFIGURED or CAPABILITY_NOT_SUPPORTED after validation.
+//! `billpay.v1.AccountService`: balances (floats) and accounts held at a provider.
 
 use tonic::{Request, Response, Status};
 
-use super::{catalog::provider_page, validate::Violations, Api};
-use crate::domain::Capability;
+use super::{catalog::provider_page, convert, customer::MAX_PRODUCT_ID, validate::Violations, Api};
+use crate::domain::BalanceQuery;
 use crate::pb::{self, account_service_server::AccountService};
 
 #[tonic::async_trait]
@@ -17,9 +16,19 @@ impl AccountService for Api {
         let mut v = Violations::default();
         let id = v.provider("provider", r.provider);
         v.optional_text("account_id", &r.account_id, 64);
+        v.optional_text("product_id", &r.product_id, MAX_PRODUCT_ID);
         v.finish()?;
-        let id = id.expect("checked above");
-        Err(self.gateway.unsupported(id, Capability::GetBalance).into())
+        let query = BalanceQuery {
+            account_id: r.account_id,
+            product_id: r.product_id,
+        };
+        let balances = self
+            .gateway
+            .get_balance(id.expect("checked above"), &query)
+            .await?;
+        Ok(Response::new(pb::GetBalanceResponse {
+            balances: balances.into_iter().map(convert::balance).collect(),
+        }))
     }
 
     async fn list_accounts(
@@ -27,10 +36,11 @@ impl AccountService for Api {
         request: Request<pb::ListAccountsRequest>,
     ) -> Result<Response<pb::ListAccountsResponse>, Status> {
         let r = request.into_inner();
-        let (id, _page) = provider_page(r.provider, r.page_size, &r.page_token, "")?;
-        Err(self
-            .gateway
-            .unsupported(id, Capability::ListAccounts)
-            .into())
+        let (id, page) = provider_page(r.provider, r.page_size, &r.page_token, "")?;
+        let (items, next_page_token) = page.apply(self.gateway.list_accounts(id).await?);
+        Ok(Response::new(pb::ListAccountsResponse {
+            accounts: items.into_iter().map(convert::account).collect(),
+            next_page_token,
+        }))
     }
 }

@@ -3,7 +3,7 @@
 use tonic::{Request, Response, Status};
 
 use super::{convert, page::Page, validate::Violations, Api};
-use crate::domain::{Capability, ProviderId};
+use crate::domain::ProviderId;
 use crate::pb::{self, catalog_service_server::CatalogService};
 
 /// Validates a provider and a page request; nothing is called before this passes.
@@ -65,10 +65,16 @@ impl CatalogService for Api {
         let r = request.into_inner();
         let mut v = Violations::default();
         v.optional_text("category_id", &r.category_id, 50);
+        v.optional_text("short_name", &r.short_name, 50);
         v.finish()?;
-        let (id, page) = provider_page(r.provider, r.page_size, &r.page_token, &r.category_id)?;
+        let filter = format!("{}/{}", r.category_id, r.short_name.to_ascii_lowercase());
+        let (id, page) = provider_page(r.provider, r.page_size, &r.page_token, &filter)?;
         let category = Some(r.category_id).filter(|c| !c.is_empty());
-        let (items, next_page_token) = page.apply(self.gateway.list_billers(id, category).await?);
+        let mut billers = self.gateway.list_billers(id, category).await?;
+        if !r.short_name.is_empty() {
+            billers.retain(|b| b.short_name.eq_ignore_ascii_case(&r.short_name));
+        }
+        let (items, next_page_token) = page.apply(billers);
         Ok(Response::new(pb::ListBillersResponse {
             billers: items.into_iter().map(convert::biller).collect(),
             next_page_token,
@@ -81,7 +87,12 @@ impl CatalogService for Api {
     ) -> Result<Response<pb::ListProductsResponse>, Status> {
         let r = request.into_inner();
         let mut v = Violations::default();
-        v.text("biller_id", &r.biller_id, 50);
+        // IP2 lists its products flat, with no biller; every other provider lists per biller.
+        if r.provider == pb::Provider::IntelworldIp2 as i32 {
+            v.optional_text("biller_id", &r.biller_id, 50);
+        } else {
+            v.text("biller_id", &r.biller_id, 50);
+        }
         v.finish()?;
         let (id, page) = provider_page(r.provider, r.page_size, &r.page_token, &r.biller_id)?;
         let (items, next_page_token) =
@@ -97,10 +108,11 @@ impl CatalogService for Api {
         request: Request<pb::ListPaymentMethodsRequest>,
     ) -> Result<Response<pb::ListPaymentMethodsResponse>, Status> {
         let r = request.into_inner();
-        let (id, _page) = provider_page(r.provider, r.page_size, &r.page_token, "")?;
-        Err(self
-            .gateway
-            .unsupported(id, Capability::ListPaymentMethods)
-            .into())
+        let (id, page) = provider_page(r.provider, r.page_size, &r.page_token, "")?;
+        let (items, next_page_token) = page.apply(self.gateway.list_payment_methods(id).await?);
+        Ok(Response::new(pb::ListPaymentMethodsResponse {
+            payment_methods: items.into_iter().map(convert::payment_method).collect(),
+            next_page_token,
+        }))
     }
 }

@@ -1,8 +1,11 @@
 //! Conversions between domain types and `billpay.v1` messages.
 
 use crate::domain::{
-    payment::PaymentKind, AmountRuleKind, Biller, Capability, Category, CustomerValidation, Money,
-    PaymentMethod, PaymentRecord, PaymentState, Product, ProviderId,
+    catalog::InputField,
+    payment::{FulfilmentState, PaymentKind},
+    Account, AmountRuleKind, Balance, BillLookup, Biller, Capability, Category, CustomerValidation,
+    Money, PaymentMethod, PaymentOffers, PaymentRecord, PaymentState, Product, ProviderId,
+    ProviderTransaction, SavedBill, TransactionKind,
 };
 use crate::pb;
 
@@ -47,6 +50,8 @@ pub fn capability(c: Capability) -> pb::Capability {
         Capability::CreateCollection => pb::Capability::CreateCollection,
         Capability::GetBalance => pb::Capability::GetBalance,
         Capability::ListAccounts => pb::Capability::ListAccounts,
+        Capability::GetPaymentOptions => pb::Capability::GetPaymentOptions,
+        Capability::SendOtp => pb::Capability::SendOtp,
     }
 }
 
@@ -88,6 +93,101 @@ pub fn product(p: Product) -> pb::Product {
         amount_fixed: p.amount_fixed,
         fee: p.fee.map(money),
         customer_id_label: p.customer_id_label,
+        input_fields: p.input_fields.into_iter().map(input_field).collect(),
+        tax: p.tax.map(money),
+        total: p.total.map(money),
+    }
+}
+
+fn input_field(f: InputField) -> pb::InputField {
+    pb::InputField {
+        key: f.key,
+        label: f.label,
+        default_value: f.default_value,
+        required: f.required,
+    }
+}
+
+/// Balances as proto.
+pub fn balance(b: Balance) -> pb::Balance {
+    pb::Balance {
+        account_id: b.account_id,
+        available: Some(money(b.available)),
+        provider_message: b.provider_message,
+    }
+}
+
+/// An account as proto.
+pub fn account(a: Account) -> pb::Account {
+    pb::Account {
+        account_id: a.account_id,
+        name: a.name,
+        currency_code: a.currency_code,
+        ..pb::Account::default()
+    }
+}
+
+/// A provider transaction as proto.
+pub fn transaction(t: ProviderTransaction) -> pb::ProviderTransaction {
+    pb::ProviderTransaction {
+        provider_transaction_id: t.provider_transaction_id,
+        provider_reference: t.provider_reference,
+        kind: match t.kind {
+            TransactionKind::Debit => pb::PaymentKind::Bill,
+            TransactionKind::Credit => pb::PaymentKind::Collection,
+        } as i32,
+        state: payment_state(t.state) as i32,
+        amount: Some(money(t.amount)),
+        create_time: t.created_at_ms.map(timestamp),
+        description: t.description,
+        provider_code: t.provider_code,
+        provider_message: t.provider_message,
+        ..pb::ProviderTransaction::default()
+    }
+}
+
+/// A saved bill as proto.
+pub fn saved_bill(b: SavedBill) -> pb::SavedBill {
+    pb::SavedBill {
+        saved_bill_id: b.saved_bill_id,
+        biller_id: b.biller_id,
+        product_id: b.product_id,
+        customer_id: b.customer_id,
+        amount: b.amount.map(money),
+        create_time: b.created_at_ms.map(timestamp),
+        biller_name: b.biller_name,
+    }
+}
+
+/// A bill look-up as proto.
+pub fn bill_lookup(b: BillLookup) -> pb::LookupBillResponse {
+    pb::LookupBillResponse {
+        customer_id: b.customer_id,
+        customer_name: b.customer_name,
+        amount_due: b.amount_due.map(money),
+        provider_message: b.provider_message,
+        provider_code: b.provider_code,
+    }
+}
+
+/// Payment offers as proto.
+pub fn payment_offers(o: PaymentOffers) -> pb::GetPaymentOptionsResponse {
+    pb::GetPaymentOptionsResponse {
+        customer_name: o.customer_name,
+        options: o
+            .offers
+            .into_iter()
+            .map(|o| pb::PaymentOption {
+                product_id: o.product_id,
+                product_code: o.product_code,
+                name: o.name,
+                description: o.description,
+                amount: o.amount.map(money),
+                order_reference: o.order_reference,
+                terms: o.terms,
+                terms_url: o.terms_url,
+            })
+            .collect(),
     }
 }
 
@@ -137,10 +237,12 @@ pub fn payment_state(s: PaymentState) -> pb::PaymentState {
         PaymentState::ValidationRequired => pb::PaymentState::ValidationRequired,
         PaymentState::Reversed => pb::PaymentState::Reversed,
         PaymentState::NeedsAttention => pb::PaymentState::NeedsAttention,
+        PaymentState::Scheduled => pb::PaymentState::Scheduled,
     }
 }
 
-fn timestamp(unix_ms: i64) -> prost_types::Timestamp {
+/// Unix milliseconds as a proto timestamp.
+pub fn timestamp(unix_ms: i64) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: unix_ms.div_euclid(1000),
         nanos: (unix_ms.rem_euclid(1000) * 1_000_000) as i32,
@@ -170,6 +272,19 @@ pub fn payment(r: PaymentRecord) -> pb::Payment {
         create_time: Some(timestamp(r.created_at_ms)),
         update_time: Some(timestamp(r.updated_at_ms)),
         status_checks: r.status_checks.min(i32::MAX as u32) as i32,
+        fee: r.extras.fee.map(money),
+        total: r.extras.total.map(money),
+        fulfilment_state: match r.extras.fulfilment_state {
+            None => pb::FulfilmentState::Unspecified,
+            Some(FulfilmentState::Pending) => pb::FulfilmentState::Pending,
+            Some(FulfilmentState::Delivered) => pb::FulfilmentState::Delivered,
+            Some(FulfilmentState::Failed) => pb::FulfilmentState::Failed,
+        } as i32,
+        fulfilment_details: r.extras.fulfilment_details.into_iter().collect(),
+        required_inputs: r.extras.required_inputs,
+        scheduled_time: r.extras.scheduled_at_ms.map(timestamp),
+        approved_amount: r.extras.approved_amount.map(money),
+        description: r.order.description,
     }
 }
 

@@ -3,7 +3,7 @@
 use tonic::{Request, Response, Status};
 
 use super::{convert, validate::Violations, Api};
-use crate::domain::Capability;
+use crate::domain::OffersQuery;
 use crate::pb::{self, customer_service_server::CustomerService};
 
 /// Longest product id (Interswitch paymentCode: 20).
@@ -40,8 +40,40 @@ impl CustomerService for Api {
         let id = v.provider("provider", r.provider);
         v.text("product_id", &r.product_id, MAX_PRODUCT_ID);
         v.text("customer_id", &r.customer_id, MAX_CUSTOMER_ID);
+        let amount = r.amount.as_ref().and_then(|a| v.amount("amount", Some(a)));
         v.finish()?;
         let id = id.expect("checked above");
-        Err(self.gateway.unsupported(id, Capability::LookupBill).into())
+        let bill = self
+            .gateway
+            .lookup_bill(id, &r.product_id, &r.customer_id, amount)
+            .await?;
+        Ok(Response::new(convert::bill_lookup(bill)))
+    }
+
+    async fn get_payment_options(
+        &self,
+        request: Request<pb::GetPaymentOptionsRequest>,
+    ) -> Result<Response<pb::GetPaymentOptionsResponse>, Status> {
+        let r = request.into_inner();
+        let mut v = Violations::default();
+        let id = v.provider("provider", r.provider);
+        v.text("biller_id", &r.biller_id, 50);
+        v.optional_text("product_id", &r.product_id, MAX_PRODUCT_ID);
+        v.text("customer_id", &r.customer_id, MAX_CUSTOMER_ID);
+        let amount = r.amount.as_ref().and_then(|a| v.amount("amount", Some(a)));
+        let contact = super::payment::contact(&mut v, r.contact);
+        v.finish()?;
+        let query = OffersQuery {
+            biller_id: r.biller_id,
+            product_id: r.product_id,
+            customer_id: r.customer_id,
+            amount,
+            contact,
+        };
+        let offers = self
+            .gateway
+            .payment_offers(id.expect("checked above"), &query)
+            .await?;
+        Ok(Response::new(convert::payment_offers(offers)))
     }
 }

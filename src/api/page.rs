@@ -43,6 +43,24 @@ impl Page {
         })
     }
 
+    /// The same page as a request to a provider that pages its own list.
+    pub fn provider_request(&self) -> crate::domain::ProviderPageRequest {
+        crate::domain::ProviderPageRequest {
+            offset: u32::try_from(self.offset).unwrap_or(u32::MAX),
+            limit: self.size as u32,
+        }
+    }
+
+    /// The token after a provider page of `returned` items; empty when the provider has no
+    /// more.
+    pub fn next_after(&self, returned: usize, more: bool) -> String {
+        if more && returned > 0 {
+            encode(self.offset + returned, &self.filter)
+        } else {
+            String::new()
+        }
+    }
+
     /// This page of `items` and the token of the next page (empty on the last).
     pub fn apply<T>(&self, items: Vec<T>) -> (Vec<T>, String) {
         let total = items.len();

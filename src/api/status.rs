@@ -147,6 +147,19 @@ fn provider_error(source: ProviderError) -> Mapped {
             violations: vec![FieldViolation::new(field, reason)],
             ..Mapped::new(Code::InvalidArgument, "INVALID_REQUEST")
         },
+        ProviderError::InvalidOrder(violations) => Mapped {
+            violations: violations
+                .into_iter()
+                .map(|(field, why)| FieldViolation::new(field, why))
+                .collect(),
+            ..Mapped::new(Code::InvalidArgument, "INVALID_REQUEST")
+        },
+        ProviderError::PriceChanged { expected, actual } => {
+            Mapped::new(Code::FailedPrecondition, "PRICE_CHANGED")
+                .meta("expected_minor_units", expected.minor_units)
+                .meta("actual_minor_units", actual.minor_units)
+                .meta("currency_code", actual.currency.code())
+        }
         ProviderError::Unsupported(capability) => {
             Mapped::new(Code::Unimplemented, "CAPABILITY_NOT_SUPPORTED")
                 .meta("capability", capability.name())

@@ -305,8 +305,7 @@ async fn call(plan: &Plan, n: u64) -> Result<&'static str, Status> {
                         currency_code: "NGN".into(),
                         minor_units: AMOUNT_KOBO,
                     }),
-                    contact: None,
-                    provider_options: None,
+                    ..pb::CreatePaymentRequest::default()
                 }))
                 .await?;
             Ok(r.into_inner()

@@ -1,5 +1,7 @@
 //! Catalog entries: what can be paid, and to whom.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::Money;
@@ -24,7 +26,7 @@ pub struct Biller {
 }
 
 /// One thing a customer can pay a biller for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Product {
     pub product_id: String,
     pub biller_id: String,
@@ -35,6 +37,28 @@ pub struct Product {
     pub amount_fixed: bool,
     pub fee: Option<Money>,
     pub customer_id_label: String,
+    /// Tax charged on top of the amount, when stated.
+    #[serde(default)]
+    pub tax: Option<Money>,
+    /// Amount + fee + tax, when the provider states a fixed price.
+    #[serde(default)]
+    pub total: Option<Money>,
+    /// Inputs a payment for this product needs.
+    #[serde(default)]
+    pub input_fields: Vec<InputField>,
+    /// Provider fields a payment must echo back (Switch mandate_id, payment_code, ...), not
+    /// shown to callers.
+    #[serde(default)]
+    pub provider_data: BTreeMap<String, String>,
+}
+
+/// One input a product needs with a payment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputField {
+    pub key: String,
+    pub label: String,
+    pub default_value: String,
+    pub required: bool,
 }
 
 /// A way to move money at a provider.

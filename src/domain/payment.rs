@@ -1,15 +1,18 @@
 //! Payments: the request (what to pay), the journal record (what the gateway knows), and the
 //! provider's outcome. A record is PENDING until a provider answer says otherwise.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Money, ProviderId};
+use super::{options::PaymentOptions, Money, ProviderId};
 
 /// Where a payment stands. Only an explicit provider answer makes it `Succeeded` or `Failed`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PaymentState {
     /// Outcome not known yet.
+    #[default]
     Pending,
     Succeeded,
     Failed,
@@ -18,6 +21,8 @@ pub enum PaymentState {
     Reversed,
     /// Reconciliation ran its whole schedule without learning the outcome.
     NeedsAttention,
+    /// The provider accepted the payment to make later (Switch, InterIntel scheduled sends).
+    Scheduled,
 }
 
 impl PaymentState {
@@ -36,6 +41,7 @@ impl PaymentState {
             Self::ValidationRequired => "validation_required",
             Self::Reversed => "reversed",
             Self::NeedsAttention => "needs_attention",
+            Self::Scheduled => "scheduled",
         }
     }
 }
@@ -67,9 +73,49 @@ pub struct PaymentOrder {
     pub customer_id: String,
     pub amount: Money,
     pub contact: Contact,
+    /// Free text for the provider (OnePipe `transaction_desc`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// String metadata passed to the provider (OnePipe `meta`, IP2 `Metadata`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    /// Values of the product's input fields, by field key (Switch plan inputs).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<String, String>,
+    /// The total the caller expects to be charged (amount plus fees and tax); a provider whose
+    /// price differs refuses the payment before sending it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_total: Option<Money>,
+    /// Provider-specific options (no secrets).
+    #[serde(default, skip_serializing_if = "PaymentOptions::is_none")]
+    pub options: PaymentOptions,
 }
 
 impl PaymentOrder {
+    /// An order with only the common fields set.
+    pub fn new(
+        provider: ProviderId,
+        kind: PaymentKind,
+        product_id: impl Into<String>,
+        customer_id: impl Into<String>,
+        amount: Money,
+    ) -> Self {
+        Self {
+            provider,
+            kind,
+            biller_id: String::new(),
+            product_id: product_id.into(),
+            customer_id: customer_id.into(),
+            amount,
+            contact: Contact::default(),
+            description: String::new(),
+            metadata: BTreeMap::new(),
+            inputs: BTreeMap::new(),
+            expected_total: None,
+            options: PaymentOptions::None,
+        }
+    }
+
     /// SHA-256 (hex) of the order's canonical JSON. Holds no secret, so it may be stored.
     pub fn fingerprint(&self) -> String {
         let canonical = serde_json::to_vec(self).expect("a payment order always serializes");
@@ -89,27 +135,103 @@ pub enum CallPhase {
     Returned,
 }
 
+/// Whether the biller delivered what was paid for (a payment can succeed while delivery is
+/// still processing or failed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FulfilmentState {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+/// What a provider says beyond the state: charges, delivery, scheduling, required inputs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentExtras {
+    /// The provider's fee for the payment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fee: Option<Money>,
+    /// What the customer was charged in all (amount + fee + tax).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<Money>,
+    /// Delivery of what was paid for, when the provider reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fulfilment_state: Option<FulfilmentState>,
+    /// Delivery details (units, narration, ...), verbatim from the provider. No secrets.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fulfilment_details: BTreeMap<String, String>,
+    /// When a SCHEDULED payment will be made, unix milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_at_ms: Option<i64>,
+    /// Inputs the provider asks for before it goes on (OnePipe PendingValidation).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required_inputs: Vec<String>,
+    /// The amount the provider approved when it differs from the amount sent (partial).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_amount: Option<Money>,
+}
+
+impl PaymentExtras {
+    /// Takes every field `other` sets.
+    fn merge(&mut self, other: PaymentExtras) {
+        if other.fee.is_some() {
+            self.fee = other.fee;
+        }
+        if other.total.is_some() {
+            self.total = other.total;
+        }
+        if other.fulfilment_state.is_some() {
+            self.fulfilment_state = other.fulfilment_state;
+        }
+        self.fulfilment_details.extend(other.fulfilment_details);
+        if other.scheduled_at_ms.is_some() {
+            self.scheduled_at_ms = other.scheduled_at_ms;
+        }
+        self.required_inputs = other.required_inputs;
+        if other.approved_amount.is_some() {
+            self.approved_amount = other.approved_amount;
+        }
+    }
+}
+
 /// The provider's answer about a payment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PaymentOutcome {
     pub state: PaymentState,
     pub provider_code: String,
     pub provider_message: String,
     pub provider_transaction_id: Option<String>,
     pub fulfilment_token: Option<String>,
+    pub extras: PaymentExtras,
 }
 
 impl PaymentOutcome {
+    /// An explicit provider answer: `state` with the provider's code and message verbatim.
+    pub fn answered(
+        state: PaymentState,
+        provider_code: impl Into<String>,
+        provider_message: impl Into<String>,
+    ) -> Self {
+        Self {
+            state,
+            provider_code: provider_code.into(),
+            provider_message: provider_message.into(),
+            ..Self::default()
+        }
+    }
+
     /// An outcome the gateway could not learn: the payment keeps its state (PENDING for a new
     /// payment). Recognised by an empty provider code.
     pub fn unknown(why: impl Into<String>) -> Self {
         Self {
             state: PaymentState::Pending,
-            provider_code: String::new(),
             provider_message: why.into(),
-            provider_transaction_id: None,
-            fulfilment_token: None,
+            ..Self::default()
         }
+    }
+
+    /// True for [`PaymentOutcome::unknown`].
+    pub fn is_unknown(&self) -> bool {
+        self.state == PaymentState::Pending && self.provider_code.is_empty()
     }
 }
 
@@ -135,6 +257,13 @@ pub struct PaymentRecord {
     /// How many steps of the reconciliation schedule have run; only the reconciler moves it.
     #[serde(default)]
     pub reconcile_checks: u32,
+    /// Charges, delivery and scheduling as the provider last reported them.
+    #[serde(default)]
+    pub extras: PaymentExtras,
+    /// The catalog entry the payment was checked against and is sent with, as it was at the
+    /// claim (providers that pay from the catalog).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product: Option<super::Product>,
 }
 
 impl PaymentRecord {
@@ -162,6 +291,8 @@ impl PaymentRecord {
             updated_at_ms: now_ms,
             status_checks: 0,
             reconcile_checks: 0,
+            extras: PaymentExtras::default(),
+            product: None,
         }
     }
 
@@ -174,7 +305,7 @@ impl PaymentRecord {
     /// Applies a provider outcome. A final state is never replaced by a non-final one, and a
     /// succeeded payment only moves on to reversed.
     pub fn apply(&mut self, outcome: PaymentOutcome, now_ms: i64) {
-        let unknown = outcome.state == PaymentState::Pending && outcome.provider_code.is_empty();
+        let unknown = outcome.is_unknown();
         let settled = self.state.is_final() || self.state == PaymentState::NeedsAttention;
         let allowed = match (self.state, outcome.state) {
             _ if unknown => false,
@@ -202,6 +333,7 @@ impl PaymentRecord {
             if let Some(token) = outcome.fulfilment_token {
                 self.fulfilment_token = token;
             }
+            self.extras.merge(outcome.extras);
         }
         self.updated_at_ms = now_ms;
     }
@@ -217,15 +349,13 @@ mod tests {
     use crate::domain::Currency;
 
     fn record(state: PaymentState) -> PaymentRecord {
-        let order = PaymentOrder {
-            provider: ProviderId::Interswitch,
-            kind: PaymentKind::Bill,
-            biller_id: String::new(),
-            product_id: "p".into(),
-            customer_id: "c".into(),
-            amount: Money::new(Currency::Ngn, 1),
-            contact: Contact::default(),
-        };
+        let order = PaymentOrder::new(
+            ProviderId::Interswitch,
+            PaymentKind::Bill,
+            "p",
+            "c",
+            Money::new(Currency::Ngn, 1),
+        );
         PaymentRecord {
             state,
             call: CallPhase::Returned,
@@ -234,13 +364,7 @@ mod tests {
     }
 
     fn outcome(state: PaymentState) -> PaymentOutcome {
-        PaymentOutcome {
-            state,
-            provider_code: "X".into(),
-            provider_message: String::new(),
-            provider_transaction_id: None,
-            fulfilment_token: None,
-        }
+        PaymentOutcome::answered(state, "X", "")
     }
 
     #[test]
@@ -294,6 +418,22 @@ mod tests {
         assert_eq!(a, PaymentRecord::id_for_request("abc"));
         assert_ne!(a, PaymentRecord::id_for_request("abd"));
         assert_eq!(a.len(), 36);
+    }
+
+    #[test]
+    fn new_order_fields_leave_old_fingerprints_alone() {
+        // A record written before these fields existed must replay, not look reused.
+        let order = record(PaymentState::Pending).order;
+        let json = serde_json::to_string(&order).unwrap();
+        for field in [
+            "description",
+            "metadata",
+            "inputs",
+            "expected_total",
+            "options",
+        ] {
+            assert!(!json.contains(field), "{json}");
+        }
     }
 
     #[test]

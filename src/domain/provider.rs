@@ -6,7 +6,10 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    money::Currency, Biller, Category, CustomerValidation, PaymentOutcome, PaymentRecord, Product,
+    money::Currency, Account, Balance, BalanceQuery, BillLookup, Biller, Category,
+    CustomerValidation, Money, OffersQuery, PaymentMethod, PaymentOffers, PaymentOrder,
+    PaymentOutcome, PaymentRecord, PaymentSecrets, Product, ProviderPage, ProviderPageRequest,
+    ProviderTransaction, SavedBill, TransactionQuery,
 };
 
 /// The five providers of the contract.
@@ -65,6 +68,8 @@ pub enum Capability {
     CreateCollection,
     GetBalance,
     ListAccounts,
+    GetPaymentOptions,
+    SendOtp,
 }
 
 impl Capability {
@@ -86,6 +91,8 @@ impl Capability {
             Self::CreateCollection => "CREATE_COLLECTION",
             Self::GetBalance => "GET_BALANCE",
             Self::ListAccounts => "LIST_ACCOUNTS",
+            Self::GetPaymentOptions => "GET_PAYMENT_OPTIONS",
+            Self::SendOtp => "SEND_OTP",
         }
     }
 }
@@ -111,6 +118,17 @@ pub enum ProviderError {
     NotFound(String),
     #[error("{field} cannot be sent to this provider: {reason}")]
     Unrepresentable { field: &'static str, reason: String },
+    /// The order breaks the provider's rules (field path, why); found before anything is
+    /// recorded or sent.
+    #[error("the order breaks the provider's rules")]
+    InvalidOrder(Vec<(String, String)>),
+    /// The provider's price is not what the caller expected; nothing was sent.
+    #[error(
+        "the price is {} minor units, not the expected {}",
+        actual.minor_units,
+        expected.minor_units
+    )]
+    PriceChanged { expected: Money, actual: Money },
     #[error("the provider does not support {}", .0.name())]
     Unsupported(Capability),
     /// The provider's circuit is open after repeated transport failures: nothing was sent.
@@ -142,6 +160,25 @@ pub trait Provider: Send + Sync + 'static {
         Ok(())
     }
 
+    /// True when a payment needs its product from the catalog (the gateway then looks it up in
+    /// the cached `list_products(order.biller_id)`, passes it to [`Provider::check_order`] and
+    /// keeps it on the record as [`PaymentRecord::product`] for [`Provider::pay`]).
+    fn pays_from_catalog(&self) -> bool {
+        false
+    }
+
+    /// Checks an order against the provider's rules before anything is recorded or sent:
+    /// `Err(InvalidOrder)` or `Err(PriceChanged)` refuse it with no HTTP call. `product` is the
+    /// cached catalog entry when [`Provider::pays_from_catalog`].
+    fn check_order(
+        &self,
+        _order: &PaymentOrder,
+        _product: Option<&Product>,
+        _secrets: &PaymentSecrets,
+    ) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
     /// Bill categories.
     async fn list_categories(&self) -> Result<Vec<Category>, ProviderError> {
         Err(ProviderError::Unsupported(Capability::ListCategories))
@@ -162,8 +199,13 @@ pub trait Provider: Send + Sync + 'static {
     ) -> Result<CustomerValidation, ProviderError> {
         Err(ProviderError::Unsupported(Capability::ValidateCustomer))
     }
-    /// Sends the payment once. Never retried by the gateway.
-    async fn pay(&self, _payment: &PaymentRecord) -> Result<PaymentOutcome, ProviderError> {
+    /// Sends the payment once (a collection when `payment.order.kind` says so). Never
+    /// retried by the gateway. `secrets` (PIN, OTP, funding data) exist only for this call.
+    async fn pay(
+        &self,
+        _payment: &PaymentRecord,
+        _secrets: &PaymentSecrets,
+    ) -> Result<PaymentOutcome, ProviderError> {
         Err(ProviderError::Unsupported(Capability::CreatePayment))
     }
     /// Asks the provider for the state of an earlier payment by its reference.
@@ -172,5 +214,69 @@ pub trait Provider: Send + Sync + 'static {
         _payment: &PaymentRecord,
     ) -> Result<PaymentOutcome, ProviderError> {
         Err(ProviderError::Unsupported(Capability::QueryPayment))
+    }
+    /// Completes a payment waiting for an OTP or validation (`secrets.otp`, `secrets.fields`).
+    /// Sent once per validation request; never retried by the gateway.
+    async fn validate_payment(
+        &self,
+        _payment: &PaymentRecord,
+        _secrets: &PaymentSecrets,
+    ) -> Result<PaymentOutcome, ProviderError> {
+        Err(ProviderError::Unsupported(Capability::ValidatePaymentOtp))
+    }
+    /// Asks the provider to reverse a succeeded payment. Sent once; never retried.
+    async fn reverse_payment(
+        &self,
+        _payment: &PaymentRecord,
+        _reason: &str,
+    ) -> Result<PaymentOutcome, ProviderError> {
+        Err(ProviderError::Unsupported(Capability::ReversePayment))
+    }
+    /// What one customer can pay for and the references a payment must quote (uncached).
+    async fn payment_offers(&self, _query: &OffersQuery) -> Result<PaymentOffers, ProviderError> {
+        Err(ProviderError::Unsupported(Capability::GetPaymentOptions))
+    }
+    /// What the customer owes, for `amount` when the provider prices by amount.
+    async fn lookup_bill(
+        &self,
+        _product_id: &str,
+        _customer_id: &str,
+        _amount: Option<Money>,
+    ) -> Result<BillLookup, ProviderError> {
+        Err(ProviderError::Unsupported(Capability::LookupBill))
+    }
+    /// Every payment method (the gateway caches and pages the list).
+    async fn list_payment_methods(&self) -> Result<Vec<PaymentMethod>, ProviderError> {
+        Err(ProviderError::Unsupported(Capability::ListPaymentMethods))
+    }
+    /// Balances (floats) held at the provider.
+    async fn get_balance(&self, _query: &BalanceQuery) -> Result<Vec<Balance>, ProviderError> {
+        Err(ProviderError::Unsupported(Capability::GetBalance))
+    }
+    /// Every account at the provider (the gateway pages the list).
+    async fn list_accounts(&self) -> Result<Vec<Account>, ProviderError> {
+        Err(ProviderError::Unsupported(Capability::ListAccounts))
+    }
+    /// One page of the provider's own transaction list.
+    async fn list_transactions(
+        &self,
+        _query: &TransactionQuery,
+    ) -> Result<ProviderPage<ProviderTransaction>, ProviderError> {
+        Err(ProviderError::Unsupported(Capability::ListProviderPayments))
+    }
+    /// One page of saved bills.
+    async fn list_saved_bills(
+        &self,
+        _page: ProviderPageRequest,
+    ) -> Result<ProviderPage<SavedBill>, ProviderError> {
+        Err(ProviderError::Unsupported(Capability::SavedBills))
+    }
+    /// Deletes a saved bill. Sent once per request; never retried.
+    async fn delete_saved_bill(&self, _saved_bill_id: &str) -> Result<(), ProviderError> {
+        Err(ProviderError::Unsupported(Capability::SavedBills))
+    }
+    /// Asks the provider to send the user a one-time password; answers the provider's message.
+    async fn send_otp(&self) -> Result<String, ProviderError> {
+        Err(ProviderError::Unsupported(Capability::SendOtp))
     }
 }

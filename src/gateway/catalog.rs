@@ -8,7 +8,8 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::{ms, Gateway};
 use crate::domain::{
-    Biller, Capability, Category, CustomerValidation, Product, ProviderError, ProviderId,
+    Biller, Capability, Category, CustomerValidation, PaymentMethod, Product, ProviderError,
+    ProviderId,
 };
 use crate::error::GatewayError;
 use crate::store::keys;
@@ -75,6 +76,25 @@ impl Gateway {
             let (p, biller_id) = (p.clone(), biller_id.clone());
             async move { p.list_products(&biller_id).await }
         })
+        .await
+    }
+
+    /// A provider's payment methods.
+    pub async fn list_payment_methods(
+        self: &Arc<Self>,
+        id: ProviderId,
+    ) -> Result<Vec<PaymentMethod>, GatewayError> {
+        let p = self.provider(id, Capability::ListPaymentMethods)?.clone();
+        self.cached(
+            id,
+            "payment_methods",
+            "all",
+            "list_payment_methods",
+            move || {
+                let p = p.clone();
+                async move { p.list_payment_methods().await }
+            },
+        )
         .await
     }
 

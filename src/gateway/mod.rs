@@ -4,7 +4,9 @@
 
 pub mod catalog;
 pub mod clock;
+pub mod follow_up;
 pub mod payments;
+pub mod reads;
 pub mod reconcile;
 pub mod registry;
 
@@ -155,18 +157,6 @@ impl Gateway {
                 provider: id,
                 capability,
             })
-        }
-    }
-
-    /// Checks that an operation without an adapter anywhere yet is answered precisely:
-    /// PROVIDER_NOT_CONFIGURED or CAPABILITY_NOT_SUPPORTED.
-    pub fn unsupported(&self, id: ProviderId, capability: Capability) -> GatewayError {
-        match self.provider(id, capability) {
-            Err(e) => e,
-            Ok(_) => GatewayError::Internal(format!(
-                "{id} declares {} but the gateway has no route for it",
-                capability.name()
-            )),
         }
     }
 }

@@ -19,7 +19,8 @@ use tokio::sync::oneshot;
 
 use super::{ms, Gateway};
 use crate::domain::{
-    payment::CallPhase, Capability, PaymentOrder, PaymentOutcome, PaymentRecord, PaymentState,
+    payment::{CallPhase, PaymentKind},
+    Capability, PaymentOrder, PaymentOutcome, PaymentRecord, PaymentSecrets, PaymentState, Product,
     Provider, ProviderError,
 };
 use crate::error::GatewayError;
@@ -57,7 +58,7 @@ async fn within<F: std::future::Future>(
 
 /// What an update does to a payment's place on the reconciliation schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Next {
+pub(crate) enum Next {
     /// Move it to its next backoff step (or off the schedule when settled).
     Step,
     /// Leave its due time alone unless it is settled: a GetPayment poll or the start of the
@@ -80,18 +81,22 @@ fn count_outcome(record: &PaymentRecord) {
 const RECORD_RETRY_FOR: Duration = Duration::from_secs(120);
 
 impl Gateway {
-    /// Pays once per `request_id`. `answer_within` is how long the caller can wait; `None` waits
+    /// Pays (or collects, per `order.kind`) once per `request_id`. `secrets` are used for the one
+    /// provider call and dropped. `answer_within` is how long the caller can wait; `None` waits
     /// for the provider.
     pub async fn create_payment(
         self: &Arc<Self>,
         request_id: String,
         order: PaymentOrder,
+        secrets: PaymentSecrets,
         answer_within: Option<Duration>,
     ) -> Result<PaymentRecord, GatewayError> {
         let deadline = answer_within.map(|d| tokio::time::Instant::now() + d);
-        let provider = self
-            .provider(order.provider, Capability::CreatePayment)?
-            .clone();
+        let capability = match order.kind {
+            PaymentKind::Bill => Capability::CreatePayment,
+            PaymentKind::Collection => Capability::CreateCollection,
+        };
+        let provider = self.provider(order.provider, capability)?.clone();
         if !provider.currencies().contains(&order.amount.currency) {
             return Err(GatewayError::invalid(
                 "amount.currency_code",
@@ -120,6 +125,17 @@ impl Gateway {
                 .map_err(GatewayError::AmountRuleViolated)?;
         }
 
+        // The provider's own rules, with the cached catalog entry where it pays from one:
+        // refused here, nothing is recorded or sent.
+        let product = if provider.pays_from_catalog() {
+            Some(self.catalog_product(&order).await?)
+        } else {
+            None
+        };
+        provider
+            .check_order(&order, product.as_ref(), &secrets)
+            .map_err(|e| GatewayError::provider(order.provider, "pay", e))?;
+
         // No payment is started into an outage: an open circuit refuses it unrecorded.
         provider
             .accepting_calls()
@@ -132,7 +148,7 @@ impl Gateway {
         let request_id_copy = request_id.clone();
         let mut task = self.tasks.spawn(async move {
             let claim = this
-                .claim(provider.as_ref(), request_id, order, fingerprint)
+                .claim(provider.as_ref(), request_id, order, product, fingerprint)
                 .await;
             let record = match claim {
                 Ok(Claim::Won(record)) => record,
@@ -146,7 +162,8 @@ impl Gateway {
                 }
             };
             let _ = claimed_tx.send(Ok(record.clone()));
-            this.call_provider(provider.as_ref(), record).await
+            this.call_provider(provider.as_ref(), record, &secrets)
+                .await
         });
 
         let pending = match within(deadline, claimed_rx).await {
@@ -177,6 +194,7 @@ impl Gateway {
         provider: &dyn Provider,
         request_id: String,
         order: PaymentOrder,
+        product: Option<Product>,
         fingerprint: String,
     ) -> Result<Claim, GatewayError> {
         let payment_id = PaymentRecord::id_for_request(&request_id);
@@ -196,7 +214,10 @@ impl Gateway {
                 provider.id()
             )));
         };
-        let record = PaymentRecord::claimed(request_id, order, provider_reference, now);
+        let record = PaymentRecord {
+            product,
+            ..PaymentRecord::claimed(request_id, order, provider_reference, now)
+        };
         let bytes = encode(&record);
         // Scheduled before the claim: should this process die between claim and call (or the
         // store fail right after the claim), reconciliation still finds the payment after the
@@ -243,6 +264,7 @@ impl Gateway {
         &self,
         provider: &dyn Provider,
         mut record: PaymentRecord,
+        secrets: &PaymentSecrets,
     ) -> Option<PaymentRecord> {
         let payment_id = record.payment_id.clone();
         let mut started_at = None;
@@ -290,22 +312,46 @@ impl Gateway {
             amount_minor = record.order.amount.minor_units,
             "payment recorded; calling provider"
         );
-        let outcome = match provider.pay(&record).await {
+        let outcome = match provider.pay(&record, secrets).await {
             Ok(outcome) => outcome,
             // Refused before any HTTP: certainly not sent.
             Err(
-                e @ (ProviderError::Unrepresentable { .. } | ProviderError::CircuitOpen { .. }),
+                e @ (ProviderError::Unrepresentable { .. }
+                | ProviderError::CircuitOpen { .. }
+                | ProviderError::InvalidOrder(_)
+                | ProviderError::PriceChanged { .. }),
             ) => PaymentOutcome {
                 state: PaymentState::Failed,
-                provider_code: String::new(),
                 provider_message: format!("not sent: {e}"),
-                provider_transaction_id: None,
-                fulfilment_token: None,
+                ..PaymentOutcome::default()
             },
             Err(e) => PaymentOutcome::unknown(format!("outcome unknown: {e}")),
         };
         self.record_outcome(&payment_id, outcome, Source::Payment)
             .await
+    }
+
+    /// The catalog entry an order pays for, from the cached `list_products(biller_id)`.
+    async fn catalog_product(
+        self: &Arc<Self>,
+        order: &PaymentOrder,
+    ) -> Result<Product, GatewayError> {
+        if order.biller_id.is_empty() {
+            return Err(GatewayError::invalid(
+                "biller_id",
+                format!("required for {}", order.provider),
+            ));
+        }
+        self.list_products(order.provider, order.biller_id.clone())
+            .await?
+            .into_iter()
+            .find(|p| p.product_id == order.product_id)
+            .ok_or_else(|| {
+                GatewayError::invalid(
+                    "product_id",
+                    format!("not a product of biller {}", order.biller_id),
+                )
+            })
     }
 
     /// The payment, refreshed from the provider first when it is not final (bounded by
@@ -470,7 +516,7 @@ impl Gateway {
     /// when it did not. Once the swap succeeded the update is done: a failed reschedule is only
     /// logged (the entry written at claim time, or the reconciler's lease, still brings the
     /// payment back).
-    async fn update_payment(
+    pub(crate) async fn update_payment(
         &self,
         payment_id: &str,
         next: Next,

@@ -6,13 +6,16 @@ use std::{collections::BTreeMap, sync::Arc};
 use crate::config::ProvidersConfig;
 use crate::domain::{Provider, ProviderId};
 use crate::providers::interswitch::Interswitch;
+use crate::store::Store;
 
 /// The configured providers by id.
 pub type Registry = BTreeMap<ProviderId, Arc<dyn Provider>>;
 
 /// Builds a client for every configured provider. A provider without configuration, or without
-/// an adapter yet, is left out and answers PROVIDER_NOT_CONFIGURED.
-pub fn build(config: ProvidersConfig) -> Result<Registry, String> {
+/// an adapter yet, is left out and answers PROVIDER_NOT_CONFIGURED. `store` is the shared store,
+/// for providers that keep tokens in it.
+pub fn build(config: ProvidersConfig, store: &Arc<dyn Store>) -> Result<Registry, String> {
+    let _ = store;
     let ProvidersConfig { mut interswitch } = config;
     let mut registry = Registry::new();
     for id in ProviderId::ALL {

@@ -9,6 +9,7 @@
 //! | key | holds | TTL |
 //! |---|---|---|
 //! | `billpay:v1:payment:<payment_id>` | journal entry = idempotency record | `payments.record_ttl_ms` (30 days) |
+//! | `billpay:v1:op:<operation_id>` | idempotency record of an OTP validation, reversal or saved-bill deletion | `payments.record_ttl_ms` |
 //! | `billpay:v1:catalog:<provider>:<list>:<scope>` | cached catalog list | `catalog.keep_ms` (24 h) |
 //! | `billpay:v1:catalog:...:refreshing` | one-refresh-at-a-time lock | 30 s |
 //! | `billpay:v1:seq:reference:<provider>` | provider reference sequence | none |
@@ -93,6 +94,11 @@ pub mod keys {
         format!("{PREFIX}:payment:{payment_id}")
     }
 
+    /// The idempotency record of a follow-up operation (OTP validation, reversal, saved-bill
+    /// deletion), keyed by a hash of its own `request_id`.
+    pub fn operation(operation_id: &str) -> String {
+        format!("{PREFIX}:op:{operation_id}")
+    }
     /// A cached catalog list.
     pub fn catalog(provider: &str, what: &str, scope: &str) -> String {
         format!("{PREFIX}:catalog:{provider}:{what}:{scope}")

@@ -74,7 +74,7 @@ impl TestGateway {
         store: Arc<dyn Store>,
         payments: PaymentSettings,
     ) -> Self {
-        let registry = registry::build(providers).expect("valid provider config");
+        let registry = registry::build(providers, &store).expect("valid provider config");
         let gateway = Gateway::new(registry, store, payments, CatalogSettings::default(), false);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -183,8 +183,7 @@ pub fn payment_request(
         product_id: product.into(),
         customer_id: customer.into(),
         amount: ngn(kobo),
-        contact: None,
-        provider_options: None,
+        ..pb::CreatePaymentRequest::default()
     }
 }
 

@@ -15,7 +15,7 @@ use serde::{de::DeserializeOwned, Deserialize};
 
 use crate::domain::{
     Biller, Capability, Category, Currency, CustomerValidation, PaymentOutcome, PaymentRecord,
-    Product, Provider, ProviderError, ProviderId,
+    PaymentSecrets, Product, Provider, ProviderError, ProviderId,
 };
 use crate::providers::{
     guard::{CallGuard, CallLimits},
@@ -245,6 +245,7 @@ fn outcome(answer: &TransactionResponse, code: &str, grouping: Option<&str>) -> 
         provider_transaction_id: Some(answer.transaction_reference.clone())
             .filter(|r| !r.is_empty()),
         fulfilment_token: Some(answer.recharge_pin.clone()).filter(|p| !p.is_empty()),
+        ..PaymentOutcome::default()
     }
 }
 
@@ -394,7 +395,11 @@ impl Provider for Interswitch {
             .map_err(ProviderError::Unreadable)
     }
 
-    async fn pay(&self, payment: &PaymentRecord) -> Result<PaymentOutcome, ProviderError> {
+    async fn pay(
+        &self,
+        payment: &PaymentRecord,
+        _secrets: &PaymentSecrets,
+    ) -> Result<PaymentOutcome, ProviderError> {
         let order = &payment.order;
         if order.amount.currency != Currency::Ngn {
             return Err(ProviderError::Unrepresentable {
@@ -502,19 +507,14 @@ mod tests {
     }
 
     fn record(kobo: i64) -> PaymentRecord {
-        use crate::domain::{
-            payment::{Contact, PaymentKind},
-            Money, PaymentOrder,
-        };
-        let order = PaymentOrder {
-            provider: ProviderId::Interswitch,
-            kind: PaymentKind::Bill,
-            biller_id: String::new(),
-            product_id: "90101".into(),
-            customer_id: "1".into(),
-            amount: Money::new(Currency::Ngn, kobo),
-            contact: Contact::default(),
-        };
+        use crate::domain::{payment::PaymentKind, Money, PaymentOrder};
+        let order = PaymentOrder::new(
+            ProviderId::Interswitch,
+            PaymentKind::Bill,
+            "90101",
+            "1",
+            Money::new(Currency::Ngn, kobo),
+        );
         PaymentRecord::claimed("r".into(), order, "145600000001".into(), 0)
     }
 

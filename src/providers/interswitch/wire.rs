@@ -149,6 +149,7 @@ impl WirePaymentItem {
             amount,
             fee,
             customer_id_label: String::new(),
+            ..Product::default()
         }
     }
 }

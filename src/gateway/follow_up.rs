@@ -1,0 +1,461 @@
+//! Follow-up operations that can move money or change provider state after a payment: OTP
+//! validation, reversal and saved-bill deletion. Each has its own `request_id` and goes through
+//! the same discipline as a payment: an idempotency record claimed with `SET NX` before the one
+//! provider call, the call detached from the RPC, the outcome recorded for replays.
+//!
+//! A replay of the same request answers what the first one learned (for OTP and reversal, the
+//! payment as it stands now); a different request under the same `request_id` is refused; a
+//! request still running answers REQUEST_IN_FLIGHT. Secrets (the OTP, validation fields) are
+//! never part of the record or its fingerprint.
+//!
+//! Outcomes: a provider answer is applied to the payment like any outcome (a wrong OTP keeps
+//! OTP_REQUIRED, the right one settles it, a confirmed reversal makes it REVERSED). An unknown
+//! outcome of an OTP validation moves the payment to PENDING so reconciliation asks the
+//! provider; an unknown reversal leaves the payment SUCCEEDED for the next status query to
+//! correct. A provider refusal is answered as the provider's error and changes nothing.
+
+use std::{sync::Arc, time::Duration};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
+
+use super::{
+    ms,
+    payments::{Next, Source},
+    Gateway,
+};
+use crate::domain::{
+    payment::CallPhase, Capability, PaymentOutcome, PaymentRecord, PaymentSecrets, PaymentState,
+    ProviderError, ProviderId,
+};
+use crate::error::GatewayError;
+use crate::store::keys;
+
+/// Which follow-up an operation record is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum Kind {
+    ValidateOtp,
+    Reverse,
+    DeleteSavedBill,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::ValidateOtp => "validate_payment",
+            Self::Reverse => "reverse_payment",
+            Self::DeleteSavedBill => "delete_saved_bill",
+        }
+    }
+}
+
+/// What the one provider call of an operation ended with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+enum Ended {
+    /// The provider answered; for payment follow-ups the answer is on the payment.
+    Answered,
+    /// The provider refused; nothing changed.
+    Refused { code: String, message: String },
+    /// No answer (timeout, 5xx, unreadable): the outcome is unknown.
+    Unknown { message: String },
+}
+
+/// The idempotency record of one follow-up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct OperationRecord {
+    request_id: String,
+    kind: Kind,
+    provider: ProviderId,
+    /// The payment id, or the saved bill id.
+    target: String,
+    fingerprint: String,
+    started_at_ms: i64,
+    /// `None` while the provider call runs.
+    ended: Option<Ended>,
+}
+
+/// The operation id for a follow-up's `request_id`.
+fn operation_id(request_id: &str) -> String {
+    let digest = Sha256::digest(format!("billpay/operation/{request_id}"));
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn fingerprint(kind: Kind, provider: ProviderId, target: &str, detail: &str) -> String {
+    let digest = Sha256::digest(format!("{}\n{provider}\n{target}\n{detail}", kind.name()));
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// How the one provider call of a follow-up ended, from the adapter's result.
+fn ended(result: &Result<PaymentOutcome, ProviderError>) -> Ended {
+    match result {
+        Ok(outcome) if outcome.is_unknown() => Ended::Unknown {
+            message: outcome.provider_message.clone(),
+        },
+        Ok(_) => Ended::Answered,
+        Err(e) => error_ended(e),
+    }
+}
+
+fn error_ended(e: &ProviderError) -> Ended {
+    match e {
+        ProviderError::Timeout
+        | ProviderError::Transport(_)
+        | ProviderError::Upstream { .. }
+        | ProviderError::Unreadable(_) => Ended::Unknown {
+            message: format!("outcome unknown: {e}"),
+        },
+        ProviderError::Rejected { code, message } => Ended::Refused {
+            code: code.clone(),
+            message: message.clone(),
+        },
+        other => Ended::Refused {
+            code: String::new(),
+            message: other.to_string(),
+        },
+    }
+}
+
+/// The answer a finished operation gives: `Ok` to read the target again, or the refusal.
+fn answer(record: &OperationRecord) -> Result<(), GatewayError> {
+    let source = match &record.ended {
+        None | Some(Ended::Answered) => return Ok(()),
+        Some(Ended::Refused { code, message }) => ProviderError::Rejected {
+            code: code.clone(),
+            message: message.clone(),
+        },
+        Some(Ended::Unknown { message }) => ProviderError::Unreadable(message.clone()),
+    };
+    Err(GatewayError::provider(
+        record.provider,
+        record.kind.name(),
+        source,
+    ))
+}
+
+impl Gateway {
+    /// Completes a payment waiting for an OTP or validation inputs (`secrets.otp`,
+    /// `secrets.fields`), once per `request_id`.
+    pub async fn validate_payment(
+        self: &Arc<Self>,
+        request_id: String,
+        payment_id: String,
+        secrets: PaymentSecrets,
+        answer_within: Option<Duration>,
+    ) -> Result<PaymentRecord, GatewayError> {
+        let payment = self.payment_or_not_found(&payment_id).await?;
+        let provider = self
+            .provider(payment.order.provider, Capability::ValidatePaymentOtp)?
+            .clone();
+        let fields: Vec<&String> = secrets.fields.keys().collect();
+        let detail = format!("{fields:?}");
+        let ready = |p: &PaymentRecord| {
+            matches!(
+                p.state,
+                PaymentState::OtpRequired | PaymentState::ValidationRequired
+            ) && p.call == CallPhase::Returned
+        };
+        self.payment_follow_up(
+            Kind::ValidateOtp,
+            request_id,
+            payment,
+            &detail,
+            ready,
+            answer_within,
+            move |this, payment| async move {
+                let result = provider.validate_payment(&payment, &secrets).await;
+                this.settle_follow_up(&payment, Kind::ValidateOtp, result)
+                    .await
+            },
+        )
+        .await
+    }
+
+    /// Asks the provider to reverse a SUCCEEDED payment, once per `request_id`.
+    pub async fn reverse_payment(
+        self: &Arc<Self>,
+        request_id: String,
+        payment_id: String,
+        reason: String,
+        answer_within: Option<Duration>,
+    ) -> Result<PaymentRecord, GatewayError> {
+        let payment = self.payment_or_not_found(&payment_id).await?;
+        let provider = self
+            .provider(payment.order.provider, Capability::ReversePayment)?
+            .clone();
+        let detail = reason.clone();
+        self.payment_follow_up(
+            Kind::Reverse,
+            request_id,
+            payment,
+            &detail,
+            |p| p.state == PaymentState::Succeeded,
+            answer_within,
+            move |this, payment| async move {
+                let result = provider.reverse_payment(&payment, &reason).await;
+                this.settle_follow_up(&payment, Kind::Reverse, result).await
+            },
+        )
+        .await
+    }
+
+    /// Deletes a saved bill at the provider, once per `request_id`.
+    pub async fn delete_saved_bill(
+        self: &Arc<Self>,
+        request_id: String,
+        id: ProviderId,
+        saved_bill_id: String,
+    ) -> Result<(), GatewayError> {
+        let provider = self.provider(id, Capability::SavedBills)?.clone();
+        let print = fingerprint(Kind::DeleteSavedBill, id, &saved_bill_id, "");
+        let record = match self
+            .claim_operation(
+                &request_id,
+                Kind::DeleteSavedBill,
+                id,
+                &saved_bill_id,
+                print,
+            )
+            .await?
+        {
+            Ok(won) => won,
+            Err(existing) => return answer(&existing),
+        };
+        let this = self.clone();
+        let done = self
+            .tasks
+            .spawn(async move {
+                let ended = match provider.delete_saved_bill(&record.target).await {
+                    Ok(()) => Ended::Answered,
+                    Err(e) => error_ended(&e),
+                };
+                this.finish_operation(record, ended).await
+            })
+            .await
+            .map_err(|e| GatewayError::Internal(format!("saved-bill deletion task failed: {e}")))?;
+        answer(&done)
+    }
+
+    async fn payment_or_not_found(&self, payment_id: &str) -> Result<PaymentRecord, GatewayError> {
+        self.load_payment(payment_id)
+            .await?
+            .ok_or_else(|| GatewayError::NotFound(format!("payment {payment_id}")))
+    }
+
+    /// The shared path of OTP validation and reversal: replay or claim, check the payment's
+    /// state, run `call` detached, answer the payment as it then stands.
+    #[allow(clippy::too_many_arguments)]
+    async fn payment_follow_up<F, Fut>(
+        self: &Arc<Self>,
+        kind: Kind,
+        request_id: String,
+        payment: PaymentRecord,
+        detail: &str,
+        ready: impl Fn(&PaymentRecord) -> bool,
+        answer_within: Option<Duration>,
+        call: F,
+    ) -> Result<PaymentRecord, GatewayError>
+    where
+        F: FnOnce(Arc<Self>, PaymentRecord) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Ended> + Send + 'static,
+    {
+        let provider = payment.order.provider;
+        let print = fingerprint(kind, provider, &payment.payment_id, detail);
+        if let Some(existing) = self.load_operation(&request_id).await? {
+            return self.replay_operation(existing, &print).await;
+        }
+        if !ready(&payment) {
+            return Err(GatewayError::PaymentStateConflict {
+                payment_id: payment.payment_id,
+                state: payment.state.name(),
+                operation: kind.name(),
+            });
+        }
+        let record = match self
+            .claim_operation(
+                &request_id,
+                kind,
+                provider,
+                &payment.payment_id,
+                print.clone(),
+            )
+            .await?
+        {
+            Ok(won) => won,
+            Err(existing) => return self.replay_operation(existing, &print).await,
+        };
+        let payment_id = payment.payment_id.clone();
+        let (done_tx, done_rx) = oneshot::channel();
+        let this = self.clone();
+        self.tasks.spawn(async move {
+            let ended = call(this.clone(), payment).await;
+            let done = this.finish_operation(record, ended).await;
+            let _ = done_tx.send(done);
+        });
+        let deadline = answer_within.map(|d| tokio::time::Instant::now() + d);
+        let finished = match deadline {
+            Some(at) => tokio::time::timeout_at(at, done_rx).await.ok(),
+            None => Some(done_rx.await),
+        };
+        if let Some(Ok(done)) = finished {
+            answer(&done)?;
+        }
+        // Answered, or still running: the payment as it stands.
+        self.payment_or_not_found(&payment_id).await
+    }
+
+    /// Applies a follow-up's provider result to the payment and says how the call ended.
+    async fn settle_follow_up(
+        &self,
+        payment: &PaymentRecord,
+        kind: Kind,
+        result: Result<PaymentOutcome, ProviderError>,
+    ) -> Ended {
+        let ended = ended(&result);
+        let id = &payment.payment_id;
+        match (&ended, result) {
+            (Ended::Answered, Ok(outcome)) => {
+                let refused_reversal =
+                    kind == Kind::Reverse && outcome.state != PaymentState::Reversed;
+                if refused_reversal {
+                    // The provider answered but did not reverse: the payment stands.
+                    return Ended::Refused {
+                        code: outcome.provider_code,
+                        message: outcome.provider_message,
+                    };
+                }
+                self.record_outcome(id, outcome, Source::Payment).await;
+            }
+            (Ended::Unknown { message }, _) if kind == Kind::ValidateOtp => {
+                // The OTP may have completed the payment: only the provider can say now.
+                let message = message.clone();
+                let moved = self
+                    .update_payment(id, Next::Step, |r, now| {
+                        let waiting = matches!(
+                            r.state,
+                            PaymentState::OtpRequired | PaymentState::ValidationRequired
+                        );
+                        if waiting {
+                            r.state = PaymentState::Pending;
+                            r.provider_message = message.clone();
+                            r.updated_at_ms = now;
+                        }
+                        waiting
+                    })
+                    .await;
+                if let Err(e) = moved {
+                    tracing::error!(payment_id = id, error = %e, "OTP outcome unknown and not recorded; reconciliation still asks the provider");
+                }
+            }
+            _ => {}
+        }
+        ended
+    }
+
+    async fn load_operation(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<OperationRecord>, GatewayError> {
+        let key = keys::operation(&operation_id(request_id));
+        let Some(bytes) = self.store.get(&key).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| GatewayError::Internal(format!("operation record unreadable: {e}")))
+    }
+
+    /// Writes the operation's record before its provider call. `Err(existing)` when another
+    /// request claimed the `request_id` first.
+    async fn claim_operation(
+        &self,
+        request_id: &str,
+        kind: Kind,
+        provider: ProviderId,
+        target: &str,
+        fingerprint: String,
+    ) -> Result<Result<OperationRecord, OperationRecord>, GatewayError> {
+        let record = OperationRecord {
+            request_id: request_id.to_owned(),
+            kind,
+            provider,
+            target: target.to_owned(),
+            fingerprint,
+            started_at_ms: self.clock.now_ms(),
+            ended: None,
+        };
+        let key = keys::operation(&operation_id(request_id));
+        let bytes = serde_json::to_vec(&record).expect("operation records serialize");
+        let ttl = Some(ms(self.payments.record_ttl_ms));
+        let won = match self.store.set_if_absent(&key, &bytes, ttl).await {
+            Ok(won) => won,
+            // The write may have landed with its answer lost: look before giving up.
+            Err(e) => match self.store.get(&key).await {
+                Ok(Some(stored)) if stored == bytes => true,
+                Ok(Some(_)) => false,
+                _ => return Err(e.into()),
+            },
+        };
+        if won {
+            return Ok(Ok(record));
+        }
+        let existing = self
+            .load_operation(request_id)
+            .await?
+            .ok_or_else(|| GatewayError::Internal("claimed operation vanished".into()))?;
+        if existing.fingerprint != record.fingerprint {
+            return Err(GatewayError::IdempotencyKeyReused {
+                request_id: request_id.to_owned(),
+            });
+        }
+        Ok(Err(existing))
+    }
+
+    /// Answers a repeated follow-up `request_id` from its record.
+    async fn replay_operation(
+        &self,
+        existing: OperationRecord,
+        fingerprint: &str,
+    ) -> Result<PaymentRecord, GatewayError> {
+        if existing.fingerprint != fingerprint {
+            return Err(GatewayError::IdempotencyKeyReused {
+                request_id: existing.request_id,
+            });
+        }
+        let abandoned =
+            self.clock.now_ms() - existing.started_at_ms > self.payments.in_flight_expiry_ms as i64;
+        if existing.ended.is_none() && !abandoned {
+            return Err(GatewayError::RequestInFlight {
+                request_id: existing.request_id,
+                retry_after: ms(self.payments.in_flight_retry_ms),
+            });
+        }
+        answer(&existing)?;
+        self.payment_or_not_found(&existing.target).await
+    }
+
+    /// Records how an operation's provider call ended, retrying through a short store outage.
+    /// A record left unfinished answers from the payment once `in_flight_expiry_ms` passed.
+    async fn finish_operation(&self, mut record: OperationRecord, ended: Ended) -> OperationRecord {
+        let key = keys::operation(&operation_id(&record.request_id));
+        let before = serde_json::to_vec(&record).expect("operation records serialize");
+        record.ended = Some(ended);
+        let after = serde_json::to_vec(&record).expect("operation records serialize");
+        let mut pause = Duration::from_millis(100);
+        for _ in 0..6 {
+            match self.store.compare_and_swap(&key, &before, &after).await {
+                Ok(_) => return record,
+                Err(e) => {
+                    tracing::warn!(operation = record.kind.name(), error = %e, "operation outcome not recorded yet; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+            }
+        }
+        tracing::error!(
+            operation = record.kind.name(),
+            "operation outcome not recorded"
+        );
+        record
+    }
+}
