@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | `billpay:v1:payment:<payment_id>` | journal entry = idempotency record | `payments.record_ttl_ms` (30 days) |
 //! | `billpay:v1:op:<operation_id>` | idempotency record of an OTP validation, reversal or saved-bill deletion | `payments.record_ttl_ms` |
+//! | `billpay:v1:token:<credential>` (+ `:lock`) | a provider's bearer and refresh token; one-request-at-a-time lock | token lifetime + margin; lock 15 s |
 //! | `billpay:v1:catalog:<provider>:<list>:<scope>` | cached catalog list | `catalog.keep_ms` (24 h) |
 //! | `billpay:v1:catalog:...:refreshing` | one-refresh-at-a-time lock | 30 s |
 //! | `billpay:v1:seq:reference:<provider>` | provider reference sequence | none |
@@ -98,6 +99,10 @@ pub mod keys {
     /// deletion), keyed by a hash of its own `request_id`.
     pub fn operation(operation_id: &str) -> String {
         format!("{PREFIX}:op:{operation_id}")
+    }
+    /// A provider's bearer token for one credential (with its refresh token).
+    pub fn token(credential: &str) -> String {
+        format!("{PREFIX}:token:{credential}")
     }
     /// A cached catalog list.
     pub fn catalog(provider: &str, what: &str, scope: &str) -> String {

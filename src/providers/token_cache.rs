@@ -1,0 +1,378 @@
+//! Bearer tokens shared by every replica: InterIntel's OAuth2 access token, Switch's session
+//! token, any later one. A provider asks [`TokenCache::token`] (or wraps a call in
+//! [`TokenCache::authorized`]); it never keeps tokens itself.
+//!
+//! A token lives in the store until its expiry minus a margin, with its refresh token. When it
+//! is missing or near expiry, one request at a time per credential obtains a new one across
+//! every replica: in-process single-flight (a mutex per cache) plus a store lock (`SET NX` with a
+//! lifetime); a replica that loses the lock waits for the token the winner stores. A refresh
+//! token is tried first; a failed refresh falls back to the credentials. A 401 on a call
+//! invalidates the token it used (only if it is still the stored one, so a newer token another
+//! replica stored survives) and the call is retried once with a new token: a 401 means the
+//! provider refused the request before processing it, so the retry cannot pay twice.
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::ProviderError;
+use crate::gateway::Clock;
+use crate::store::{keys, Store};
+
+/// A token as the provider issued it.
+pub struct IssuedToken {
+    pub access_token: SecretString,
+    /// For a refresh grant, when the provider gives one.
+    pub refresh_token: Option<SecretString>,
+    /// How long the access token is valid.
+    pub expires_in: Duration,
+}
+
+/// Where tokens come from: the provider's token endpoint.
+#[async_trait]
+pub trait TokenSource: Send + Sync {
+    /// A new token from the configured credentials (OAuth2 password grant, Switch login).
+    async fn obtain(&self) -> Result<IssuedToken, ProviderError>;
+    /// A new token from a refresh token. Sources without refresh keep the default.
+    async fn refresh(&self, _refresh_token: &SecretString) -> Result<IssuedToken, ProviderError> {
+        Err(ProviderError::Rejected {
+            code: String::new(),
+            message: "this provider has no refresh grant".into(),
+        })
+    }
+}
+
+/// The stored form of a token (the store is trusted with it: every replica needs it).
+#[derive(Serialize, Deserialize)]
+struct StoredToken {
+    access_token: String,
+    refresh_token: Option<String>,
+    /// Unix ms after which the access token must not be used.
+    expires_at_ms: i64,
+}
+
+/// `[providers.<name>.token]`-style settings of a cache.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenSettings {
+    /// Renew this long before the provider's expiry.
+    pub refresh_margin: Duration,
+    /// Longest time one token request may hold the cross-replica lock.
+    pub lock_for: Duration,
+    /// How often a replica waiting for another's token request looks for the result.
+    pub poll_every: Duration,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        Self {
+            refresh_margin: Duration::from_secs(60),
+            lock_for: Duration::from_secs(15),
+            poll_every: Duration::from_millis(25),
+        }
+    }
+}
+
+/// A token, as handed to a call; compare with [`TokenCache::invalidate`].
+#[derive(Clone)]
+pub struct Token(SecretString);
+
+impl Token {
+    /// The bearer value.
+    pub fn secret(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token([redacted])")
+    }
+}
+
+/// The token of one credential, shared through the store.
+pub struct TokenCache {
+    store: Arc<dyn Store>,
+    key: String,
+    lock_key: String,
+    settings: TokenSettings,
+    clock: Clock,
+    /// In-process single flight: one token request per credential per replica.
+    flight: tokio::sync::Mutex<()>,
+}
+
+impl TokenCache {
+    /// A cache for the credential named `credential` (for example "interintel:<client_id>").
+    pub fn new(store: Arc<dyn Store>, credential: &str, settings: TokenSettings) -> Self {
+        let key = keys::token(credential);
+        Self {
+            lock_key: format!("{key}:lock"),
+            key,
+            store,
+            settings,
+            clock: Clock::default(),
+            flight: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// A valid token: the stored one, or a new one from `source`.
+    pub async fn token(&self, source: &dyn TokenSource) -> Result<Token, ProviderError> {
+        if let Some(token) = self.fresh().await {
+            return Ok(token);
+        }
+        let _flight = self.flight.lock().await;
+        loop {
+            // Another task or replica may have stored one while this one waited.
+            let stored = self.read().await;
+            if let Some(token) = stored.as_ref().and_then(|s| self.usable(s)) {
+                return Ok(token);
+            }
+            let locked = self
+                .store
+                .set_if_absent(&self.lock_key, b"1", Some(self.settings.lock_for))
+                .await
+                .map_err(|e| ProviderError::Transport(format!("token store: {e}")))?;
+            if locked {
+                let result = self.request(source, stored).await;
+                let _ = self.store.delete(&self.lock_key).await;
+                return result;
+            }
+            tokio::time::sleep(self.settings.poll_every).await;
+        }
+    }
+
+    /// Forgets `used` if it is still the stored token (keeping its refresh token for the next
+    /// request). A newer token stored meanwhile is left alone.
+    pub async fn invalidate(&self, used: &Token) {
+        let Ok(Some(bytes)) = self.store.get(&self.key).await else {
+            return;
+        };
+        let Ok(mut stored) = serde_json::from_slice::<StoredToken>(&bytes) else {
+            return;
+        };
+        if stored.access_token != used.secret() {
+            return;
+        }
+        stored.expires_at_ms = 0;
+        let expired = serde_json::to_vec(&stored).expect("tokens serialize");
+        if let Err(e) = self
+            .store
+            .compare_and_swap(&self.key, &bytes, &expired)
+            .await
+        {
+            tracing::warn!(error = %e, "stale token not invalidated");
+        }
+    }
+
+    /// Runs `call` with a token; on HTTP 401 invalidates that token and runs `call` once more
+    /// with a new one. Safe for payments: a 401 is a refusal before any processing.
+    pub async fn authorized<T, F, Fut>(
+        &self,
+        source: &dyn TokenSource,
+        call: F,
+    ) -> Result<T, ProviderError>
+    where
+        F: Fn(Token) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ProviderError>>,
+    {
+        let token = self.token(source).await?;
+        match call(token.clone()).await {
+            Err(ProviderError::Auth { status: 401 }) => {
+                tracing::info!("provider refused the token (401); obtaining a new one");
+                self.invalidate(&token).await;
+                call(self.token(source).await?).await
+            }
+            other => other,
+        }
+    }
+
+    async fn fresh(&self) -> Option<Token> {
+        self.read().await.as_ref().and_then(|s| self.usable(s))
+    }
+
+    async fn read(&self) -> Option<StoredToken> {
+        match self.store.get(&self.key).await {
+            Ok(bytes) => bytes.and_then(|b| serde_json::from_slice(&b).ok()),
+            Err(e) => {
+                tracing::warn!(error = %e, "token store unreadable");
+                None
+            }
+        }
+    }
+
+    fn usable(&self, stored: &StoredToken) -> Option<Token> {
+        let renew_at = stored.expires_at_ms - self.settings.refresh_margin.as_millis() as i64;
+        (self.clock.now_ms() < renew_at)
+            .then(|| Token(SecretString::from(stored.access_token.clone())))
+    }
+
+    /// Asks the provider (refresh first when there is a refresh token) and stores the answer.
+    async fn request(
+        &self,
+        source: &dyn TokenSource,
+        stored: Option<StoredToken>,
+    ) -> Result<Token, ProviderError> {
+        let refreshed = match stored.and_then(|s| s.refresh_token) {
+            Some(refresh) => match source.refresh(&SecretString::from(refresh)).await {
+                Ok(issued) => Some(issued),
+                Err(e) => {
+                    tracing::info!(error = %e, "token refresh failed; using the credentials");
+                    None
+                }
+            },
+            None => None,
+        };
+        let issued = match refreshed {
+            Some(issued) => issued,
+            None => source.obtain().await?,
+        };
+        let stored = StoredToken {
+            access_token: issued.access_token.expose_secret().to_owned(),
+            refresh_token: issued
+                .refresh_token
+                .as_ref()
+                .map(|r| r.expose_secret().to_owned()),
+            expires_at_ms: self.clock.now_ms() + issued.expires_in.as_millis() as i64,
+        };
+        let bytes = serde_json::to_vec(&stored).expect("tokens serialize");
+        // Kept a little past expiry so the refresh token stays usable for a late refresh.
+        let keep = issued.expires_in + self.settings.refresh_margin;
+        if let Err(e) = self.store.set(&self.key, &bytes, Some(keep)).await {
+            tracing::warn!(error = %e, "token not stored; other replicas will request their own");
+        }
+        Ok(Token(issued.access_token))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use crate::store::memory::MemoryStore;
+
+    /// Issues numbered tokens; refresh works unless told otherwise.
+    struct Numbered {
+        obtained: AtomicU32,
+        refreshed: AtomicU32,
+        refresh_fails: bool,
+    }
+
+    impl Numbered {
+        fn new(refresh_fails: bool) -> Self {
+            Self {
+                obtained: AtomicU32::new(0),
+                refreshed: AtomicU32::new(0),
+                refresh_fails,
+            }
+        }
+        fn issue(&self, n: u32, kind: &str) -> IssuedToken {
+            IssuedToken {
+                access_token: SecretString::from(format!("{kind}-{n}")),
+                refresh_token: Some(SecretString::from(format!("refresh-{n}"))),
+                expires_in: Duration::from_secs(3600),
+            }
+        }
+    }
+
+    #[async_trait]
+    impl TokenSource for Numbered {
+        async fn obtain(&self) -> Result<IssuedToken, ProviderError> {
+            let n = self.obtained.fetch_add(1, Ordering::SeqCst) + 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok(self.issue(n, "password"))
+        }
+        async fn refresh(&self, r: &SecretString) -> Result<IssuedToken, ProviderError> {
+            assert!(r.expose_secret().starts_with("refresh-"));
+            if self.refresh_fails {
+                return Err(ProviderError::Auth { status: 400 });
+            }
+            let n = self.refreshed.fetch_add(1, Ordering::SeqCst) + 1;
+            Ok(self.issue(n, "refreshed"))
+        }
+    }
+
+    fn cache(store: &Arc<dyn Store>) -> TokenCache {
+        TokenCache::new(store.clone(), "test:client", TokenSettings::default())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cached_then_refreshed_near_expiry() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let (cache, source) = (cache(&store), Numbered::new(false));
+        assert_eq!(cache.token(&source).await.unwrap().secret(), "password-1");
+        tokio::time::advance(Duration::from_secs(3000)).await;
+        assert_eq!(cache.token(&source).await.unwrap().secret(), "password-1");
+        // Inside the 60 s margin before expiry: refreshed with the refresh grant.
+        tokio::time::advance(Duration::from_secs(541)).await;
+        assert_eq!(cache.token(&source).await.unwrap().secret(), "refreshed-1");
+        assert_eq!(source.obtained.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_refresh_falls_back_to_the_credentials() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let (cache, source) = (cache(&store), Numbered::new(true));
+        cache.token(&source).await.unwrap();
+        tokio::time::advance(Duration::from_secs(3590)).await;
+        assert_eq!(cache.token(&source).await.unwrap().secret(), "password-2");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_401_invalidates_only_the_stored_token_and_retries_once() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let (cache, source) = (cache(&store), Numbered::new(false));
+        let calls = AtomicU32::new(0);
+        let answer = cache
+            .authorized(&source, |token| {
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    match n {
+                        0 => Err(ProviderError::Auth { status: 401 }),
+                        _ => Ok(token.secret().to_owned()),
+                    }
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(answer, "refreshed-1");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        // An old token's 401 leaves the newer stored token alone.
+        cache
+            .invalidate(&Token(SecretString::from("password-1")))
+            .await;
+        assert_eq!(cache.token(&source).await.unwrap().secret(), "refreshed-1");
+        // A second 401 is the provider's answer, not retried again.
+        let twice = cache
+            .authorized(&source, |_| async {
+                Err::<(), _>(ProviderError::Auth { status: 401 })
+            })
+            .await;
+        assert!(matches!(twice, Err(ProviderError::Auth { status: 401 })));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_cold_requests_across_caches_make_one_token_request() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let source = Arc::new(Numbered::new(false));
+        // Two caches over one store stand for two replicas.
+        let replicas = [Arc::new(cache(&store)), Arc::new(cache(&store))];
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let (cache, source) = (replicas[i % 2].clone(), source.clone());
+            tasks.push(tokio::spawn(async move {
+                cache
+                    .token(source.as_ref())
+                    .await
+                    .unwrap()
+                    .secret()
+                    .to_owned()
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), "password-1");
+        }
+        assert_eq!(source.obtained.load(Ordering::SeqCst), 1);
+    }
+}
