@@ -10,9 +10,9 @@
 //!
 //! Outcomes: a provider answer is applied to the payment like any outcome (a wrong OTP keeps
 //! OTP_REQUIRED, the right one settles it, a confirmed reversal makes it REVERSED). An unknown
-//! outcome of an OTP validation moves the payment to PENDING so reconciliation asks the
-//! provider; an unknown reversal leaves the payment SUCCEEDED for the next status query to
-//! correct. A provider refusal is answered as the provider's error and changes nothing.
+//! outcome of an OTP validation moves the payment to PENDING (and answers it) so reconciliation
+//! asks the provider; an unknown reversal answers PROVIDER_UNAVAILABLE and leaves the payment
+//! SUCCEEDED for the next status query to correct. A provider refusal is answered as the provider's error and changes nothing.
 
 use std::{sync::Arc, time::Duration};
 
@@ -116,10 +116,13 @@ fn error_ended(e: &ProviderError) -> Ended {
     }
 }
 
-/// The answer a finished operation gives: `Ok` to read the target again, or the refusal.
+/// The answer a finished operation gives: `Ok` to read the target again, or the refusal. An
+/// OTP validation with an unknown outcome answers the payment, now PENDING (as CreatePayment
+/// does); a reversal or deletion with an unknown outcome answers PROVIDER_UNAVAILABLE.
 fn answer(record: &OperationRecord) -> Result<(), GatewayError> {
     let source = match &record.ended {
         None | Some(Ended::Answered) => return Ok(()),
+        Some(Ended::Unknown { .. }) if record.kind == Kind::ValidateOtp => return Ok(()),
         Some(Ended::Refused { code, message }) => ProviderError::Rejected {
             code: code.clone(),
             message: message.clone(),
