@@ -44,6 +44,10 @@ pub struct ServerConfig {
     pub json_logs: bool,
     /// Address of the Prometheus `GET /metrics` endpoint; empty disables it.
     pub metrics_listen: String,
+    /// Serve `billpay.v1.OperatorService` (journal listing, recheck, resolve). Off by default:
+    /// turn it on where the mesh restricts `/billpay.v1.OperatorService/` to operators.
+    /// `serve --sandbox` turns it on.
+    pub operator_service: bool,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +58,7 @@ impl Default for ServerConfig {
             drain_timeout_ms: 25_000,
             json_logs: false,
             metrics_listen: String::new(),
+            operator_service: false,
         }
     }
 }

@@ -96,6 +96,8 @@ async fn run(cli: Cli) -> Result<(), String> {
                     }
                 };
                 cfg.providers = billpay_gateway::sandbox::providers_config(&base_url);
+                // Nothing real to protect: the sandbox shows the operator's tools too.
+                cfg.server.operator_service = true;
             }
             let margin = Duration::from_millis(cfg.payments.deadline_margin_ms);
             let (gateway, server_cfg) = server::build_gateway(cfg, sandbox)?;

@@ -14,7 +14,7 @@ use crate::gateway::{reconcile::ReconcileStats, registry, Gateway};
 use crate::pb::{
     self, account_service_server::AccountServiceServer,
     catalog_service_server::CatalogServiceServer, customer_service_server::CustomerServiceServer,
-    payment_service_server::PaymentServiceServer,
+    operator_service_server::OperatorServiceServer, payment_service_server::PaymentServiceServer,
 };
 use crate::store::{memory::MemoryStore, redis::RedisStore, Store};
 use crate::telemetry::RequestIdLayer;
@@ -26,6 +26,9 @@ pub const SERVICE_NAMES: [&str; 4] = [
     "billpay.v1.PaymentService",
     "billpay.v1.AccountService",
 ];
+
+/// The operator service's name; served (and health-checked) only when configured.
+pub const OPERATOR_SERVICE_NAME: &str = "billpay.v1.OperatorService";
 
 /// How often the store is pinged to drive the payment service's health.
 const STORE_WATCH_EVERY: Duration = Duration::from_secs(1);
@@ -68,6 +71,13 @@ pub async fn run(
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let (health, health_service) = tonic_health::server::health_reporter();
     set_all(&health, ServingStatus::Serving).await;
+    let operator = server.operator_service;
+    if operator {
+        tracing::info!("serving billpay.v1.OperatorService: restrict its path to operators");
+        health
+            .set_service_status(OPERATOR_SERVICE_NAME, ServingStatus::Serving)
+            .await;
+    }
     // Ready means the store answers: no payment service before it does.
     let store_up = gateway.store().ping().await.is_ok();
     if !store_up {
@@ -103,6 +113,11 @@ pub async fn run(
         tracing::info!("shutting down: health NOT_SERVING, then draining");
         watch.abort();
         set_all(&health_for_shutdown, ServingStatus::NotServing).await;
+        if operator {
+            health_for_shutdown
+                .set_service_status(OPERATOR_SERVICE_NAME, ServingStatus::NotServing)
+                .await;
+        }
         tokio::time::sleep(grace).await;
         let _ = stop_tx.send(());
         let _ = draining_tx.send(());
@@ -117,6 +132,7 @@ pub async fn run(
         .add_service(CatalogServiceServer::new(api.clone()))
         .add_service(CustomerServiceServer::new(api.clone()))
         .add_service(PaymentServiceServer::new(api.clone()))
+        .add_optional_service(operator.then(|| OperatorServiceServer::new(api.clone())))
         .add_service(AccountServiceServer::new(api))
         // TCP_NODELAY: without it small HTTP/2 frames wait for the peer's delayed ACK (40 ms
         // p99 on every call, see BENCHMARKS.md). tonic's own nodelay setting does not apply to

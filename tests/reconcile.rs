@@ -344,6 +344,16 @@ impl Store for LostClaimReply {
     async fn due(&self, set: &str, now_ms: i64, limit: usize) -> Result<Vec<String>, StoreError> {
         self.inner.due(set, now_ms, limit).await
     }
+    async fn range(
+        &self,
+        set: &str,
+        min: i64,
+        max: i64,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        self.inner.range(set, min, max, offset, limit).await
+    }
     async fn claim_due(
         &self,
         set: &str,

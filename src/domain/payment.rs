@@ -264,6 +264,23 @@ pub struct PaymentRecord {
     /// claim (providers that pay from the catalog).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub product: Option<super::Product>,
+    /// Operator actions on the payment, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audit: Vec<AuditEntry>,
+}
+
+/// An operator's action on a payment, kept on the record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at_ms: i64,
+    pub operator: String,
+    /// The idempotency key of the action.
+    pub request_id: String,
+    pub from_state: PaymentState,
+    pub to_state: PaymentState,
+    pub provider_transaction_id: String,
+    pub provider_code: String,
+    pub note: String,
 }
 
 impl PaymentRecord {
@@ -293,6 +310,7 @@ impl PaymentRecord {
             reconcile_checks: 0,
             extras: PaymentExtras::default(),
             product: None,
+            audit: Vec::new(),
         }
     }
 

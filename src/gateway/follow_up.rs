@@ -34,10 +34,12 @@ use crate::store::keys;
 
 /// Which follow-up an operation record is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-enum Kind {
+pub(super) enum Kind {
     ValidateOtp,
     Reverse,
     DeleteSavedBill,
+    /// An operator settling a payment (`gateway::operator`).
+    Resolve,
 }
 
 impl Kind {
@@ -46,13 +48,14 @@ impl Kind {
             Self::ValidateOtp => "validate_payment",
             Self::Reverse => "reverse_payment",
             Self::DeleteSavedBill => "delete_saved_bill",
+            Self::Resolve => "resolve_payment",
         }
     }
 }
 
 /// What the one provider call of an operation ended with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-enum Ended {
+pub(super) enum Ended {
     /// The provider answered; for payment follow-ups the answer is on the payment.
     Answered,
     /// The provider refused; nothing changed.
@@ -63,14 +66,14 @@ enum Ended {
 
 /// The idempotency record of one follow-up.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct OperationRecord {
-    request_id: String,
-    kind: Kind,
-    provider: ProviderId,
+pub(super) struct OperationRecord {
+    pub(super) request_id: String,
+    pub(super) kind: Kind,
+    pub(super) provider: ProviderId,
     /// The payment id, or the saved bill id.
-    target: String,
-    fingerprint: String,
-    started_at_ms: i64,
+    pub(super) target: String,
+    pub(super) fingerprint: String,
+    pub(super) started_at_ms: i64,
     /// `None` while the provider call runs.
     ended: Option<Ended>,
 }
@@ -81,7 +84,7 @@ fn operation_id(request_id: &str) -> String {
     digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn fingerprint(kind: Kind, provider: ProviderId, target: &str, detail: &str) -> String {
+pub(super) fn fingerprint(kind: Kind, provider: ProviderId, target: &str, detail: &str) -> String {
     let digest = Sha256::digest(format!("{}\n{provider}\n{target}\n{detail}", kind.name()));
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -355,7 +358,7 @@ impl Gateway {
         ended
     }
 
-    async fn load_operation(
+    pub(super) async fn load_operation(
         &self,
         request_id: &str,
     ) -> Result<Option<OperationRecord>, GatewayError> {
@@ -370,7 +373,7 @@ impl Gateway {
 
     /// Writes the operation's record before its provider call. `Err(existing)` when another
     /// request claimed the `request_id` first.
-    async fn claim_operation(
+    pub(super) async fn claim_operation(
         &self,
         request_id: &str,
         kind: Kind,
@@ -415,7 +418,7 @@ impl Gateway {
     }
 
     /// Answers a repeated follow-up `request_id` from its record.
-    async fn replay_operation(
+    pub(super) async fn replay_operation(
         &self,
         existing: OperationRecord,
         fingerprint: &str,
@@ -439,7 +442,11 @@ impl Gateway {
 
     /// Records how an operation's provider call ended, retrying through a short store outage.
     /// A record left unfinished answers from the payment once `in_flight_expiry_ms` passed.
-    async fn finish_operation(&self, mut record: OperationRecord, ended: Ended) -> OperationRecord {
+    pub(super) async fn finish_operation(
+        &self,
+        mut record: OperationRecord,
+        ended: Ended,
+    ) -> OperationRecord {
         let key = keys::operation(&operation_id(&record.request_id));
         let before = serde_json::to_vec(&record).expect("operation records serialize");
         record.ended = Some(ended);

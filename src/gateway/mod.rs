@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod clock;
 pub mod follow_up;
+pub mod operator;
 pub mod payments;
 pub mod reads;
 pub mod reconcile;

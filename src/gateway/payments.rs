@@ -162,6 +162,7 @@ impl Gateway {
                 }
             };
             let _ = claimed_tx.send(Ok(record.clone()));
+            this.index_payment(&record).await;
             this.call_provider(provider.as_ref(), record, &secrets)
                 .await
         });

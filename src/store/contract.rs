@@ -81,6 +81,24 @@ pub async fn run(store: &dyn Store) {
     );
     store.schedule_if_absent(&set, "fresh", 50).await.unwrap();
     assert_eq!(store.due(&set, 60, 10).await.unwrap(), vec!["fresh"]);
+    // Ranges: lower bound inclusive, upper exclusive, then offset and limit.
+    assert_eq!(
+        store.range(&set, 0, 300, 0, 10).await.unwrap(),
+        vec!["fresh", "moved"]
+    );
+    assert_eq!(
+        store.range(&set, 50, 1_000, 1, 10).await.unwrap(),
+        vec!["moved", "late"]
+    );
+    assert_eq!(
+        store.range(&set, 0, 1_000, 0, 1).await.unwrap(),
+        vec!["fresh"]
+    );
+    assert!(store
+        .range(&set, 301, 1_000, 0, 10)
+        .await
+        .unwrap()
+        .is_empty());
 
     store
         .set(&k("ttl"), b"v", Some(Duration::from_secs(1)))

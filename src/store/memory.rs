@@ -192,6 +192,31 @@ impl Store for MemoryStore {
         }
     }
 
+    async fn range(
+        &self,
+        set: &str,
+        min: i64,
+        max: i64,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .schedules
+            .get(set)
+            .map(|(ordered, _)| {
+                ordered
+                    .iter()
+                    .skip_while(|(score, _)| *score < min)
+                    .take_while(|(score, _)| *score < max)
+                    .skip(offset)
+                    .take(limit)
+                    .map(|(_, m)| m.clone())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     async fn unschedule(&self, set: &str, member: &str) -> Result<(), StoreError> {
         let mut state = self.lock();
         if let Some((ordered, index)) = state.schedules.get_mut(set) {

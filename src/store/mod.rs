@@ -14,6 +14,7 @@
 //! | `billpay:v1:catalog:<provider>:<list>:<scope>` | cached catalog list | `catalog.keep_ms` (24 h) |
 //! | `billpay:v1:catalog:...:refreshing` | one-refresh-at-a-time lock | 30 s |
 //! | `billpay:v1:seq:reference:<provider>` | provider reference sequence | none |
+//! | `billpay:v1:journal` | sorted set: payment id -> created at (unix ms), the operator's listing | none; members of expired records dropped when listed |
 //! | `billpay:v1:reconcile` | sorted set: payment id -> next check (unix ms) | none; members removed when final |
 
 pub mod memory;
@@ -79,6 +80,16 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
         lease_until_ms: i64,
     ) -> Result<bool, StoreError>;
+    /// Members of the sorted `set` with a score in `min..max` (ms), lowest first, skipping
+    /// `offset` of them, at most `limit` (the journal index).
+    async fn range(
+        &self,
+        set: &str,
+        min: i64,
+        max: i64,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError>;
     /// Removes `member` from the schedule `set`.
     async fn unschedule(&self, set: &str, member: &str) -> Result<(), StoreError>;
     /// Checks the store answers.
@@ -114,6 +125,11 @@ pub mod keys {
         format!("{PREFIX}:seq:reference:{provider}")
     }
 
+    /// Every payment by creation time (sorted set: payment id -> created at, unix ms), for the
+    /// operator's journal listing.
+    pub fn journal_index() -> String {
+        format!("{PREFIX}:journal")
+    }
     /// The schedule of payments waiting for a status check.
     pub fn reconcile_schedule() -> String {
         format!("{PREFIX}:reconcile")

@@ -207,6 +207,23 @@ impl Store for RedisStore {
         .await
     }
 
+    async fn range(
+        &self,
+        set: &str,
+        min: i64,
+        max: i64,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        // `(max` makes the upper bound exclusive.
+        let max = format!("({max}");
+        self.run(|mut c| async move {
+            c.zrangebyscore_limit(set, min, max, offset as isize, limit as isize)
+                .await
+        })
+        .await
+    }
+
     async fn claim_due(
         &self,
         set: &str,
