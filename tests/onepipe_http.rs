@@ -319,13 +319,20 @@ async fn every_funding_type_is_encrypted_with_its_documented_plaintext() {
         ),
     ];
     let server = MockServer::start().await;
-    mock(&server, "/transact", envelope("Successful", success("OP-1"))).await;
+    mock(
+        &server,
+        "/transact",
+        envelope("Successful", success("OP-1")),
+    )
+    .await;
     let gw = gateway_for(&server, 5_000).await;
     // 1 kobo, whole naira, and a large amount travel as exact kobo integers.
     let amounts = [1, 15_000_00, 9_000_000_000_000];
     for (i, (kind, funding, plain)) in cases.into_iter().enumerate() {
         let kobo = amounts[i % amounts.len()];
-        let p = gw.pay(request(&format!("fund-{kind}"), kobo, funding)).await;
+        let p = gw
+            .pay(request(&format!("fund-{kind}"), kobo, funding))
+            .await;
         assert_eq!(state(&p), pb::PaymentState::Succeeded, "{kind}");
         let reqs = requests_to(&server, "/transact").await;
         let b = assert_signed(reqs.last().unwrap());
@@ -577,7 +584,9 @@ async fn declines_and_contradictory_successes() {
         let server = MockServer::start().await;
         mock(&server, "/transact", response).await;
         let gw = gateway_for(&server, 5_000).await;
-        let p = gw.pay(request(&format!("case-{name}"), 5_000, card())).await;
+        let p = gw
+            .pay(request(&format!("case-{name}"), 5_000, card()))
+            .await;
         assert_eq!(state(&p), expected, "{name}");
         gw.stop().await;
     }
@@ -586,7 +595,10 @@ async fn declines_and_contradictory_successes() {
 #[tokio::test]
 async fn faults_leave_the_payment_pending_and_the_query_settles_it() {
     let faults = [
-        ("http-500", ResponseTemplate::new(500).set_body_string("oops")),
+        (
+            "http-500",
+            ResponseTemplate::new(500).set_body_string("oops"),
+        ),
         (
             "timeout",
             envelope("Successful", success("late")).set_delay(Duration::from_millis(1_500)),
@@ -595,7 +607,10 @@ async fn faults_leave_the_payment_pending_and_the_query_settles_it() {
             "garbage",
             ResponseTemplate::new(200).set_body_string("<html>not json</html>"),
         ),
-        ("no-status", ResponseTemplate::new(200).set_body_json(json!({"data": {}}))),
+        (
+            "no-status",
+            ResponseTemplate::new(200).set_body_json(json!({"data": {}})),
+        ),
         ("unknown-status", envelope("Processing", json!({}))),
     ];
     for (name, response) in faults {
@@ -636,7 +651,12 @@ async fn faults_leave_the_payment_pending_and_the_query_settles_it() {
             "{name}"
         );
         // Then GetPayment asks again and the answer settles it.
-        mock(&server, "/transact/query", envelope("Successful", success("OP-9"))).await;
+        mock(
+            &server,
+            "/transact/query",
+            envelope("Successful", success("OP-9")),
+        )
+        .await;
         let settled = gw.get(&p.payment_id).await;
         assert_eq!(state(&settled), pb::PaymentState::Succeeded, "{name}");
         assert_eq!(settled.fee, ngn(10_000));
@@ -649,7 +669,11 @@ async fn faults_leave_the_payment_pending_and_the_query_settles_it() {
             assert_eq!(b["auth"]["secure"], Value::Null);
             refs.insert(b["request_ref"].as_str().unwrap().to_owned());
         }
-        assert_eq!(refs.len(), queries.len(), "{name}: fresh request_ref per call");
+        assert_eq!(
+            refs.len(),
+            queries.len(),
+            "{name}: fresh request_ref per call"
+        );
         gw.stop().await;
     }
 }

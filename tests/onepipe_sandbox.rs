@@ -109,7 +109,10 @@ async fn walkthrough_journey_otp_then_reversal() {
     assert!(!right.fulfilment_token.is_empty());
     assert_eq!(right.fee, ngn(sim::FEE_KOBO));
     assert_eq!(right.total, ngn(500_000 + sim::FEE_KOBO));
-    assert_eq!(right.fulfilment_state, pb::FulfilmentState::Delivered as i32);
+    assert_eq!(
+        right.fulfilment_state,
+        pb::FulfilmentState::Delivered as i32
+    );
 
     let reversed = gw
         .payments()
@@ -170,13 +173,17 @@ async fn documented_meters_behave_as_the_readme_says() {
     // Declined.
     let meter = "20000000000";
     let option = option_for(&gw, meter, 10_000).await;
-    let p = gw.pay(pay_request("op-decline", meter, 10_000, &option)).await;
+    let p = gw
+        .pay(pay_request("op-decline", meter, 10_000, &option))
+        .await;
     assert_eq!(state(&p), pb::PaymentState::Failed);
 
     // Pending, then the first query settles it.
     let meter = "30000000001";
     let option = option_for(&gw, meter, 10_000).await;
-    let p = gw.pay(pay_request("op-pending", meter, 10_000, &option)).await;
+    let p = gw
+        .pay(pay_request("op-pending", meter, 10_000, &option))
+        .await;
     assert_eq!(state(&p), pb::PaymentState::Pending);
     assert_eq!(
         state(&gw.get(&p.payment_id).await),
@@ -194,7 +201,12 @@ async fn documented_meters_behave_as_the_readme_says() {
 
     // An order_reference of another meter is refused by the simulator: FAILED, nothing paid.
     let p = gw
-        .pay(pay_request("op-wrong-order", "30000000002", 10_000, &option))
+        .pay(pay_request(
+            "op-wrong-order",
+            "30000000002",
+            10_000,
+            &option,
+        ))
         .await;
     assert_eq!(state(&p), pb::PaymentState::Failed);
     gw.stop().await;
@@ -240,7 +252,10 @@ async fn the_simulator_refuses_a_reused_request_ref_and_a_bad_secure() {
         reqwest::Client::new()
             .post(&url)
             .bearer_auth(sim::API_KEY)
-            .header("Signature", auth::signature(request_ref, sim::CLIENT_SECRET))
+            .header(
+                "Signature",
+                auth::signature(request_ref, sim::CLIENT_SECRET),
+            )
             .json(&body)
             .send()
     };
