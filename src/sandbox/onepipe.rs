@@ -5,8 +5,10 @@
 //! `request_ref;CLIENT_SECRET`, with a `request_ref` never seen before (a reused one answers
 //! HTTP 400 `Failed` and is not processed); `auth.secure`, when sent, must decrypt with
 //! the client secret (3DES, see `providers::onepipe::auth`) or the call answers HTTP 401.
-//! `transaction.mock_mode` must be `Inspect`. Options answer one product per biller with a
-//! fresh `order_reference`, which `/transact` requires (for the same meter). A
+//! `transaction.mock_mode` must be `Inspect`. Options answer one product per biller
+//! (`<biller>-TOKEN`, customer name "Ngozi Okafor") with a fresh `order_reference`
+//! (`<biller>-<meter>-<n>` for the meter's n-th options call), which `/transact` requires for
+//! the same meter. A
 //! `transaction_ref` sent twice answers the first transaction as it stands; nothing is paid
 //! twice. Fee: NGN 100.00 (10000 kobo) per payment.
 //!
@@ -223,10 +225,13 @@ async fn options(
     if behaviour(meter).is_none() {
         return failed(StatusCode::BAD_REQUEST, "unknown meter number");
     }
+    // `<biller>-<meter>-<n>` for the meter's n-th options call: unique, and predictable in a
+    // fresh sandbox (the README walkthrough quotes it).
     let order_reference = {
         let mut ledger = sim.ledger();
-        ledger.next += 1;
-        let r = format!("{}", 101_638_163_628_000_000u64 + ledger.next);
+        let prefix = format!("{biller}-{meter}-");
+        let n = ledger.orders.keys().filter(|k| k.starts_with(&prefix)).count() + 1;
+        let r = format!("{prefix}{n}");
         ledger.orders.insert(r.clone(), meter.to_owned());
         r
     };
