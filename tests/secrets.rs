@@ -1,6 +1,8 @@
 //! Secrets never reach a log line or an error: every log line of a session that exercises each
-//! Interswitch operation, success and failure, is captured at TRACE level (all crates, reqwest
-//! and hyper included) and searched for the client secret and the delivered token.
+//! Interswitch and OnePipe operation, success and failure, is captured at TRACE level (all
+//! crates, reqwest and hyper included) and searched for the client secrets, the OnePipe API
+//! key, card data, PINs, OTPs, funding numbers, the `auth.secure` plaintext and the delivered
+//! token.
 
 mod common;
 
@@ -10,7 +12,14 @@ use std::{
     time::Duration,
 };
 
-use billpay_gateway::{config::ProvidersConfig, pb, providers::interswitch::auth::SignatureMethod};
+use billpay_gateway::{
+    config::ProvidersConfig,
+    pb,
+    providers::{
+        interswitch::auth::SignatureMethod,
+        onepipe::{MockMode, OnePipeConfig},
+    },
+};
 use common::*;
 use serde_json::json;
 use tracing_subscriber::fmt::MakeWriter;
@@ -20,6 +29,80 @@ use wiremock::{
 };
 
 const TOKEN: &str = "9999-8888-7777-6666-5555";
+const OP_API_KEY: &str = "onepipe-api-key-must-not-leak";
+const OP_SECRET: &str = "onepipe-client-secret-must-not-leak";
+const PAN: &str = "5060990580000217499";
+const CVV: &str = "cvv-not-logged";
+const CARD_PIN: &str = "pin-not-logged";
+const OTP: &str = "97531864";
+const VOUCHER: &str = "voucher-code-not-logged";
+const OP_TOKEN: &str = "4321-1167-5843-6580-4889";
+
+fn onepipe_request(
+    request_id: &str,
+    funding: pb::one_pipe_payment_options::Funding,
+) -> pb::CreatePaymentRequest {
+    pb::CreatePaymentRequest {
+        request_id: request_id.into(),
+        provider: pb::Provider::Onepipe as i32,
+        biller_id: "IKEDCPR".into(),
+        product_id: "IKEDCPR-TOKEN".into(),
+        customer_id: "45000000001".into(),
+        amount: ngn(10_000),
+        provider_options: Some(pb::create_payment_request::ProviderOptions::Onepipe(
+            pb::OnePipePaymentOptions {
+                order_reference: "1016".into(),
+                funding: Some(funding),
+            },
+        )),
+        ..Default::default()
+    }
+}
+
+/// A OnePipe wiremock: options refused, card payments wait for an OTP, the OTP succeeds with a
+/// token, reversal succeeds, voucher payments hit a 500 and their query answers garbage.
+async fn onepipe_server() -> MockServer {
+    let server = MockServer::start().await;
+    let answer = |status: &str, pr: serde_json::Value| {
+        ResponseTemplate::new(200).set_body_json(json!({"status": status, "message": status,
+            "data": {"error": null, "provider_response": pr}}))
+    };
+    let routes = [
+        (
+            "/v2/transact/options",
+            ResponseTemplate::new(401).set_body_string("denied"),
+        ),
+        (
+            "/v2/transact/validate",
+            answer("Successful", json!({"token": OP_TOKEN})),
+        ),
+        ("/v2/transact/reverse", answer("Successful", json!({}))),
+        (
+            "/v2/transact/query",
+            ResponseTemplate::new(200).set_body_string("}{"),
+        ),
+    ];
+    for (route, response) in routes {
+        Mock::given(method("POST"))
+            .and(path(route))
+            .respond_with(response)
+            .mount(&server)
+            .await;
+    }
+    Mock::given(method("POST"))
+        .and(path("/v2/transact"))
+        .and(body_string_contains("voucher"))
+        .respond_with(ResponseTemplate::new(500))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v2/transact"))
+        .respond_with(answer("WaitingForOTP", json!({})))
+        .mount(&server)
+        .await;
+    server
+}
 
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
@@ -88,12 +171,24 @@ async fn no_secret_in_any_log_line_or_error() {
         .mount(&server)
         .await;
 
+    let op_server = onepipe_server().await;
     let gw = TestGateway::start(ProvidersConfig {
         interswitch: Some(interswitch_config(
             &server.uri(),
             SignatureMethod::Sha1,
             500,
         )),
+        onepipe: Some(OnePipeConfig {
+            base_url: format!("{}/v2", op_server.uri()),
+            api_key: OP_API_KEY.to_owned().into(),
+            client_secret: OP_SECRET.to_owned().into(),
+            mock_mode: MockMode::Inspect,
+            auth_provider: "Beeceptor".into(),
+            transaction_ref_prefix: "bp-".into(),
+            timeout_ms: 2_000,
+            connect_timeout_ms: 1_000,
+            limits: Default::default(),
+        }),
     })
     .await;
     let isw = pb::Provider::Interswitch as i32;
@@ -142,6 +237,59 @@ async fn no_secret_in_any_log_line_or_error() {
         .await;
     let again = gw.get(&pending.payment_id).await;
     assert_eq!(again.state, pb::PaymentState::Pending as i32);
+
+    // OnePipe: refused options, a card payment through OTP to a token and a reversal, and a
+    // voucher payment whose outcome stays unknown.
+    errors.push(
+        gw.customers()
+            .get_payment_options(pb::GetPaymentOptionsRequest {
+                provider: pb::Provider::Onepipe as i32,
+                biller_id: "IKEDCPR".into(),
+                customer_id: "45000000001".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err(),
+    );
+    let card = pb::one_pipe_payment_options::Funding::Card(pb::OnePipeCard {
+        pan: PAN.into(),
+        cvv: CVV.into(),
+        expiry_mmyy: "2203".into(),
+        pin: CARD_PIN.into(),
+    });
+    let waiting = gw.pay(onepipe_request("secret-op-card", card)).await;
+    assert_eq!(waiting.state, pb::PaymentState::OtpRequired as i32);
+    let done = gw
+        .payments()
+        .validate_payment_otp(pb::ValidatePaymentOtpRequest {
+            request_id: "secret-op-otp".into(),
+            payment_id: waiting.payment_id.clone(),
+            otp: OTP.into(),
+            fields: [("date_of_birth".to_owned(), VOUCHER.to_owned())].into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .payment
+        .unwrap();
+    assert_eq!(done.fulfilment_token, OP_TOKEN);
+    gw.payments()
+        .reverse_payment(pb::ReversePaymentRequest {
+            request_id: "secret-op-reverse".into(),
+            payment_id: waiting.payment_id.clone(),
+            reason: "test".into(),
+        })
+        .await
+        .unwrap();
+    let voucher = pb::one_pipe_payment_options::Funding::Voucher(pb::OnePipeVoucher {
+        voucher_code: VOUCHER.into(),
+        provider_code: "VPRO".into(),
+    });
+    let unknown = gw.pay(onepipe_request("secret-op-voucher", voucher)).await;
+    assert_eq!(unknown.state, pb::PaymentState::Pending as i32);
+    let still = gw.get(&unknown.payment_id).await;
+    assert_eq!(still.state, pb::PaymentState::Pending as i32);
+    assert_eq!(op_server.received_requests().await.unwrap().len(), 6);
     gw.stop().await;
 
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
@@ -156,11 +304,29 @@ async fn no_secret_in_any_log_line_or_error() {
     );
     assert!(!logs.contains(CLIENT_SECRET), "client secret in logs");
     assert!(!logs.contains(TOKEN), "fulfilment token in logs");
+    let plaintext = format!("{PAN};{CVV};2203;{CARD_PIN}");
+    let onepipe_secrets = [
+        ("OnePipe api key", OP_API_KEY),
+        ("OnePipe client secret", OP_SECRET),
+        ("card number", PAN),
+        ("CVV", CVV),
+        ("card PIN", CARD_PIN),
+        ("OTP", OTP),
+        ("voucher or validation field", VOUCHER),
+        ("auth.secure plaintext", plaintext.as_str()),
+        ("OnePipe token", OP_TOKEN),
+    ];
+    for (what, value) in onepipe_secrets {
+        assert!(!logs.contains(value), "{what} in logs");
+    }
     for status in errors {
         let text = format!("{status:?}");
         assert!(
             !text.contains(CLIENT_SECRET),
             "client secret in an error: {text}"
         );
+        for (what, value) in onepipe_secrets {
+            assert!(!text.contains(value), "{what} in an error: {text}");
+        }
     }
 }
