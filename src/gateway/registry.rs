@@ -6,6 +6,7 @@ use std::{collections::BTreeMap, sync::Arc};
 use crate::config::ProvidersConfig;
 use crate::domain::{Provider, ProviderId};
 use crate::providers::interswitch::Interswitch;
+use crate::providers::ip2::Ip2;
 use crate::store::Store;
 
 /// The configured providers by id.
@@ -16,7 +17,10 @@ pub type Registry = BTreeMap<ProviderId, Arc<dyn Provider>>;
 /// for providers that keep tokens in it.
 pub fn build(config: ProvidersConfig, store: &Arc<dyn Store>) -> Result<Registry, String> {
     let _ = store;
-    let ProvidersConfig { mut interswitch } = config;
+    let ProvidersConfig {
+        mut interswitch,
+        mut intelworld_ip2,
+    } = config;
     let mut registry = Registry::new();
     for id in ProviderId::ALL {
         let provider: Option<Arc<dyn Provider>> = match id {
@@ -27,11 +31,15 @@ pub fn build(config: ProvidersConfig, store: &Arc<dyn Store>) -> Result<Registry
                 }
                 None => None,
             },
+            ProviderId::IntelworldIp2 => match intelworld_ip2.take() {
+                Some(c) => {
+                    c.validate()?;
+                    Some(Arc::new(Ip2::new(c)))
+                }
+                None => None,
+            },
             // No adapter yet.
-            ProviderId::InterIntel
-            | ProviderId::Switch
-            | ProviderId::IntelworldIp2
-            | ProviderId::OnePipe => None,
+            ProviderId::InterIntel | ProviderId::Switch | ProviderId::OnePipe => None,
         };
         if let Some(p) = provider {
             registry.insert(id, p);
