@@ -220,7 +220,8 @@ fn now_ms() -> i64 {
         .unwrap_or_default()
 }
 
-/// Verifies ApiAuth as the gateway's reading defines it. `item` is the body's one item (POST).
+/// Verifies ApiAuth as the gateway's reading defines it. `body` is the raw POST body with its
+/// one item.
 fn check_auth(
     sim: &Sim,
     headers: &HeaderMap,
