@@ -132,6 +132,15 @@ struct Txn {
 }
 
 impl Txn {
+    /// The sandbox charges UGX 100 per accepted debit, nothing on credits.
+    fn fee(&self) -> i64 {
+        if self.credit || self.status == "Failed" {
+            0
+        } else {
+            100
+        }
+    }
+
     fn listing(&self) -> Value {
         json!({
             "TransactionId": self.transaction_id, "BatchId": self.batch_id,
@@ -144,7 +153,7 @@ impl Txn {
             "Payment": {"PaymentId": format!("P{}", self.transaction_id),
                         "PaymentStatus": self.status,
                         "PaymentStatusMessage": self.status_message, "PaymentStatusCode": 0},
-            "Fee": if self.credit { 0 } else { 100 }, "Commission": 0,
+            "Fee": self.fee(), "Commission": 0,
             "CustomerId": self.customer_id, "CreatedOn": dates::iso(self.created_ms),
             "ModifiedOn": dates::iso(self.created_ms),
         })
@@ -157,7 +166,7 @@ impl Txn {
             "Data": {
                 "TransactionId": self.transaction_id, "RequestId": self.request_id,
                 "Amount": self.amount, "TransactionStatus": self.status,
-                "StatusMessage": self.status_message,
+                "StatusMessage": self.status_message, "Fee": self.fee(),
             }
         }))
         .into_response()
