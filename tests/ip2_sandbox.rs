@@ -188,3 +188,33 @@ async fn the_simulator_refuses_a_wrong_signature() {
     assert_eq!(sims.calls.get("intelworld_ip2", "rejected_auth"), 1);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_slow_debit_answers_pending_and_settles_once() {
+    let (sims, gw) = sandbox_gateway().await;
+    let start = balance(&gw).await;
+    let mut request = tonic::Request::new(debit("ip2-slow", "256700000004", 5_000));
+    request.set_timeout(std::time::Duration::from_secs(1));
+    let p = gw
+        .payments()
+        .create_payment(request)
+        .await
+        .expect("answered before the deadline")
+        .into_inner()
+        .payment
+        .unwrap();
+    assert_eq!(state(&p), pb::PaymentState::Pending);
+    // The detached call finishes and records IP2's answer.
+    let mut last = p.clone();
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        last = gw.get(&p.payment_id).await;
+        if state(&last) != pb::PaymentState::Pending {
+            break;
+        }
+    }
+    assert_eq!(state(&last), pb::PaymentState::Succeeded);
+    assert_eq!(sims.calls.get("intelworld_ip2", "debit"), 1);
+    assert_eq!(balance(&gw).await, start - 5_000);
+    gw.stop().await;
+}

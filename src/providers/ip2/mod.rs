@@ -927,6 +927,54 @@ mod tests {
     }
 
     #[test]
+    fn config_parses_signing_options_and_validates() {
+        let config: Ip2Config = toml::from_str(
+            r#"
+            base_url = "https://ip2.example/api"
+            api_key = "key-visible-nowhere"
+            api_password = "password-visible-nowhere"
+            subscription_id = "S"
+            account_id = "A"
+            channel_id = "API"
+            [signing]
+            hash = "hmac_sha1"
+            key = "password"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.signing.hash, auth::SignatureHash::HmacSha1);
+        assert_eq!(config.signing.key, auth::SigningKey::Password);
+        assert_eq!(config.country_code, "UG");
+        assert!(config.validate().is_ok());
+        assert!(
+            !format!("{config:?}").contains("\"p\""),
+            "secrets stay hidden"
+        );
+        let bad = |edit: fn(&mut Ip2Config)| {
+            let mut c = crate::sandbox::ip2::client_config("http://x");
+            edit(&mut c);
+            c.validate().is_err()
+        };
+        assert!(bad(|c| c.base_url = "ftp://x".into()));
+        assert!(bad(|c| c.request_id_prefix = "BP-G".into()));
+        assert!(bad(|c| c.request_id_prefix = "TOOLONGPX".into()));
+        assert!(bad(|c| c.country_code = "ug".into()));
+        assert!(bad(|c| c.channel_id = String::new()));
+        assert!(bad(|c| c.page_size = 0));
+    }
+
+    #[test]
+    fn request_ids_are_the_prefix_and_twelve_digits_and_never_wrap() {
+        let ip2 = Ip2::new(crate::sandbox::ip2::client_config("http://x"));
+        assert_eq!(ip2.payment_reference(7).as_deref(), Some("BPG000000000007"));
+        assert_eq!(
+            ip2.payment_reference(999_999_999_999).as_deref(),
+            Some("BPG999999999999")
+        );
+        assert_eq!(ip2.payment_reference(1_000_000_000_000), None);
+    }
+
+    #[test]
     fn balances_are_read_in_every_documented_shape() {
         use serde_json::json;
         for v in [
