@@ -276,7 +276,8 @@ impl Ip2 {
             reqwest::header::HeaderValue::from_str(&auth::authorization(&signature))
                 .expect("base64 is a header value");
         authorization.set_sensitive(true);
-        let request = self
+        // Content-MD5 goes on every call, of the empty body on a GET [GUESS].
+        let mut request = self
             .http
             .request(call.method, url)
             .header("X-ApiAuth-ApiKey", api_key)
@@ -284,8 +285,10 @@ impl Ip2 {
             .header("X-Content-Type", "application/json; charset=utf-8")
             .header("Content-Type", "application/json; charset=utf-8")
             .header("Content-MD5", auth::base64_md5(&body))
-            .header("Authorization", authorization)
-            .body(body);
+            .header("Authorization", authorization);
+        if !body.is_empty() {
+            request = request.body(body);
+        }
         self.guard
             .run(
                 http::send("intelworld_ip2", call.operation, request),
