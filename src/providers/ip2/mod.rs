@@ -495,8 +495,8 @@ fn pay_outcome(raw: RawResponse, payment: &PaymentRecord) -> Result<PaymentOutco
     Ok(outcome)
 }
 
-/// Maps the transaction found by our RequestId. An entry for another amount is another
-/// transaction behind a reused reference: it never settles this payment.
+/// Maps the transaction found by our RequestId. An entry for another amount or of the other
+/// direction is another transaction behind a reused reference: it never settles this payment.
 fn found_outcome(
     item: TransactionItem,
     payment: &PaymentRecord,
@@ -510,6 +510,17 @@ fn found_outcome(
             item.request_id,
             wire::value_text(&item.amount),
             payment.order.amount.minor_units
+        )));
+    }
+    let listed_type = item.transaction_type.to_ascii_lowercase();
+    let expected_type = match payment.order.kind {
+        PaymentKind::Bill => "debit",
+        PaymentKind::Collection => "credit",
+    };
+    if !listed_type.is_empty() && !listed_type.contains(expected_type) {
+        return Err(ProviderError::Unreadable(format!(
+            "transaction {} for RequestId {} is a {}, not a {expected_type}",
+            item.transaction_id, item.request_id, item.transaction_type
         )));
     }
     let (status, message) = item.status();
@@ -915,6 +926,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(waiting.state, PaymentState::Pending);
+        assert!(
+            found_outcome(
+                item(r#"{"RequestId":"BPG000000000001","Amount":5000,"TransactionType":"Credit","TransactionStatus":"Successful"}"#),
+                &p
+            )
+            .is_err(),
+            "a credit never settles a debit"
+        );
         assert!(found_outcome(
             item(
                 r#"{"RequestId":"BPG000000000001","Amount":5001,"TransactionStatus":"Successful"}"#
