@@ -78,6 +78,11 @@ async fn the_walkthrough_journey() {
 
     let paid = gw.pay(debit("ip2-journey-1", "256700000001", 25_000)).await;
     assert_eq!(state(&paid), pb::PaymentState::Succeeded);
+    assert_eq!(
+        paid.fee,
+        ugx(100),
+        "IP2's fee is reported, not added to the amount"
+    );
     assert_eq!(balance(&gw).await, start - 25_000);
 
     let listed = list_payments(&gw, None).await;
