@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::gateway::{CatalogSettings, PaymentSettings};
 use crate::providers::interswitch::InterswitchConfig;
+use crate::providers::ip2::Ip2Config;
 use crate::providers::onepipe::OnePipeConfig;
 
 /// The whole configuration.
@@ -93,6 +94,7 @@ impl Default for StoreConfig {
 pub struct ProvidersConfig {
     pub interswitch: Option<InterswitchConfig>,
     pub onepipe: Option<OnePipeConfig>,
+    pub intelworld_ip2: Option<Ip2Config>,
 }
 
 /// Reads and parses configuration from an optional file and the environment.

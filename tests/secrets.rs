@@ -2,7 +2,7 @@
 //! Interswitch and OnePipe operation, success and failure, is captured at TRACE level (all
 //! crates, reqwest and hyper included) and searched for the client secrets, the OnePipe API
 //! key, card data, PINs, OTPs, funding numbers, the `auth.secure` plaintext and the delivered
-//! token.
+//! token; then the same for IP2's API key, API password and signature inputs.
 
 mod common;
 
@@ -12,6 +12,7 @@ use std::{
     time::Duration,
 };
 
+use base64::{engine::general_purpose::STANDARD, Engine};
 use billpay_gateway::{
     config::ProvidersConfig,
     pb,
@@ -21,6 +22,7 @@ use billpay_gateway::{
     },
 };
 use common::*;
+use md5::Digest;
 use serde_json::json;
 use tracing_subscriber::fmt::MakeWriter;
 use wiremock::{
@@ -189,6 +191,7 @@ async fn no_secret_in_any_log_line_or_error() {
             connect_timeout_ms: 1_000,
             limits: Default::default(),
         }),
+        ..ProvidersConfig::default()
     })
     .await;
     let isw = pb::Provider::Interswitch as i32;
@@ -292,7 +295,29 @@ async fn no_secret_in_any_log_line_or_error() {
     assert_eq!(op_server.received_requests().await.unwrap().len(), 6);
     gw.stop().await;
 
+    // The same for IP2: a refused read, a paid debit, a debit without an answer, a refresh.
+    errors.extend(ip2_session().await);
+
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("intelworld_ip2"),
+        "the IP2 session was logged"
+    );
+    assert!(!logs.contains(IP2_API_KEY), "IP2 API key in logs");
+    assert!(!logs.contains(IP2_API_PASSWORD), "IP2 API password in logs");
+    // The signature's inputs: its key (base64 MD5 of the password) and its representation
+    // (which starts with the lower-cased subscription and account), and the header itself.
+    let ip2_key = STANDARD.encode(md5::Md5::digest(IP2_API_PASSWORD.as_bytes()));
+    let representation_start = format!("{IP2_SUBSCRIPTION}{IP2_ACCOUNT}").to_lowercase();
+    assert!(!logs.contains(&ip2_key), "IP2 signing key in logs");
+    assert!(
+        !logs.contains(&representation_start),
+        "IP2 signature input in logs"
+    );
+    assert!(
+        !logs.contains("ApiAuth "),
+        "IP2 Authorization header in logs"
+    );
     assert!(logs.contains("payment recorded"), "the capture works");
     assert!(
         logs.contains("provider call failed"),
@@ -328,5 +353,84 @@ async fn no_secret_in_any_log_line_or_error() {
         for (what, value) in onepipe_secrets {
             assert!(!text.contains(value), "{what} in an error: {text}");
         }
+        for secret in [IP2_API_KEY, IP2_API_PASSWORD] {
+            assert!(!text.contains(secret), "IP2 secret in an error: {text}");
+        }
     }
+}
+
+/// Exercises every IP2 path that logs: a refused read (401), a paid debit, a debit answered
+/// 503, a status query that times out. Returns the errors the caller saw.
+async fn ip2_session() -> Vec<tonic::Status> {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/paymentMethods"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({
+            "ResponseCode": 401, "ResponseMessage": "signature mismatch"})))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/transactions/debits"))
+        .and(body_string_contains("256700000002"))
+        .respond_with(ResponseTemplate::new(503))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/transactions/debits"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "ResponseCode": 0, "Data": {"TransactionStatus": "Successful"}})))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/transactions"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(2)))
+        .mount(&server)
+        .await;
+    let gw = TestGateway::start(ProvidersConfig {
+        intelworld_ip2: Some(ip2_config(&server.uri(), 100, 500)),
+        ..ProvidersConfig::default()
+    })
+    .await;
+    let ip2 = pb::Provider::IntelworldIp2 as i32;
+    let mut errors = vec![gw
+        .catalog()
+        .list_payment_methods(pb::ListPaymentMethodsRequest {
+            provider: ip2,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err()];
+    let debit = |request_id: &str, msisdn: &str| pb::CreatePaymentRequest {
+        request_id: request_id.into(),
+        provider: ip2,
+        customer_id: msisdn.into(),
+        amount: ugx(5_000),
+        provider_options: Some(pb::create_payment_request::ProviderOptions::Ip2(
+            pb::Ip2PaymentOptions {
+                payment_method_id: "MTNMM".into(),
+                payment_method_reference: [("MSISDN".to_owned(), msisdn.to_owned())].into(),
+                memo: "Top up".into(),
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    };
+    let paid = gw.pay(debit("ip2-secret-ok", "256700000001")).await;
+    assert_eq!(paid.state, pb::PaymentState::Succeeded as i32);
+    let pending = gw.pay(debit("ip2-secret-503", "256700000002")).await;
+    assert_eq!(pending.state, pb::PaymentState::Pending as i32);
+    let again = gw.get(&pending.payment_id).await;
+    assert_eq!(again.state, pb::PaymentState::Pending as i32);
+    errors.push(
+        gw.payments()
+            .create_payment(pb::CreatePaymentRequest {
+                amount: ugx(0),
+                ..debit("ip2-secret-bad", "256700000001")
+            })
+            .await
+            .unwrap_err(),
+    );
+    gw.stop().await;
+    errors
 }

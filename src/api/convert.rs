@@ -123,12 +123,33 @@ pub fn account(a: Account) -> pb::Account {
         account_id: a.account_id,
         name: a.name,
         currency_code: a.currency_code,
-        ..pb::Account::default()
+        r#type: a.account_type,
+        status: a.status,
+        min_transaction_amount: a.min_transaction_amount.map(money),
+        max_transaction_amount: a.max_transaction_amount.map(money),
+        minimum_balance: a.minimum_balance.map(money),
     }
 }
 
 /// A provider transaction as proto.
 pub fn transaction(t: ProviderTransaction) -> pb::ProviderTransaction {
+    use crate::domain::transaction_details as keys;
+    let detail = |key: &str| t.details.get(key).cloned().unwrap_or_default();
+    let amount_detail = |key: &str| {
+        t.details
+            .get(key)
+            .and_then(|v| Money::parse_minor_units(t.amount.currency, v))
+            .map(money)
+    };
+    let (fee, commission) = (
+        amount_detail(keys::FEE_MINOR_UNITS),
+        amount_detail(keys::COMMISSION_MINOR_UNITS),
+    );
+    let (product_id, payment_method_id, account_id) = (
+        detail(keys::PRODUCT_ID),
+        detail(keys::PAYMENT_METHOD_ID),
+        detail(keys::ACCOUNT_ID),
+    );
     pb::ProviderTransaction {
         provider_transaction_id: t.provider_transaction_id,
         provider_reference: t.provider_reference,
@@ -142,7 +163,11 @@ pub fn transaction(t: ProviderTransaction) -> pb::ProviderTransaction {
         description: t.description,
         provider_code: t.provider_code,
         provider_message: t.provider_message,
-        ..pb::ProviderTransaction::default()
+        fee,
+        commission,
+        product_id,
+        payment_method_id,
+        account_id,
     }
 }
 

@@ -31,6 +31,21 @@ pub struct Account {
     pub account_id: String,
     pub name: String,
     pub currency_code: String,
+    /// The account type as the provider names it (IP2 AccountType).
+    #[serde(default)]
+    pub account_type: String,
+    /// The account status as the provider names it (IP2 AccountStatus).
+    #[serde(default)]
+    pub status: String,
+    /// Smallest amount one transaction may move; `None` when unlimited.
+    #[serde(default)]
+    pub min_transaction_amount: Option<Money>,
+    /// Largest amount one transaction may move; `None` when unlimited.
+    #[serde(default)]
+    pub max_transaction_amount: Option<Money>,
+    /// Balance the account must keep; `None` when none.
+    #[serde(default)]
+    pub minimum_balance: Option<Money>,
 }
 
 /// A page request to a provider that pages its own lists.
@@ -82,8 +97,23 @@ pub struct ProviderTransaction {
     pub description: String,
     pub provider_code: String,
     pub provider_message: String,
-    /// Other fields the provider lists (fee, commission, product, method, account), verbatim.
+    /// Other fields the provider lists, verbatim; the keys in [`transaction_details`] are
+    /// also shown as typed fields of the contract.
     pub details: BTreeMap<String, String>,
+}
+
+/// Keys of [`ProviderTransaction::details`] the contract shows as typed fields.
+pub mod transaction_details {
+    /// The provider's fee, integer minor units of the transaction's currency.
+    pub const FEE_MINOR_UNITS: &str = "fee_minor_units";
+    /// The commission earned, integer minor units of the transaction's currency.
+    pub const COMMISSION_MINOR_UNITS: &str = "commission_minor_units";
+    /// The product paid for.
+    pub const PRODUCT_ID: &str = "product_id";
+    /// The payment method used.
+    pub const PAYMENT_METHOD_ID: &str = "payment_method_id";
+    /// The provider account.
+    pub const ACCOUNT_ID: &str = "account_id";
 }
 
 /// A bill the provider keeps for repeat payment.

@@ -9,6 +9,7 @@ pub mod options;
 pub mod payment;
 pub mod provider;
 
+pub use account::transaction_details;
 pub use account::{
     Account, Balance, BalanceQuery, BillLookup, OffersQuery, PaymentOffer, PaymentOffers,
     ProviderPage, ProviderPageRequest, ProviderTransaction, SavedBill, TransactionKind,

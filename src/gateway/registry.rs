@@ -5,12 +5,24 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use crate::config::ProvidersConfig;
 use crate::domain::{Provider, ProviderId};
-use crate::providers::interswitch::Interswitch;
-use crate::providers::onepipe::OnePipe;
+use crate::providers::{interswitch::Interswitch, ip2::Ip2, onepipe::OnePipe};
 use crate::store::Store;
 
 /// The configured providers by id.
 pub type Registry = BTreeMap<ProviderId, Arc<dyn Provider>>;
+
+/// Validates a provider's section, when there is one, and builds its client.
+fn configured<C, P: Provider>(
+    section: Option<C>,
+    validate: impl FnOnce(&C) -> Result<(), String>,
+    client: impl FnOnce(C) -> P,
+) -> Result<Option<Arc<dyn Provider>>, String> {
+    let Some(config) = section else {
+        return Ok(None);
+    };
+    validate(&config)?;
+    Ok(Some(Arc::new(client(config))))
+}
 
 /// Builds a client for every configured provider. A provider without configuration, or without
 /// an adapter yet, is left out and answers PROVIDER_NOT_CONFIGURED. `store` is the shared store,
@@ -20,26 +32,20 @@ pub fn build(config: ProvidersConfig, store: &Arc<dyn Store>) -> Result<Registry
     let ProvidersConfig {
         mut interswitch,
         mut onepipe,
+        mut intelworld_ip2,
     } = config;
     let mut registry = Registry::new();
     for id in ProviderId::ALL {
-        let provider: Option<Arc<dyn Provider>> = match id {
-            ProviderId::Interswitch => match interswitch.take() {
-                Some(c) => {
-                    c.validate()?;
-                    Some(Arc::new(Interswitch::new(c)))
-                }
-                None => None,
-            },
-            ProviderId::OnePipe => match onepipe.take() {
-                Some(c) => {
-                    c.validate()?;
-                    Some(Arc::new(OnePipe::new(c)))
-                }
-                None => None,
-            },
+        let provider = match id {
+            ProviderId::Interswitch => {
+                configured(interswitch.take(), |c| c.validate(), Interswitch::new)?
+            }
+            ProviderId::OnePipe => configured(onepipe.take(), |c| c.validate(), OnePipe::new)?,
+            ProviderId::IntelworldIp2 => {
+                configured(intelworld_ip2.take(), |c| c.validate(), Ip2::new)?
+            }
             // No adapter yet.
-            ProviderId::InterIntel | ProviderId::Switch | ProviderId::IntelworldIp2 => None,
+            ProviderId::InterIntel | ProviderId::Switch => None,
         };
         if let Some(p) = provider {
             registry.insert(id, p);

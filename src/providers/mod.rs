@@ -5,5 +5,6 @@
 pub mod guard;
 pub mod http;
 pub mod interswitch;
+pub mod ip2;
 pub mod onepipe;
 pub mod token_cache;

@@ -6,6 +6,7 @@
 //! received.
 
 pub mod interswitch;
+pub mod ip2;
 pub mod onepipe;
 
 use std::{
@@ -71,6 +72,7 @@ impl Simulators {
         let app = Router::new()
             .nest("/interswitch", interswitch::router(calls.clone()))
             .nest("/onepipe", onepipe::router(calls.clone()))
+            .nest("/intelworld_ip2", ip2::router(calls.clone()))
             .route("/_sandbox/calls", get(report))
             .with_state(calls.clone());
         let task = tokio::spawn(async move {
@@ -113,5 +115,6 @@ pub fn providers_config(base_url: &str) -> ProvidersConfig {
             "{base_url}/interswitch"
         ))),
         onepipe: Some(onepipe::client_config(&format!("{base_url}/onepipe"))),
+        intelworld_ip2: Some(ip2::client_config(&format!("{base_url}/intelworld_ip2"))),
     }
 }

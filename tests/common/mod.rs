@@ -10,11 +10,13 @@ use billpay_gateway::{
     config::{ProvidersConfig, ServerConfig},
     gateway::{registry, CatalogSettings, Gateway, PaymentSettings},
     pb::{
-        self, catalog_service_client::CatalogServiceClient,
+        self, account_service_client::AccountServiceClient,
+        catalog_service_client::CatalogServiceClient,
         customer_service_client::CustomerServiceClient,
         payment_service_client::PaymentServiceClient,
     },
     providers::interswitch::{auth::SignatureMethod, InterswitchConfig},
+    providers::ip2::Ip2Config,
     server,
     store::{memory::MemoryStore, Store},
 };
@@ -46,6 +48,42 @@ pub fn interswitch_config(
         connect_timeout_ms: 1_000,
         limits: Default::default(),
     }
+}
+
+/// IP2 credentials used against wiremock; key and password must never show up in logs.
+pub const IP2_API_KEY: &str = "ip2-wiremock-api-key-5c4b3a";
+pub const IP2_API_PASSWORD: &str = "ip2-wiremock-password-0f1e2d";
+pub const IP2_SUBSCRIPTION: &str = "SUB-TEST-77";
+pub const IP2_ACCOUNT: &str = "ACC-TEST-UGX";
+pub const IP2_CHANNEL: &str = "API";
+
+/// IP2 client configuration pointing at `base_url`, reading lists `page_size` at a time.
+pub fn ip2_config(base_url: &str, page_size: u32, timeout_ms: u64) -> Ip2Config {
+    Ip2Config {
+        base_url: base_url.to_owned(),
+        api_key: IP2_API_KEY.to_owned().into(),
+        api_password: IP2_API_PASSWORD.to_owned().into(),
+        subscription_id: IP2_SUBSCRIPTION.to_owned(),
+        account_id: IP2_ACCOUNT.to_owned(),
+        channel_id: IP2_CHANNEL.to_owned(),
+        country_code: "UG".into(),
+        request_id_prefix: "BPG".into(),
+        signing: Default::default(),
+        page_size,
+        max_pages: 10,
+        query_window_ms: 86_400_000,
+        timeout_ms,
+        connect_timeout_ms: 1_000,
+        limits: Default::default(),
+    }
+}
+
+/// UGX money (whole shillings).
+pub fn ugx(shillings: i64) -> Option<pb::Money> {
+    Some(pb::Money {
+        currency_code: "UGX".into(),
+        minor_units: shillings,
+    })
 }
 
 /// A running gateway.
@@ -122,6 +160,10 @@ impl TestGateway {
 
     pub fn customers(&self) -> CustomerServiceClient<Channel> {
         CustomerServiceClient::new(self.channel.clone())
+    }
+
+    pub fn accounts(&self) -> AccountServiceClient<Channel> {
+        AccountServiceClient::new(self.channel.clone())
     }
 
     pub fn payments(&self) -> PaymentServiceClient<Channel> {
