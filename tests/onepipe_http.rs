@@ -719,3 +719,42 @@ async fn credential_refusal_on_options_is_the_gateways_problem() {
     assert_error(&status, Code::FailedPrecondition, "PROVIDER_AUTH_FAILED");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn the_reconciler_settles_a_payment_left_pending_by_a_502() {
+    let server = MockServer::start().await;
+    mock(&server, "/transact", ResponseTemplate::new(502)).await;
+    mock(
+        &server,
+        "/transact/query",
+        envelope("Successful", success("OP-11")),
+    )
+    .await;
+    let settings = PaymentSettings {
+        reconcile_backoff_ms: vec![0, 0],
+        ..PaymentSettings::default()
+    };
+    let gw = TestGateway::start_with(
+        ProvidersConfig {
+            onepipe: Some(config(&server, 5_000)),
+            ..Default::default()
+        },
+        Arc::new(MemoryStore::default()),
+        settings,
+    )
+    .await;
+    let p = gw.pay(request("recon-1", 5_000, card())).await;
+    assert_eq!(state(&p), pb::PaymentState::Pending);
+    let stats = ReconcileStats::default();
+    gw.gateway.reconcile_due(&stats).await.unwrap();
+    let queries = requests_to(&server, "/transact/query").await;
+    assert_eq!(queries.len(), 1, "the reconciler asked OnePipe");
+    let b = assert_signed(&queries[0]);
+    assert_eq!(b["transaction"]["transaction_ref"], p.provider_reference);
+    // Read straight from the journal: GetPayment of a final payment asks nothing more.
+    let settled = gw.get(&p.payment_id).await;
+    assert_eq!(state(&settled), pb::PaymentState::Succeeded);
+    assert_eq!(settled.fulfilment_token, "1253-1167-5843-6580-4889");
+    assert_eq!(requests_to(&server, "/transact/query").await.len(), 1);
+    gw.stop().await;
+}
