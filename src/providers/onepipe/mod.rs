@@ -274,25 +274,22 @@ fn customer<'a>(
 }
 
 /// Reads an answer about a payment. Only a readable `status` moves the payment: 5xx,
-/// unreadable bodies and credential refusals without a status are errors (outcome unknown).
+/// unreadable bodies and credential refusals (401/403, whatever their body says: the call
+/// was not processed, and the gateway's credentials are its own problem) are errors.
 fn read_outcome(
     raw: RawResponse,
     operation: &str,
     map: impl FnOnce(&Response) -> PaymentOutcome,
 ) -> Result<PaymentOutcome, ProviderError> {
-    if raw.status >= 500 {
-        return Err(ProviderError::Upstream { status: raw.status });
+    match raw.status {
+        401 | 403 => return Err(ProviderError::Auth { status: raw.status }),
+        status if status >= 500 => return Err(ProviderError::Upstream { status }),
+        _ => {}
     }
-    let answer: Response = match serde_json::from_slice(&raw.body) {
-        Ok(answer) => answer,
-        Err(_) if matches!(raw.status, 401 | 403) => {
-            return Err(ProviderError::Auth { status: raw.status });
-        }
-        Err(e) => return Err(ProviderError::Unreadable(format!("{operation}: {e}"))),
-    };
+    let answer: Response = serde_json::from_slice(&raw.body)
+        .map_err(|e| ProviderError::Unreadable(format!("{operation}: {e}")))?;
     if answer.status.trim().is_empty() {
         return Err(match raw.status {
-            401 | 403 => ProviderError::Auth { status: raw.status },
             200..=299 => {
                 ProviderError::Unreadable(format!("{operation} answered without a status"))
             }
@@ -767,6 +764,10 @@ mod tests {
         ));
         assert!(matches!(
             read(raw(401, "denied")),
+            Err(ProviderError::Auth { .. })
+        ));
+        assert!(matches!(
+            read(raw(401, r#"{"status":"Failed"}"#)),
             Err(ProviderError::Auth { .. })
         ));
         let declined = read(raw(400, r#"{"status":"Failed","message":"no"}"#)).unwrap();
