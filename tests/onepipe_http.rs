@@ -411,7 +411,7 @@ async fn orders_without_funding_or_order_reference_are_refused_before_any_http()
 }
 
 #[tokio::test]
-async fn otp_then_query_then_reverse_share_one_transaction_ref() {
+async fn pay_query_otp_and_reverse_share_one_transaction_ref() {
     let server = MockServer::start().await;
     mock(&server, "/transact", envelope("WaitingForOTP", json!({}))).await;
     let gw = gateway_for(&server, 5_000).await;
@@ -419,6 +419,19 @@ async fn otp_then_query_then_reverse_share_one_transaction_ref() {
     let p = gw.pay(request("otp-1", 250_000, card())).await;
     assert_eq!(state(&p), pb::PaymentState::OtpRequired);
     let reference = p.provider_reference.clone();
+
+    // GetPayment asks /transact/query while the payment waits; it still waits.
+    mock(
+        &server,
+        "/transact/query",
+        envelope("WaitingForOTP", json!({})),
+    )
+    .await;
+    assert_eq!(
+        state(&gw.get(&p.payment_id).await),
+        pb::PaymentState::OtpRequired
+    );
+    assert_eq!(requests_to(&server, "/transact/query").await.len(), 1);
 
     // A wrong OTP: OnePipe asks again.
     Mock::given(method("POST"))
@@ -528,6 +541,10 @@ async fn otp_then_query_then_reverse_share_one_transaction_ref() {
 
     // Every call had its own request_ref; the transaction_ref never changed.
     let all = server.received_requests().await.unwrap();
+    assert_eq!(all.len(), 5, "pay, query, two validations, reversal");
+    for r in &all {
+        assert_signed(r);
+    }
     let refs: HashSet<String> = all
         .iter()
         .map(|r| body(r)["request_ref"].as_str().unwrap().to_owned())
