@@ -411,7 +411,7 @@ async fn orders_without_funding_or_order_reference_are_refused_before_any_http()
 }
 
 #[tokio::test]
-async fn otp_then_query_then_reverse_share_one_transaction_ref() {
+async fn pay_query_otp_and_reverse_share_one_transaction_ref() {
     let server = MockServer::start().await;
     mock(&server, "/transact", envelope("WaitingForOTP", json!({}))).await;
     let gw = gateway_for(&server, 5_000).await;
@@ -419,6 +419,19 @@ async fn otp_then_query_then_reverse_share_one_transaction_ref() {
     let p = gw.pay(request("otp-1", 250_000, card())).await;
     assert_eq!(state(&p), pb::PaymentState::OtpRequired);
     let reference = p.provider_reference.clone();
+
+    // GetPayment asks /transact/query while the payment waits; it still waits.
+    mock(
+        &server,
+        "/transact/query",
+        envelope("WaitingForOTP", json!({})),
+    )
+    .await;
+    assert_eq!(
+        state(&gw.get(&p.payment_id).await),
+        pb::PaymentState::OtpRequired
+    );
+    assert_eq!(requests_to(&server, "/transact/query").await.len(), 1);
 
     // A wrong OTP: OnePipe asks again.
     Mock::given(method("POST"))
@@ -528,6 +541,10 @@ async fn otp_then_query_then_reverse_share_one_transaction_ref() {
 
     // Every call had its own request_ref; the transaction_ref never changed.
     let all = server.received_requests().await.unwrap();
+    assert_eq!(all.len(), 5, "pay, query, two validations, reversal");
+    for r in &all {
+        assert_signed(r);
+    }
     let refs: HashSet<String> = all
         .iter()
         .map(|r| body(r)["request_ref"].as_str().unwrap().to_owned())
@@ -717,5 +734,44 @@ async fn credential_refusal_on_options_is_the_gateways_problem() {
         .await
         .unwrap_err();
     assert_error(&status, Code::FailedPrecondition, "PROVIDER_AUTH_FAILED");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_reconciler_settles_a_payment_left_pending_by_a_502() {
+    let server = MockServer::start().await;
+    mock(&server, "/transact", ResponseTemplate::new(502)).await;
+    mock(
+        &server,
+        "/transact/query",
+        envelope("Successful", success("OP-11")),
+    )
+    .await;
+    let settings = PaymentSettings {
+        reconcile_backoff_ms: vec![0, 0],
+        ..PaymentSettings::default()
+    };
+    let gw = TestGateway::start_with(
+        ProvidersConfig {
+            onepipe: Some(config(&server, 5_000)),
+            ..Default::default()
+        },
+        Arc::new(MemoryStore::default()),
+        settings,
+    )
+    .await;
+    let p = gw.pay(request("recon-1", 5_000, card())).await;
+    assert_eq!(state(&p), pb::PaymentState::Pending);
+    let stats = ReconcileStats::default();
+    gw.gateway.reconcile_due(&stats).await.unwrap();
+    let queries = requests_to(&server, "/transact/query").await;
+    assert_eq!(queries.len(), 1, "the reconciler asked OnePipe");
+    let b = assert_signed(&queries[0]);
+    assert_eq!(b["transaction"]["transaction_ref"], p.provider_reference);
+    // Read straight from the journal: GetPayment of a final payment asks nothing more.
+    let settled = gw.get(&p.payment_id).await;
+    assert_eq!(state(&settled), pb::PaymentState::Succeeded);
+    assert_eq!(settled.fulfilment_token, "1253-1167-5843-6580-4889");
+    assert_eq!(requests_to(&server, "/transact/query").await.len(), 1);
     gw.stop().await;
 }

@@ -190,6 +190,17 @@ async fn documented_meters_behave_as_the_readme_says() {
         pb::PaymentState::Succeeded
     );
 
+    // Pending forever: the query keeps it PENDING.
+    let meter = "30000000002";
+    let option = option_for(&gw, meter, 10_000).await;
+    let p = gw
+        .pay(pay_request("op-forever", meter, 10_000, &option))
+        .await;
+    assert_eq!(state(&p), pb::PaymentState::Pending);
+    let again = gw.get(&p.payment_id).await;
+    assert_eq!(state(&again), pb::PaymentState::Pending);
+    assert_eq!(again.status_checks, 1);
+
     // Took the money, then 502: PENDING, and the query finds the success.
     let meter = "50000000000";
     let option = option_for(&gw, meter, 10_000).await;

@@ -157,8 +157,11 @@ fn failed(status: StatusCode, message: &str) -> Response {
 
 /// Checks Bearer, Signature, a fresh request_ref, mock_mode and (when sent) auth.secure, as
 /// OnePipe does; answers the decrypted `auth.secure` plaintext.
-#[allow(clippy::result_large_err)] // an axum Response, built once per refused request
-fn authenticate(sim: &Sim, headers: &HeaderMap, body: &Value) -> Result<Option<String>, Response> {
+fn authenticate(
+    sim: &Sim,
+    headers: &HeaderMap,
+    body: &Value,
+) -> Result<Option<String>, Box<Response>> {
     let header = |name: &str| {
         headers
             .get(name)
@@ -174,32 +177,38 @@ fn authenticate(sim: &Sim, headers: &HeaderMap, body: &Value) -> Result<Option<S
             .into_response()
     };
     if header("Authorization") != format!("Bearer {API_KEY}") {
-        return Err(unauthorized("unknown API key"));
+        return Err(Box::new(unauthorized("unknown API key")));
     }
     let request_ref = body["request_ref"].as_str().unwrap_or("");
     if request_ref.is_empty() || header("Signature") != auth::signature(request_ref, CLIENT_SECRET)
     {
-        return Err(unauthorized("Signature mismatch"));
+        return Err(Box::new(unauthorized("Signature mismatch")));
     }
     let plaintext = match body["auth"]["secure"].as_str().filter(|s| !s.is_empty()) {
         None => None,
         Some(secure) => match auth::decrypt_secure(secure, CLIENT_SECRET) {
             Some(p) => Some(p),
-            None => return Err(unauthorized("auth.secure could not be decrypted")),
+            None => return Err(Box::new(unauthorized("auth.secure could not be decrypted"))),
         },
     };
     if !sim.ledger().request_refs.insert(request_ref.to_owned()) {
         sim.calls.count("onepipe", "rejected_request_ref");
-        return Err(failed(StatusCode::BAD_REQUEST, "Duplicate request_ref"));
+        return Err(Box::new(failed(
+            StatusCode::BAD_REQUEST,
+            "Duplicate request_ref",
+        )));
     }
     if body["transaction"]["mock_mode"].as_str() != Some("Inspect") {
-        return Err(failed(
+        return Err(Box::new(failed(
             StatusCode::BAD_REQUEST,
             "the sandbox only serves mock_mode Inspect",
-        ));
+        )));
     }
     if body["request_type"].as_str() != Some("pay_electricity") {
-        return Err(failed(StatusCode::BAD_REQUEST, "unknown request_type"));
+        return Err(Box::new(failed(
+            StatusCode::BAD_REQUEST,
+            "unknown request_type",
+        )));
     }
     Ok(plaintext)
 }
@@ -215,7 +224,7 @@ async fn options(
 ) -> Response {
     sim.calls.count("onepipe", "payment_options");
     if let Err(r) = authenticate(&sim, &headers, &body) {
-        return r;
+        return *r;
     }
     let t = &body["transaction"];
     let meter = t["customer"]["customer_ref"].as_str().unwrap_or("");
@@ -317,7 +326,7 @@ async fn transact(
     sim.calls.count("onepipe", "pay");
     let plaintext = match authenticate(&sim, &headers, &body) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let kind = body["auth"]["type"].as_str().unwrap_or("");
     match (funding_parts(kind), &plaintext) {
@@ -407,7 +416,7 @@ async fn validate(
     sim.calls.count("onepipe", "validate_payment");
     let otp = match authenticate(&sim, &headers, &body) {
         Ok(p) => p.unwrap_or_default(),
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let reference = body["transaction"]["transaction_ref"]
         .as_str()
@@ -446,7 +455,7 @@ async fn query(
 ) -> Response {
     sim.calls.count("onepipe", "query_payment");
     if let Err(r) = authenticate(&sim, &headers, &body) {
-        return r;
+        return *r;
     }
     let reference = body["transaction"]["transaction_ref"]
         .as_str()
@@ -469,7 +478,7 @@ async fn reverse(
 ) -> Response {
     sim.calls.count("onepipe", "reverse_payment");
     if let Err(r) = authenticate(&sim, &headers, &body) {
-        return r;
+        return *r;
     }
     let reference = body["transaction"]["transaction_ref"]
         .as_str()

@@ -8,6 +8,7 @@ use base64::{engine::general_purpose::STANDARD, Engine};
 use cbc::cipher::{block_padding::Pkcs7, BlockDecryptMut, BlockEncryptMut, KeyIvInit};
 use md5::{Digest, Md5};
 use secrecy::{ExposeSecret, SecretString};
+use zeroize::Zeroize;
 
 use crate::domain::options::FundingSecret;
 
@@ -37,15 +38,19 @@ fn utf16le(text: &str) -> Vec<u8> {
 }
 
 /// Encrypts `plaintext` for `auth.secure`. PKCS#7 on 8-byte blocks is PKCS#5.
+/// The plaintext's UTF-16LE copy is wiped before returning.
 pub fn encrypt_secure(plaintext: &str, client_secret: &str) -> String {
-    let data = utf16le(plaintext);
-    let mut buffer = vec![0u8; data.len() + BLOCK];
-    buffer[..data.len()].copy_from_slice(&data);
+    let mut buffer = utf16le(plaintext);
+    let length = buffer.len();
+    buffer.resize(length + BLOCK, 0);
     let cipher = TdesCbcEnc::new(&key(client_secret).into(), &[0u8; BLOCK].into());
-    let sealed = cipher
-        .encrypt_padded_mut::<Pkcs7>(&mut buffer, data.len())
-        .expect("the buffer has room for one block of padding");
-    STANDARD.encode(sealed)
+    let sealed = STANDARD.encode(
+        cipher
+            .encrypt_padded_mut::<Pkcs7>(&mut buffer, length)
+            .expect("the buffer has room for one block of padding"),
+    );
+    buffer.zeroize();
+    sealed
 }
 
 /// Decrypts an `auth.secure` value (the simulator and the tests check what was sent).

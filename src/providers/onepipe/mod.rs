@@ -274,25 +274,22 @@ fn customer<'a>(
 }
 
 /// Reads an answer about a payment. Only a readable `status` moves the payment: 5xx,
-/// unreadable bodies and credential refusals without a status are errors (outcome unknown).
+/// unreadable bodies and credential refusals (401/403, whatever their body says: the call
+/// was not processed, and the gateway's credentials are its own problem) are errors.
 fn read_outcome(
     raw: RawResponse,
     operation: &str,
     map: impl FnOnce(&Response) -> PaymentOutcome,
 ) -> Result<PaymentOutcome, ProviderError> {
-    if raw.status >= 500 {
-        return Err(ProviderError::Upstream { status: raw.status });
+    match raw.status {
+        401 | 403 => return Err(ProviderError::Auth { status: raw.status }),
+        status if status >= 500 => return Err(ProviderError::Upstream { status }),
+        _ => {}
     }
-    let answer: Response = match serde_json::from_slice(&raw.body) {
-        Ok(answer) => answer,
-        Err(_) if matches!(raw.status, 401 | 403) => {
-            return Err(ProviderError::Auth { status: raw.status });
-        }
-        Err(e) => return Err(ProviderError::Unreadable(format!("{operation}: {e}"))),
-    };
+    let answer: Response = serde_json::from_slice(&raw.body)
+        .map_err(|e| ProviderError::Unreadable(format!("{operation}: {e}")))?;
     if answer.status.trim().is_empty() {
         return Err(match raw.status {
-            401 | 403 => ProviderError::Auth { status: raw.status },
             200..=299 => {
                 ProviderError::Unreadable(format!("{operation} answered without a status"))
             }
@@ -310,9 +307,19 @@ fn kobo(order: &PaymentOrder) -> Result<i64, ProviderError> {
             reason: "OnePipe pays in NGN only".into(),
         });
     }
-    // Money is already integer kobo: sent as is, no conversion, no rounding.
-    Ok(order.amount.minor_units)
+    // Money is already integer kobo: sent as is, no conversion, no rounding. A JSON number
+    // beyond 2^53 is not exact in every JSON reader (JavaScript, doubles): refused.
+    match order.amount.minor_units {
+        k @ 1..=MAX_EXACT_JSON_INTEGER => Ok(k),
+        k => Err(ProviderError::Unrepresentable {
+            field: "amount.minor_units",
+            reason: format!("{k} kobo cannot be sent exactly (1 to {MAX_EXACT_JSON_INTEGER})"),
+        }),
+    }
 }
+
+/// Largest integer every JSON reader holds exactly (2^53 - 1).
+const MAX_EXACT_JSON_INTEGER: i64 = (1 << 53) - 1;
 
 #[async_trait]
 impl Provider for OnePipe {
@@ -350,6 +357,12 @@ impl Provider for OnePipe {
         let mut add = |field: &str, why: &str| violations.push((field.to_owned(), why.to_owned()));
         if order.amount.currency != Currency::Ngn {
             add("amount.currency_code", "OnePipe pays in NGN only");
+        }
+        if !(1..=MAX_EXACT_JSON_INTEGER).contains(&order.amount.minor_units) {
+            add(
+                "amount.minor_units",
+                "OnePipe takes 1 to 9007199254740991 kobo",
+            );
         }
         if order.biller_id.trim().is_empty() {
             add(
@@ -413,7 +426,13 @@ impl Provider for OnePipe {
                     reason: "OnePipe pays in NGN only".into(),
                 })
             }
-            Some(m) => Some(m.minor_units),
+            Some(m) if (1..=MAX_EXACT_JSON_INTEGER).contains(&m.minor_units) => Some(m.minor_units),
+            Some(_) => {
+                return Err(ProviderError::Unrepresentable {
+                    field: "amount.minor_units",
+                    reason: format!("must be 1 to {MAX_EXACT_JSON_INTEGER} kobo"),
+                })
+            }
             None => None,
         };
         // The options call names no payment: its transaction_ref is its own.
@@ -603,5 +622,155 @@ impl Provider for OnePipe {
             )
             .await?;
         read_outcome(raw, "reversal", Response::reversal_outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{
+        options::{FundingSecret, OnePipeFundingKind, OnePipeOptions},
+        payment::PaymentKind,
+        Money,
+    };
+
+    fn client() -> OnePipe {
+        OnePipe::new(crate::sandbox::onepipe::client_config("http://x"))
+    }
+
+    fn order(kobo: i64) -> PaymentOrder {
+        let mut o = PaymentOrder::new(
+            ProviderId::OnePipe,
+            PaymentKind::Bill,
+            "IKEDCPR-TOKEN",
+            "10000000001",
+            Money::new(Currency::Ngn, kobo),
+        );
+        o.biller_id = "IKEDCPR".into();
+        o.options = PaymentOptions::OnePipe(OnePipeOptions {
+            order_reference: "IKEDCPR-10000000001-1".into(),
+            funding: OnePipeFundingKind::Wallet,
+        });
+        o
+    }
+
+    fn wallet() -> PaymentSecrets {
+        PaymentSecrets {
+            funding: Some(FundingSecret::Wallet {
+                wallet_number: "W1".to_owned().into(),
+                provider_code: "P".into(),
+            }),
+            ..PaymentSecrets::default()
+        }
+    }
+
+    #[test]
+    fn references_are_the_prefix_and_the_sequence() {
+        let op = client();
+        assert_eq!(op.payment_reference(1).as_deref(), Some("billpay-sbx-1"));
+        assert_eq!(
+            op.payment_reference(u64::MAX).as_deref(),
+            Some("billpay-sbx-18446744073709551615")
+        );
+    }
+
+    #[test]
+    fn kobo_is_sent_exactly_at_the_edges() {
+        assert_eq!(kobo(&order(1)).unwrap(), 1);
+        assert_eq!(kobo(&order(100)).unwrap(), 100);
+        assert_eq!(
+            kobo(&order(MAX_EXACT_JSON_INTEGER)).unwrap(),
+            9_007_199_254_740_991
+        );
+        assert!(matches!(
+            kobo(&order(MAX_EXACT_JSON_INTEGER + 1)),
+            Err(ProviderError::Unrepresentable { .. })
+        ));
+        let mut shillings = order(100);
+        shillings.amount = Money::new(Currency::Kes, 100);
+        assert!(matches!(
+            kobo(&shillings),
+            Err(ProviderError::Unrepresentable { .. })
+        ));
+    }
+
+    #[test]
+    fn orders_need_options_funding_reference_biller_and_naira() {
+        let op = client();
+        assert!(op.check_order(&order(100), None, &wallet()).is_ok());
+        let fields = |o: &PaymentOrder, s: &PaymentSecrets| match op.check_order(o, None, s) {
+            Err(ProviderError::InvalidOrder(v)) => v.into_iter().map(|(f, _)| f).collect(),
+            other => panic!("{other:?}"),
+        };
+        let no_funding: Vec<String> = fields(&order(100), &PaymentSecrets::default());
+        assert_eq!(no_funding, vec!["onepipe.funding"]);
+        let mut o = order(100);
+        o.options = PaymentOptions::OnePipe(OnePipeOptions {
+            order_reference: " ".into(),
+            funding: OnePipeFundingKind::Wallet,
+        });
+        o.biller_id.clear();
+        o.amount = Money::new(Currency::Ugx, 100);
+        let v: Vec<String> = fields(&o, &wallet());
+        assert_eq!(
+            v,
+            vec![
+                "amount.currency_code",
+                "biller_id",
+                "onepipe.order_reference"
+            ]
+        );
+        let mut none = order(100);
+        none.options = PaymentOptions::None;
+        let v: Vec<String> = fields(&none, &PaymentSecrets::default());
+        assert_eq!(v, vec!["onepipe"]);
+    }
+
+    #[test]
+    fn config_is_validated() {
+        let good = crate::sandbox::onepipe::client_config("http://x");
+        assert!(good.validate().is_ok());
+        let mut bad = crate::sandbox::onepipe::client_config("ftp://x");
+        assert!(bad.validate().is_err());
+        bad = crate::sandbox::onepipe::client_config("http://x");
+        bad.api_key = String::new().into();
+        assert!(bad.validate().is_err());
+        bad = crate::sandbox::onepipe::client_config("http://x");
+        bad.transaction_ref_prefix = "has space".into();
+        assert!(bad.validate().is_err());
+        bad = crate::sandbox::onepipe::client_config("http://x");
+        bad.auth_provider = String::new();
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn answers_without_a_status_or_with_5xx_are_errors_not_outcomes() {
+        let raw = |status: u16, body: &str| RawResponse {
+            status,
+            body: body.as_bytes().to_vec(),
+        };
+        let read = |r| read_outcome(r, "payment", Response::payment_outcome);
+        assert!(matches!(
+            read(raw(502, "")),
+            Err(ProviderError::Upstream { .. })
+        ));
+        assert!(matches!(
+            read(raw(200, "<html>")),
+            Err(ProviderError::Unreadable(_))
+        ));
+        assert!(matches!(
+            read(raw(200, "{}")),
+            Err(ProviderError::Unreadable(_))
+        ));
+        assert!(matches!(
+            read(raw(401, "denied")),
+            Err(ProviderError::Auth { .. })
+        ));
+        assert!(matches!(
+            read(raw(401, r#"{"status":"Failed"}"#)),
+            Err(ProviderError::Auth { .. })
+        ));
+        let declined = read(raw(400, r#"{"status":"Failed","message":"no"}"#)).unwrap();
+        assert_eq!(declined.state, crate::domain::PaymentState::Failed);
     }
 }

@@ -17,8 +17,9 @@ use crate::domain::{
 /// The `request_type` of every call this adapter makes.
 pub const REQUEST_TYPE: &str = "pay_electricity";
 
-/// One request: a fresh `request_ref` per HTTP call.
-#[derive(Debug, Serialize)]
+/// One request: a fresh `request_ref` per HTTP call. No `Debug`: validation fields in
+/// `details` are secret, so a request can only be serialized for sending.
+#[derive(Serialize)]
 pub struct Envelope<'a> {
     pub request_ref: &'a str,
     pub request_type: &'a str,
@@ -27,7 +28,7 @@ pub struct Envelope<'a> {
 }
 
 /// `auth`: the funding type and its encrypted data, or nulls for calls without funding.
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 pub struct Auth<'a> {
     #[serde(rename = "type")]
     pub kind: Option<&'a str>,
@@ -38,7 +39,7 @@ pub struct Auth<'a> {
 }
 
 /// `transaction`. Absent parts are left out of the JSON.
-#[derive(Debug, Default, Serialize)]
+#[derive(Default, Serialize)]
 pub struct Transaction<'a> {
     pub mock_mode: &'a str,
     pub transaction_ref: &'a str,
