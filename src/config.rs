@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::gateway::{CatalogSettings, PaymentSettings};
 use crate::providers::interswitch::InterswitchConfig;
+use crate::providers::switch::SwitchConfig;
 
 /// The whole configuration.
 #[derive(Debug, Deserialize, Default)]
@@ -86,6 +87,7 @@ impl Default for StoreConfig {
 #[serde(deny_unknown_fields)]
 pub struct ProvidersConfig {
     pub interswitch: Option<InterswitchConfig>,
+    pub switch: Option<SwitchConfig>,
 }
 
 /// Reads and parses configuration from an optional file and the environment.

@@ -5,4 +5,5 @@
 pub mod guard;
 pub mod http;
 pub mod interswitch;
+pub mod switch;
 pub mod token_cache;

@@ -6,6 +6,7 @@
 //! received.
 
 pub mod interswitch;
+pub mod switch;
 
 use std::{
     collections::BTreeMap,
@@ -69,6 +70,7 @@ impl Simulators {
         let calls = Arc::new(CallCounter::default());
         let app = Router::new()
             .nest("/interswitch", interswitch::router(calls.clone()))
+            .nest("/switch", switch::router(calls.clone()))
             .route("/_sandbox/calls", get(report))
             .with_state(calls.clone());
         let task = tokio::spawn(async move {
@@ -110,5 +112,6 @@ pub fn providers_config(base_url: &str) -> ProvidersConfig {
         interswitch: Some(interswitch::client_config(&format!(
             "{base_url}/interswitch"
         ))),
+        switch: Some(switch::client_config(&format!("{base_url}/switch"))),
     }
 }
