@@ -11,7 +11,7 @@ use std::sync::{
 };
 
 use super::{ms, payments::Source, Gateway};
-use crate::domain::{payment::CallPhase, PaymentOutcome, PaymentState};
+use crate::domain::{payment::CallPhase, PaymentOutcome};
 use crate::store::{keys, StoreError};
 
 /// How many due payments one pass handles at most.
@@ -106,7 +106,7 @@ impl Gateway {
                 "payment call abandoned in flight; asking the provider"
             );
         }
-        if record.state.is_final() || record.state == PaymentState::NeedsAttention {
+        if !self.worth_reconciling(&record) {
             return self.store.unschedule(&set, payment_id).await;
         }
         if record.reconcile_checks as usize >= self.payments.reconcile_backoff_ms.len() {
