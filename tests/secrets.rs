@@ -207,18 +207,21 @@ async fn no_switch_secret_in_any_log_line_or_error() {
         .await;
     Mock::given(method("GET"))
         .and(path("/user/bills/vendors/104/plans"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"message": "ok", "data": [
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"message": "ok", "data": [
             {"mandate_id": "M", "id": "01", "name": "Premium", "payment_code": "10401",
              "item_fee": "80", "vat": 4, "category_id": "2",
              "input_fields": [{"key": "consumer_id_field", "value": "", "text": "Decoder Number"}],
-             "additions": {"amount": "14600.00", "total": "14684.00"}}]})))
+             "additions": {"amount": "14600.00", "total": "14684.00"}}]})),
+        )
         .mount(&server)
         .await;
     Mock::given(method("POST"))
         .and(path("/bills/pay"))
         .and(body_string_contains("2222222222"))
         .respond_with(
-            ResponseTemplate::new(400).set_body_json(json!({"message": "Pin should be a 4-digit number"})),
+            ResponseTemplate::new(400)
+                .set_body_json(json!({"message": "Pin should be a 4-digit number"})),
         )
         .with_priority(1)
         .mount(&server)
@@ -232,7 +235,9 @@ async fn no_switch_secret_in_any_log_line_or_error() {
         .await;
     Mock::given(method("POST"))
         .and(path("/bills/pay"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"message": "Bill payment successful"})))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"message": "Bill payment successful"})),
+        )
         .mount(&server)
         .await;
     Mock::given(method("POST"))
@@ -261,8 +266,8 @@ async fn no_switch_secret_in_any_log_line_or_error() {
         limits: Default::default(),
     };
     let switch = pb::Provider::Switch as i32;
-    let payment = |request_id: &str, customer: &str, pin: &str, otp: &str| {
-        pb::CreatePaymentRequest {
+    let payment =
+        |request_id: &str, customer: &str, pin: &str, otp: &str| pb::CreatePaymentRequest {
             request_id: request_id.into(),
             provider: switch,
             biller_id: "104".into(),
@@ -277,8 +282,7 @@ async fn no_switch_secret_in_any_log_line_or_error() {
                 },
             )),
             ..Default::default()
-        }
-    };
+        };
     let mut errors = Vec::new();
     let mut payments = Vec::new();
 
@@ -297,8 +301,14 @@ async fn no_switch_secret_in_any_log_line_or_error() {
             .unwrap_err(),
     );
     payments.push(gw.pay(payment("sw-secret-ok", "7012345678", PIN, "")).await);
-    payments.push(gw.pay(payment("sw-secret-pin", "2222222222", PIN, "")).await);
-    payments.push(gw.pay(payment("sw-secret-502", "4444444444", PIN, "")).await);
+    payments.push(
+        gw.pay(payment("sw-secret-pin", "2222222222", PIN, ""))
+            .await,
+    );
+    payments.push(
+        gw.pay(payment("sw-secret-502", "4444444444", PIN, ""))
+            .await,
+    );
     // Malformed PIN: refused by the API with a field violation that must not echo it.
     errors.push(
         gw.payments()
@@ -317,7 +327,10 @@ async fn no_switch_secret_in_any_log_line_or_error() {
         .send_payment_otp(pb::SendPaymentOtpRequest { provider: switch })
         .await
         .unwrap();
-    payments.push(gw.pay(payment("sw-secret-otp", "7012345678", "", OTP)).await);
+    payments.push(
+        gw.pay(payment("sw-secret-otp", "7012345678", "", OTP))
+            .await,
+    );
     gw.stop().await;
 
     let sent: Vec<String> = server

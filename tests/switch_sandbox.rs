@@ -23,7 +23,12 @@ async fn sandbox_gateway() -> (Simulators, TestGateway) {
     (sims, gw)
 }
 
-fn access_plan(request_id: &str, customer: &str, pin: &str, save: bool) -> pb::CreatePaymentRequest {
+fn access_plan(
+    request_id: &str,
+    customer: &str,
+    pin: &str,
+    save: bool,
+) -> pb::CreatePaymentRequest {
     pb::CreatePaymentRequest {
         request_id: request_id.into(),
         provider: SWITCH,
@@ -82,7 +87,10 @@ async fn walkthrough_journey_against_the_simulator() {
         .into_inner()
         .billers;
     assert_eq!(vendors.len(), 1);
-    assert_eq!((vendors[0].biller_id.as_str(), vendors[0].name.as_str()), ("104", "DStv"));
+    assert_eq!(
+        (vendors[0].biller_id.as_str(), vendors[0].name.as_str()),
+        ("104", "DStv")
+    );
     let plans = gw
         .catalog()
         .list_products(pb::ListProductsRequest {
@@ -100,7 +108,12 @@ async fn walkthrough_journey_against_the_simulator() {
     assert_eq!(access.total, ngn(188_400));
 
     let paid = gw
-        .pay(access_plan("sw-sandbox-ok", "7012345678", sandbox::switch::PIN, true))
+        .pay(access_plan(
+            "sw-sandbox-ok",
+            "7012345678",
+            sandbox::switch::PIN,
+            true,
+        ))
         .await;
     assert_eq!(state(&paid), pb::PaymentState::Succeeded);
     assert_eq!(paid.total, ngn(188_400));
@@ -138,7 +151,12 @@ async fn wrong_pin_decline_and_money_taken_then_502() {
     assert_eq!(wrong.provider_message, sandbox::switch::PIN_MESSAGE);
 
     let declined = gw
-        .pay(access_plan("sw-sandbox-declined", "2222222222", sandbox::switch::PIN, false))
+        .pay(access_plan(
+            "sw-sandbox-declined",
+            "2222222222",
+            sandbox::switch::PIN,
+            false,
+        ))
         .await;
     assert_eq!(state(&declined), pb::PaymentState::Failed);
     assert_eq!(declined.provider_message, "Transaction declined by vendor");
@@ -148,7 +166,10 @@ async fn wrong_pin_decline_and_money_taken_then_502() {
     let lost = access_plan("sw-sandbox-502", "4444444444", sandbox::switch::PIN, true);
     let p = gw.pay(lost.clone()).await;
     assert_eq!(state(&p), pb::PaymentState::Pending);
-    assert_eq!(state(&gw.get(&p.payment_id).await), pb::PaymentState::Pending);
+    assert_eq!(
+        state(&gw.get(&p.payment_id).await),
+        pb::PaymentState::Pending
+    );
     assert_eq!(gw.pay(lost).await.payment_id, p.payment_id);
     assert_eq!(sims.calls.get("switch", "pay"), 3);
     assert_eq!(saved_bills(&gw).await.len(), 1, "the money moved");
@@ -171,7 +192,10 @@ async fn an_expired_session_is_renewed_and_a_bad_checksum_is_refused() {
     };
     list(&gw).await.unwrap();
     reqwest::Client::new()
-        .post(format!("{}/switch/_sandbox/expire_sessions", sims.base_url()))
+        .post(format!(
+            "{}/switch/_sandbox/expire_sessions",
+            sims.base_url()
+        ))
         .send()
         .await
         .unwrap()

@@ -101,14 +101,14 @@ struct Sim {
     sessions: Mutex<HashMap<String, Instant>>,
     saved: Mutex<Vec<Saved>>,
     next_id: Mutex<u64>,
+    /// Saved bills are numbered on their own from 1, so the walkthrough's ids are stable.
+    next_saved_id: Mutex<u64>,
 }
 
-impl Sim {
-    fn next(&self) -> u64 {
-        let mut n = self.next_id.lock().unwrap_or_else(|p| p.into_inner());
-        *n += 1;
-        *n
-    }
+fn next(counter: &Mutex<u64>) -> u64 {
+    let mut n = counter.lock().unwrap_or_else(|p| p.into_inner());
+    *n += 1;
+    *n
 }
 
 /// The simulator's routes, to be nested under `/switch`.
@@ -118,6 +118,7 @@ pub fn router(calls: Arc<CallCounter>) -> Router<Arc<CallCounter>> {
         sessions: Mutex::new(HashMap::new()),
         saved: Mutex::new(Vec::new()),
         next_id: Mutex::new(0),
+        next_saved_id: Mutex::new(0),
     });
     let api = Router::new()
         .route("/user/login", post(login))
@@ -203,7 +204,7 @@ async fn login(State(sim): State<Arc<Sim>>, Json(body): Json<Value>) -> Response
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default();
-    let n = sim.next();
+    let n = next(&sim.next_id);
     let claims = json!({"id": n, "iat": now, "exp": now + SESSION_LIFETIME.as_secs()});
     let token = format!(
         "{}.{}.sandbox{n}",
@@ -424,9 +425,9 @@ async fn pay(State(sim): State<Arc<Sim>>, Json(body): Json<Value>) -> Response {
     if consumer == "2222222222" {
         return message(StatusCode::BAD_REQUEST, "Transaction declined by vendor");
     }
-    let reference = format!("SWT{:08}", sim.next());
+    let reference = format!("SWT{:08}", next(&sim.next_id));
     if body["save_information"] == true {
-        let id = sim.next();
+        let id = next(&sim.next_saved_id);
         sim.saved
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -870,6 +870,43 @@ mod tests {
         ));
     }
 
+    fn parse(text: &str) -> SwitchConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn config_defaults_and_rules() {
+        let login = "[login]\nusername = \"u\"\npassword = \"p\"\n";
+        let base = "base_url = \"https://switchapi3.azurewebsites.net\"\nclient_id = \"c\"\n";
+        let c = parse(&format!("{base}checksum_key = \"k\"\n{login}"));
+        assert!(c.validate().is_ok());
+        assert_eq!(c.checksum, ChecksumStrategy::HmacSha256Hex);
+        assert_eq!(c.two_factor, TwoFactor::Pin);
+        assert_eq!(c.session_lifetime_ms, 1_800_000);
+        let l = c.login.as_ref().unwrap();
+        assert_eq!(
+            (l.path.as_str(), l.username_field.as_str()),
+            ("/user/login", "email")
+        );
+        // The default checksum needs its key.
+        assert!(parse(&format!("{base}{login}")).validate().is_err());
+        assert!(parse(&format!("{base}checksum = \"none\"\n{login}"))
+            .validate()
+            .is_ok());
+        // Exactly one way to a session.
+        assert!(parse(&format!("{base}checksum = \"none\"\n"))
+            .validate()
+            .is_err());
+        let both = format!("{base}checksum = \"none\"\nsession_token = \"t\"\n{login}");
+        assert!(parse(&both).validate().is_err());
+        let otp = parse(&format!(
+            "{base}checksum = \"sha256-hex\"\ntwo_factor = \"otp\"\nsession_token = \"t\"\n"
+        ));
+        assert!(otp.validate().is_ok());
+        assert_eq!(otp.two_factor, TwoFactor::Otp);
+        assert!(toml::from_str::<SwitchConfig>(&format!("{base}checksum = \"md5\"\n")).is_err());
+    }
+
     #[test]
     fn a_jwt_session_says_when_it_expires() {
         let payload = URL_SAFE_NO_PAD.encode(br#"{"iat":1586000000,"exp":1586001800}"#);
