@@ -462,7 +462,7 @@ impl Switch {
                 ));
             }
         }
-        for (key, _) in &order.inputs {
+        for key in order.inputs.keys() {
             if !product.input_fields.iter().any(|f| &f.key == key) {
                 why.push((format!("inputs[{key}]"), "not an input of this plan".into()));
             }
