@@ -108,6 +108,9 @@ async fn a_lost_answer_ends_with_an_operator_and_is_never_sent_again() {
     let record = gateway.load_payment(&p.payment_id).await.unwrap().unwrap();
     assert_eq!(record.state, PaymentState::NeedsAttention);
     assert_eq!(stats.needs_attention.load(Ordering::Relaxed), 1);
+    assert_eq!(record.reconcile_checks, 3, "the whole schedule ran");
+    assert_eq!(record.status_checks, 0, "no status query exists to make");
+    assert_eq!(stats.checks.load(Ordering::Relaxed), 0);
     // The same request again replays the record; nothing was sent twice.
     let again = gateway
         .create_payment("sw-lost".into(), order(), PaymentSecrets::default(), None)

@@ -696,7 +696,8 @@ impl Provider for Switch {
         product: Option<&Product>,
         secrets: &PaymentSecrets,
     ) -> Result<(), ProviderError> {
-        self.pay_body(order, product, secrets).map(|_| ())
+        // Prices only: the body (with the PIN or OTP) is built for the call itself.
+        self.price(order, product, secrets).map(|_| ())
     }
 
     async fn list_categories(&self) -> Result<Vec<Category>, ProviderError> {
