@@ -868,3 +868,82 @@ async fn plans_are_cached_refreshed_once_when_stale_and_served_during_an_outage(
     wait_for_plan_calls(&server, 3).await;
     assert_eq!(plan_names(&gw).await[0], "Premium Plus");
 }
+
+#[tokio::test]
+async fn an_otp_user_pays_with_the_otp_and_another_checksum_strategy_applies() {
+    let server = MockServer::start().await;
+    mount_login(&server).await;
+    mount_plans(&server).await;
+    mount_pay(&server, paid()).await;
+    let mut config = switch_config(&server.uri());
+    config.two_factor = TwoFactor::Otp;
+    config.checksum = ChecksumStrategy::Sha256Hex;
+    let gw = gateway_with(config, Arc::new(MemoryStore::default())).await;
+
+    // A PIN is not this user's second factor: refused, nothing sent.
+    let e = gw
+        .payments()
+        .create_payment(switch_payment("otp-missing", "01", 1_460_000))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        assert_error(&e, Code::InvalidArgument, "INVALID_REQUEST"),
+        ["switch.otp"]
+    );
+    assert!(requests_to(&server, "/bills/pay").await.is_empty());
+
+    let mut request = switch_payment("otp-ok", "01", 1_460_000);
+    request.provider_options = Some(pb::create_payment_request::ProviderOptions::Switch(
+        pb::SwitchPaymentOptions {
+            otp: "583016".into(),
+            ..Default::default()
+        },
+    ));
+    assert_eq!(state(&gw.pay(request).await), pb::PaymentState::Succeeded);
+    let sent = requests_to(&server, "/bills/pay").await;
+    let b = body(&sent[0]);
+    assert_eq!(b["otp"], json!("583016"));
+    assert!(b.get("pin").is_none());
+    // sha256-hex: SHA-256 of the key bytes then the body bytes.
+    let mut hash = <sha2::Sha256 as sha2::Digest>::new();
+    sha2::Digest::update(&mut hash, CHECKSUM_KEY.as_bytes());
+    sha2::Digest::update(&mut hash, &sent[0].body);
+    let expected: String = sha2::Digest::finalize(hash)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(header(&sent[0], "SWI-CS"), Some(expected));
+}
+
+#[tokio::test]
+async fn replicas_sharing_a_store_share_one_session() {
+    let server = MockServer::start().await;
+    let logins = mount_login(&server).await;
+    Mock::given(method("GET"))
+        .and(path("/user/bills/saved_bills"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"message": "ok", "data": []})),
+        )
+        .mount(&server)
+        .await;
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+    let a = gateway_with(switch_config(&server.uri()), store.clone()).await;
+    let b = gateway_with(switch_config(&server.uri()), store.clone()).await;
+    for gw in [&a, &b] {
+        gw.payments()
+            .list_saved_bills(pb::ListSavedBillsRequest {
+                provider: SWITCH,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        logins.load(Ordering::SeqCst),
+        1,
+        "one login for both replicas"
+    );
+    for call in requests_to(&server, "/user/bills/saved_bills").await {
+        assert_switch_headers(&call, "GET", Some("session-1"));
+    }
+}

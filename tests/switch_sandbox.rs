@@ -220,3 +220,35 @@ async fn an_expired_session_is_renewed_and_a_bad_checksum_is_refused() {
     assert_eq!(sims.calls.get("switch", "rejected_auth"), 2);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_slow_payment_answers_pending_in_time_and_completes_detached() {
+    let (sims, gw) = sandbox_gateway().await;
+    let mut request = tonic::Request::new(access_plan(
+        "sw-sandbox-slow",
+        "3333333333",
+        sandbox::switch::PIN,
+        false,
+    ));
+    request.set_timeout(std::time::Duration::from_secs(1));
+    let p = gw
+        .payments()
+        .create_payment(request)
+        .await
+        .expect("answered before the deadline")
+        .into_inner()
+        .payment
+        .unwrap();
+    assert_eq!(state(&p), pb::PaymentState::Pending);
+    let mut last = p.clone();
+    for _ in 0..60 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        last = gw.get(&p.payment_id).await;
+        if state(&last) != pb::PaymentState::Pending {
+            break;
+        }
+    }
+    assert_eq!(state(&last), pb::PaymentState::Succeeded);
+    assert_eq!(sims.calls.get("switch", "pay"), 1);
+    gw.stop().await;
+}
