@@ -14,6 +14,7 @@ use crate::gateway::{CatalogSettings, PaymentSettings};
 use crate::providers::interswitch::InterswitchConfig;
 use crate::providers::ip2::Ip2Config;
 use crate::providers::onepipe::OnePipeConfig;
+use crate::providers::switch::SwitchConfig;
 
 /// The whole configuration.
 #[derive(Debug, Deserialize, Default)]
@@ -95,6 +96,7 @@ pub struct ProvidersConfig {
     pub interswitch: Option<InterswitchConfig>,
     pub onepipe: Option<OnePipeConfig>,
     pub intelworld_ip2: Option<Ip2Config>,
+    pub switch: Option<SwitchConfig>,
 }
 
 /// Reads and parses configuration from an optional file and the environment.

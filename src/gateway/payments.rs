@@ -559,6 +559,20 @@ impl Gateway {
         }
     }
 
+    /// Whether reconciliation can still learn something about a payment: not when it is final
+    /// or with an operator, nor when it is SCHEDULED (an explicit provider answer) at a
+    /// provider that has no status query (Switch): nothing could ever change it, and handing
+    /// an accepted payment to an operator would be a false alarm.
+    pub(crate) fn worth_reconciling(&self, record: &PaymentRecord) -> bool {
+        if record.state.is_final() || record.state == PaymentState::NeedsAttention {
+            return false;
+        }
+        record.state != PaymentState::Scheduled
+            || self
+                .provider(record.order.provider, Capability::QueryPayment)
+                .is_ok()
+    }
+
     /// Puts a non-final payment on the reconciliation schedule at its next backoff step, or
     /// takes a final (or abandoned) one off.
     pub(crate) async fn reschedule(
@@ -567,7 +581,7 @@ impl Gateway {
         now: i64,
     ) -> Result<(), StoreError> {
         let set = keys::reconcile_schedule();
-        if record.state.is_final() || record.state == PaymentState::NeedsAttention {
+        if !self.worth_reconciling(record) {
             return self.store.unschedule(&set, &record.payment_id).await;
         }
         // Out of steps: due now, and reconciliation marks it NEEDS_ATTENTION.

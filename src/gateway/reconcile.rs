@@ -10,8 +10,12 @@ use std::sync::{
     Arc,
 };
 
-use super::{ms, payments::Source, Gateway};
-use crate::domain::{payment::CallPhase, PaymentOutcome, PaymentState};
+use super::{
+    ms,
+    payments::{Next, Source},
+    Gateway,
+};
+use crate::domain::{payment::CallPhase, Capability, PaymentOutcome};
 use crate::store::{keys, StoreError};
 
 /// How many due payments one pass handles at most.
@@ -106,7 +110,7 @@ impl Gateway {
                 "payment call abandoned in flight; asking the provider"
             );
         }
-        if record.state.is_final() || record.state == PaymentState::NeedsAttention {
+        if !self.worth_reconciling(&record) {
             return self.store.unschedule(&set, payment_id).await;
         }
         if record.reconcile_checks as usize >= self.payments.reconcile_backoff_ms.len() {
@@ -119,6 +123,22 @@ impl Gateway {
                 crate::metrics::global().needs_attention.inc();
                 tracing::error!(payment_id, "payment needs an operator: outcome unknown");
             }
+            return Ok(());
+        }
+        if self
+            .provider(record.order.provider, Capability::QueryPayment)
+            .is_err()
+        {
+            // Nothing to ask (Switch has no status query): the payment only moves along its
+            // schedule, toward an operator; no status check is made or counted.
+            self.update_payment(payment_id, Next::Step, |r, _| {
+                r.reconcile_checks += 1;
+                // An abandoned call is treated as returned with an unknown outcome, as a
+                // status query without news would leave it.
+                r.call = CallPhase::Returned;
+                true
+            })
+            .await?;
             return Ok(());
         }
         stats.checks.fetch_add(1, Ordering::Relaxed);

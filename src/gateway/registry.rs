@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use crate::config::ProvidersConfig;
 use crate::domain::{Provider, ProviderId};
-use crate::providers::{interswitch::Interswitch, ip2::Ip2, onepipe::OnePipe};
+use crate::providers::{interswitch::Interswitch, ip2::Ip2, onepipe::OnePipe, switch::Switch};
 use crate::store::Store;
 
 /// The configured providers by id.
@@ -28,11 +28,11 @@ fn configured<C, P: Provider>(
 /// an adapter yet, is left out and answers PROVIDER_NOT_CONFIGURED. `store` is the shared store,
 /// for providers that keep tokens in it.
 pub fn build(config: ProvidersConfig, store: &Arc<dyn Store>) -> Result<Registry, String> {
-    let _ = store;
     let ProvidersConfig {
         mut interswitch,
         mut onepipe,
         mut intelworld_ip2,
+        mut switch,
     } = config;
     let mut registry = Registry::new();
     for id in ProviderId::ALL {
@@ -44,8 +44,13 @@ pub fn build(config: ProvidersConfig, store: &Arc<dyn Store>) -> Result<Registry
             ProviderId::IntelworldIp2 => {
                 configured(intelworld_ip2.take(), |c| c.validate(), Ip2::new)?
             }
+            ProviderId::Switch => configured(
+                switch.take(),
+                |c| c.validate(),
+                |c| Switch::new(c, store.clone()),
+            )?,
             // No adapter yet.
-            ProviderId::InterIntel | ProviderId::Switch => None,
+            ProviderId::InterIntel => None,
         };
         if let Some(p) = provider {
             registry.insert(id, p);

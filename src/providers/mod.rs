@@ -7,4 +7,5 @@ pub mod http;
 pub mod interswitch;
 pub mod ip2;
 pub mod onepipe;
+pub mod switch;
 pub mod token_cache;

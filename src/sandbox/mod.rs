@@ -8,6 +8,7 @@
 pub mod interswitch;
 pub mod ip2;
 pub mod onepipe;
+pub mod switch;
 
 use std::{
     collections::BTreeMap,
@@ -73,6 +74,7 @@ impl Simulators {
             .nest("/interswitch", interswitch::router(calls.clone()))
             .nest("/onepipe", onepipe::router(calls.clone()))
             .nest("/intelworld_ip2", ip2::router(calls.clone()))
+            .nest("/switch", switch::router(calls.clone()))
             .route("/_sandbox/calls", get(report))
             .with_state(calls.clone());
         let task = tokio::spawn(async move {
@@ -116,5 +118,6 @@ pub fn providers_config(base_url: &str) -> ProvidersConfig {
         ))),
         onepipe: Some(onepipe::client_config(&format!("{base_url}/onepipe"))),
         intelworld_ip2: Some(ip2::client_config(&format!("{base_url}/intelworld_ip2"))),
+        switch: Some(switch::client_config(&format!("{base_url}/switch"))),
     }
 }
