@@ -11,6 +11,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::gateway::{CatalogSettings, PaymentSettings};
+use crate::providers::interintel::InterIntelConfig;
 use crate::providers::interswitch::InterswitchConfig;
 
 /// The whole configuration.
@@ -86,6 +87,7 @@ impl Default for StoreConfig {
 #[serde(deny_unknown_fields)]
 pub struct ProvidersConfig {
     pub interswitch: Option<InterswitchConfig>,
+    pub interintel: Option<InterIntelConfig>,
 }
 
 /// Reads and parses configuration from an optional file and the environment.

@@ -23,6 +23,7 @@ const API: &str = "/api/v2/quickteller";
 async fn gateway_for(server: &MockServer, method: SignatureMethod, timeout_ms: u64) -> TestGateway {
     TestGateway::start(ProvidersConfig {
         interswitch: Some(interswitch_config(&server.uri(), method, timeout_ms)),
+        ..ProvidersConfig::default()
     })
     .await
 }

@@ -117,6 +117,7 @@ async fn the_simulator_refuses_a_bad_signature() {
     config.terminal_id = sandbox::interswitch::TERMINAL_ID.into();
     let gw = TestGateway::start(ProvidersConfig {
         interswitch: Some(config),
+        ..ProvidersConfig::default()
     })
     .await;
     let status = gw

@@ -94,6 +94,7 @@ async fn no_secret_in_any_log_line_or_error() {
             SignatureMethod::Sha1,
             500,
         )),
+        ..ProvidersConfig::default()
     })
     .await;
     let isw = pb::Provider::Interswitch as i32;

@@ -5,6 +5,7 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use crate::config::ProvidersConfig;
 use crate::domain::{Provider, ProviderId};
+use crate::providers::interintel::InterIntel;
 use crate::providers::interswitch::Interswitch;
 use crate::store::Store;
 
@@ -15,8 +16,10 @@ pub type Registry = BTreeMap<ProviderId, Arc<dyn Provider>>;
 /// an adapter yet, is left out and answers PROVIDER_NOT_CONFIGURED. `store` is the shared store,
 /// for providers that keep tokens in it.
 pub fn build(config: ProvidersConfig, store: &Arc<dyn Store>) -> Result<Registry, String> {
-    let _ = store;
-    let ProvidersConfig { mut interswitch } = config;
+    let ProvidersConfig {
+        mut interswitch,
+        mut interintel,
+    } = config;
     let mut registry = Registry::new();
     for id in ProviderId::ALL {
         let provider: Option<Arc<dyn Provider>> = match id {
@@ -27,9 +30,15 @@ pub fn build(config: ProvidersConfig, store: &Arc<dyn Store>) -> Result<Registry
                 }
                 None => None,
             },
+            ProviderId::InterIntel => match interintel.take() {
+                Some(c) => {
+                    c.validate()?;
+                    Some(Arc::new(InterIntel::new(c, store.clone())))
+                }
+                None => None,
+            },
             // No adapter yet.
-            ProviderId::InterIntel
-            | ProviderId::Switch
+            ProviderId::Switch
             | ProviderId::IntelworldIp2
             | ProviderId::OnePipe => None,
         };

@@ -4,5 +4,6 @@
 
 pub mod guard;
 pub mod http;
+pub mod interintel;
 pub mod interswitch;
 pub mod token_cache;

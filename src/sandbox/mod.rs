@@ -5,6 +5,7 @@
 //! share one. `GET /_sandbox/calls` reports how many calls of each operation each simulator has
 //! received.
 
+pub mod interintel;
 pub mod interswitch;
 
 use std::{
@@ -69,6 +70,7 @@ impl Simulators {
         let calls = Arc::new(CallCounter::default());
         let app = Router::new()
             .nest("/interswitch", interswitch::router(calls.clone()))
+            .nest("/interintel", interintel::router(calls.clone()))
             .route("/_sandbox/calls", get(report))
             .with_state(calls.clone());
         let task = tokio::spawn(async move {
@@ -109,6 +111,9 @@ pub fn providers_config(base_url: &str) -> ProvidersConfig {
     ProvidersConfig {
         interswitch: Some(interswitch::client_config(&format!(
             "{base_url}/interswitch"
+        ))),
+        interintel: Some(interintel::client_config(&format!(
+            "{base_url}/interintel"
         ))),
     }
 }
