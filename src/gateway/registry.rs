@@ -38,9 +38,7 @@ pub fn build(config: ProvidersConfig, store: &Arc<dyn Store>) -> Result<Registry
                 None => None,
             },
             // No adapter yet.
-            ProviderId::Switch
-            | ProviderId::IntelworldIp2
-            | ProviderId::OnePipe => None,
+            ProviderId::Switch | ProviderId::IntelworldIp2 | ProviderId::OnePipe => None,
         };
         if let Some(p) = provider {
             registry.insert(id, p);

@@ -81,8 +81,20 @@ pub fn products() -> Vec<ProductItem> {
         fixed_amount_cents: None,
     };
     vec![
-        item("101", "Prepaid tokens", "kplc", "Kenya Power", "Meter Number"),
-        item("102", "Postpaid bill", "kplc", "Kenya Power", "Account Number"),
+        item(
+            "101",
+            "Prepaid tokens",
+            "kplc",
+            "Kenya Power",
+            "Meter Number",
+        ),
+        item(
+            "102",
+            "Postpaid bill",
+            "kplc",
+            "Kenya Power",
+            "Account Number",
+        ),
         item(
             "201",
             "Water bill",
@@ -92,7 +104,13 @@ pub fn products() -> Vec<ProductItem> {
         ),
         ProductItem {
             fixed_amount_cents: Some(250_000),
-            ..item("301", "DStv Compact", "dstv_ke", "DStv Kenya", "Smartcard Number")
+            ..item(
+                "301",
+                "DStv Compact",
+                "dstv_ke",
+                "DStv Kenya",
+                "Smartcard Number",
+            )
         },
     ]
 }
@@ -269,20 +287,23 @@ fn bad_request(message: &str) -> Response {
 }
 
 /// Checks the generation-specific fields and the product item; `Err` is the answer.
-fn common_checks(body: &Value) -> Result<String, Response> {
+fn common_checks(body: &Value) -> Result<String, Box<Response>> {
     if let Some(host) = body.get("gateway_host") {
         if host != GATEWAY_HOST {
-            return Err(bad_request("unknown gateway_host"));
+            return Err(Box::new(bad_request("unknown gateway_host")));
         }
     }
     if let Some(credentials) = body.get("credentials") {
         if credentials["username"] != USERNAME || credentials["password"] != PASSWORD {
-            return Err(answer("03", "credentials do not match the institution"));
+            return Err(Box::new(answer(
+                "03",
+                "credentials do not match the institution",
+            )));
         }
     }
     let item = body["product_item_id"].as_str().unwrap_or("").to_owned();
     if !products().iter().any(|p| p.id == item) {
-        return Err(answer("92", "product item not found"));
+        return Err(Box::new(answer("92", "product item not found")));
     }
     Ok(item)
 }
@@ -295,7 +316,7 @@ async fn pay(State(sim): State<Arc<Sim>>, Json(body): Json<Value>) -> Response {
     sim.calls.count("interintel", "pay");
     let item = match common_checks(&body) {
         Ok(item) => item,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let account = body["account_number"].as_str().unwrap_or("");
     let reference = body["ext_outbound_id"].as_str().unwrap_or("").to_owned();
@@ -320,7 +341,9 @@ async fn pay(State(sim): State<Arc<Sim>>, Json(body): Json<Value>) -> Response {
         },
     };
     if let Some(p) = products().iter().find(|p| p.id == item) {
-        if p.fixed_amount_cents.is_some_and(|f| f != amount.minor_units) {
+        if p.fixed_amount_cents
+            .is_some_and(|f| f != amount.minor_units)
+        {
             return bad_request("this product item takes a fixed amount");
         }
     }
@@ -367,7 +390,7 @@ async fn pay(State(sim): State<Arc<Sim>>, Json(body): Json<Value>) -> Response {
 async fn status(State(sim): State<Arc<Sim>>, Json(body): Json<Value>) -> Response {
     sim.calls.count("interintel", "query_payment");
     if let Err(r) = common_checks(&body) {
-        return r;
+        return *r;
     }
     let reference = body["ext_outbound_id"].as_str().unwrap_or("");
     let mut txns = lock(&sim.transactions);
@@ -394,7 +417,7 @@ async fn status(State(sim): State<Arc<Sim>>, Json(body): Json<Value>) -> Respons
 async fn query(State(sim): State<Arc<Sim>>, Json(body): Json<Value>) -> Response {
     sim.calls.count("interintel", "lookup_bill");
     if let Err(r) = common_checks(&body) {
-        return r;
+        return *r;
     }
     if let Some(amount) = body.get("amount") {
         if amount.as_str().and_then(wire::parse_kes).is_none() {
@@ -412,7 +435,7 @@ async fn float(State(sim): State<Arc<Sim>>, Json(body): Json<Value>) -> Response
     sim.calls.count("interintel", "get_balance");
     let item = match common_checks(&body) {
         Ok(item) => item,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let cents = lock(&sim.floats).get(&item).copied().unwrap_or(0);
     answer("00", shillings(cents))

@@ -112,8 +112,6 @@ pub fn providers_config(base_url: &str) -> ProvidersConfig {
         interswitch: Some(interswitch::client_config(&format!(
             "{base_url}/interswitch"
         ))),
-        interintel: Some(interintel::client_config(&format!(
-            "{base_url}/interintel"
-        ))),
+        interintel: Some(interintel::client_config(&format!("{base_url}/interintel"))),
     }
 }

@@ -158,7 +158,10 @@ mod tests {
         let default = issued(raw(200, r#"{"access_token":"a2"}"#), "token").unwrap();
         assert_eq!(default.expires_in, DEFAULT_LIFETIME);
         assert!(default.refresh_token.is_none());
-        let e = issued(raw(200, r#"{"access_token":"secret-a3","expires_in":[]}"#), "t");
+        let e = issued(
+            raw(200, r#"{"access_token":"secret-a3","expires_in":[]}"#),
+            "t",
+        );
         let Err(e) = e else { panic!("unreadable") };
         assert!(!e.to_string().contains("secret-a3"), "{e}");
         assert!(matches!(

@@ -22,8 +22,8 @@ use serde::Deserialize;
 
 use crate::domain::{
     Balance, BalanceQuery, BillLookup, Biller, Capability, Currency, Money, PaymentOptions,
-    PaymentOrder, PaymentOutcome, PaymentRecord, PaymentSecrets, PaymentState, Product,
-    Provider, ProviderError, ProviderId,
+    PaymentOrder, PaymentOutcome, PaymentRecord, PaymentSecrets, PaymentState, Product, Provider,
+    ProviderError, ProviderId,
 };
 use crate::providers::{
     guard::{CallGuard, CallLimits},
@@ -410,7 +410,10 @@ impl Provider for InterIntel {
             if order.amount.minor_units != fixed {
                 return Err(ProviderError::InvalidOrder(vec![(
                     "amount".into(),
-                    format!("product item {} takes exactly {fixed} cents", order.product_id),
+                    format!(
+                        "product item {} takes exactly {fixed} cents",
+                        order.product_id
+                    ),
                 )]));
             }
         }
@@ -490,7 +493,10 @@ impl Provider for InterIntel {
         Ok(outcome)
     }
 
-    async fn query_payment(&self, payment: &PaymentRecord) -> Result<PaymentOutcome, ProviderError> {
+    async fn query_payment(
+        &self,
+        payment: &PaymentRecord,
+    ) -> Result<PaymentOutcome, ProviderError> {
         let order = &payment.order;
         let body = ServiceRequest {
             account_number: Some(&order.customer_id),

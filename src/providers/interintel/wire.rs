@@ -190,7 +190,11 @@ pub fn parse_kes(text: &str) -> Option<Money> {
         1 => fraction.parse::<i64>().ok()? * 10,
         _ => fraction.parse::<i64>().ok()?,
     };
-    let minor = whole.parse::<i64>().ok()?.checked_mul(100)?.checked_add(cents)?;
+    let minor = whole
+        .parse::<i64>()
+        .ok()?
+        .checked_mul(100)?
+        .checked_add(cents)?;
     Some(Money::new(Currency::Kes, minor))
 }
 
@@ -322,7 +326,10 @@ mod tests {
         );
         assert!(matches!(
             kes_amount(kes(1), Cents::Refuse),
-            Err(ProviderError::Unrepresentable { field: "amount", .. })
+            Err(ProviderError::Unrepresentable {
+                field: "amount",
+                ..
+            })
         ));
         assert!(kes_amount(kes(i64::MAX), Cents::Refuse).is_err());
         assert_eq!(kes_amount(kes(1), Cents::Decimal).unwrap(), "0.01");
@@ -342,7 +349,16 @@ mod tests {
         assert_eq!(parse_kes("1,500.5"), Some(kes(150_050)));
         assert_eq!(parse_kes("0.01"), Some(kes(1)));
         assert_eq!(parse_kes(" 92233720368547758.07 "), Some(kes(i64::MAX)));
-        for bad in ["", "-1", "1.", ".5", "1.005", "abc", "92233720368547758.08", "1e3"] {
+        for bad in [
+            "",
+            "-1",
+            "1.",
+            ".5",
+            "1.005",
+            "abc",
+            "92233720368547758.08",
+            "1e3",
+        ] {
             assert_eq!(parse_kes(bad), None, "{bad:?}");
         }
     }
@@ -352,7 +368,10 @@ mod tests {
         let eat = UtcOffset::parse("+03:00").unwrap();
         // 2026-01-04T21:00:00Z is midnight of 5 January in Nairobi.
         let midnight = 1_767_560_400_000;
-        assert_eq!(scheduled_send(midnight, eat).unwrap(), "05/01/2026 12:00 am");
+        assert_eq!(
+            scheduled_send(midnight, eat).unwrap(),
+            "05/01/2026 12:00 am"
+        );
         assert_eq!(
             scheduled_send(midnight + 12 * 3_600_000, eat).unwrap(),
             "05/01/2026 12:00 pm"
