@@ -594,3 +594,96 @@ impl Provider for InterIntel {
         }])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+
+    const MINIMAL: &str = r#"
+        base_url = "https://interintel.co/api/v1/"
+        client_id = "c"
+        username = "u"
+        password = "p"
+    "#;
+
+    fn config(extra: &str) -> InterIntelConfig {
+        toml::from_str(&format!("{MINIMAL}\n{extra}")).unwrap()
+    }
+
+    #[test]
+    fn defaults_and_validation() {
+        let c = config("");
+        c.validate().unwrap();
+        assert_eq!(c.token_url(), "https://interintel.co/api/v1/token");
+        assert_eq!(c.cents, Cents::Refuse);
+        assert_eq!(c.refresh, Refresh::RefreshToken);
+        assert_eq!(c.schedule_utc_offset, "+03:00");
+        assert!(c.gateway_host.is_none() && !c.send_body_credentials);
+        let absolute = config("token_path = \"https://nenasasa.com/api/v1/o/token/\"");
+        assert_eq!(absolute.token_url(), "https://nenasasa.com/api/v1/o/token/");
+        for bad in [
+            "schedule_utc_offset = \"EAT\"",
+            "reference_prefix = \"has space\"",
+            "[[products]]\nid = \"1\"\nname = \"a\"\nbiller = \"b\"\n[[products]]\nid = \"1\"\nname = \"c\"\nbiller = \"b\"",
+            "[[products]]\nid = \"1\"\nname = \"a\"\nbiller = \"b\"\nfixed_amount_cents = 0",
+        ] {
+            assert!(config(bad).validate().is_err(), "{bad}");
+        }
+        let no_url: InterIntelConfig =
+            toml::from_str(&MINIMAL.replace("https://interintel.co/api/v1/", "interintel.co"))
+                .unwrap();
+        assert!(no_url.validate().is_err());
+        assert!(toml::from_str::<InterIntelConfig>(&format!("{MINIMAL}\nsurprise = 1")).is_err());
+    }
+
+    #[tokio::test]
+    async fn references_are_prefixed_sequences_never_reused() {
+        let p = InterIntel::new(config(""), Arc::new(MemoryStore::default()));
+        assert_eq!(p.payment_reference(42).unwrap(), "BPG000000000042");
+        assert_eq!(
+            p.payment_reference(999_999_999_999).unwrap(),
+            "BPG999999999999"
+        );
+        assert_eq!(p.payment_reference(1_000_000_000_000), None);
+        assert_eq!(p.base_url, "https://interintel.co/api/v1");
+    }
+
+    fn raw(status: u16, body: &str) -> RawResponse {
+        RawResponse {
+            status,
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn answers_need_a_code() {
+        let a = answer(raw(200, r#"{"response_status":"00","response":"ok"}"#), "t").unwrap();
+        assert_eq!(
+            (a.response_status.as_str(), a.response.as_str()),
+            ("00", "ok")
+        );
+        // A numeric code keeps its text; a 4xx with a code is an answer.
+        let n = answer(
+            raw(400, r#"{"response_status":51,"response":"no float"}"#),
+            "t",
+        );
+        assert_eq!(n.unwrap().response_status, "51");
+        assert!(matches!(
+            answer(raw(503, r#"{"response_status":"00"}"#), "t"),
+            Err(ProviderError::Upstream { status: 503 })
+        ));
+        assert!(matches!(
+            answer(raw(403, "forbidden"), "t"),
+            Err(ProviderError::Auth { status: 403 })
+        ));
+        assert!(matches!(
+            answer(raw(404, "<html>"), "t"),
+            Err(ProviderError::Upstream { status: 404 })
+        ));
+        assert!(matches!(
+            answer(raw(200, r#"{"response":"no code"}"#), "t"),
+            Err(ProviderError::Unreadable(_))
+        ));
+    }
+}
