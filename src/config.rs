@@ -11,6 +11,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::gateway::{CatalogSettings, PaymentSettings};
+use crate::providers::interintel::InterIntelConfig;
 use crate::providers::interswitch::InterswitchConfig;
 use crate::providers::ip2::Ip2Config;
 use crate::providers::onepipe::OnePipeConfig;
@@ -97,6 +98,7 @@ pub struct ProvidersConfig {
     pub onepipe: Option<OnePipeConfig>,
     pub intelworld_ip2: Option<Ip2Config>,
     pub switch: Option<SwitchConfig>,
+    pub interintel: Option<InterIntelConfig>,
 }
 
 /// Reads and parses configuration from an optional file and the environment.

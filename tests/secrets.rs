@@ -297,6 +297,8 @@ async fn no_secret_in_any_log_line_or_error() {
 
     // The same for IP2: a refused read, a paid debit, a debit without an answer, a refresh.
     errors.extend(ip2_session().await);
+    // And InterIntel's OAuth2 through every token path.
+    errors.extend(interintel_session().await);
 
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     assert!(
@@ -344,6 +346,23 @@ async fn no_secret_in_any_log_line_or_error() {
     for (what, value) in onepipe_secrets {
         assert!(!logs.contains(value), "{what} in logs");
     }
+    assert!(
+        logs.contains("token refresh failed"),
+        "the failed refresh was logged"
+    );
+    assert!(
+        logs.contains("provider refused the token (401)"),
+        "the 401 was logged"
+    );
+    for secret in [II_PASSWORD, II_CLIENT_SECRET, "ii-access-", "ii-refresh-"] {
+        if let Some(line) = logs.lines().find(|l| l.contains(secret)) {
+            let at = logs.find(line).unwrap();
+            panic!(
+                "InterIntel secret {secret:?} in logs: {}",
+                &logs[at.saturating_sub(1500)..at + line.len()]
+            );
+        }
+    }
     for status in errors {
         let text = format!("{status:?}");
         assert!(
@@ -356,7 +375,140 @@ async fn no_secret_in_any_log_line_or_error() {
         for secret in [IP2_API_KEY, IP2_API_PASSWORD] {
             assert!(!text.contains(secret), "IP2 secret in an error: {text}");
         }
+        for secret in [II_PASSWORD, II_CLIENT_SECRET, "ii-access-", "ii-refresh-"] {
+            assert!(!text.contains(secret), "{secret:?} in an error: {text}");
+        }
     }
+}
+
+const II_PASSWORD: &str = "ii-portal-password-0f1e2d";
+const II_CLIENT_SECRET: &str = "ii-client-secret-3c4b5a";
+
+/// InterIntel through every token path; returns the errors callers saw.
+async fn interintel_session() -> Vec<tonic::Status> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let server = MockServer::start().await;
+    let api = "/api/v1";
+    let issued = Arc::new(AtomicU32::new(0));
+    let n = issued.clone();
+    // Tokens live 60 s with a 60 s margin: every call renews. The third renewal's refresh
+    // fails with a body that quotes the refresh token.
+    Mock::given(method("POST"))
+        .and(path(format!("{api}/token")))
+        .respond_with(move |r: &wiremock::Request| {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            let i = n.fetch_add(1, Ordering::SeqCst) + 1;
+            if body["grant_type"] == "refresh_token" && i == 3 {
+                return ResponseTemplate::new(400).set_body_json(json!({
+                    "error": "invalid_grant", "refresh_token": body["refresh_token"]}));
+            }
+            ResponseTemplate::new(200).set_body_json(json!({
+                "access_token": format!("ii-access-{i}"), "expires_in": 60,
+                "token_type": "Bearer", "refresh_token": format!("ii-refresh-{i}")}))
+        })
+        .mount(&server)
+        .await;
+    // The first float call is refused with 401 (echoing the token), then all succeed.
+    let refused = Arc::new(AtomicU32::new(0));
+    Mock::given(method("POST"))
+        .and(path(format!("{api}/biller-float/")))
+        .respond_with(move |r: &wiremock::Request| {
+            if refused.fetch_add(1, Ordering::SeqCst) == 0 {
+                let auth = r.headers.get("Authorization").unwrap().to_str().unwrap();
+                return ResponseTemplate::new(401).set_body_json(json!({"detail": auth}));
+            }
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"response_status": "00", "response": "100"}))
+        })
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{api}/bill_payment/")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "response_status": "09", "response": "accepted"})))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{api}/bill_status/")))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&server)
+        .await;
+    let config = toml::from_str(&format!(
+        r#"
+        base_url = "{}{api}"
+        client_id = "ii-client"
+        client_secret = "{II_CLIENT_SECRET}"
+        username = "company1"
+        password = "{II_PASSWORD}"
+        send_body_credentials = true
+        "#,
+        server.uri()
+    ))
+    .unwrap();
+    let gw = TestGateway::start(ProvidersConfig {
+        interintel: Some(config),
+        ..ProvidersConfig::default()
+    })
+    .await;
+    let ii = pb::Provider::Interintel as i32;
+    let mut accounts = pb::account_service_client::AccountServiceClient::new(gw.channel.clone());
+    let float = || pb::GetBalanceRequest {
+        provider: ii,
+        product_id: "101".into(),
+        ..Default::default()
+    };
+    for _ in 0..4 {
+        accounts.get_balance(float()).await.unwrap();
+    }
+    let paid = gw
+        .pay(pb::CreatePaymentRequest {
+            request_id: "ii-secret-check".into(),
+            provider: ii,
+            product_id: "101".into(),
+            customer_id: "1000000001".into(),
+            amount: Some(pb::Money {
+                currency_code: "KES".into(),
+                minor_units: 10_000,
+            }),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(paid.state, pb::PaymentState::Pending as i32);
+    gw.get(&paid.payment_id).await;
+    let mut errors = vec![accounts
+        .get_balance(pb::GetBalanceRequest {
+            provider: ii,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err()];
+    gw.stop().await;
+    // Wrong password: the grant is refused, and the caller's error says nothing of it. (Every
+    // request is matched: wiremock itself logs the body of an unmatched one.)
+    Mock::given(method("POST"))
+        .and(path("/refusing/token"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({"error": "invalid_grant"})))
+        .mount(&server)
+        .await;
+    let config = toml::from_str(&format!(
+        "base_url = \"{}/refusing\"\nclient_id = \"c\"\nusername = \"u\"\npassword = \"{II_PASSWORD}\"",
+        server.uri()
+    ))
+    .unwrap();
+    let gw = TestGateway::start(ProvidersConfig {
+        interintel: Some(config),
+        ..ProvidersConfig::default()
+    })
+    .await;
+    errors.push(
+        pb::account_service_client::AccountServiceClient::new(gw.channel.clone())
+            .get_balance(float())
+            .await
+            .unwrap_err(),
+    );
+    gw.stop().await;
+    assert!(issued.load(Ordering::SeqCst) >= 5, "the token paths ran");
+    errors
 }
 
 /// Exercises every IP2 path that logs: a refused read (401), a paid debit, a debit answered

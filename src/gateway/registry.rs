@@ -5,7 +5,9 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use crate::config::ProvidersConfig;
 use crate::domain::{Provider, ProviderId};
-use crate::providers::{interswitch::Interswitch, ip2::Ip2, onepipe::OnePipe, switch::Switch};
+use crate::providers::{
+    interintel::InterIntel, interswitch::Interswitch, ip2::Ip2, onepipe::OnePipe, switch::Switch,
+};
 use crate::store::Store;
 
 /// The configured providers by id.
@@ -33,6 +35,7 @@ pub fn build(config: ProvidersConfig, store: &Arc<dyn Store>) -> Result<Registry
         mut onepipe,
         mut intelworld_ip2,
         mut switch,
+        mut interintel,
     } = config;
     let mut registry = Registry::new();
     for id in ProviderId::ALL {
@@ -49,8 +52,11 @@ pub fn build(config: ProvidersConfig, store: &Arc<dyn Store>) -> Result<Registry
                 |c| c.validate(),
                 |c| Switch::new(c, store.clone()),
             )?,
-            // No adapter yet.
-            ProviderId::InterIntel => None,
+            ProviderId::InterIntel => configured(
+                interintel.take(),
+                |c| c.validate(),
+                |c| InterIntel::new(c, store.clone()),
+            )?,
         };
         if let Some(p) = provider {
             registry.insert(id, p);

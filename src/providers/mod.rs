@@ -4,6 +4,7 @@
 
 pub mod guard;
 pub mod http;
+pub mod interintel;
 pub mod interswitch;
 pub mod ip2;
 pub mod onepipe;

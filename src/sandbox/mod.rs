@@ -5,6 +5,7 @@
 //! share one. `GET /_sandbox/calls` reports how many calls of each operation each simulator has
 //! received.
 
+pub mod interintel;
 pub mod interswitch;
 pub mod ip2;
 pub mod onepipe;
@@ -75,6 +76,7 @@ impl Simulators {
             .nest("/onepipe", onepipe::router(calls.clone()))
             .nest("/intelworld_ip2", ip2::router(calls.clone()))
             .nest("/switch", switch::router(calls.clone()))
+            .nest("/interintel", interintel::router(calls.clone()))
             .route("/_sandbox/calls", get(report))
             .with_state(calls.clone());
         let task = tokio::spawn(async move {
@@ -119,5 +121,6 @@ pub fn providers_config(base_url: &str) -> ProvidersConfig {
         onepipe: Some(onepipe::client_config(&format!("{base_url}/onepipe"))),
         intelworld_ip2: Some(ip2::client_config(&format!("{base_url}/intelworld_ip2"))),
         switch: Some(switch::client_config(&format!("{base_url}/switch"))),
+        interintel: Some(interintel::client_config(&format!("{base_url}/interintel"))),
     }
 }
