@@ -73,6 +73,8 @@ pub struct Metrics {
     pub catalog_cache: Family<CacheLabels, Counter>,
     pub payment_outcomes: Family<PaymentLabels, Counter>,
     pub reconcile_checks: Counter,
+    /// Scheduled status checks that got no answer (they use up no schedule step).
+    pub reconcile_unanswered: Counter,
     pub needs_attention: Counter,
     registry: Registry,
 }
@@ -88,6 +90,7 @@ impl Metrics {
             catalog_cache: Family::default(),
             payment_outcomes: Family::default(),
             reconcile_checks: Counter::default(),
+            reconcile_unanswered: Counter::default(),
             needs_attention: Counter::default(),
             registry: Registry::default(),
         };
@@ -121,6 +124,11 @@ impl Metrics {
             "reconcile_checks",
             "Status checks made by reconciliation",
             m.reconcile_checks.clone(),
+        );
+        registry.register(
+            "reconcile_unanswered",
+            "Reconciliation status checks that got no answer (retried without using a step)",
+            m.reconcile_unanswered.clone(),
         );
         registry.register(
             "payments_needs_attention",

@@ -51,6 +51,7 @@ pub fn build_gateway(
     config: Config,
     sandbox: bool,
 ) -> Result<(Arc<Gateway>, ServerConfig), String> {
+    config.payments.validate()?;
     let store = build_store(&config.store)?;
     let providers = registry::build(config.providers, &store)?;
     let gateway = Gateway::new(providers, store, config.payments, config.catalog, sandbox);

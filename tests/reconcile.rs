@@ -7,7 +7,7 @@
 use std::{
     collections::VecDeque,
     sync::{
-        atomic::{AtomicU32, Ordering},
+        atomic::{AtomicBool, AtomicU32, Ordering},
         Arc, Mutex,
     },
     time::Duration,
@@ -24,11 +24,24 @@ use billpay_gateway::{
     store::{keys, memory::MemoryStore, Store, StoreError},
 };
 
-/// Pays with an unknown outcome, then answers status queries from a script.
+/// Pays with an unknown outcome, then answers status queries from a script; while `down`,
+/// status queries time out (no answer at all).
 struct Scripted {
     queries: Mutex<VecDeque<PaymentState>>,
     pay_calls: AtomicU32,
     query_calls: AtomicU32,
+    down: AtomicBool,
+}
+
+impl Scripted {
+    fn new(script: Vec<PaymentState>) -> Arc<Self> {
+        Arc::new(Self {
+            queries: Mutex::new(script.into()),
+            pay_calls: AtomicU32::new(0),
+            query_calls: AtomicU32::new(0),
+            down: AtomicBool::new(false),
+        })
+    }
 }
 
 #[async_trait]
@@ -58,6 +71,9 @@ impl Provider for Scripted {
     }
     async fn query_payment(&self, _: &PaymentRecord) -> Result<PaymentOutcome, ProviderError> {
         self.query_calls.fetch_add(1, Ordering::SeqCst);
+        if self.down.load(Ordering::SeqCst) {
+            return Err(ProviderError::Timeout);
+        }
         match self.queries.lock().unwrap().pop_front() {
             // The provider answers, but without news (as Interswitch's "not found" does).
             Some(PaymentState::Pending) | None => {
@@ -68,24 +84,31 @@ impl Provider for Scripted {
     }
 }
 
+/// The schedule the tests use: checks 1, 2 and 4 seconds apart.
+fn test_settings() -> PaymentSettings {
+    PaymentSettings {
+        reconcile_backoff_ms: vec![1_000, 2_000, 4_000],
+        reconcile_poll_ms: 250,
+        in_flight_expiry_ms: 30_000,
+        ..PaymentSettings::default()
+    }
+}
+
 fn setup(script: Vec<PaymentState>) -> (Arc<Gateway>, Arc<Scripted>, Arc<dyn Store>) {
-    let provider = Arc::new(Scripted {
-        queries: Mutex::new(script.into()),
-        pay_calls: AtomicU32::new(0),
-        query_calls: AtomicU32::new(0),
-    });
+    setup_with(script, test_settings())
+}
+
+fn setup_with(
+    script: Vec<PaymentState>,
+    settings: PaymentSettings,
+) -> (Arc<Gateway>, Arc<Scripted>, Arc<dyn Store>) {
+    let provider = Scripted::new(script);
     let mut registry = Registry::new();
     registry.insert(
         ProviderId::Interswitch,
         provider.clone() as Arc<dyn Provider>,
     );
     let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
-    let settings = PaymentSettings {
-        reconcile_backoff_ms: vec![1_000, 2_000, 4_000],
-        reconcile_poll_ms: 250,
-        in_flight_expiry_ms: 30_000,
-        ..PaymentSettings::default()
-    };
     let gateway = Gateway::new(
         registry,
         store.clone(),
@@ -293,7 +316,7 @@ async fn a_payment_claimed_but_never_sent_fails_without_asking_the_provider() {
 /// after writing.
 struct LostClaimReply {
     inner: MemoryStore,
-    fail_next_claim: std::sync::atomic::AtomicBool,
+    fail_next_claim: AtomicBool,
 }
 
 #[async_trait]
@@ -323,6 +346,17 @@ impl Store for LostClaimReply {
         new: &[u8],
     ) -> Result<bool, StoreError> {
         self.inner.compare_and_swap(key, old, new).await
+    }
+    async fn compare_and_swap_with_ttl(
+        &self,
+        key: &str,
+        old: &[u8],
+        new: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .compare_and_swap_with_ttl(key, old, new, ttl)
+            .await
     }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(key).await
@@ -365,11 +399,7 @@ impl Store for LostClaimReply {
 
 #[tokio::test(start_paused = true)]
 async fn a_claim_whose_answer_was_lost_still_pays_once() {
-    let provider = Arc::new(Scripted {
-        queries: Mutex::new(VecDeque::new()),
-        pay_calls: AtomicU32::new(0),
-        query_calls: AtomicU32::new(0),
-    });
+    let provider = Scripted::new(vec![]);
     let mut registry = Registry::new();
     registry.insert(
         ProviderId::Interswitch,
@@ -377,7 +407,7 @@ async fn a_claim_whose_answer_was_lost_still_pays_once() {
     );
     let store = Arc::new(LostClaimReply {
         inner: MemoryStore::default(),
-        fail_next_claim: std::sync::atomic::AtomicBool::new(true),
+        fail_next_claim: AtomicBool::new(true),
     });
     let gateway = Gateway::new(
         registry,
@@ -398,4 +428,149 @@ async fn a_claim_whose_answer_was_lost_still_pays_once() {
         .unwrap();
     assert_eq!(again.payment_id, p.payment_id);
     assert_eq!(provider.pay_calls.load(Ordering::SeqCst), 1);
+}
+
+/// The payment ids on the reconciliation schedule, due or not.
+async fn scheduled(store: &dyn Store) -> Vec<String> {
+    store
+        .due(&keys::reconcile_schedule(), i64::MAX, 100)
+        .await
+        .unwrap()
+}
+
+const HOUR: Duration = Duration::from_secs(3_600);
+const DAY: Duration = Duration::from_secs(24 * 3_600);
+
+#[tokio::test(start_paused = true)]
+async fn a_three_hour_provider_outage_leaves_payments_pending_and_scheduled() {
+    let (gateway, provider, store) = setup(vec![PaymentState::Succeeded, PaymentState::Succeeded]);
+    provider.down.store(true, Ordering::SeqCst);
+    let stats = Arc::new(ReconcileStats::default());
+    tokio::spawn(gateway.clone().run_reconciler(stats.clone()));
+    let a = gateway
+        .create_payment("out-1".into(), order(), PaymentSecrets::default(), None)
+        .await
+        .unwrap();
+    let b = gateway
+        .create_payment("out-2".into(), order(), PaymentSecrets::default(), None)
+        .await
+        .unwrap();
+
+    // Three hours without one answer: far more checks than the schedule has steps, none of
+    // them used up a step.
+    tokio::time::sleep(3 * HOUR).await;
+    for p in [&a, &b] {
+        let record = state_of(&gateway, &p.payment_id).await;
+        assert_eq!(record.state, PaymentState::Pending);
+        assert_eq!(record.reconcile_checks, 0, "no answered check");
+        assert!(record.unanswered_checks > 3, "{}", record.unanswered_checks);
+    }
+    assert!(provider.query_calls.load(Ordering::SeqCst) > 6);
+    assert_eq!(stats.needs_attention.load(Ordering::Relaxed), 0);
+    let mut on_schedule = scheduled(store.as_ref()).await;
+    on_schedule.sort();
+    let mut ids = vec![a.payment_id.clone(), b.payment_id.clone()];
+    ids.sort();
+    assert_eq!(on_schedule, ids, "both still scheduled");
+
+    // The provider answers again: both settle within the longest step (4 s).
+    provider.down.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for p in [&a, &b] {
+        let record = state_of(&gateway, &p.payment_id).await;
+        assert_eq!(record.state, PaymentState::Succeeded);
+        assert_eq!(record.reconcile_checks, 1);
+    }
+    assert!(scheduled(store.as_ref()).await.is_empty());
+    assert_eq!(provider.pay_calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_payment_unknown_past_the_maximum_age_needs_an_operator() {
+    let settings = PaymentSettings {
+        max_pending_age_ms: 60_000,
+        ..test_settings()
+    };
+    let (gateway, provider, store) = setup_with(vec![], settings);
+    provider.down.store(true, Ordering::SeqCst);
+    let stats = Arc::new(ReconcileStats::default());
+    tokio::spawn(gateway.clone().run_reconciler(stats.clone()));
+    let p = gateway
+        .create_payment("old-1".into(), order(), PaymentSecrets::default(), None)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(55)).await;
+    assert_eq!(
+        state_of(&gateway, &p.payment_id).await.state,
+        PaymentState::Pending
+    );
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let record = state_of(&gateway, &p.payment_id).await;
+    assert_eq!(record.state, PaymentState::NeedsAttention);
+    assert_eq!(record.reconcile_checks, 0, "steps were left");
+    assert!(
+        record.provider_message.contains("hours after"),
+        "{}",
+        record.provider_message
+    );
+    assert_eq!(stats.needs_attention.load(Ordering::Relaxed), 1);
+    assert!(scheduled(store.as_ref()).await.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_payment_needing_attention_outlives_the_record_ttl_and_never_pays_again() {
+    let (gateway, provider, store) = setup(vec![]);
+    let reconciler = tokio::spawn(
+        gateway
+            .clone()
+            .run_reconciler(Arc::new(ReconcileStats::default())),
+    );
+    let p = gateway
+        .create_payment("kept-1".into(), order(), PaymentSecrets::default(), None)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        state_of(&gateway, &p.payment_id).await.state,
+        PaymentState::NeedsAttention
+    );
+    // Nothing is due any more; stop polling so 31 days pass quickly.
+    reconciler.abort();
+    assert!(scheduled(store.as_ref()).await.is_empty());
+
+    tokio::time::sleep(31 * DAY).await;
+    let found = gateway.get_payment(&p.payment_id, None).await.unwrap();
+    assert_eq!(found.state, PaymentState::NeedsAttention);
+    let replay = gateway
+        .create_payment("kept-1".into(), order(), PaymentSecrets::default(), None)
+        .await
+        .unwrap();
+    assert_eq!(replay.payment_id, p.payment_id);
+    assert_eq!(replay.state, PaymentState::NeedsAttention);
+    assert_eq!(provider.pay_calls.load(Ordering::SeqCst), 1, "paid once");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_final_payment_expires_record_ttl_after_it_became_final() {
+    // Succeeds at its second check, 3 s after it was made.
+    let (gateway, _, _) = setup(vec![PaymentState::Pending, PaymentState::Succeeded]);
+    let reconciler = tokio::spawn(
+        gateway
+            .clone()
+            .run_reconciler(Arc::new(ReconcileStats::default())),
+    );
+    let p = gateway
+        .create_payment("ttl-1".into(), order(), PaymentSecrets::default(), None)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let settled = state_of(&gateway, &p.payment_id).await;
+    assert_eq!(settled.state, PaymentState::Succeeded);
+    reconciler.abort();
+    // Measured from the success (about 3 s after creation), not from the claim.
+    let ttl = Duration::from_millis(PaymentSettings::default().record_ttl_ms);
+    tokio::time::sleep(ttl - Duration::from_secs(2)).await;
+    assert!(gateway.load_payment(&p.payment_id).await.unwrap().is_some());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(gateway.load_payment(&p.payment_id).await.unwrap().is_none());
 }

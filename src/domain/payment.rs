@@ -257,6 +257,10 @@ pub struct PaymentRecord {
     /// How many steps of the reconciliation schedule have run; only the reconciler moves it.
     #[serde(default)]
     pub reconcile_checks: u32,
+    /// Scheduled checks in a row that got no answer (timeout, transport error, 5xx, open
+    /// circuit). They do not use up schedule steps; they only space the retries out.
+    #[serde(default)]
+    pub unanswered_checks: u32,
     /// Charges, delivery and scheduling as the provider last reported them.
     #[serde(default)]
     pub extras: PaymentExtras,
@@ -291,6 +295,7 @@ impl PaymentRecord {
             updated_at_ms: now_ms,
             status_checks: 0,
             reconcile_checks: 0,
+            unanswered_checks: 0,
             extras: PaymentExtras::default(),
             product: None,
         }

@@ -24,16 +24,24 @@ pub use registry::Registry;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PaymentSettings {
-    /// How long a payment record (and so its idempotency key) is kept, milliseconds. 30 days.
+    /// How long a final payment record (and so its idempotency key) is kept after it became
+    /// final, milliseconds. 30 days. Records that are not final (PENDING, NEEDS_ATTENTION, ...)
+    /// never expire: forgetting one would let its `request_id` pay again.
     pub record_ttl_ms: u64,
     /// Answer a mutating RPC this long before the caller's deadline, milliseconds; the provider
     /// call carries on detached and records its outcome.
     pub deadline_margin_ms: u64,
     /// Delay a retry of an in-flight request should wait, milliseconds (RetryInfo).
     pub in_flight_retry_ms: u64,
-    /// Status-check schedule of a PENDING payment, milliseconds after the previous check. After
-    /// the last one the payment becomes NEEDS_ATTENTION.
+    /// Status-check schedule of a PENDING payment, milliseconds after the previous check. Only
+    /// checks the provider answered count as steps; a check that got no answer (timeout,
+    /// transport error, 5xx, open circuit) is retried without using up a step. After the last
+    /// answered step the payment becomes NEEDS_ATTENTION.
     pub reconcile_backoff_ms: Vec<u64>,
+    /// A payment whose outcome is still unknown this long after it was created becomes
+    /// NEEDS_ATTENTION even with schedule steps left (a provider down for days), milliseconds.
+    /// 72 hours.
+    pub max_pending_age_ms: u64,
     /// How often the background reconciler looks for due payments, milliseconds.
     pub reconcile_poll_ms: u64,
     /// A record still in flight this long after its call started is treated as abandoned by a
@@ -51,9 +59,36 @@ impl Default for PaymentSettings {
             reconcile_backoff_ms: vec![
                 5_000, 15_000, 30_000, 60_000, 120_000, 300_000, 600_000, 1_800_000, 3_600_000,
             ],
+            max_pending_age_ms: 72 * 3600 * 1000,
             reconcile_poll_ms: 1_000,
             in_flight_expiry_ms: 60_000,
         }
+    }
+}
+
+impl PaymentSettings {
+    /// Refuses settings that would forget a payment while it can still change: a final
+    /// record's TTL must outlast the whole reconciliation schedule and the maximum pending age,
+    /// so a `request_id` retried for as long as the payment was being resolved still replays.
+    pub fn validate(&self) -> Result<(), String> {
+        let schedule_ms: u64 = self.reconcile_backoff_ms.iter().sum();
+        if self.record_ttl_ms < schedule_ms {
+            return Err(format!(
+                "payments.record_ttl_ms ({}) is shorter than the reconciliation schedule \
+                 (payments.reconcile_backoff_ms sums to {schedule_ms})",
+                self.record_ttl_ms
+            ));
+        }
+        if self.record_ttl_ms < self.max_pending_age_ms {
+            return Err(format!(
+                "payments.record_ttl_ms ({}) is shorter than payments.max_pending_age_ms ({})",
+                self.record_ttl_ms, self.max_pending_age_ms
+            ));
+        }
+        if self.reconcile_backoff_ms.is_empty() {
+            return Err("payments.reconcile_backoff_ms needs at least one step".into());
+        }
+        Ok(())
     }
 }
 
@@ -163,4 +198,28 @@ impl Gateway {
 
 fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_ttl_shorter_than_the_schedule_or_the_maximum_age_is_refused() {
+        assert!(PaymentSettings::default().validate().is_ok());
+        let short_of_schedule = PaymentSettings {
+            record_ttl_ms: 1_000,
+            reconcile_backoff_ms: vec![600, 600],
+            max_pending_age_ms: 500,
+            ..PaymentSettings::default()
+        };
+        let e = short_of_schedule.validate().unwrap_err();
+        assert!(e.contains("reconciliation schedule"), "{e}");
+        let short_of_age = PaymentSettings {
+            record_ttl_ms: 24 * 3600 * 1000,
+            ..PaymentSettings::default()
+        };
+        let e = short_of_age.validate().unwrap_err();
+        assert!(e.contains("max_pending_age_ms"), "{e}");
+    }
 }

@@ -232,7 +232,8 @@ impl Gateway {
             .await?;
         let won = match self
             .store
-            .set_if_absent(&key, &bytes, Some(ms(self.payments.record_ttl_ms)))
+            // No TTL: a record that is not final is never forgotten (it gets one when final).
+            .set_if_absent(&key, &bytes, None)
             .await
         {
             Ok(won) => won,
@@ -446,6 +447,7 @@ impl Gateway {
                     }
                     if source == Source::ScheduledQuery {
                         record.reconcile_checks += 1;
+                        record.unanswered_checks = 0;
                     }
                     true
                 })
@@ -466,6 +468,25 @@ impl Gateway {
                 }
             }
         }
+    }
+
+    /// Notes a scheduled status check that got no answer (timeout, transport error, 5xx, open
+    /// circuit): it uses up no schedule step, only spaces the next try further out. `None` when
+    /// the payment settled meanwhile.
+    pub(crate) async fn note_unanswered_check(
+        &self,
+        payment_id: &str,
+    ) -> Result<Option<PaymentRecord>, StoreError> {
+        self.update_payment(payment_id, Next::Step, |record, now| {
+            if record.state.is_final() || record.state == PaymentState::NeedsAttention {
+                return false;
+            }
+            record.status_checks += 1;
+            record.unanswered_checks += 1;
+            record.updated_at_ms = now;
+            true
+        })
+        .await
     }
 
     /// Hands a payment whose outcome stayed unknown to an operator. `None` when it turned final
@@ -532,9 +553,15 @@ impl Gateway {
             if !change(&mut record, now) {
                 return Ok(None);
             }
+            // A final record expires `record_ttl_ms` after it became final (each later swap,
+            // a reversal say, starts that again); any other record is permanent.
+            let ttl = record
+                .state
+                .is_final()
+                .then(|| ms(self.payments.record_ttl_ms));
             if self
                 .store
-                .compare_and_swap(&key, &old, &encode(&record))
+                .compare_and_swap_with_ttl(&key, &old, &encode(&record), ttl)
                 .await?
             {
                 let settled =
@@ -569,16 +596,22 @@ impl Gateway {
         if record.state.is_final() || record.state == PaymentState::NeedsAttention {
             return self.store.unschedule(&set, &record.payment_id).await;
         }
-        // Out of steps: due now, and reconciliation marks it NEEDS_ATTENTION.
-        let delay = self
-            .payments
-            .reconcile_backoff_ms
-            .get(record.reconcile_checks as usize)
-            .copied()
-            .unwrap_or(0);
-        self.store
-            .schedule(&set, &record.payment_id, now + delay as i64)
-            .await
+        let steps = &self.payments.reconcile_backoff_ms;
+        let answered = record.reconcile_checks as usize;
+        // Out of steps: due now, and reconciliation marks it NEEDS_ATTENTION. Unanswered checks
+        // climb the same ladder (capped at its last step) without using it up.
+        let delay = if answered >= steps.len() {
+            0
+        } else {
+            let rung = (answered + record.unanswered_checks as usize).min(steps.len() - 1);
+            steps[rung]
+        };
+        // Never later than the maximum age, when it becomes NEEDS_ATTENTION anyway.
+        let too_old_at = record
+            .created_at_ms
+            .saturating_add(self.payments.max_pending_age_ms as i64);
+        let due = (now + delay as i64).min(too_old_at.max(now));
+        self.store.schedule(&set, &record.payment_id, due).await
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::{
 };
 
 use super::{ms, payments::Source, Gateway};
-use crate::domain::{payment::CallPhase, PaymentOutcome, PaymentState};
+use crate::domain::{payment::CallPhase, PaymentState};
 use crate::store::{keys, StoreError};
 
 /// How many due payments one pass handles at most.
@@ -109,11 +109,26 @@ impl Gateway {
         if record.state.is_final() || record.state == PaymentState::NeedsAttention {
             return self.store.unschedule(&set, payment_id).await;
         }
-        if record.reconcile_checks as usize >= self.payments.reconcile_backoff_ms.len() {
-            let why = format!(
-                "outcome still unknown after {} status checks; settle with the provider",
-                record.reconcile_checks
-            );
+        let out_of_steps =
+            record.reconcile_checks as usize >= self.payments.reconcile_backoff_ms.len();
+        let age_ms = now - record.created_at_ms;
+        let too_old = age_ms >= self.payments.max_pending_age_ms as i64;
+        if out_of_steps || too_old {
+            let why = if out_of_steps {
+                format!(
+                    "outcome still unknown after {} answered status checks; settle with the \
+                     provider",
+                    record.reconcile_checks
+                )
+            } else {
+                format!(
+                    "outcome still unknown {} hours after the payment was made ({} answered, \
+                     {} unanswered status checks); settle with the provider",
+                    age_ms / 3_600_000,
+                    record.reconcile_checks,
+                    record.unanswered_checks
+                )
+            };
             if self.mark_needs_attention(payment_id, why).await?.is_some() {
                 stats.needs_attention.fetch_add(1, Ordering::Relaxed);
                 crate::metrics::global().needs_attention.inc();
@@ -123,12 +138,17 @@ impl Gateway {
         }
         stats.checks.fetch_add(1, Ordering::Relaxed);
         crate::metrics::global().reconcile_checks.inc();
-        let outcome = self
-            .query_provider(&record)
-            .await
-            .unwrap_or_else(|| PaymentOutcome::unknown(""));
-        self.record_outcome(payment_id, outcome, Source::ScheduledQuery)
-            .await;
+        match self.query_provider(&record).await {
+            Some(outcome) => {
+                self.record_outcome(payment_id, outcome, Source::ScheduledQuery)
+                    .await;
+            }
+            // No answer (provider or network down): tried again later, no step used up.
+            None => {
+                crate::metrics::global().reconcile_unanswered.inc();
+                self.note_unanswered_check(payment_id).await?;
+            }
+        }
         Ok(())
     }
 }

@@ -90,4 +90,31 @@ pub async fn run(store: &dyn Store) {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(store.get(&k("ttl")).await.unwrap(), None);
     assert!(store.set_if_absent(&k("ttl"), b"w", None).await.unwrap());
+
+    // A swap with a TTL sets it; one without makes the key permanent again.
+    store
+        .set(&k("cas-ttl"), b"1", Some(Duration::from_secs(1)))
+        .await
+        .unwrap();
+    assert!(!store
+        .compare_and_swap_with_ttl(&k("cas-ttl"), b"x", b"2", None)
+        .await
+        .unwrap());
+    assert!(store
+        .compare_and_swap_with_ttl(&k("cas-ttl"), b"1", b"2", None)
+        .await
+        .unwrap());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        store.get(&k("cas-ttl")).await.unwrap().as_deref(),
+        Some(&b"2"[..]),
+        "made permanent"
+    );
+    assert!(store
+        .compare_and_swap_with_ttl(&k("cas-ttl"), b"2", b"3", Some(Duration::from_secs(1)))
+        .await
+        .unwrap());
+    assert!(store.get(&k("cas-ttl")).await.unwrap().is_some());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(store.get(&k("cas-ttl")).await.unwrap(), None, "expired");
 }

@@ -108,6 +108,25 @@ impl Store for MemoryStore {
         }
     }
 
+    async fn compare_and_swap_with_ttl(
+        &self,
+        key: &str,
+        expected: &[u8],
+        new: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        match Self::live_value(&mut state, key) {
+            Some(current) if current.as_slice() == expected => {
+                state
+                    .values
+                    .insert(key.to_owned(), (new.to_vec(), deadline(ttl)));
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.lock().values.remove(key);
         Ok(())

@@ -8,7 +8,7 @@
 //!
 //! | key | holds | TTL |
 //! |---|---|---|
-//! | `billpay:v1:payment:<payment_id>` | journal entry = idempotency record | `payments.record_ttl_ms` (30 days) |
+//! | `billpay:v1:payment:<payment_id>` | journal entry = idempotency record | none while not final (PENDING, NEEDS_ATTENTION, ...); `payments.record_ttl_ms` (30 days) from when it became final |
 //! | `billpay:v1:op:<operation_id>` | idempotency record of an OTP validation, reversal or saved-bill deletion | `payments.record_ttl_ms` |
 //! | `billpay:v1:catalog:<provider>:<list>:<scope>` | cached catalog list | `catalog.keep_ms` (24 h) |
 //! | `billpay:v1:catalog:...:refreshing` | one-refresh-at-a-time lock | 30 s |
@@ -49,6 +49,16 @@ pub trait Store: Send + Sync + 'static {
         key: &str,
         expected: &[u8],
         new: &[u8],
+    ) -> Result<bool, StoreError>;
+    /// Like [`Store::compare_and_swap`], but also sets the key's time to live: `Some(ttl)`
+    /// expires it `ttl` from now, `None` makes it permanent. The journal uses it so that a
+    /// payment record expires only once it is final, counted from when it became final.
+    async fn compare_and_swap_with_ttl(
+        &self,
+        key: &str,
+        expected: &[u8],
+        new: &[u8],
+        ttl: Option<Duration>,
     ) -> Result<bool, StoreError>;
     /// Removes `key`.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;

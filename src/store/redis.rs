@@ -36,6 +36,20 @@ end
 return 0
 ";
 
+/// Replaces a value only if it is unchanged, setting a new TTL (ARGV[3] ms; 0 = none: a plain
+/// `SET` drops any TTL the key had).
+const COMPARE_AND_SWAP_WITH_TTL: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  if tonumber(ARGV[3]) > 0 then
+    redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  else
+    redis.call('SET', KEYS[1], ARGV[2])
+  end
+  return 1
+end
+return 0
+";
+
 /// A [`Store`] in Redis.
 pub struct RedisStore {
     client: redis::Client,
@@ -43,6 +57,7 @@ pub struct RedisStore {
     command_timeout: Duration,
     connect_timeout: Duration,
     cas: redis::Script,
+    cas_ttl: redis::Script,
     increment: redis::Script,
     claim: redis::Script,
 }
@@ -61,6 +76,7 @@ impl RedisStore {
             command_timeout,
             connect_timeout,
             cas: redis::Script::new(COMPARE_AND_SWAP),
+            cas_ttl: redis::Script::new(COMPARE_AND_SWAP_WITH_TTL),
             increment: redis::Script::new(INCREMENT_FROM_SEED),
             claim: redis::Script::new(CLAIM_DUE),
         })
@@ -157,6 +173,27 @@ impl Store for RedisStore {
                 .key(key)
                 .arg(expected)
                 .arg(new)
+                .invoke_async(&mut c)
+                .await?;
+            Ok(replaced == 1)
+        })
+        .await
+    }
+
+    async fn compare_and_swap_with_ttl(
+        &self,
+        key: &str,
+        expected: &[u8],
+        new: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, StoreError> {
+        self.run(|mut c| async move {
+            let replaced: i64 = self
+                .cas_ttl
+                .key(key)
+                .arg(expected)
+                .arg(new)
+                .arg(px(ttl).unwrap_or(0))
                 .invoke_async(&mut c)
                 .await?;
             Ok(replaced == 1)
