@@ -55,6 +55,12 @@ pub struct PaymentLabels {
     pub state: String,
 }
 
+/// Labels of a per-provider count.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderName {
+    pub provider: String,
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_buckets() -> Histogram {
@@ -76,6 +82,8 @@ pub struct Metrics {
     /// Scheduled status checks that got no answer (they use up no schedule step).
     pub reconcile_unanswered: Counter,
     pub needs_attention: Counter,
+    /// Provider answers that contradict a payment's final state.
+    pub contradictions: Family<ProviderName, Counter>,
     registry: Registry,
 }
 
@@ -92,6 +100,7 @@ impl Metrics {
             reconcile_checks: Counter::default(),
             reconcile_unanswered: Counter::default(),
             needs_attention: Counter::default(),
+            contradictions: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -134,6 +143,11 @@ impl Metrics {
             "payments_needs_attention",
             "Payments whose outcome stayed unknown after the whole schedule",
             m.needs_attention.clone(),
+        );
+        registry.register(
+            "payment_contradictions",
+            "Provider answers that contradict a payment's final state (the journal keeps it)",
+            m.contradictions.clone(),
         );
         Self { registry, ..m }
     }

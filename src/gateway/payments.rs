@@ -77,6 +77,32 @@ fn count_outcome(record: &PaymentRecord) {
         .inc();
 }
 
+/// Logs and counts a provider answer that contradicts a final payment (which keeps its
+/// state): money may have moved differently from what the journal says.
+fn report_contradiction(
+    payment_id: &str,
+    provider: &str,
+    recorded: PaymentState,
+    answered: PaymentState,
+    outcome: &PaymentOutcome,
+) {
+    crate::metrics::global()
+        .contradictions
+        .get_or_create(&crate::metrics::ProviderName {
+            provider: provider.to_owned(),
+        })
+        .inc();
+    tracing::error!(
+        payment_id,
+        provider,
+        recorded = recorded.name(),
+        answered = answered.name(),
+        code = outcome.provider_code,
+        mismatch = outcome.mismatch.as_deref().unwrap_or(""),
+        "provider answer contradicts the payment's final state; the journal keeps it: check with the provider"
+    );
+}
+
 /// How long the detached task keeps trying to record an outcome when the store is down.
 const RECORD_RETRY_FOR: Duration = Duration::from_secs(120);
 
@@ -438,9 +464,16 @@ impl Gateway {
                 Source::Payment | Source::ScheduledQuery => Next::Step,
                 Source::Query => Next::Keep,
             };
+            let mut contradiction = None;
+            let mut mismatch = None;
             let result = self
                 .update_payment(payment_id, next, |record, now| {
-                    record.apply(outcome.clone(), now);
+                    let outcome = outcome.clone().checked_against(record);
+                    contradiction = record
+                        .contradicted_by(&outcome)
+                        .then(|| (record.state, outcome.effective_state()));
+                    mismatch = outcome.mismatch.clone();
+                    record.apply(outcome, now);
                     record.call = CallPhase::Returned;
                     if source != Source::Payment {
                         record.status_checks += 1;
@@ -455,6 +488,24 @@ impl Gateway {
             match result {
                 Ok(record) => {
                     record.iter().for_each(count_outcome);
+                    let provider = record
+                        .as_ref()
+                        .map(|r| r.order.provider.name())
+                        .unwrap_or_default();
+                    if let Some((recorded, answered)) = contradiction {
+                        report_contradiction(payment_id, provider, recorded, answered, &outcome);
+                    } else if let (Some(why), Some(r)) = (&mismatch, &record) {
+                        if r.state == PaymentState::NeedsAttention {
+                            crate::metrics::global().needs_attention.inc();
+                            tracing::error!(
+                                payment_id,
+                                provider,
+                                code = r.provider_code,
+                                why,
+                                "provider answer does not match the payment: needs an operator"
+                            );
+                        }
+                    }
                     return record;
                 }
                 Err(e) if tokio::time::Instant::now() < give_up => {
