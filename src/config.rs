@@ -69,6 +69,10 @@ pub struct StoreConfig {
     pub command_timeout_ms: u64,
     /// Timeout of a Redis (re)connection attempt, milliseconds.
     pub connect_timeout_ms: u64,
+    /// Allow the in-memory store with real providers (no `redis_url`). It forgets every
+    /// `request_id` and payment on restart, so a retried request could pay again: `serve`
+    /// refuses it unless this is `true`. `--sandbox` always may use it.
+    pub allow_memory_store: bool,
 }
 
 impl Default for StoreConfig {
@@ -77,6 +81,7 @@ impl Default for StoreConfig {
             redis_url: None,
             command_timeout_ms: 1_000,
             connect_timeout_ms: 1_000,
+            allow_memory_store: false,
         }
     }
 }

@@ -46,7 +46,9 @@ pub fn build_store(config: &crate::config::StoreConfig) -> Result<Arc<dyn Store>
     })
 }
 
-/// Builds the gateway from configuration. `sandbox` only labels the providers as simulated.
+/// Builds the gateway from configuration. `sandbox` labels the providers as simulated and
+/// allows the in-memory store; outside the sandbox, real providers over the in-memory store are
+/// refused unless `store.allow_memory_store` says so (a restart forgets every payment).
 pub fn build_gateway(
     config: Config,
     sandbox: bool,
@@ -54,6 +56,22 @@ pub fn build_gateway(
     config.payments.validate()?;
     let store = build_store(&config.store)?;
     let providers = registry::build(config.providers, &store)?;
+    let in_memory = config.store.redis_url.is_none();
+    if in_memory && !sandbox && !providers.is_empty() {
+        if !config.store.allow_memory_store {
+            return Err(
+                "providers are configured but store.redis_url is not set: the in-memory \
+                        store forgets every request_id and payment on restart, so a retried \
+                        request could pay twice. Set REDIS_URL (store.redis_url), or set \
+                        store.allow_memory_store = true for a single process that may forget"
+                    .into(),
+            );
+        }
+        tracing::warn!(
+            "in-memory store with real providers (store.allow_memory_store): a restart forgets \
+             every request_id and payment in flight"
+        );
+    }
     let gateway = Gateway::new(providers, store, config.payments, config.catalog, sandbox);
     Ok((gateway, config.server))
 }
@@ -207,5 +225,45 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn real_provider_config() -> Config {
+        let mut config = Config::default();
+        config.providers.interswitch = Some(crate::sandbox::interswitch::client_config(
+            "http://127.0.0.1:9",
+        ));
+        config
+    }
+
+    #[test]
+    fn real_providers_over_the_memory_store_need_an_explicit_choice() {
+        let e = build_gateway(real_provider_config(), false)
+            .err()
+            .expect("refused");
+        assert!(e.contains("store.allow_memory_store"), "{e}");
+        // The sandbox may forget: it is unaffected.
+        assert!(build_gateway(real_provider_config(), true).is_ok());
+        let mut allowed = real_provider_config();
+        allowed.store.allow_memory_store = true;
+        assert!(build_gateway(allowed, false).is_ok());
+        let mut redis = real_provider_config();
+        redis.store.redis_url = Some("redis://127.0.0.1:9".to_owned().into());
+        assert!(build_gateway(redis, false).is_ok());
+        // No provider, nothing to pay twice.
+        assert!(build_gateway(Config::default(), false).is_ok());
+    }
+
+    #[test]
+    fn a_record_ttl_shorter_than_the_schedule_is_refused_at_start() {
+        let mut config = real_provider_config();
+        config.store.allow_memory_store = true;
+        config.payments.record_ttl_ms = 1_000;
+        let e = build_gateway(config, false).err().expect("refused");
+        assert!(e.contains("record_ttl_ms"), "{e}");
     }
 }

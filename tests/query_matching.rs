@@ -102,7 +102,10 @@ async fn a_status_answer_about_another_transaction_never_settles_the_payment() {
     // for another customer (same product, same amount).
     Mock::given(method("GET"))
         .and(path(format!("{API}/transactions")))
-        .and(query_param("requestreference", p.provider_reference.as_str()))
+        .and(query_param(
+            "requestreference",
+            p.provider_reference.as_str(),
+        ))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "ResponseCode": "90000", "TransactionResponseCode": "90000",
             "ResponseCodeGrouping": "SUCCESSFUL", "transactionRef": "ISW|old",
@@ -111,7 +114,10 @@ async fn a_status_answer_about_another_transaction_never_settles_the_payment() {
         .await;
     let checked = gw.get(&p.payment_id).await;
     assert_eq!(state(&checked), pb::PaymentState::NeedsAttention);
-    assert_eq!(checked.provider_code, "90000", "the provider's answer is kept");
+    assert_eq!(
+        checked.provider_code, "90000",
+        "the provider's answer is kept"
+    );
     assert!(
         checked.provider_message.contains("customer \"0000000777\""),
         "{}",
