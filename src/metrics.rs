@@ -84,6 +84,8 @@ pub struct Metrics {
     pub needs_attention: Counter,
     /// Provider answers that contradict a payment's final state.
     pub contradictions: Family<ProviderName, Counter>,
+    /// Times the store was found without its identity (data lost).
+    pub store_data_lost: Counter,
     registry: Registry,
 }
 
@@ -101,6 +103,7 @@ impl Metrics {
             reconcile_unanswered: Counter::default(),
             needs_attention: Counter::default(),
             contradictions: Family::default(),
+            store_data_lost: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -148,6 +151,11 @@ impl Metrics {
             "payment_contradictions",
             "Provider answers that contradict a payment's final state (the journal keeps it)",
             m.contradictions.clone(),
+        );
+        registry.register(
+            "store_data_lost",
+            "Times the store was found without its identity: it lost data; payments stop until `store recover`",
+            m.store_data_lost.clone(),
         );
         Self { registry, ..m }
     }

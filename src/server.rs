@@ -10,7 +10,7 @@ use tonic_health::{server::HealthReporter, ServingStatus};
 
 use crate::api::Api;
 use crate::config::{Config, ServerConfig};
-use crate::gateway::{reconcile::ReconcileStats, registry, Gateway};
+use crate::gateway::{reconcile::ReconcileStats, registry, Gateway, StoreHealth};
 use crate::pb::{
     self, account_service_server::AccountServiceServer,
     catalog_service_server::CatalogServiceServer, customer_service_server::CustomerServiceServer,
@@ -87,10 +87,13 @@ pub async fn run(
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let (health, health_service) = tonic_health::server::health_reporter();
     set_all(&health, ServingStatus::Serving).await;
-    // Ready means the store answers: no payment service before it does.
-    let store_up = gateway.store().ping().await.is_ok();
-    if !store_up {
-        tracing::warn!("store unreachable at start: payments NOT_SERVING");
+    // Ready means the store answers with its identity: no payment service before it does.
+    let store_health = gateway.store_health().await;
+    if store_health != StoreHealth::Up {
+        tracing::warn!(
+            ?store_health,
+            "store not usable at start: payments NOT_SERVING"
+        );
         health
             .set_service_status("billpay.v1.PaymentService", ServingStatus::NotServing)
             .await;
@@ -109,7 +112,7 @@ pub async fn run(
 
     let stats = Arc::new(ReconcileStats::default());
     let reconciler = tokio::spawn(gateway.clone().run_reconciler(stats));
-    let watch = tokio::spawn(watch_store(gateway.clone(), health.clone(), store_up));
+    let watch = tokio::spawn(watch_store(gateway.clone(), health.clone(), store_health));
 
     let payments = gateway.clone();
     let api = Api::new(gateway, deadline_margin);
@@ -183,21 +186,27 @@ async fn set_all(health: &HealthReporter, status: ServingStatus) {
     }
 }
 
-/// The payment service is only SERVING while the store answers: without it there are no
-/// idempotency records, so no payments. Other services keep serving (uncached).
-async fn watch_store(gateway: Arc<Gateway>, health: HealthReporter, mut up: bool) {
+/// The payment service is only SERVING while the store answers with its identity: without
+/// it there are no idempotency records (or they may have been lost), so no payments. Other
+/// services keep serving (uncached).
+async fn watch_store(gateway: Arc<Gateway>, health: HealthReporter, mut last: StoreHealth) {
     let mut tick = tokio::time::interval(STORE_WATCH_EVERY);
     loop {
         tick.tick().await;
-        let now_up = gateway.store().ping().await.is_ok();
-        if now_up != up {
-            up = now_up;
-            let status = if up {
-                tracing::info!("store reachable again: payments SERVING");
-                ServingStatus::Serving
-            } else {
-                tracing::warn!("store unreachable: payments NOT_SERVING");
-                ServingStatus::NotServing
+        let now = gateway.store_health().await;
+        if now != last {
+            last = now;
+            let status = match now {
+                StoreHealth::Up => {
+                    tracing::info!("store usable again: payments SERVING");
+                    ServingStatus::Serving
+                }
+                StoreHealth::Unreachable => {
+                    tracing::warn!("store unreachable: payments NOT_SERVING");
+                    ServingStatus::NotServing
+                }
+                // The gateway logged the loss at error level when it found it.
+                StoreHealth::DataLost => ServingStatus::NotServing,
             };
             health
                 .set_service_status("billpay.v1.PaymentService", status)

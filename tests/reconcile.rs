@@ -21,7 +21,7 @@ use billpay_gateway::{
         PaymentState, Provider, ProviderError, ProviderId,
     },
     gateway::{reconcile::ReconcileStats, CatalogSettings, Gateway, PaymentSettings, Registry},
-    store::{keys, memory::MemoryStore, Store, StoreError},
+    store::{keys, memory::MemoryStore, GuardedWrite, Store, StoreError},
 };
 
 /// Pays with an unknown outcome, then answers status queries from a script; while `down`,
@@ -312,7 +312,7 @@ async fn a_payment_claimed_but_never_sent_fails_without_asking_the_provider() {
     assert_eq!(provider.query_calls.load(Ordering::SeqCst), 0);
 }
 
-/// A store whose next claim (`SET NX`) is applied but answers an error, as when Redis times out
+/// A store whose next claim (guarded `SET NX`) is applied but answers an error, as when Redis times out
 /// after writing.
 struct LostClaimReply {
     inner: MemoryStore,
@@ -333,11 +333,7 @@ impl Store for LostClaimReply {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<bool, StoreError> {
-        let written = self.inner.set_if_absent(key, value, ttl).await?;
-        if self.fail_next_claim.swap(false, Ordering::SeqCst) {
-            return Err(StoreError("response timed out".into()));
-        }
-        Ok(written)
+        self.inner.set_if_absent(key, value, ttl).await
     }
     async fn compare_and_swap(
         &self,
@@ -357,6 +353,26 @@ impl Store for LostClaimReply {
         self.inner
             .compare_and_swap_with_ttl(key, old, new, ttl)
             .await
+    }
+    async fn set_if_absent_guarded(
+        &self,
+        guard_key: &str,
+        guard_value: &[u8],
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<GuardedWrite, StoreError> {
+        let written = self
+            .inner
+            .set_if_absent_guarded(guard_key, guard_value, key, value, ttl)
+            .await?;
+        if self.fail_next_claim.swap(false, Ordering::SeqCst) {
+            return Err(StoreError("response timed out".into()));
+        }
+        Ok(written)
+    }
+    async fn raise_counter(&self, key: &str, floor: u64) -> Result<u64, StoreError> {
+        self.inner.raise_counter(key, floor).await
     }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(key).await

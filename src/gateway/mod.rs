@@ -122,6 +122,21 @@ pub struct Gateway {
     clock: Clock,
     /// Detached payment calls, waited for on shutdown.
     tasks: tokio_util::task::TaskTracker,
+    /// The store identity last seen: every claim is guarded by it.
+    identity: std::sync::Mutex<Option<Vec<u8>>>,
+    /// True while the store is known to have lost data (reported once per loss).
+    data_lost: std::sync::atomic::AtomicBool,
+}
+
+/// What the store health check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreHealth {
+    /// Reachable, with its identity.
+    Up,
+    /// Not reachable.
+    Unreachable,
+    /// Reachable, but its identity is missing: it lost data (or was never initialised).
+    DataLost,
 }
 
 impl Gateway {
@@ -141,7 +156,92 @@ impl Gateway {
             sandbox,
             clock: Clock::default(),
             tasks: tokio_util::task::TaskTracker::new(),
+            identity: std::sync::Mutex::new(None),
+            data_lost: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Checks the store answers and still has its identity; reports a data loss once.
+    pub async fn store_health(&self) -> StoreHealth {
+        match self.current_identity().await {
+            Ok(_) => StoreHealth::Up,
+            Err(GatewayError::StoreDataLost) => StoreHealth::DataLost,
+            Err(_) => StoreHealth::Unreachable,
+        }
+    }
+
+    /// Reads the store identity. A missing one is a data loss: reported (error log, metric)
+    /// once, and answered [`GatewayError::StoreDataLost`]. A new identity (written by `store
+    /// recover`) is adopted.
+    pub(crate) async fn current_identity(&self) -> Result<Vec<u8>, GatewayError> {
+        use std::sync::atomic::Ordering;
+        match crate::store::identity::read(self.store.as_ref()).await? {
+            Some(identity) => {
+                let mut known = self.identity.lock().unwrap_or_else(|p| p.into_inner());
+                if known.as_ref().is_some_and(|k| *k != identity) {
+                    tracing::warn!("the store has a new identity (store recover ran): adopted");
+                }
+                *known = Some(identity.clone());
+                if self.data_lost.swap(false, Ordering::SeqCst) {
+                    tracing::warn!("store identity present again: payments resume");
+                }
+                Ok(identity)
+            }
+            None => {
+                if !self.data_lost.swap(true, Ordering::SeqCst) {
+                    crate::metrics::global().store_data_lost.inc();
+                    tracing::error!(
+                        "the store has no identity: it lost data (restart without persistence, \
+                         failover, eviction) or was never initialised. Payments and other \
+                         mutating RPCs are refused (STORE_DATA_LOST) until an operator runs \
+                         `billpay-gateway store recover` (or `store init` for a new store)"
+                    );
+                }
+                Err(GatewayError::StoreDataLost)
+            }
+        }
+    }
+
+    /// The claim of a payment or follow-up record: writes `value` at `key` if absent, guarded
+    /// atomically by the store identity. `true` when this call wrote it, `false` when the key
+    /// was taken; [`GatewayError::StoreDataLost`] when the store lost its identity.
+    pub(crate) async fn guarded_claim(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, GatewayError> {
+        use crate::store::GuardedWrite;
+        let cached = self
+            .identity
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut identity = match cached {
+            Some(identity) => identity,
+            None => self.current_identity().await?,
+        };
+        // Twice at most: the second time with an identity `store recover` wrote meanwhile.
+        for _ in 0..2 {
+            let written = self
+                .store
+                .set_if_absent_guarded(&crate::store::keys::identity(), &identity, key, value, ttl)
+                .await;
+            match written {
+                Ok(GuardedWrite::Written) => return Ok(true),
+                Ok(GuardedWrite::Exists) => return Ok(false),
+                Ok(GuardedWrite::GuardFailed) => identity = self.current_identity().await?,
+                // The write may have landed with its answer lost: look before giving up.
+                Err(e) => {
+                    return match self.store.get(key).await {
+                        Ok(Some(stored)) if stored == value => Ok(true),
+                        Ok(Some(_)) => Ok(false),
+                        _ => Err(e.into()),
+                    }
+                }
+            }
+        }
+        Err(GatewayError::StoreDataLost)
     }
 
     /// The configured providers, in contract order.

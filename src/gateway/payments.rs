@@ -133,6 +133,9 @@ impl Gateway {
                 ),
             ));
         }
+        // A store that lost data may have forgotten this very request_id: nothing is asked of
+        // it (or of the provider) until an operator recovers it.
+        self.current_identity().await?;
         let payment_id = PaymentRecord::id_for_request(&request_id);
         let fingerprint = order.fingerprint();
         if let Some(existing) = self.load_payment(&payment_id).await? {
@@ -230,7 +233,7 @@ impl Gateway {
             .store
             .increment(
                 &keys::reference_sequence(provider.id().name()),
-                reference_seed(now),
+                crate::store::identity::reference_seed(now),
             )
             .await?;
         let Some(provider_reference) = provider.payment_reference(sequence) else {
@@ -256,20 +259,9 @@ impl Gateway {
                 now + self.payments.in_flight_expiry_ms as i64,
             )
             .await?;
-        let won = match self
-            .store
-            // No TTL: a record that is not final is never forgotten (it gets one when final).
-            .set_if_absent(&key, &bytes, None)
-            .await
-        {
-            Ok(won) => won,
-            // The write may have landed with its answer lost: look before giving up.
-            Err(e) => match self.store.get(&key).await {
-                Ok(Some(stored)) if stored == bytes => true,
-                Ok(Some(_)) => false,
-                _ => return Err(e.into()),
-            },
-        };
+        // Guarded by the store identity, atomically. No TTL: a record that is not final is
+        // never forgotten (it gets one when final).
+        let won = self.guarded_claim(&key, &bytes, None).await?;
         if !won {
             let winner = self
                 .load_payment(&payment_id)
@@ -664,17 +656,6 @@ impl Gateway {
         let due = (now + delay as i64).min(too_old_at.max(now));
         self.store.schedule(&set, &record.payment_id, due).await
     }
-}
-
-/// Start of the reference sequence's clock: 2026-11-01T00:00:00Z, unix seconds.
-const REFERENCE_EPOCH_SECS: i64 = 1_793_491_200;
-
-/// Where a provider's reference sequence starts when the store has no counter: the seconds
-/// since [`REFERENCE_EPOCH_SECS`]. A counter lost with its store restarts above every earlier
-/// value as long as payments were made at under one per second on average; a counter that is
-/// kept only grows by one per payment.
-fn reference_seed(now_ms: i64) -> u64 {
-    (now_ms / 1000 - REFERENCE_EPOCH_SECS).max(0) as u64
 }
 
 /// Answers a repeated `request_id`.

@@ -91,6 +91,65 @@ pub async fn run(store: &dyn Store) {
     assert_eq!(store.get(&k("ttl")).await.unwrap(), None);
     assert!(store.set_if_absent(&k("ttl"), b"w", None).await.unwrap());
 
+    // A guarded claim writes only while the guard holds, and only once.
+    let guard = k("guard");
+    assert_eq!(
+        store
+            .set_if_absent_guarded(&guard, b"g1", &k("claim"), b"v", None)
+            .await
+            .unwrap(),
+        super::GuardedWrite::GuardFailed,
+        "no guard, no write"
+    );
+    assert_eq!(store.get(&k("claim")).await.unwrap(), None);
+    store.set(&guard, b"g1", None).await.unwrap();
+    assert_eq!(
+        store
+            .set_if_absent_guarded(&guard, b"g2", &k("claim"), b"v", None)
+            .await
+            .unwrap(),
+        super::GuardedWrite::GuardFailed,
+        "another guard value"
+    );
+    assert_eq!(
+        store
+            .set_if_absent_guarded(&guard, b"g1", &k("claim"), b"v", None)
+            .await
+            .unwrap(),
+        super::GuardedWrite::Written
+    );
+    assert_eq!(
+        store
+            .set_if_absent_guarded(&guard, b"g1", &k("claim"), b"w", None)
+            .await
+            .unwrap(),
+        super::GuardedWrite::Exists
+    );
+    assert_eq!(
+        store.get(&k("claim")).await.unwrap().as_deref(),
+        Some(&b"v"[..])
+    );
+    assert_eq!(
+        store
+            .set_if_absent_guarded(
+                &guard,
+                b"g1",
+                &k("claim-ttl"),
+                b"v",
+                Some(Duration::from_secs(1))
+            )
+            .await
+            .unwrap(),
+        super::GuardedWrite::Written
+    );
+
+    // Counters are raised, never lowered.
+    assert_eq!(store.raise_counter(&k("raised"), 500).await.unwrap(), 500);
+    assert_eq!(store.raise_counter(&k("raised"), 100).await.unwrap(), 500);
+    assert_eq!(store.increment(&k("raised"), 0).await.unwrap(), 501);
+    assert_eq!(store.raise_counter(&k("raised"), 900).await.unwrap(), 900);
+    assert_eq!(store.increment(&k("raised"), 0).await.unwrap(), 901);
+
     // A swap with a TTL sets it; one without makes the key permanent again.
     store
         .set(&k("cas-ttl"), b"1", Some(Duration::from_secs(1)))
@@ -117,4 +176,5 @@ pub async fn run(store: &dyn Store) {
     assert!(store.get(&k("cas-ttl")).await.unwrap().is_some());
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(store.get(&k("cas-ttl")).await.unwrap(), None, "expired");
+    assert_eq!(store.get(&k("claim-ttl")).await.unwrap(), None, "expired");
 }

@@ -10,7 +10,7 @@ use std::{
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use super::{Store, StoreError};
+use super::{GuardedWrite, Store, StoreError};
 
 /// One schedule: members ordered by (due_ms, member), plus member -> due_ms.
 type Schedule = (BTreeSet<(i64, String)>, HashMap<String, i64>);
@@ -40,10 +40,23 @@ impl State {
     }
 }
 
-/// An in-memory [`Store`].
-#[derive(Default)]
+/// An in-memory [`Store`]. It writes its own store identity when created: it cannot lose data
+/// while its process lives, and a new process starts a new store.
 pub struct MemoryStore {
     state: Mutex<State>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        let mut state = State::default();
+        state.values.insert(
+            super::keys::identity(),
+            (super::identity::new_identity().into_bytes(), None),
+        );
+        Self {
+            state: Mutex::new(state),
+        }
+    }
 }
 
 impl MemoryStore {
@@ -125,6 +138,41 @@ impl Store for MemoryStore {
             }
             _ => Ok(false),
         }
+    }
+
+    async fn set_if_absent_guarded(
+        &self,
+        guard_key: &str,
+        guard_value: &[u8],
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<GuardedWrite, StoreError> {
+        let mut state = self.lock();
+        if Self::live_value(&mut state, guard_key).map(|v| v.as_slice()) != Some(guard_value) {
+            return Ok(GuardedWrite::GuardFailed);
+        }
+        if Self::live_value(&mut state, key).is_some() {
+            return Ok(GuardedWrite::Exists);
+        }
+        state.insert(key, value.to_vec(), deadline(ttl));
+        Ok(GuardedWrite::Written)
+    }
+
+    async fn raise_counter(&self, key: &str, floor: u64) -> Result<u64, StoreError> {
+        let mut state = self.lock();
+        let current = match Self::live_value(&mut state, key) {
+            Some(v) => std::str::from_utf8(v)
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(|| StoreError(format!("{key} is not a counter")))?,
+            None => 0,
+        };
+        let value = current.max(floor);
+        state
+            .values
+            .insert(key.to_owned(), (value.to_string().into_bytes(), None));
+        Ok(value)
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {

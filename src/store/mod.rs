@@ -14,7 +14,27 @@
 //! | `billpay:v1:catalog:...:refreshing` | one-refresh-at-a-time lock | 30 s |
 //! | `billpay:v1:seq:reference:<provider>` | provider reference sequence | none |
 //! | `billpay:v1:reconcile` | sorted set: payment id -> next check (unix ms) | none; members removed when final |
+//! | `billpay:v1:store:identity` | the store identity (epoch), see below | none |
+//!
+//! ## Detecting data loss
+//!
+//! Redis can forget what it acknowledged (a restart without persistence, a failover to a
+//! lagging replica, a snapshot reload, eviction). A forgotten payment record would let its
+//! `request_id` pay twice, so the store carries an identity key, written once by an explicit
+//! first-run step (`billpay-gateway store init`; the memory store and `serve --sandbox` write
+//! it themselves) and never expiring. Every payment and follow-up claim is
+//! [`Store::set_if_absent_guarded`] with the identity as guard: in Redis one Lua script reads
+//! the identity and does the `SET NX` atomically, so no claim lands in a store that lost its
+//! identity, however the loss and the claim interleave. A missing identity stops every mutating
+//! RPC (`UNAVAILABLE`, reason `STORE_DATA_LOST`) and turns PaymentService health NOT_SERVING;
+//! reads go on. `billpay-gateway store recover` raises every provider's reference counter above
+//! anything used and writes a new identity; running gateways adopt it on their next claim.
+//!
+//! Both keys of the script must live on one node: this holds for a single Redis and for
+//! Sentinel/replica setups. On Redis Cluster the script would fail with CROSSSLOT (payments
+//! refused, never unguarded) until the keys share a hash tag; Cluster is not supported yet.
 
+pub mod identity;
 pub mod memory;
 pub mod redis;
 
@@ -27,6 +47,17 @@ use async_trait::async_trait;
 #[derive(Debug, thiserror::Error)]
 #[error("store unavailable: {0}")]
 pub struct StoreError(pub String);
+
+/// What [`Store::set_if_absent_guarded`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardedWrite {
+    /// The value was written.
+    Written,
+    /// The key already had a value; nothing was written.
+    Exists,
+    /// The guard key did not hold the expected value; nothing was written.
+    GuardFailed,
+}
 
 /// A key-value store with the few atomic operations the gateway needs.
 #[async_trait]
@@ -60,6 +91,22 @@ pub trait Store: Send + Sync + 'static {
         new: &[u8],
         ttl: Option<Duration>,
     ) -> Result<bool, StoreError>;
+    /// The payment claim: writes `value` at `key` only when `key` is absent AND `guard_key`
+    /// holds `guard_value`, both checked and done in one atomic step (a Lua script in Redis).
+    /// The journal guards every claim with the store identity (see [`identity`]), so a store
+    /// that lost its data (identity gone) can never accept a claim for a `request_id` it no
+    /// longer remembers.
+    async fn set_if_absent_guarded(
+        &self,
+        guard_key: &str,
+        guard_value: &[u8],
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<GuardedWrite, StoreError>;
+    /// Raises the counter at `key` to at least `floor` (a missing counter becomes `floor`) and
+    /// returns its value; never lowers it. Atomic.
+    async fn raise_counter(&self, key: &str, floor: u64) -> Result<u64, StoreError>;
     /// Removes `key`.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// Increments the counter at `key` and returns the new value; a missing counter starts at
@@ -122,6 +169,12 @@ pub mod keys {
     /// The schedule of payments waiting for a status check.
     pub fn reconcile_schedule() -> String {
         format!("{PREFIX}:reconcile")
+    }
+
+    /// The store identity (epoch): written once per store, never expires. Its absence means
+    /// the store lost data (see [`super::identity`]).
+    pub fn identity() -> String {
+        format!("{PREFIX}:store:identity")
     }
 }
 

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use redis::{aio::ConnectionManager, AsyncCommands};
 use tokio::sync::OnceCell;
 
-use super::{Store, StoreError};
+use super::{GuardedWrite, Store, StoreError};
 
 /// Increments a counter that starts at a seed when missing.
 const INCREMENT_FROM_SEED: &str = r"
@@ -50,6 +50,36 @@ end
 return 0
 ";
 
+/// The guarded claim: KEYS[1] the guard (store identity), KEYS[2] the key to claim; ARGV[1]
+/// the expected guard value, ARGV[2] the value, ARGV[3] TTL ms (0 = none). -1 when the guard
+/// does not hold, 1 when written, 0 when the key exists. One script, so atomic.
+const GUARDED_SET_IF_ABSENT: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return -1
+end
+local written
+if tonumber(ARGV[3]) > 0 then
+  written = redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3])
+else
+  written = redis.call('SET', KEYS[2], ARGV[2], 'NX')
+end
+if written then
+  return 1
+end
+return 0
+";
+
+/// Raises a counter to at least ARGV[1]; returns its value.
+const RAISE_COUNTER: &str = r"
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local floor = tonumber(ARGV[1])
+if current < floor then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return floor
+end
+return current
+";
+
 /// A [`Store`] in Redis.
 pub struct RedisStore {
     client: redis::Client,
@@ -58,6 +88,8 @@ pub struct RedisStore {
     connect_timeout: Duration,
     cas: redis::Script,
     cas_ttl: redis::Script,
+    guarded_claim: redis::Script,
+    raise: redis::Script,
     increment: redis::Script,
     claim: redis::Script,
 }
@@ -77,6 +109,8 @@ impl RedisStore {
             connect_timeout,
             cas: redis::Script::new(COMPARE_AND_SWAP),
             cas_ttl: redis::Script::new(COMPARE_AND_SWAP_WITH_TTL),
+            guarded_claim: redis::Script::new(GUARDED_SET_IF_ABSENT),
+            raise: redis::Script::new(RAISE_COUNTER),
             increment: redis::Script::new(INCREMENT_FROM_SEED),
             claim: redis::Script::new(CLAIM_DUE),
         })
@@ -199,6 +233,38 @@ impl Store for RedisStore {
             Ok(replaced == 1)
         })
         .await
+    }
+
+    async fn set_if_absent_guarded(
+        &self,
+        guard_key: &str,
+        guard_value: &[u8],
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<GuardedWrite, StoreError> {
+        self.run(|mut c| async move {
+            let result: i64 = self
+                .guarded_claim
+                .key(guard_key)
+                .key(key)
+                .arg(guard_value)
+                .arg(value)
+                .arg(px(ttl).unwrap_or(0))
+                .invoke_async(&mut c)
+                .await?;
+            Ok(match result {
+                1 => GuardedWrite::Written,
+                0 => GuardedWrite::Exists,
+                _ => GuardedWrite::GuardFailed,
+            })
+        })
+        .await
+    }
+
+    async fn raise_counter(&self, key: &str, floor: u64) -> Result<u64, StoreError> {
+        self.run(|mut c| async move { self.raise.key(key).arg(floor).invoke_async(&mut c).await })
+            .await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {

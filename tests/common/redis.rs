@@ -13,6 +13,9 @@ use std::{
 pub struct RedisServer {
     pub port: u16,
     dir: PathBuf,
+    /// Append-only file with fsync on every write: a killed server restarts with everything it
+    /// acknowledged. Without it a restart comes back empty (data lost).
+    persistent: bool,
 }
 
 fn free_port() -> u16 {
@@ -24,12 +27,26 @@ fn free_port() -> u16 {
 }
 
 impl RedisServer {
-    /// Starts a server on a free port.
+    /// Starts a server on a free port that keeps nothing on disk: a restart loses everything.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// Starts a server on a free port that keeps every acknowledged write across a restart
+    /// (`appendonly yes`, `appendfsync always`).
+    pub fn start_persistent() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(persistent: bool) -> Self {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("billpay-redis-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let server = Self { port, dir };
+        let server = Self {
+            port,
+            dir,
+            persistent,
+        };
         server.spawn();
         server
     }
@@ -53,7 +70,9 @@ impl RedisServer {
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                if self.persistent { "yes" } else { "no" },
+                "--appendfsync",
+                "always",
                 "--daemonize",
                 "yes",
                 "--dir",
@@ -101,7 +120,7 @@ impl RedisServer {
         }
     }
 
-    /// Starts the server again on the same port (empty: it keeps nothing on disk).
+    /// Starts the server again on the same port: empty unless it is persistent.
     pub fn restart(&self) {
         self.spawn();
     }
