@@ -31,6 +31,10 @@ struct Scripted {
     pay_calls: AtomicU32,
     query_calls: AtomicU32,
     down: AtomicBool,
+    /// Status queries answer "no payment with this reference".
+    knows_nothing: AtomicBool,
+    /// Whether it offers status queries at all.
+    queryable: bool,
 }
 
 impl Scripted {
@@ -40,6 +44,8 @@ impl Scripted {
             pay_calls: AtomicU32::new(0),
             query_calls: AtomicU32::new(0),
             down: AtomicBool::new(false),
+            knows_nothing: AtomicBool::new(false),
+            queryable: true,
         })
     }
 }
@@ -56,7 +62,11 @@ impl Provider for Scripted {
         &[Currency::Ngn]
     }
     fn capabilities(&self) -> &'static [Capability] {
-        &[Capability::CreatePayment, Capability::QueryPayment]
+        if self.queryable {
+            &[Capability::CreatePayment, Capability::QueryPayment]
+        } else {
+            &[Capability::CreatePayment]
+        }
     }
     fn payment_reference(&self, sequence: u64) -> Option<String> {
         Some(format!("ref{sequence}"))
@@ -73,6 +83,9 @@ impl Provider for Scripted {
         self.query_calls.fetch_add(1, Ordering::SeqCst);
         if self.down.load(Ordering::SeqCst) {
             return Err(ProviderError::Timeout);
+        }
+        if self.knows_nothing.load(Ordering::SeqCst) {
+            return Ok(PaymentOutcome::reference_not_found("no such reference"));
         }
         match self.queries.lock().unwrap().pop_front() {
             // The provider answers, but without news (as Interswitch's "not found" does).
@@ -132,9 +145,20 @@ fn order() -> PaymentOrder {
 /// Leaves what a replica that died at `call` leaves behind: the record, due for reconciliation
 /// 30 s (the in-flight expiry) after it was written. Returns the payment id.
 async fn strand(store: &dyn Store, request_id: &str, call: impl Fn(i64) -> CallPhase) -> String {
+    strand_under(store, request_id, call, String::new()).await
+}
+
+/// [`strand`], with the store identity the record was claimed under.
+async fn strand_under(
+    store: &dyn Store,
+    request_id: &str,
+    call: impl Fn(i64) -> CallPhase,
+    claim_identity: String,
+) -> String {
     let now = billpay_gateway::gateway::Clock::default().now_ms();
     let record = PaymentRecord {
         call: call(now),
+        claim_identity,
         ..PaymentRecord::claimed(request_id.into(), order(), format!("ref-{request_id}"), now)
     };
     let payment_id = record.payment_id.clone();
@@ -291,8 +315,9 @@ async fn polling_get_payment_neither_hastens_nor_postpones_the_schedule() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_payment_claimed_but_never_sent_fails_without_asking_the_provider() {
-    let (gateway, provider, store) = setup(vec![PaymentState::Succeeded]);
+async fn a_payment_claimed_but_never_sent_fails_once_the_provider_does_not_know_it() {
+    let (gateway, provider, store) = setup(vec![]);
+    provider.knows_nothing.store(true, Ordering::SeqCst);
     // What a replica that died between writing the record and calling the provider leaves.
     let payment_id = strand(store.as_ref(), "r-5", |since_ms| CallPhase::Claimed {
         since_ms,
@@ -308,8 +333,149 @@ async fn a_payment_claimed_but_never_sent_fails_without_asking_the_provider() {
         "{}",
         settled.provider_message
     );
+    assert!(
+        settled
+            .provider_message
+            .contains("does not know its reference"),
+        "{}",
+        settled.provider_message
+    );
     assert_eq!(provider.pay_calls.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        provider.query_calls.load(Ordering::SeqCst),
+        1,
+        "asked first"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_claimed_payment_the_provider_knows_is_reconciled_not_failed() {
+    // The store says claimed, but the provider has the payment: the in-flight mark was lost.
+    let (gateway, provider, store) = setup(vec![PaymentState::Succeeded]);
+    let payment_id = strand(store.as_ref(), "r-7", |since_ms| CallPhase::Claimed {
+        since_ms,
+    })
+    .await;
+    tokio::spawn(
+        gateway
+            .clone()
+            .run_reconciler(Arc::new(ReconcileStats::default())),
+    );
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    let settled = state_of(&gateway, &payment_id).await;
+    assert_eq!(settled.state, PaymentState::Succeeded);
+    assert_eq!(settled.call, CallPhase::Returned);
+    assert_eq!(provider.query_calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_status_queries_a_claim_fails_only_if_the_store_kept_its_identity() {
+    let provider = Arc::new(Scripted {
+        queryable: false,
+        ..Arc::try_unwrap(Scripted::new(vec![])).ok().unwrap()
+    });
+    let mut registry = Registry::new();
+    registry.insert(
+        ProviderId::Interswitch,
+        provider.clone() as Arc<dyn Provider>,
+    );
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+    let gateway = Gateway::new(
+        registry,
+        store.clone(),
+        test_settings(),
+        CatalogSettings::default(),
+        false,
+    );
+    let identity = String::from_utf8(
+        billpay_gateway::store::identity::read(store.as_ref())
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    let kept = strand_under(
+        store.as_ref(),
+        "r-8",
+        |since_ms| CallPhase::Claimed { since_ms },
+        identity,
+    )
+    .await;
+    // Claimed under an identity the store no longer has: it may have lost the in-flight mark.
+    let changed = strand_under(
+        store.as_ref(),
+        "r-9",
+        |since_ms| CallPhase::Claimed { since_ms },
+        "store-before-recovery".into(),
+    )
+    .await;
+    tokio::spawn(
+        gateway
+            .clone()
+            .run_reconciler(Arc::new(ReconcileStats::default())),
+    );
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    let failed = state_of(&gateway, &kept).await;
+    assert_eq!(failed.state, PaymentState::Failed);
+    assert!(
+        failed.provider_message.contains("kept its identity"),
+        "{}",
+        failed.provider_message
+    );
+    let unsure = state_of(&gateway, &changed).await;
+    assert_eq!(unsure.state, PaymentState::NeedsAttention);
     assert_eq!(provider.query_calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_in_flight_write_ends_succeeded_never_failed() {
+    let provider = Scripted::new(vec![PaymentState::Succeeded]);
+    let mut registry = Registry::new();
+    registry.insert(
+        ProviderId::Interswitch,
+        provider.clone() as Arc<dyn Provider>,
+    );
+    // Every swap of the payment record (the in-flight mark, then the outcome) is acknowledged
+    // and lost, as on a failover to a replica that never got them.
+    let store = Arc::new(LostClaimReply {
+        inner: MemoryStore::default(),
+        fail_next_claim: AtomicBool::new(false),
+        lose_swaps: AtomicBool::new(true),
+    });
+    let gateway = Gateway::new(
+        registry,
+        store.clone(),
+        test_settings(),
+        CatalogSettings::default(),
+        false,
+    );
+    let p = gateway
+        .create_payment("r-10".into(), order(), PaymentSecrets::default(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        provider.pay_calls.load(Ordering::SeqCst),
+        1,
+        "the call went out"
+    );
+    store.lose_swaps.store(false, Ordering::SeqCst);
+    let stored = state_of(&gateway, &p.payment_id).await;
+    assert!(
+        matches!(stored.call, CallPhase::Claimed { .. }),
+        "{:?}",
+        stored.call
+    );
+
+    tokio::spawn(
+        gateway
+            .clone()
+            .run_reconciler(Arc::new(ReconcileStats::default())),
+    );
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    let settled = state_of(&gateway, &p.payment_id).await;
+    assert_eq!(settled.state, PaymentState::Succeeded);
+    assert_eq!(provider.pay_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(provider.query_calls.load(Ordering::SeqCst), 1);
 }
 
 /// A store whose next claim (guarded `SET NX`) is applied but answers an error, as when Redis times out
@@ -317,6 +483,8 @@ async fn a_payment_claimed_but_never_sent_fails_without_asking_the_provider() {
 struct LostClaimReply {
     inner: MemoryStore,
     fail_next_claim: AtomicBool,
+    /// Swaps answer "done" without being applied.
+    lose_swaps: AtomicBool,
 }
 
 #[async_trait]
@@ -350,6 +518,9 @@ impl Store for LostClaimReply {
         new: &[u8],
         ttl: Option<Duration>,
     ) -> Result<bool, StoreError> {
+        if self.lose_swaps.load(Ordering::SeqCst) {
+            return Ok(true);
+        }
         self.inner
             .compare_and_swap_with_ttl(key, old, new, ttl)
             .await
@@ -424,6 +595,7 @@ async fn a_claim_whose_answer_was_lost_still_pays_once() {
     let store = Arc::new(LostClaimReply {
         inner: MemoryStore::default(),
         fail_next_claim: AtomicBool::new(true),
+        lose_swaps: AtomicBool::new(false),
     });
     let gateway = Gateway::new(
         registry,

@@ -209,6 +209,10 @@ pub struct PaymentOutcome {
     /// [`AnswerIdentity::check`]; [`PaymentOutcome::checked_against`] adds the partial-approval
     /// rule for every provider.
     pub mismatch: Option<String>,
+    /// The provider says it has no payment with this reference at all (Interswitch `30010`):
+    /// an unknown outcome that also tells the gateway a payment it never confirmed as sent was
+    /// indeed not sent.
+    pub reference_not_found: bool,
 }
 
 /// The fields of a provider's answer that identify which payment it is about, as the provider
@@ -292,6 +296,14 @@ impl PaymentOutcome {
         }
     }
 
+    /// An unknown outcome because the provider has no payment with this reference.
+    pub fn reference_not_found(why: impl Into<String>) -> Self {
+        Self {
+            reference_not_found: true,
+            ..Self::unknown(why)
+        }
+    }
+
     /// True for [`PaymentOutcome::unknown`].
     pub fn is_unknown(&self) -> bool {
         self.state == PaymentState::Pending
@@ -368,6 +380,10 @@ pub struct PaymentRecord {
     /// Charges, delivery and scheduling as the provider last reported them.
     #[serde(default)]
     pub extras: PaymentExtras,
+    /// The store identity the payment was claimed under (see `store::identity`): a claimed
+    /// payment is taken as never sent only if the store kept this identity since.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub claim_identity: String,
     /// The catalog entry the payment was checked against and is sent with, as it was at the
     /// claim (providers that pay from the catalog).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -401,6 +417,7 @@ impl PaymentRecord {
             reconcile_checks: 0,
             unanswered_checks: 0,
             extras: PaymentExtras::default(),
+            claim_identity: String::new(),
             product: None,
         }
     }

@@ -202,6 +202,14 @@ impl Gateway {
         }
     }
 
+    /// The store identity this process last saw, without asking the store.
+    pub(crate) fn known_identity(&self) -> Option<Vec<u8>> {
+        self.identity
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// The claim of a payment or follow-up record: writes `value` at `key` if absent, guarded
     /// atomically by the store identity. `true` when this call wrote it, `false` when the key
     /// was taken; [`GatewayError::StoreDataLost`] when the store lost its identity.
@@ -212,12 +220,7 @@ impl Gateway {
         ttl: Option<Duration>,
     ) -> Result<bool, GatewayError> {
         use crate::store::GuardedWrite;
-        let cached = self
-            .identity
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let mut identity = match cached {
+        let mut identity = match self.known_identity() {
             Some(identity) => identity,
             None => self.current_identity().await?,
         };

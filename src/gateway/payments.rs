@@ -8,8 +8,10 @@
 //!
 //! A record's call moves Claimed -> InFlight -> Returned, each step a compare-and-swap. The
 //! provider is called only after the InFlight write is confirmed, so a record a dead replica
-//! left Claimed was certainly never sent (reconciliation fails it: no money moved), and one left
-//! InFlight is asked about. Claim and call run in a detached task: when the caller's deadline is
+//! left Claimed was never sent, unless the store lost the InFlight write: reconciliation fails
+//! it ("never sent, no money moved") only once the provider does not know its reference (or,
+//! for a provider without status queries, the store kept the identity it was claimed under),
+//! and reconciles it otherwise. One left InFlight is asked about. Claim and call run in a detached task: when the caller's deadline is
 //! near, the RPC answers with the PENDING record and the call carries on and records its
 //! outcome.
 
@@ -243,8 +245,13 @@ impl Gateway {
                 provider.id()
             )));
         };
+        let claim_identity = self
+            .known_identity()
+            .map(|i| String::from_utf8_lossy(&i).into_owned())
+            .unwrap_or_default();
         let record = PaymentRecord {
             product,
+            claim_identity,
             ..PaymentRecord::claimed(request_id, order, provider_reference, now)
         };
         let bytes = encode(&record);
@@ -553,11 +560,13 @@ impl Gateway {
     }
 
     /// Fails a payment that was claimed but never sent (its process stopped between claim and
-    /// call): the gateway knows for certain that no money moved. `None` when the call started
+    /// call), once `verified` says how that was checked: the provider does not know its
+    /// reference, or the store kept its identity since the claim. `None` when the call started
     /// meanwhile.
     pub(crate) async fn mark_not_sent(
         &self,
         payment_id: &str,
+        verified: &str,
     ) -> Result<Option<PaymentRecord>, StoreError> {
         self.update_payment(payment_id, Next::Step, |record, now| {
             if !matches!(record.call, CallPhase::Claimed { .. }) {
@@ -565,9 +574,10 @@ impl Gateway {
             }
             record.state = PaymentState::Failed;
             record.provider_code = String::new();
-            record.provider_message = "never sent to the provider: the gateway stopped before \
-                                       calling it; no money moved. Retry with a new request_id"
-                .into();
+            record.provider_message = format!(
+                "never sent to the provider: the gateway stopped before calling it ({verified}); \
+                 no money moved. Retry with a new request_id"
+            );
             record.call = CallPhase::Returned;
             record.updated_at_ms = now;
             true

@@ -2,7 +2,8 @@
 //! known, on each payment's backoff schedule (`payments.reconcile_backoff_ms`). A payment still
 //! unknown after the last step becomes NEEDS_ATTENTION for an operator: never silently FAILED.
 //! The schedule lives in the store, so any replica can pick up any payment, including one left
-//! in flight by a replica that died.
+//! in flight by a replica that died. A payment left claimed is FAILED "never sent" only once
+//! that is verified (see [`Gateway::settle_claimed`]).
 
 use futures_util::StreamExt;
 use std::sync::{
@@ -11,7 +12,8 @@ use std::sync::{
 };
 
 use super::{ms, payments::Source, Gateway};
-use crate::domain::{payment::CallPhase, PaymentState};
+use crate::domain::{payment::CallPhase, Capability, PaymentRecord, PaymentState};
+use crate::error::GatewayError;
 use crate::store::{keys, StoreError};
 
 /// How many due payments one pass handles at most.
@@ -89,17 +91,6 @@ impl Gateway {
             }
             CallPhase::Returned => {}
         }
-        if let CallPhase::Claimed { .. } = record.call {
-            if self.mark_not_sent(payment_id).await?.is_some() {
-                tracing::warn!(
-                    payment_id,
-                    "payment claimed but never sent: FAILED, no money moved"
-                );
-                return Ok(());
-            }
-            // The call started meanwhile: handled on its next due time.
-            return Ok(());
-        }
         if let CallPhase::InFlight { .. } = record.call {
             tracing::warn!(
                 payment_id,
@@ -138,6 +129,9 @@ impl Gateway {
         }
         stats.checks.fetch_add(1, Ordering::Relaxed);
         crate::metrics::global().reconcile_checks.inc();
+        if let CallPhase::Claimed { .. } = record.call {
+            return self.settle_claimed(&record).await;
+        }
         match self.query_provider(&record).await {
             Some(outcome) => {
                 self.record_outcome(payment_id, outcome, Source::ScheduledQuery)
@@ -149,6 +143,79 @@ impl Gateway {
                 self.note_unanswered_check(payment_id).await?;
             }
         }
+        Ok(())
+    }
+
+    /// A payment still marked claimed after the in-flight expiry: its process stopped before
+    /// the call, or the store lost the in-flight mark (a failover, a lost write) while the call
+    /// went out. It is declared FAILED "never sent" only when that is verified: the provider,
+    /// asked first, does not know its reference; or, for a provider without status queries,
+    /// the store kept the identity it was claimed under. Anything else goes to reconciliation.
+    async fn settle_claimed(&self, record: &PaymentRecord) -> Result<(), StoreError> {
+        let payment_id = record.payment_id.as_str();
+        let queryable = self
+            .provider(record.order.provider, Capability::QueryPayment)
+            .is_ok();
+        if queryable {
+            return match self.query_provider(record).await {
+                Some(outcome) if outcome.reference_not_found => {
+                    self.report_not_sent(payment_id, "the provider does not know its reference")
+                        .await
+                }
+                // The provider knows something: the call may have gone out. Reconciled from
+                // here like any payment whose call returned (record_outcome marks it so).
+                Some(outcome) => {
+                    tracing::warn!(
+                        payment_id,
+                        code = outcome.provider_code,
+                        "payment marked claimed, but the provider answered about it: reconciling"
+                    );
+                    self.record_outcome(payment_id, outcome, Source::ScheduledQuery)
+                        .await;
+                    Ok(())
+                }
+                None => {
+                    crate::metrics::global().reconcile_unanswered.inc();
+                    self.note_unanswered_check(payment_id).await.map(|_| ())
+                }
+            };
+        }
+        let current = match self.current_identity().await {
+            Ok(identity) => Some(identity),
+            Err(GatewayError::StoreDataLost) => None,
+            Err(GatewayError::Store(e)) => return Err(e),
+            Err(e) => return Err(StoreError(e.to_string())),
+        };
+        let unchanged = !record.claim_identity.is_empty()
+            && current.as_deref() == Some(record.claim_identity.as_bytes());
+        if unchanged {
+            return self
+                .report_not_sent(payment_id, "the store kept its identity since the claim")
+                .await;
+        }
+        let why = "claimed but not confirmed as sent, and the store's identity changed since \
+                   the claim (it may have lost the in-flight mark): the call may have gone out; \
+                   settle with the provider"
+            .to_owned();
+        if self.mark_needs_attention(payment_id, why).await?.is_some() {
+            crate::metrics::global().needs_attention.inc();
+            tracing::error!(
+                payment_id,
+                "claimed payment cannot be verified as never sent: needs an operator"
+            );
+        }
+        Ok(())
+    }
+
+    async fn report_not_sent(&self, payment_id: &str, verified: &str) -> Result<(), StoreError> {
+        if self.mark_not_sent(payment_id, verified).await?.is_some() {
+            tracing::warn!(
+                payment_id,
+                verified,
+                "payment claimed but never sent: FAILED, no money moved"
+            );
+        }
+        // Else the call started meanwhile: handled on its next due time.
         Ok(())
     }
 }

@@ -299,12 +299,14 @@ fn query_outcome(
     let transaction_code = answer.transaction_response_code.clone();
     if transaction_code.is_empty() {
         let code = answer.effective_code();
-        let why = if code == codes::TRANSACTION_NOT_FOUND || raw.status == 404 {
-            "Interswitch has no transaction with this reference yet".to_owned()
-        } else {
-            format!("transaction query answered {code:?} without a transaction status")
-        };
-        return Ok(PaymentOutcome::unknown(why));
+        if code == codes::TRANSACTION_NOT_FOUND || raw.status == 404 {
+            return Ok(PaymentOutcome::reference_not_found(
+                "Interswitch has no transaction with this reference",
+            ));
+        }
+        return Ok(PaymentOutcome::unknown(format!(
+            "transaction query answered {code:?} without a transaction status"
+        )));
     }
     // ResponseCodeGrouping goes with the query's own ResponseCode, not with the transaction's
     // code: only the transaction code decides.
@@ -577,6 +579,8 @@ mod tests {
         assert_eq!(bare.state, PaymentState::Pending);
         let missing = q(404, r#"{"ResponseCode":"30010"}"#).unwrap();
         assert_eq!(missing.state, PaymentState::Pending);
+        assert!(missing.is_unknown() && missing.reference_not_found);
+        assert!(!bare.reference_not_found);
         // Another transaction behind the same reference never settles this payment.
         let other = q(
             200,
