@@ -73,6 +73,10 @@ pub struct StoreConfig {
     /// `request_id` and payment on restart, so a retried request could pay again: `serve`
     /// refuses it unless this is `true`. `--sandbox` always may use it.
     pub allow_memory_store: bool,
+    /// Refuse payments (instead of logging a warning) when Redis keeps nothing across a
+    /// restart (`appendonly no` and no `save` rules). An evicting `maxmemory-policy` is always
+    /// refused.
+    pub require_persistence: bool,
 }
 
 impl Default for StoreConfig {
@@ -82,6 +86,7 @@ impl Default for StoreConfig {
             command_timeout_ms: 1_000,
             connect_timeout_ms: 1_000,
             allow_memory_store: false,
+            require_persistence: false,
         }
     }
 }

@@ -73,6 +73,7 @@ pub fn build_gateway(
         );
     }
     let gateway = Gateway::new(providers, store, config.payments, config.catalog, sandbox);
+    gateway.set_require_persistence(config.store.require_persistence);
     Ok((gateway, config.server))
 }
 
@@ -205,8 +206,8 @@ async fn watch_store(gateway: Arc<Gateway>, health: HealthReporter, mut last: St
                     tracing::warn!("store unreachable: payments NOT_SERVING");
                     ServingStatus::NotServing
                 }
-                // The gateway logged the loss at error level when it found it.
-                StoreHealth::DataLost => ServingStatus::NotServing,
+                // The gateway logged the loss (or the refusal) at error level when found.
+                StoreHealth::DataLost | StoreHealth::Refused => ServingStatus::NotServing,
             };
             health
                 .set_service_status("billpay.v1.PaymentService", status)

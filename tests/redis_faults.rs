@@ -370,3 +370,25 @@ async fn a_new_redis_store_takes_no_payment_before_store_init() {
     assert!(String::from_utf8_lossy(&again.stdout).contains("already initialised"));
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn an_evicting_redis_is_refused_for_payments() {
+    let redis = RedisServer::start_with_args(&["--maxmemory-policy", "allkeys-lru"]);
+    let sims = simulators().await;
+    let gw = gateway(&sims, &redis, PaymentSettings::default()).await;
+    assert_eq!(payment_health(&gw).await, ServingStatus::NotServing as i32);
+    let status = gw
+        .payments()
+        .create_payment(payment_request("evict-1", "90101", "0000000000", 1_000))
+        .await
+        .unwrap_err();
+    assert_error(&status, Code::Unavailable, "STORE_UNAVAILABLE");
+    assert!(
+        status.message().contains("maxmemory-policy is allkeys-lru"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(sims.calls.get("interswitch", "pay"), 0);
+    assert_eq!(sims.calls.get("interswitch", "validate_customer"), 0);
+    gw.stop().await;
+}

@@ -103,6 +103,7 @@ pub fn to_status(error: GatewayError) -> Status {
             }
         }
         GatewayError::StoreDataLost => Mapped::new(Code::Unavailable, "STORE_DATA_LOST"),
+        GatewayError::StoreUnfit(_) => Mapped::new(Code::Unavailable, "STORE_UNAVAILABLE"),
         GatewayError::Internal(detail) => {
             tracing::error!(detail, "internal error");
             Mapped::new(Code::Internal, "INTERNAL")

@@ -126,7 +126,15 @@ pub struct Gateway {
     identity: std::sync::Mutex<Option<Vec<u8>>>,
     /// True while the store is known to have lost data (reported once per loss).
     data_lost: std::sync::atomic::AtomicBool,
+    /// The store's durability verdict and when it was reached; `None` until checked, and again
+    /// after the store was unreachable (a reconnect may reach another server).
+    posture: std::sync::Mutex<Option<(crate::store::Posture, tokio::time::Instant)>>,
+    /// Refuse a store without persistence instead of warning (`store.require_persistence`).
+    require_persistence: std::sync::atomic::AtomicBool,
 }
+
+/// How often the store's durability settings are read again while it stays reachable.
+const POSTURE_RECHECK_EVERY: Duration = Duration::from_secs(60);
 
 /// What the store health check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +145,8 @@ pub enum StoreHealth {
     Unreachable,
     /// Reachable, but its identity is missing: it lost data (or was never initialised).
     DataLost,
+    /// Reachable, but its durability settings are unfit for payments (an evicting policy...).
+    Refused,
 }
 
 impl Gateway {
@@ -158,15 +168,80 @@ impl Gateway {
             tasks: tokio_util::task::TaskTracker::new(),
             identity: std::sync::Mutex::new(None),
             data_lost: std::sync::atomic::AtomicBool::new(false),
+            posture: std::sync::Mutex::new(None),
+            require_persistence: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
-    /// Checks the store answers and still has its identity; reports a data loss once.
+    /// Refuse (instead of warning about) a store that keeps nothing across a restart.
+    pub fn set_require_persistence(&self, require: bool) {
+        self.require_persistence
+            .store(require, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Checks the store answers, still has its identity and is fit for payments; reports a
+    /// data loss once.
     pub async fn store_health(&self) -> StoreHealth {
         match self.current_identity().await {
-            Ok(_) => StoreHealth::Up,
-            Err(GatewayError::StoreDataLost) => StoreHealth::DataLost,
+            Ok(_) => {}
+            Err(GatewayError::StoreDataLost) => return StoreHealth::DataLost,
+            Err(_) => {
+                // A reconnect may reach another server: read its settings again.
+                *self.posture.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                return StoreHealth::Unreachable;
+            }
+        }
+        match self.check_posture().await {
+            Ok(()) => StoreHealth::Up,
+            Err(GatewayError::StoreUnfit(_)) => StoreHealth::Refused,
             Err(_) => StoreHealth::Unreachable,
+        }
+    }
+
+    /// Fails with [`GatewayError::StoreUnfit`] when the store's durability settings are unfit
+    /// for payments (read at the first use, after a reconnect and every minute; logged when
+    /// read: an error when refused, warnings when merely weak).
+    pub(crate) async fn check_posture(&self) -> Result<(), GatewayError> {
+        use crate::store::Posture;
+        let cached = self
+            .posture
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .filter(|(_, at)| at.elapsed() < POSTURE_RECHECK_EVERY)
+            .map(|(posture, _)| posture);
+        let posture = match cached {
+            Some(posture) => posture,
+            None => {
+                let require = self
+                    .require_persistence
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                let posture = match self.store.durability().await? {
+                    Some(durability) => durability.posture(require),
+                    None => Posture::Fit(Vec::new()),
+                };
+                let mut slot = self.posture.lock().unwrap_or_else(|p| p.into_inner());
+                let changed = slot.as_ref().map(|(p, _)| p) != Some(&posture);
+                if changed {
+                    match &posture {
+                        Posture::Refused(why) => tracing::error!(
+                            why,
+                            "store refused for payments: payments NOT_SERVING until it is fixed"
+                        ),
+                        Posture::Fit(warnings) => {
+                            for why in warnings {
+                                tracing::warn!(why, "store durability is weak");
+                            }
+                        }
+                    }
+                }
+                *slot = Some((posture.clone(), tokio::time::Instant::now()));
+                posture
+            }
+        };
+        match posture {
+            Posture::Fit(_) => Ok(()),
+            Posture::Refused(why) => Err(GatewayError::StoreUnfit(why)),
         }
     }
 
@@ -220,6 +295,7 @@ impl Gateway {
         ttl: Option<Duration>,
     ) -> Result<bool, GatewayError> {
         use crate::store::GuardedWrite;
+        self.check_posture().await?;
         let mut identity = match self.known_identity() {
             Some(identity) => identity,
             None => self.current_identity().await?,

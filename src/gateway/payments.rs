@@ -137,6 +137,7 @@ impl Gateway {
         }
         // A store that lost data may have forgotten this very request_id: nothing is asked of
         // it (or of the provider) until an operator recovers it.
+        self.check_posture().await?;
         self.current_identity().await?;
         let payment_id = PaymentRecord::id_for_request(&request_id);
         let fingerprint = order.fingerprint();

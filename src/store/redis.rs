@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use redis::{aio::ConnectionManager, AsyncCommands};
 use tokio::sync::OnceCell;
 
-use super::{GuardedWrite, Store, StoreError};
+use super::{Durability, GuardedWrite, Store, StoreError};
 
 /// Increments a counter that starts at a seed when missing.
 const INCREMENT_FROM_SEED: &str = r"
@@ -334,6 +334,41 @@ impl Store for RedisStore {
     async fn unschedule(&self, set: &str, member: &str) -> Result<(), StoreError> {
         self.run(|mut c| async move { c.zrem::<_, _, ()>(set, member).await })
             .await
+    }
+
+    async fn durability(&self) -> Result<Option<Durability>, StoreError> {
+        // Each read on its own: a managed Redis may refuse CONFIG (then `None`), but a store
+        // that does not answer at all is an error.
+        self.ping().await?;
+        let config = |name: &'static str| async move {
+            self.run(|mut c| async move {
+                redis::cmd("CONFIG")
+                    .arg("GET")
+                    .arg(name)
+                    .query_async::<Vec<String>>(&mut c)
+                    .await
+            })
+            .await
+            .ok()
+            .and_then(|pair| pair.into_iter().nth(1))
+        };
+        let role = self
+            .run(|mut c| async move {
+                redis::cmd("ROLE")
+                    .query_async::<Vec<redis::Value>>(&mut c)
+                    .await
+            })
+            .await
+            .ok()
+            .and_then(|v| v.into_iter().next())
+            .and_then(|v| redis::from_redis_value::<String>(v).ok());
+        Ok(Some(Durability {
+            appendonly: config("appendonly").await,
+            appendfsync: config("appendfsync").await,
+            save: config("save").await,
+            maxmemory_policy: config("maxmemory-policy").await,
+            role,
+        }))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

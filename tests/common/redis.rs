@@ -16,6 +16,8 @@ pub struct RedisServer {
     /// Append-only file with fsync on every write: a killed server restarts with everything it
     /// acknowledged. Without it a restart comes back empty (data lost).
     persistent: bool,
+    /// More `redis-server` arguments.
+    extra_args: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -38,7 +40,17 @@ impl RedisServer {
         Self::start_with(true)
     }
 
+    /// Starts a server with more `redis-server` arguments, for example
+    /// `["--maxmemory-policy", "allkeys-lru"]`.
+    pub fn start_with_args(args: &[&str]) -> Self {
+        Self::start_with_all(false, args.iter().map(|a| a.to_string()).collect())
+    }
+
     fn start_with(persistent: bool) -> Self {
+        Self::start_with_all(persistent, Vec::new())
+    }
+
+    fn start_with_all(persistent: bool, extra_args: Vec<String>) -> Self {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("billpay-redis-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -46,6 +58,7 @@ impl RedisServer {
             port,
             dir,
             persistent,
+            extra_args,
         };
         server.spawn();
         server
@@ -82,6 +95,7 @@ impl RedisServer {
                 "--logfile",
                 self.dir.join("redis.log").to_str().unwrap(),
             ])
+            .args(&self.extra_args)
             .status()
             .expect("redis-server must be installed (scripts/test.sh installs it)");
         assert!(status.success(), "redis-server failed to start");
