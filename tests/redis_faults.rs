@@ -392,3 +392,47 @@ async fn an_evicting_redis_is_refused_for_payments() {
     assert_eq!(sims.calls.get("interswitch", "validate_customer"), 0);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_counter_set_back_never_settles_a_payment_from_an_older_transaction() {
+    let redis = RedisServer::start();
+    let sims = simulators().await;
+    let gw = gateway(&sims, &redis, PaymentSettings::default()).await;
+    let old = gw
+        .pay(payment_request("back-1", "90101", "0000000000", 1_000))
+        .await;
+    assert_eq!(state(&old), pb::PaymentState::Succeeded);
+    // The counter goes back below the earlier payment's sequence (a store rolled back).
+    let sequence = reference_number(&old) % 100_000_000;
+    redis_store(&redis)
+        .set(
+            &billpay_gateway::store::keys::reference_sequence("interswitch"),
+            (sequence - 1).to_string().as_bytes(),
+            None,
+        )
+        .await
+        .unwrap();
+    let new = gw
+        .pay(payment_request("back-2", "90101", "0000000000", 2_000))
+        .await;
+    assert_eq!(
+        new.provider_reference, old.provider_reference,
+        "the reference was reused"
+    );
+    // Interswitch refuses the reused reference with 10001: outcome unknown.
+    assert_eq!(state(&new), pb::PaymentState::Pending);
+    // Its status query finds the earlier transaction: not this payment.
+    let checked = gw.get(&new.payment_id).await;
+    assert_eq!(state(&checked), pb::PaymentState::NeedsAttention);
+    assert!(
+        checked.provider_message.contains("amount 1000"),
+        "{}",
+        checked.provider_message
+    );
+    // The earlier payment is untouched.
+    assert_eq!(
+        state(&gw.get(&old.payment_id).await),
+        pb::PaymentState::Succeeded
+    );
+    gw.stop().await;
+}
