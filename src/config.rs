@@ -77,6 +77,12 @@ pub struct StoreConfig {
     /// restart (`appendonly no` and no `save` rules). An evicting `maxmemory-policy` is always
     /// refused.
     pub require_persistence: bool,
+    /// Replicas that must acknowledge a payment's claim and in-flight writes (Redis `WAIT`)
+    /// before the provider is called; 0 (the default) does not wait. A write not acknowledged
+    /// in time answers STORE_UNAVAILABLE and nothing is sent.
+    pub min_replica_acks: u32,
+    /// How long to wait for those acknowledgements, milliseconds; below `command_timeout_ms`.
+    pub replica_ack_timeout_ms: u64,
 }
 
 impl Default for StoreConfig {
@@ -87,6 +93,8 @@ impl Default for StoreConfig {
             connect_timeout_ms: 1_000,
             allow_memory_store: false,
             require_persistence: false,
+            min_replica_acks: 0,
+            replica_ack_timeout_ms: 500,
         }
     }
 }

@@ -54,6 +54,11 @@ pub fn build_gateway(
     sandbox: bool,
 ) -> Result<(Arc<Gateway>, ServerConfig), String> {
     config.payments.validate()?;
+    if config.store.min_replica_acks > 0
+        && config.store.replica_ack_timeout_ms >= config.store.command_timeout_ms
+    {
+        return Err("store.replica_ack_timeout_ms must be below store.command_timeout_ms".into());
+    }
     let store = build_store(&config.store)?;
     let providers = registry::build(config.providers, &store)?;
     let in_memory = config.store.redis_url.is_none();
@@ -73,7 +78,11 @@ pub fn build_gateway(
         );
     }
     let gateway = Gateway::new(providers, store, config.payments, config.catalog, sandbox);
-    gateway.set_require_persistence(config.store.require_persistence);
+    gateway.set_store_policy(crate::gateway::StorePolicy {
+        require_persistence: config.store.require_persistence,
+        min_replica_acks: config.store.min_replica_acks,
+        replica_ack_timeout: Duration::from_millis(config.store.replica_ack_timeout_ms),
+    });
     Ok((gateway, config.server))
 }
 

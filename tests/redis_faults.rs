@@ -436,3 +436,30 @@ async fn a_counter_set_back_never_settles_a_payment_from_an_older_transaction() 
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_claim_no_replica_acknowledged_sends_nothing() {
+    // min_replica_acks = 1 on a Redis without replicas: WAIT answers 0.
+    let redis = RedisServer::start();
+    let sims = simulators().await;
+    let gw = gateway(&sims, &redis, PaymentSettings::default()).await;
+    gw.gateway
+        .set_store_policy(billpay_gateway::gateway::StorePolicy {
+            require_persistence: false,
+            min_replica_acks: 1,
+            replica_ack_timeout: Duration::from_millis(100),
+        });
+    let status = gw
+        .payments()
+        .create_payment(payment_request("wait-1", "90101", "0000000000", 1_000))
+        .await
+        .unwrap_err();
+    assert_error(&status, Code::Unavailable, "STORE_UNAVAILABLE");
+    assert!(
+        status.message().contains("acknowledged by 0 of 1"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(sims.calls.get("interswitch", "pay"), 0, "nothing sent");
+    gw.stop().await;
+}

@@ -129,8 +129,19 @@ pub struct Gateway {
     /// The store's durability verdict and when it was reached; `None` until checked, and again
     /// after the store was unreachable (a reconnect may reach another server).
     posture: std::sync::Mutex<Option<(crate::store::Posture, tokio::time::Instant)>>,
-    /// Refuse a store without persistence instead of warning (`store.require_persistence`).
-    require_persistence: std::sync::atomic::AtomicBool,
+    /// How much the gateway asks of the store's durability.
+    store_policy: std::sync::RwLock<StorePolicy>,
+}
+
+/// What the gateway asks of the store's durability (`[store]` settings).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StorePolicy {
+    /// Refuse a store without persistence instead of warning.
+    pub require_persistence: bool,
+    /// Replicas that must acknowledge claim and in-flight writes; 0: no waiting.
+    pub min_replica_acks: u32,
+    /// How long to wait for them.
+    pub replica_ack_timeout: Duration,
 }
 
 /// How often the store's durability settings are read again while it stays reachable.
@@ -169,14 +180,42 @@ impl Gateway {
             identity: std::sync::Mutex::new(None),
             data_lost: std::sync::atomic::AtomicBool::new(false),
             posture: std::sync::Mutex::new(None),
-            require_persistence: std::sync::atomic::AtomicBool::new(false),
+            store_policy: std::sync::RwLock::new(StorePolicy::default()),
         })
     }
 
-    /// Refuse (instead of warning about) a store that keeps nothing across a restart.
-    pub fn set_require_persistence(&self, require: bool) {
-        self.require_persistence
-            .store(require, std::sync::atomic::Ordering::Relaxed);
+    /// Sets what the gateway asks of the store's durability.
+    pub fn set_store_policy(&self, policy: StorePolicy) {
+        *self.store_policy.write().unwrap_or_else(|p| p.into_inner()) = policy;
+    }
+
+    fn policy(&self) -> StorePolicy {
+        *self.store_policy.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for `min_replica_acks` replicas to acknowledge the writes made so far; a store
+    /// error when fewer do in time (nothing may be sent on a write a failover could lose).
+    pub(crate) async fn replicate(&self) -> Result<(), GatewayError> {
+        let policy = self.policy();
+        if policy.min_replica_acks == 0 {
+            return Ok(());
+        }
+        let acks = self
+            .store
+            .wait_for_replicas(policy.min_replica_acks, policy.replica_ack_timeout)
+            .await?;
+        if acks < policy.min_replica_acks {
+            tracing::error!(
+                acks,
+                wanted = policy.min_replica_acks,
+                "store write not acknowledged by enough replicas: not sent"
+            );
+            return Err(GatewayError::Store(crate::store::StoreError(format!(
+                "write acknowledged by {acks} of {} replicas in time",
+                policy.min_replica_acks
+            ))));
+        }
+        Ok(())
     }
 
     /// Checks the store answers, still has its identity and is fit for payments; reports a
@@ -213,9 +252,7 @@ impl Gateway {
         let posture = match cached {
             Some(posture) => posture,
             None => {
-                let require = self
-                    .require_persistence
-                    .load(std::sync::atomic::Ordering::Relaxed);
+                let require = self.policy().require_persistence;
                 let posture = match self.store.durability().await? {
                     Some(durability) => durability.posture(require),
                     None => Posture::Fit(Vec::new()),
@@ -307,7 +344,10 @@ impl Gateway {
                 .set_if_absent_guarded(&crate::store::keys::identity(), &identity, key, value, ttl)
                 .await;
             match written {
-                Ok(GuardedWrite::Written) => return Ok(true),
+                Ok(GuardedWrite::Written) => {
+                    self.replicate().await?;
+                    return Ok(true);
+                }
                 Ok(GuardedWrite::Exists) => return Ok(false),
                 Ok(GuardedWrite::GuardFailed) => identity = self.current_identity().await?,
                 // The write may have landed with its answer lost: look before giving up.

@@ -332,6 +332,18 @@ impl Gateway {
                 }
             },
         }
+        // With `min_replica_acks`, the in-flight mark must reach the replicas before the call:
+        // otherwise a failover could bring back a record that says claimed for a payment sent.
+        if let Err(e) = self.replicate().await {
+            let outcome = PaymentOutcome {
+                state: PaymentState::Failed,
+                provider_message: format!("not sent: {e}"),
+                ..PaymentOutcome::default()
+            };
+            return self
+                .record_outcome(&payment_id, outcome, Source::Payment)
+                .await;
+        }
         tracing::info!(
             payment_id,
             provider = %provider.id(),

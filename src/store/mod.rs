@@ -144,6 +144,12 @@ pub trait Store: Send + Sync + 'static {
     async fn durability(&self) -> Result<Option<Durability>, StoreError> {
         Ok(None)
     }
+    /// Waits until the writes made so far reached `replicas` replicas, at most `timeout`;
+    /// returns how many acknowledged them (Redis `WAIT`). A store without replicas answers 0.
+    async fn wait_for_replicas(&self, replicas: u32, timeout: Duration) -> Result<u32, StoreError> {
+        let _ = (replicas, timeout);
+        Ok(0)
+    }
 }
 
 /// A Redis server's durability settings; `None` fields could not be read (a managed Redis may
