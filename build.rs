@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "proto/billpay/v1/customer.proto",
     "proto/billpay/v1/payment.proto",
     "proto/billpay/v1/account.proto",
+    "proto/billpay/v1/operator.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

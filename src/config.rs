@@ -27,6 +27,17 @@ pub struct Config {
     pub catalog: CatalogSettings,
     #[serde(default)]
     pub providers: ProvidersConfig,
+    #[serde(default)]
+    pub operator: OperatorConfig,
+}
+
+/// `[operator]`: the operator service (list, recheck and resolve journal payments).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct OperatorConfig {
+    /// Serve `billpay.v1.OperatorService`; off (UNIMPLEMENTED) by default. Restrict its path
+    /// (`/billpay.v1.OperatorService/`) to operators in the mesh.
+    pub enabled: bool,
 }
 
 /// `[server]`.

@@ -14,7 +14,7 @@ use crate::gateway::{reconcile::ReconcileStats, registry, Gateway, StoreHealth};
 use crate::pb::{
     self, account_service_server::AccountServiceServer,
     catalog_service_server::CatalogServiceServer, customer_service_server::CustomerServiceServer,
-    payment_service_server::PaymentServiceServer,
+    operator_service_server::OperatorServiceServer, payment_service_server::PaymentServiceServer,
 };
 use crate::store::{memory::MemoryStore, redis::RedisStore, Store};
 use crate::telemetry::RequestIdLayer;
@@ -78,6 +78,7 @@ pub fn build_gateway(
         );
     }
     let gateway = Gateway::new(providers, store, config.payments, config.catalog, sandbox);
+    gateway.set_operator_enabled(config.operator.enabled);
     gateway.set_store_policy(crate::gateway::StorePolicy {
         require_persistence: config.store.require_persistence,
         min_replica_acks: config.store.min_replica_acks,
@@ -149,6 +150,9 @@ pub async fn run(
         .add_service(CatalogServiceServer::new(api.clone()))
         .add_service(CustomerServiceServer::new(api.clone()))
         .add_service(PaymentServiceServer::new(api.clone()))
+        // Always routed, so its path is stable for the mesh; answers UNIMPLEMENTED unless
+        // `[operator] enabled`.
+        .add_service(OperatorServiceServer::new(api.clone()))
         .add_service(AccountServiceServer::new(api))
         // TCP_NODELAY: without it small HTTP/2 frames wait for the peer's delayed ACK (40 ms
         // p99 on every call, see BENCHMARKS.md). tonic's own nodelay setting does not apply to

@@ -20,7 +20,11 @@ use billpay_gateway::{
         Capability, Currency, Money, PaymentOrder, PaymentOutcome, PaymentRecord, PaymentSecrets,
         PaymentState, Provider, ProviderError, ProviderId,
     },
-    gateway::{reconcile::ReconcileStats, CatalogSettings, Gateway, PaymentSettings, Registry},
+    gateway::{
+        operator::{JournalFilter, Resolution},
+        reconcile::ReconcileStats,
+        CatalogSettings, Gateway, PaymentSettings, Registry,
+    },
     store::{keys, memory::MemoryStore, GuardedWrite, Store, StoreError},
 };
 
@@ -565,6 +569,16 @@ impl Store for LostClaimReply {
     async fn due(&self, set: &str, now_ms: i64, limit: usize) -> Result<Vec<String>, StoreError> {
         self.inner.due(set, now_ms, limit).await
     }
+    async fn range(
+        &self,
+        set: &str,
+        min_ms: i64,
+        max_ms: i64,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        self.inner.range(set, min_ms, max_ms, offset, limit).await
+    }
     async fn claim_due(
         &self,
         set: &str,
@@ -736,6 +750,43 @@ async fn a_payment_needing_attention_outlives_the_record_ttl_and_never_pays_agai
     assert_eq!(replay.payment_id, p.payment_id);
     assert_eq!(replay.state, PaymentState::NeedsAttention);
     assert_eq!(provider.pay_calls.load(Ordering::SeqCst), 1, "paid once");
+
+    // An operator lists it and resolves it with evidence; the audit entry is on the payment.
+    let filter = JournalFilter {
+        state: Some(PaymentState::NeedsAttention),
+        ..JournalFilter::default()
+    };
+    let (listed, _) = gateway.list_journal(&filter, 0, 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].payment_id, p.payment_id);
+    let resolution = Resolution {
+        request_id: "resolve-kept-1".into(),
+        state: PaymentState::Failed,
+        provider_transaction_id: String::new(),
+        provider_code: "70120".into(),
+        note: "provider report: declined".into(),
+        operator: "ops".into(),
+    };
+    let resolved = gateway
+        .resolve_payment(&p.payment_id, resolution.clone())
+        .await
+        .unwrap();
+    assert_eq!(resolved.state, PaymentState::Failed);
+    assert_eq!(resolved.audit.len(), 1);
+    assert_eq!(resolved.audit[0].from_state, PaymentState::NeedsAttention);
+    // Final now: another resolution is refused.
+    let again = gateway
+        .resolve_payment(
+            &p.payment_id,
+            Resolution {
+                request_id: "resolve-kept-2".into(),
+                state: PaymentState::Succeeded,
+                ..resolution
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(again.to_string().contains("resolve"), "{again}");
 }
 
 #[tokio::test(start_paused = true)]

@@ -32,7 +32,7 @@ const MAX_DESCRIPTION: usize = 200;
 const MAX_IP2_MEMO: usize = 500;
 
 /// Checks a payment id's shape (`pay_` and 32 hex digits).
-fn check_payment_id(v: &mut Violations, payment_id: &str) {
+pub(crate) fn check_payment_id(v: &mut Violations, payment_id: &str) {
     let ok = payment_id
         .strip_prefix("pay_")
         .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()));

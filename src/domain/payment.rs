@@ -351,6 +351,21 @@ impl PaymentOutcome {
     }
 }
 
+/// An operator's resolution of a payment, with the evidence given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// The resolution's own idempotency key.
+    pub request_id: String,
+    pub operator: String,
+    pub from_state: PaymentState,
+    pub to_state: PaymentState,
+    pub provider_transaction_id: String,
+    pub provider_code: String,
+    pub note: String,
+    /// Unix milliseconds.
+    pub at_ms: i64,
+}
+
 /// The journal entry of one payment. Written before the provider is called.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentRecord {
@@ -384,6 +399,9 @@ pub struct PaymentRecord {
     /// payment is taken as never sent only if the store kept this identity since.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub claim_identity: String,
+    /// Operator resolutions, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audit: Vec<AuditEntry>,
     /// The catalog entry the payment was checked against and is sent with, as it was at the
     /// claim (providers that pay from the catalog).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -418,6 +436,7 @@ impl PaymentRecord {
             unanswered_checks: 0,
             extras: PaymentExtras::default(),
             claim_identity: String::new(),
+            audit: Vec::new(),
             product: None,
         }
     }

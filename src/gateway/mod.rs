@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod clock;
 pub mod follow_up;
+pub mod operator;
 pub mod payments;
 pub mod reads;
 pub mod reconcile;
@@ -131,6 +132,8 @@ pub struct Gateway {
     posture: std::sync::Mutex<Option<(crate::store::Posture, tokio::time::Instant)>>,
     /// How much the gateway asks of the store's durability.
     store_policy: std::sync::RwLock<StorePolicy>,
+    /// Whether the operator service answers (`[operator] enabled`).
+    operator_enabled: std::sync::atomic::AtomicBool,
 }
 
 /// What the gateway asks of the store's durability (`[store]` settings).
@@ -181,6 +184,7 @@ impl Gateway {
             data_lost: std::sync::atomic::AtomicBool::new(false),
             posture: std::sync::Mutex::new(None),
             store_policy: std::sync::RwLock::new(StorePolicy::default()),
+            operator_enabled: std::sync::atomic::AtomicBool::new(false),
         })
     }
 

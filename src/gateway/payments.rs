@@ -267,6 +267,11 @@ impl Gateway {
                 now + self.payments.in_flight_expiry_ms as i64,
             )
             .await?;
+        // The operators' index (by creation time): like the schedule entry, written first; an
+        // entry without a record is dropped when listed.
+        self.store
+            .schedule_if_absent(&keys::journal_index(), &payment_id, now)
+            .await?;
         // Guarded by the store identity, atomically. No TTL: a record that is not final is
         // never forgotten (it gets one when final).
         let won = self.guarded_claim(&key, &bytes, None).await?;

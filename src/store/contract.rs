@@ -79,6 +79,24 @@ pub async fn run(store: &dyn Store) {
         store.due(&set, 1000, 10).await.unwrap(),
         vec!["moved", "late"]
     );
+    let index = k("index");
+    for (member, at) in [("a", 10), ("b", 20), ("c", 20), ("d", 30)] {
+        store.schedule_if_absent(&index, member, at).await.unwrap();
+    }
+    assert_eq!(
+        store.range(&index, 10, 30, 0, 10).await.unwrap(),
+        vec!["a", "b", "c"],
+        "end excluded"
+    );
+    assert_eq!(
+        store.range(&index, 15, 100, 1, 2).await.unwrap(),
+        vec!["c", "d"]
+    );
+    assert!(store
+        .range(&index, 31, 100, 0, 10)
+        .await
+        .unwrap()
+        .is_empty());
     store.schedule_if_absent(&set, "fresh", 50).await.unwrap();
     assert_eq!(store.due(&set, 60, 10).await.unwrap(), vec!["fresh"]);
 

@@ -237,6 +237,31 @@ impl Store for MemoryStore {
             .unwrap_or_default())
     }
 
+    async fn range(
+        &self,
+        set: &str,
+        min_ms: i64,
+        max_ms: i64,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .schedules
+            .get(set)
+            .map(|(ordered, _)| {
+                ordered
+                    .iter()
+                    .skip_while(|(due, _)| *due < min_ms)
+                    .take_while(|(due, _)| *due < max_ms)
+                    .skip(offset)
+                    .take(limit)
+                    .map(|(_, m)| m.clone())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     async fn claim_due(
         &self,
         set: &str,

@@ -15,6 +15,7 @@
 //! | `billpay:v1:seq:reference:<provider>` | provider reference sequence | none |
 //! | `billpay:v1:reconcile` | sorted set: payment id -> next check (unix ms) | none; members removed when final |
 //! | `billpay:v1:store:identity` | the store identity (epoch), see below | none |
+//! | `billpay:v1:journal` | sorted set: payment id -> creation time (unix ms), the operators' index | none; members of expired records removed when listed |
 //!
 //! ## Detecting data loss
 //!
@@ -125,6 +126,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// Up to `limit` members of `set` due at or before `now_ms`, earliest first.
     async fn due(&self, set: &str, now_ms: i64, limit: usize) -> Result<Vec<String>, StoreError>;
+    /// Up to `limit` members of `set` with `min_ms <= due < max_ms`, in order, skipping the
+    /// first `offset` of them (the journal index is read this way).
+    async fn range(
+        &self,
+        set: &str,
+        min_ms: i64,
+        max_ms: i64,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError>;
     /// Claims a due member: if `member` is in `set` and due at or before `now_ms`, moves it to
     /// `lease_until_ms` and returns `true`. Of several replicas racing for one entry, exactly
     /// one gets `true`.
@@ -266,6 +277,11 @@ pub mod keys {
     /// The schedule of payments waiting for a status check.
     pub fn reconcile_schedule() -> String {
         format!("{PREFIX}:reconcile")
+    }
+
+    /// The journal index: sorted set of payment id -> creation time (unix ms), for operators.
+    pub fn journal_index() -> String {
+        format!("{PREFIX}:journal")
     }
 
     /// The store identity (epoch): written once per store, never expires. Its absence means

@@ -310,6 +310,27 @@ impl Store for RedisStore {
         .await
     }
 
+    async fn range(
+        &self,
+        set: &str,
+        min_ms: i64,
+        max_ms: i64,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        self.run(|mut c| async move {
+            c.zrangebyscore_limit(
+                set,
+                min_ms,
+                format!("({max_ms}"),
+                offset as isize,
+                limit as isize,
+            )
+            .await
+        })
+        .await
+    }
+
     async fn claim_due(
         &self,
         set: &str,

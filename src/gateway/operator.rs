@@ -1,0 +1,230 @@
+//! The operator surface over the payment journal: list payments by state, provider and creation
+//! time (from the journal index), recheck one with its provider now, and resolve one whose
+//! outcome the gateway could not learn (NEEDS_ATTENTION or PENDING) with the operator's evidence,
+//! kept as an audit entry on the payment. A final state, whether the provider confirmed it or an
+//! operator resolved it before, is never overwritten.
+
+use std::sync::atomic::Ordering;
+
+use super::{payments::Next, payments::Source, Gateway};
+use crate::domain::{
+    payment::{AuditEntry, CallPhase},
+    PaymentRecord, PaymentState, ProviderId,
+};
+use crate::error::GatewayError;
+use crate::store::keys;
+
+/// How many index entries one list call reads at most (it may answer a short page).
+const SCAN_LIMIT: usize = 5_000;
+/// Index entries read per store call.
+const SCAN_BATCH: usize = 200;
+
+/// Which journal payments to list.
+#[derive(Debug, Clone, Default)]
+pub struct JournalFilter {
+    pub state: Option<PaymentState>,
+    pub provider: Option<ProviderId>,
+    /// Created at or after, unix ms.
+    pub from_ms: Option<i64>,
+    /// Created before, unix ms.
+    pub to_ms: Option<i64>,
+}
+
+/// An operator's resolution of a payment.
+#[derive(Debug, Clone)]
+pub struct Resolution {
+    pub request_id: String,
+    pub state: PaymentState,
+    pub provider_transaction_id: String,
+    pub provider_code: String,
+    pub note: String,
+    pub operator: String,
+}
+
+/// What a resolution attempt found.
+enum Resolved {
+    Done,
+    Replayed,
+    Conflict(&'static str),
+    Reused,
+}
+
+impl Gateway {
+    /// Turns the operator service on or off (`[operator] enabled`).
+    pub fn set_operator_enabled(&self, enabled: bool) {
+        self.operator_enabled.store(enabled, Ordering::Relaxed);
+    }
+
+    /// True when the operator service answers.
+    pub fn operator_enabled(&self) -> bool {
+        self.operator_enabled.load(Ordering::Relaxed)
+    }
+
+    /// Journal payments matching `filter`, oldest first, reading the index from position
+    /// `offset`: at most `limit` of them, and how many index entries were read (the next
+    /// page starts there), or `None` at the end of the index.
+    pub async fn list_journal(
+        &self,
+        filter: &JournalFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<PaymentRecord>, Option<usize>), GatewayError> {
+        let index = keys::journal_index();
+        let (from, to) = (
+            filter.from_ms.unwrap_or(i64::MIN),
+            filter.to_ms.unwrap_or(i64::MAX),
+        );
+        let mut found = Vec::new();
+        // Index position of the next unread entry; entries of expired records are removed as
+        // they are met, which moves the later ones up.
+        let mut next = offset;
+        let mut scanned = 0;
+        while found.len() < limit && scanned < SCAN_LIMIT {
+            let ids = self.store.range(&index, from, to, next, SCAN_BATCH).await?;
+            let batch = ids.len();
+            for id in ids {
+                scanned += 1;
+                let Some(record) = self.load_payment(&id).await? else {
+                    // Expired (final for record_ttl_ms): drop it from the index.
+                    self.store.unschedule(&index, &id).await?;
+                    continue;
+                };
+                next += 1;
+                let wanted = filter.state.is_none_or(|s| s == record.state)
+                    && filter.provider.is_none_or(|p| p == record.order.provider);
+                if wanted {
+                    found.push(record);
+                    if found.len() == limit {
+                        return Ok((found, Some(next)));
+                    }
+                }
+            }
+            if batch < SCAN_BATCH {
+                return Ok((found, None));
+            }
+        }
+        Ok((found, Some(next)))
+    }
+
+    /// Asks the provider about a payment now, outside the schedule, and records the answer.
+    pub async fn recheck_payment(&self, payment_id: &str) -> Result<PaymentRecord, GatewayError> {
+        let record = self
+            .load_payment(payment_id)
+            .await?
+            .ok_or_else(|| GatewayError::NotFound(format!("payment {payment_id}")))?;
+        if record.state.is_final() || record.call != CallPhase::Returned {
+            return Ok(record);
+        }
+        match self.query_provider(&record).await {
+            Some(outcome) => Ok(self
+                .record_outcome(payment_id, outcome, Source::Query)
+                .await
+                .unwrap_or(record)),
+            None => Ok(record),
+        }
+    }
+
+    /// Settles a NEEDS_ATTENTION or PENDING payment with an operator's evidence.
+    pub async fn resolve_payment(
+        &self,
+        payment_id: &str,
+        resolution: Resolution,
+    ) -> Result<PaymentRecord, GatewayError> {
+        if !matches!(
+            resolution.state,
+            PaymentState::Succeeded | PaymentState::Failed
+        ) {
+            return Err(GatewayError::invalid("state", "SUCCEEDED or FAILED"));
+        }
+        self.current_identity().await?;
+        let mut result = Resolved::Done;
+        let updated = self
+            .update_payment(payment_id, Next::Step, |record, now| {
+                if let Some(earlier) = record
+                    .audit
+                    .iter()
+                    .find(|a| a.request_id == resolution.request_id)
+                {
+                    let same = earlier.to_state == resolution.state
+                        && earlier.note == resolution.note
+                        && earlier.operator == resolution.operator
+                        && earlier.provider_code == resolution.provider_code
+                        && earlier.provider_transaction_id == resolution.provider_transaction_id;
+                    result = if same {
+                        Resolved::Replayed
+                    } else {
+                        Resolved::Reused
+                    };
+                    return false;
+                }
+                if record.state.is_final() {
+                    result = Resolved::Conflict(record.state.name());
+                    return false;
+                }
+                if record.call != CallPhase::Returned {
+                    result = Resolved::Conflict("in flight");
+                    return false;
+                }
+                if !matches!(
+                    record.state,
+                    PaymentState::NeedsAttention | PaymentState::Pending
+                ) {
+                    result = Resolved::Conflict(record.state.name());
+                    return false;
+                }
+                result = Resolved::Done;
+                record.audit.push(AuditEntry {
+                    request_id: resolution.request_id.clone(),
+                    operator: resolution.operator.clone(),
+                    from_state: record.state,
+                    to_state: resolution.state,
+                    provider_transaction_id: resolution.provider_transaction_id.clone(),
+                    provider_code: resolution.provider_code.clone(),
+                    note: resolution.note.clone(),
+                    at_ms: now,
+                });
+                record.state = resolution.state;
+                if !resolution.provider_code.is_empty() {
+                    record.provider_code = resolution.provider_code.clone();
+                }
+                if !resolution.provider_transaction_id.is_empty() {
+                    record.provider_transaction_id = resolution.provider_transaction_id.clone();
+                }
+                record.provider_message = format!(
+                    "resolved by operator {}: {}",
+                    resolution.operator, resolution.note
+                );
+                record.updated_at_ms = now;
+                true
+            })
+            .await
+            .map_err(|e| match e.0.ends_with("missing") {
+                true => GatewayError::NotFound(format!("payment {payment_id}")),
+                false => GatewayError::Store(e),
+            })?;
+        match result {
+            Resolved::Done => {
+                let record = updated.ok_or_else(|| GatewayError::Internal("resolved".into()))?;
+                tracing::warn!(
+                    payment_id,
+                    operator = resolution.operator,
+                    state = record.state.name(),
+                    "payment resolved by an operator"
+                );
+                Ok(record)
+            }
+            Resolved::Replayed => self
+                .load_payment(payment_id)
+                .await?
+                .ok_or_else(|| GatewayError::NotFound(format!("payment {payment_id}"))),
+            Resolved::Reused => Err(GatewayError::IdempotencyKeyReused {
+                request_id: resolution.request_id,
+            }),
+            Resolved::Conflict(state) => Err(GatewayError::PaymentStateConflict {
+                payment_id: payment_id.to_owned(),
+                state,
+                operation: "resolve",
+            }),
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! The operator service end to end: real tonic client -> real gateway -> the Interswitch
+//! simulator over HTTP. Off unless enabled; lists journal payments by state and provider, pages,
+//! resolves a NEEDS_ATTENTION payment with evidence (an audit entry on the payment, idempotent by
+//! request_id), and never overwrites a provider-confirmed final state.
+
+mod common;
+
+use std::{sync::Arc, time::Duration};
+
+use billpay_gateway::{
+    gateway::PaymentSettings,
+    pb::{self, operator_service_client::OperatorServiceClient},
+    sandbox::{self, Simulators},
+    store::memory::MemoryStore,
+};
+use common::*;
+use tonic::{transport::Channel, Code};
+
+fn operator(gw: &TestGateway) -> OperatorServiceClient<Channel> {
+    OperatorServiceClient::new(gw.channel.clone())
+}
+
+fn list(state: pb::PaymentState) -> pb::ListJournalPaymentsRequest {
+    pb::ListJournalPaymentsRequest {
+        state: state as i32,
+        ..Default::default()
+    }
+}
+
+fn resolve(
+    request_id: &str,
+    payment_id: &str,
+    state: pb::PaymentState,
+) -> pb::ResolvePaymentRequest {
+    pb::ResolvePaymentRequest {
+        request_id: request_id.into(),
+        payment_id: payment_id.into(),
+        state: state as i32,
+        provider_transaction_id: "ISW|settled-by-phone".into(),
+        provider_code: "90000".into(),
+        note: "Interswitch support confirmed the payment on ticket 4711".into(),
+        operator: "ada@ops".into(),
+    }
+}
+
+#[tokio::test]
+async fn operators_list_and_resolve_payments_needing_attention() {
+    let sims =
+        Simulators::start(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap();
+    let settings = PaymentSettings {
+        reconcile_backoff_ms: vec![50, 50],
+        reconcile_poll_ms: 25,
+        ..PaymentSettings::default()
+    };
+    let gw = TestGateway::start_with(
+        sandbox::providers_config(&sims.base_url()),
+        Arc::new(MemoryStore::default()),
+        settings,
+    )
+    .await;
+
+    // Off by default.
+    let off = operator(&gw)
+        .list_journal_payments(list(pb::PaymentState::Unspecified))
+        .await
+        .unwrap_err();
+    assert_eq!(off.code(), Code::Unimplemented);
+    gw.gateway.set_operator_enabled(true);
+
+    let done = gw
+        .pay(payment_request("op-1", "90101", "0000000000", 1_000))
+        .await;
+    assert_eq!(state(&done), pb::PaymentState::Succeeded);
+    let stuck = gw
+        .pay(payment_request("op-2", "90101", "1111111112", 2_000))
+        .await;
+    assert_eq!(state(&stuck), pb::PaymentState::Pending);
+    // The schedule (two answered checks) runs out: NEEDS_ATTENTION.
+    let mut attention = Vec::new();
+    for _ in 0..100 {
+        attention = operator(&gw)
+            .list_journal_payments(list(pb::PaymentState::NeedsAttention))
+            .await
+            .unwrap()
+            .into_inner()
+            .payments;
+        if !attention.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(attention.len(), 1);
+    assert_eq!(
+        attention[0].payment.as_ref().unwrap().payment_id,
+        stuck.payment_id
+    );
+
+    // Filters and pages.
+    let all = operator(&gw)
+        .list_journal_payments(list(pb::PaymentState::Unspecified))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(all.payments.len(), 2);
+    let first_page = operator(&gw)
+        .list_journal_payments(pb::ListJournalPaymentsRequest {
+            page_size: 1,
+            provider: pb::Provider::Interswitch as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first_page.payments.len(), 1);
+    assert_eq!(
+        first_page.payments[0].payment.as_ref().unwrap().payment_id,
+        done.payment_id,
+        "oldest first"
+    );
+    let second_page = operator(&gw)
+        .list_journal_payments(pb::ListJournalPaymentsRequest {
+            page_size: 1,
+            provider: pb::Provider::Interswitch as i32,
+            page_token: first_page.next_page_token.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        second_page.payments[0].payment.as_ref().unwrap().payment_id,
+        stuck.payment_id
+    );
+    let none = operator(&gw)
+        .list_journal_payments(pb::ListJournalPaymentsRequest {
+            provider: pb::Provider::Onepipe as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(none.payments.is_empty() && none.next_page_token.is_empty());
+
+    // Resolve with evidence: the audit entry is on the payment.
+    let resolved = operator(&gw)
+        .resolve_payment(resolve(
+            "fix-1",
+            &stuck.payment_id,
+            pb::PaymentState::Succeeded,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .payment
+        .unwrap();
+    let payment = resolved.payment.unwrap();
+    assert_eq!(state(&payment), pb::PaymentState::Succeeded);
+    assert_eq!(payment.provider_transaction_id, "ISW|settled-by-phone");
+    assert_eq!(resolved.audit.len(), 1);
+    let audit = &resolved.audit[0];
+    assert_eq!(audit.operator, "ada@ops");
+    assert_eq!(audit.from_state, pb::PaymentState::NeedsAttention as i32);
+    assert_eq!(audit.to_state, pb::PaymentState::Succeeded as i32);
+    assert!(audit.note.contains("ticket 4711"));
+    assert_eq!(
+        state(&gw.get(&stuck.payment_id).await),
+        pb::PaymentState::Succeeded
+    );
+    // The same resolution again replays; another one under its request_id is refused.
+    let replay = operator(&gw)
+        .resolve_payment(resolve(
+            "fix-1",
+            &stuck.payment_id,
+            pb::PaymentState::Succeeded,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .payment
+        .unwrap();
+    assert_eq!(replay.audit.len(), 1);
+    let reused = operator(&gw)
+        .resolve_payment(resolve(
+            "fix-1",
+            &stuck.payment_id,
+            pb::PaymentState::Failed,
+        ))
+        .await
+        .unwrap_err();
+    assert_error(&reused, Code::AlreadyExists, "IDEMPOTENCY_KEY_REUSED");
+
+    // A provider-confirmed final state is never overwritten.
+    let refused = operator(&gw)
+        .resolve_payment(resolve("fix-2", &done.payment_id, pb::PaymentState::Failed))
+        .await
+        .unwrap_err();
+    assert_error(&refused, Code::FailedPrecondition, "PAYMENT_STATE_CONFLICT");
+    assert_eq!(
+        state(&gw.get(&done.payment_id).await),
+        pb::PaymentState::Succeeded
+    );
+    // Nor is an operator's own resolution, under a new request_id.
+    let again = operator(&gw)
+        .resolve_payment(resolve(
+            "fix-3",
+            &stuck.payment_id,
+            pb::PaymentState::Failed,
+        ))
+        .await
+        .unwrap_err();
+    assert_error(&again, Code::FailedPrecondition, "PAYMENT_STATE_CONFLICT");
+
+    // Recheck of a final payment answers from the journal.
+    let rechecked = operator(&gw)
+        .recheck_payment(pb::RecheckPaymentRequest {
+            payment_id: done.payment_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .payment
+        .unwrap();
+    assert_eq!(
+        state(rechecked.payment.as_ref().unwrap()),
+        pb::PaymentState::Succeeded
+    );
+    // Bad input is refused field by field.
+    let bad = operator(&gw)
+        .resolve_payment(pb::ResolvePaymentRequest {
+            state: pb::PaymentState::Pending as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    let fields = assert_error(&bad, Code::InvalidArgument, "INVALID_REQUEST");
+    for field in ["request_id", "payment_id", "state", "note", "operator"] {
+        assert!(fields.iter().any(|f| f == field), "{field}: {fields:?}");
+    }
+    assert_eq!(sims.calls.get("interswitch", "pay"), 2);
+    gw.stop().await;
+}
