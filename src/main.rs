@@ -129,6 +129,8 @@ async fn run(cli: Cli) -> Result<(), String> {
             let margin = Duration::from_millis(cfg.payments.deadline_margin_ms);
             let (gateway, server_cfg) = server::build_gateway(cfg, sandbox)?;
             if sandbox {
+                // The sandbox is for trying things: its operator service is on.
+                gateway.set_operator_enabled(true);
                 // The sandbox initialises its store itself (a no-op when it has an identity).
                 let now = billpay_gateway::gateway::Clock::default().now_ms();
                 if let Err(e) = identity::init(gateway.store().as_ref(), now).await {
