@@ -31,6 +31,17 @@ pub struct Config {
     pub catalog: CatalogSettings,
     #[serde(default)]
     pub providers: ProvidersConfig,
+    #[serde(default)]
+    pub operator: OperatorConfig,
+}
+
+/// `[operator]`: the operator service (list, recheck and resolve journal payments).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct OperatorConfig {
+    /// Serve `billpay.v1.OperatorService`; off (UNIMPLEMENTED) by default. Restrict its path
+    /// (`/billpay.v1.OperatorService/`) to operators in the mesh.
+    pub enabled: bool,
 }
 
 /// `[server]`.
@@ -48,10 +59,6 @@ pub struct ServerConfig {
     pub json_logs: bool,
     /// Address of the Prometheus `GET /metrics` endpoint; empty disables it.
     pub metrics_listen: String,
-    /// Serve `billpay.v1.OperatorService` (journal listing, recheck, resolve). Off by default:
-    /// turn it on where the mesh restricts `/billpay.v1.OperatorService/` to operators.
-    /// `serve --sandbox` turns it on.
-    pub operator_service: bool,
 }
 
 impl Default for ServerConfig {
@@ -62,7 +69,6 @@ impl Default for ServerConfig {
             drain_timeout_ms: 25_000,
             json_logs: false,
             metrics_listen: String::new(),
-            operator_service: false,
         }
     }
 }
@@ -78,6 +84,20 @@ pub struct StoreConfig {
     pub command_timeout_ms: u64,
     /// Timeout of a Redis (re)connection attempt, milliseconds.
     pub connect_timeout_ms: u64,
+    /// Allow the in-memory store with real providers (no `redis_url`). It forgets every
+    /// `request_id` and payment on restart, so a retried request could pay again: `serve`
+    /// refuses it unless this is `true`. `--sandbox` always may use it.
+    pub allow_memory_store: bool,
+    /// Refuse payments (instead of logging a warning) when Redis keeps nothing across a
+    /// restart (`appendonly no` and no `save` rules). An evicting `maxmemory-policy` is always
+    /// refused.
+    pub require_persistence: bool,
+    /// Replicas that must acknowledge a payment's claim and in-flight writes (Redis `WAIT`)
+    /// before the provider is called; 0 (the default) does not wait. A write not acknowledged
+    /// in time answers STORE_UNAVAILABLE and nothing is sent.
+    pub min_replica_acks: u32,
+    /// How long to wait for those acknowledgements, milliseconds; below `command_timeout_ms`.
+    pub replica_ack_timeout_ms: u64,
 }
 
 impl Default for StoreConfig {
@@ -86,6 +106,10 @@ impl Default for StoreConfig {
             redis_url: None,
             command_timeout_ms: 1_000,
             connect_timeout_ms: 1_000,
+            allow_memory_store: false,
+            require_persistence: false,
+            min_replica_acks: 0,
+            replica_ack_timeout_ms: 500,
         }
     }
 }

@@ -70,6 +70,14 @@ pub enum GatewayError {
     /// The store is unreachable.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The store lost data (its identity key is gone): mutating RPCs are refused until an
+    /// operator runs `billpay-gateway store recover`.
+    #[error("the store lost data (its identity is missing): payments are stopped until an operator runs `billpay-gateway store recover`")]
+    StoreDataLost,
+    /// The store's durability settings are unfit for payments (for example an evicting
+    /// `maxmemory-policy`): why.
+    #[error("the store is refused for payments: {0}")]
+    StoreUnfit(String),
     /// A bug.
     #[error("internal error: {0}")]
     Internal(String),

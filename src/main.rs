@@ -1,10 +1,11 @@
 //! `billpay-gateway`: `serve` runs the gRPC gateway (from a config file, or `--sandbox` with
 //! in-process provider simulators and the in-memory store); `simulate` runs the simulators
-//! alone; `check-config` validates a config file.
+//! alone; `check-config` validates a config file; `store init` / `store recover` are the
+//! operator steps of a Redis store's identity (first run, recovery after data loss).
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
-use billpay_gateway::{config, sandbox::Simulators, server, telemetry};
+use billpay_gateway::{config, sandbox::Simulators, server, store::identity, telemetry};
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
@@ -53,6 +54,34 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Operator steps on the Redis store (REDIS_URL or `store.redis_url`).
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreAction {
+    /// First run of a new store: writes its identity (and starts every provider's reference
+    /// counter at the clock floor). Does nothing when the store already has one.
+    Init {
+        /// TOML configuration file (for `[store]`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// After the store lost data (payments answer STORE_DATA_LOST): raises every provider's
+    /// reference counter above anything used, then writes a new identity; payments resume.
+    Recover {
+        /// TOML configuration file (for `[store]`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Raise the counters to at least this value: above the highest reference sequence
+        /// any provider may have seen. Default: the clock floor (seconds since 2026-11-01 plus
+        /// a margin of 1,000,000).
+        #[arg(long)]
+        reference_floor: Option<u64>,
+    },
 }
 
 #[tokio::main]
@@ -96,11 +125,18 @@ async fn run(cli: Cli) -> Result<(), String> {
                     }
                 };
                 cfg.providers = billpay_gateway::sandbox::providers_config(&base_url);
-                // Nothing real to protect: the sandbox shows the operator's tools too.
-                cfg.server.operator_service = true;
             }
             let margin = Duration::from_millis(cfg.payments.deadline_margin_ms);
             let (gateway, server_cfg) = server::build_gateway(cfg, sandbox)?;
+            if sandbox {
+                // The sandbox is for trying things: its operator service is on.
+                gateway.set_operator_enabled(true);
+                // The sandbox initialises its store itself (a no-op when it has an identity).
+                let now = billpay_gateway::gateway::Clock::default().now_ms();
+                if let Err(e) = identity::init(gateway.store().as_ref(), now).await {
+                    tracing::warn!(error = %e, "sandbox store not initialised");
+                }
+            }
             let listener = TcpListener::bind(&server_cfg.listen)
                 .await
                 .map_err(|e| format!("listen on {}: {e}", server_cfg.listen))?;
@@ -131,6 +167,45 @@ async fn run(cli: Cli) -> Result<(), String> {
                 _ = sims.wait() => {},
                 _ = server::shutdown_signal() => {},
             }
+            Ok(())
+        }
+        Command::Store { action } => {
+            telemetry::init(false);
+            let config_path = match &action {
+                StoreAction::Init { config } | StoreAction::Recover { config, .. } => config,
+            };
+            let cfg = config::load(config_path.as_deref())?;
+            if cfg.store.redis_url.is_none() {
+                return Err("store commands need a Redis store: set REDIS_URL or \
+                            store.redis_url (the memory store lives inside `serve`)"
+                    .into());
+            }
+            let store = server::build_store(&cfg.store)?;
+            let now = billpay_gateway::gateway::Clock::default().now_ms();
+            let store_error = |e: billpay_gateway::store::StoreError| e.to_string();
+            let seeded = match action {
+                StoreAction::Init { .. } => {
+                    match identity::init(store.as_ref(), now)
+                        .await
+                        .map_err(store_error)?
+                    {
+                        Some(seeded) => seeded,
+                        None => {
+                            println!("store already initialised; nothing changed");
+                            return Ok(());
+                        }
+                    }
+                }
+                StoreAction::Recover {
+                    reference_floor, ..
+                } => identity::recover(store.as_ref(), reference_floor, now)
+                    .await
+                    .map_err(store_error)?,
+            };
+            for (provider, counter) in &seeded.counters {
+                println!("reference counter {}: {counter}", provider.name());
+            }
+            println!("store identity: {}", seeded.identity);
             Ok(())
         }
         Command::CheckConfig { config } => {

@@ -55,6 +55,12 @@ pub struct PaymentLabels {
     pub state: String,
 }
 
+/// Labels of a per-provider count.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderName {
+    pub provider: String,
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_buckets() -> Histogram {
@@ -73,7 +79,13 @@ pub struct Metrics {
     pub catalog_cache: Family<CacheLabels, Counter>,
     pub payment_outcomes: Family<PaymentLabels, Counter>,
     pub reconcile_checks: Counter,
+    /// Scheduled status checks that got no answer (they use up no schedule step).
+    pub reconcile_unanswered: Counter,
     pub needs_attention: Counter,
+    /// Provider answers that contradict a payment's final state.
+    pub contradictions: Family<ProviderName, Counter>,
+    /// Times the store was found without its identity (data lost).
+    pub store_data_lost: Counter,
     registry: Registry,
 }
 
@@ -88,7 +100,10 @@ impl Metrics {
             catalog_cache: Family::default(),
             payment_outcomes: Family::default(),
             reconcile_checks: Counter::default(),
+            reconcile_unanswered: Counter::default(),
             needs_attention: Counter::default(),
+            contradictions: Family::default(),
+            store_data_lost: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -123,9 +138,24 @@ impl Metrics {
             m.reconcile_checks.clone(),
         );
         registry.register(
+            "reconcile_unanswered",
+            "Reconciliation status checks that got no answer (retried without using a step)",
+            m.reconcile_unanswered.clone(),
+        );
+        registry.register(
             "payments_needs_attention",
             "Payments whose outcome stayed unknown after the whole schedule",
             m.needs_attention.clone(),
+        );
+        registry.register(
+            "payment_contradictions",
+            "Provider answers that contradict a payment's final state (the journal keeps it)",
+            m.contradictions.clone(),
+        );
+        registry.register(
+            "store_data_lost",
+            "Times the store was found without its identity: it lost data; payments stop until `store recover`",
+            m.store_data_lost.clone(),
         );
         Self { registry, ..m }
     }

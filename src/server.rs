@@ -10,7 +10,7 @@ use tonic_health::{server::HealthReporter, ServingStatus};
 
 use crate::api::Api;
 use crate::config::{Config, ServerConfig};
-use crate::gateway::{reconcile::ReconcileStats, registry, Gateway};
+use crate::gateway::{reconcile::ReconcileStats, registry, Gateway, StoreHealth};
 use crate::pb::{
     self, account_service_server::AccountServiceServer,
     catalog_service_server::CatalogServiceServer, customer_service_server::CustomerServiceServer,
@@ -26,9 +26,6 @@ pub const SERVICE_NAMES: [&str; 4] = [
     "billpay.v1.PaymentService",
     "billpay.v1.AccountService",
 ];
-
-/// The operator service's name; served (and health-checked) only when configured.
-pub const OPERATOR_SERVICE_NAME: &str = "billpay.v1.OperatorService";
 
 /// How often the store is pinged to drive the payment service's health.
 const STORE_WATCH_EVERY: Duration = Duration::from_secs(1);
@@ -49,14 +46,44 @@ pub fn build_store(config: &crate::config::StoreConfig) -> Result<Arc<dyn Store>
     })
 }
 
-/// Builds the gateway from configuration. `sandbox` only labels the providers as simulated.
+/// Builds the gateway from configuration. `sandbox` labels the providers as simulated and
+/// allows the in-memory store; outside the sandbox, real providers over the in-memory store are
+/// refused unless `store.allow_memory_store` says so (a restart forgets every payment).
 pub fn build_gateway(
     config: Config,
     sandbox: bool,
 ) -> Result<(Arc<Gateway>, ServerConfig), String> {
+    config.payments.validate()?;
+    if config.store.min_replica_acks > 0
+        && config.store.replica_ack_timeout_ms >= config.store.command_timeout_ms
+    {
+        return Err("store.replica_ack_timeout_ms must be below store.command_timeout_ms".into());
+    }
     let store = build_store(&config.store)?;
     let providers = registry::build(config.providers, &store)?;
+    let in_memory = config.store.redis_url.is_none();
+    if in_memory && !sandbox && !providers.is_empty() {
+        if !config.store.allow_memory_store {
+            return Err(
+                "providers are configured but store.redis_url is not set: the in-memory \
+                        store forgets every request_id and payment on restart, so a retried \
+                        request could pay twice. Set REDIS_URL (store.redis_url), or set \
+                        store.allow_memory_store = true for a single process that may forget"
+                    .into(),
+            );
+        }
+        tracing::warn!(
+            "in-memory store with real providers (store.allow_memory_store): a restart forgets \
+             every request_id and payment in flight"
+        );
+    }
     let gateway = Gateway::new(providers, store, config.payments, config.catalog, sandbox);
+    gateway.set_operator_enabled(config.operator.enabled);
+    gateway.set_store_policy(crate::gateway::StorePolicy {
+        require_persistence: config.store.require_persistence,
+        min_replica_acks: config.store.min_replica_acks,
+        replica_ack_timeout: Duration::from_millis(config.store.replica_ack_timeout_ms),
+    });
     Ok((gateway, config.server))
 }
 
@@ -71,17 +98,13 @@ pub async fn run(
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let (health, health_service) = tonic_health::server::health_reporter();
     set_all(&health, ServingStatus::Serving).await;
-    let operator = server.operator_service;
-    if operator {
-        tracing::info!("serving billpay.v1.OperatorService: restrict its path to operators");
-        health
-            .set_service_status(OPERATOR_SERVICE_NAME, ServingStatus::Serving)
-            .await;
-    }
-    // Ready means the store answers: no payment service before it does.
-    let store_up = gateway.store().ping().await.is_ok();
-    if !store_up {
-        tracing::warn!("store unreachable at start: payments NOT_SERVING");
+    // Ready means the store answers with its identity: no payment service before it does.
+    let store_health = gateway.store_health().await;
+    if store_health != StoreHealth::Up {
+        tracing::warn!(
+            ?store_health,
+            "store not usable at start: payments NOT_SERVING"
+        );
         health
             .set_service_status("billpay.v1.PaymentService", ServingStatus::NotServing)
             .await;
@@ -100,7 +123,7 @@ pub async fn run(
 
     let stats = Arc::new(ReconcileStats::default());
     let reconciler = tokio::spawn(gateway.clone().run_reconciler(stats));
-    let watch = tokio::spawn(watch_store(gateway.clone(), health.clone(), store_up));
+    let watch = tokio::spawn(watch_store(gateway.clone(), health.clone(), store_health));
 
     let payments = gateway.clone();
     let api = Api::new(gateway, deadline_margin);
@@ -113,11 +136,6 @@ pub async fn run(
         tracing::info!("shutting down: health NOT_SERVING, then draining");
         watch.abort();
         set_all(&health_for_shutdown, ServingStatus::NotServing).await;
-        if operator {
-            health_for_shutdown
-                .set_service_status(OPERATOR_SERVICE_NAME, ServingStatus::NotServing)
-                .await;
-        }
         tokio::time::sleep(grace).await;
         let _ = stop_tx.send(());
         let _ = draining_tx.send(());
@@ -132,7 +150,9 @@ pub async fn run(
         .add_service(CatalogServiceServer::new(api.clone()))
         .add_service(CustomerServiceServer::new(api.clone()))
         .add_service(PaymentServiceServer::new(api.clone()))
-        .add_optional_service(operator.then(|| OperatorServiceServer::new(api.clone())))
+        // Always routed, so its path is stable for the mesh; answers UNIMPLEMENTED unless
+        // `[operator] enabled`.
+        .add_service(OperatorServiceServer::new(api.clone()))
         .add_service(AccountServiceServer::new(api))
         // TCP_NODELAY: without it small HTTP/2 frames wait for the peer's delayed ACK (40 ms
         // p99 on every call, see BENCHMARKS.md). tonic's own nodelay setting does not apply to
@@ -180,21 +200,27 @@ async fn set_all(health: &HealthReporter, status: ServingStatus) {
     }
 }
 
-/// The payment service is only SERVING while the store answers: without it there are no
-/// idempotency records, so no payments. Other services keep serving (uncached).
-async fn watch_store(gateway: Arc<Gateway>, health: HealthReporter, mut up: bool) {
+/// The payment service is only SERVING while the store answers with its identity: without
+/// it there are no idempotency records (or they may have been lost), so no payments. Other
+/// services keep serving (uncached).
+async fn watch_store(gateway: Arc<Gateway>, health: HealthReporter, mut last: StoreHealth) {
     let mut tick = tokio::time::interval(STORE_WATCH_EVERY);
     loop {
         tick.tick().await;
-        let now_up = gateway.store().ping().await.is_ok();
-        if now_up != up {
-            up = now_up;
-            let status = if up {
-                tracing::info!("store reachable again: payments SERVING");
-                ServingStatus::Serving
-            } else {
-                tracing::warn!("store unreachable: payments NOT_SERVING");
-                ServingStatus::NotServing
+        let now = gateway.store_health().await;
+        if now != last {
+            last = now;
+            let status = match now {
+                StoreHealth::Up => {
+                    tracing::info!("store usable again: payments SERVING");
+                    ServingStatus::Serving
+                }
+                StoreHealth::Unreachable => {
+                    tracing::warn!("store unreachable: payments NOT_SERVING");
+                    ServingStatus::NotServing
+                }
+                // The gateway logged the loss (or the refusal) at error level when found.
+                StoreHealth::DataLost | StoreHealth::Refused => ServingStatus::NotServing,
             };
             health
                 .set_service_status("billpay.v1.PaymentService", status)
@@ -222,5 +248,45 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn real_provider_config() -> Config {
+        let mut config = Config::default();
+        config.providers.interswitch = Some(crate::sandbox::interswitch::client_config(
+            "http://127.0.0.1:9",
+        ));
+        config
+    }
+
+    #[test]
+    fn real_providers_over_the_memory_store_need_an_explicit_choice() {
+        let e = build_gateway(real_provider_config(), false)
+            .err()
+            .expect("refused");
+        assert!(e.contains("store.allow_memory_store"), "{e}");
+        // The sandbox may forget: it is unaffected.
+        assert!(build_gateway(real_provider_config(), true).is_ok());
+        let mut allowed = real_provider_config();
+        allowed.store.allow_memory_store = true;
+        assert!(build_gateway(allowed, false).is_ok());
+        let mut redis = real_provider_config();
+        redis.store.redis_url = Some("redis://127.0.0.1:9".to_owned().into());
+        assert!(build_gateway(redis, false).is_ok());
+        // No provider, nothing to pay twice.
+        assert!(build_gateway(Config::default(), false).is_ok());
+    }
+
+    #[test]
+    fn a_record_ttl_shorter_than_the_schedule_is_refused_at_start() {
+        let mut config = real_provider_config();
+        config.store.allow_memory_store = true;
+        config.payments.record_ttl_ms = 1_000;
+        let e = build_gateway(config, false).err().expect("refused");
+        assert!(e.contains("record_ttl_ms"), "{e}");
     }
 }

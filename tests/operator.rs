@@ -1,6 +1,7 @@
-//! The operator service end to end against the sandbox simulators: the journal listing with
-//! filters and pages, a recheck, and resolutions with evidence (idempotent, audited, never over
-//! a state the provider confirmed), including a payment the reconciler handed to an operator.
+//! The operator service end to end: real tonic client -> real gateway -> the Interswitch
+//! simulator over HTTP. Off unless enabled; lists journal payments by state and provider, pages,
+//! resolves a NEEDS_ATTENTION payment with evidence (an audit entry on the payment, idempotent by
+//! request_id), and never overwrites a provider-confirmed final state.
 
 mod common;
 
@@ -15,40 +16,18 @@ use billpay_gateway::{
 use common::*;
 use tonic::{transport::Channel, Code};
 
-async fn sandbox_gateway(payments: PaymentSettings) -> (Simulators, TestGateway) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sims = Simulators::start(listener).unwrap();
-    let gw = TestGateway::start_with(
-        sandbox::providers_config(&sims.base_url()),
-        Arc::new(MemoryStore::default()),
-        payments,
-    )
-    .await;
-    (sims, gw)
-}
-
 fn operator(gw: &TestGateway) -> OperatorServiceClient<Channel> {
     OperatorServiceClient::new(gw.channel.clone())
 }
 
-async fn list(gw: &TestGateway, request: pb::ListJournalPaymentsRequest) -> Vec<pb::Payment> {
-    let mut all = Vec::new();
-    let mut request = request;
-    loop {
-        let page = operator(gw)
-            .list_journal_payments(request.clone())
-            .await
-            .unwrap()
-            .into_inner();
-        all.extend(page.payments);
-        if page.next_page_token.is_empty() {
-            return all;
-        }
-        request.page_token = page.next_page_token;
+fn list(state: pb::PaymentState) -> pb::ListJournalPaymentsRequest {
+    pb::ListJournalPaymentsRequest {
+        state: state as i32,
+        ..Default::default()
     }
 }
 
-fn resolution(
+fn resolve(
     request_id: &str,
     payment_id: &str,
     state: pb::PaymentState,
@@ -57,195 +36,206 @@ fn resolution(
         request_id: request_id.into(),
         payment_id: payment_id.into(),
         state: state as i32,
-        provider_transaction_id: "ISW-TXN-42".into(),
+        provider_transaction_id: "ISW|settled-by-phone".into(),
         provider_code: "90000".into(),
-        note: "provider statement of 2026-11-23 shows the debit".into(),
-        operator: "ada".into(),
+        note: "Interswitch support confirmed the payment on ticket 4711".into(),
+        operator: "ada@ops".into(),
     }
 }
 
 #[tokio::test]
-async fn list_recheck_and_resolve_a_pending_payment() {
-    let (_sims, gw) = sandbox_gateway(PaymentSettings::default()).await;
-    let pending = gw
-        .pay(payment_request("op-pending", "90101", "1111111112", 50_000))
-        .await;
-    // Creation times order the journal: keep them apart.
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    let paid = gw
-        .pay(payment_request("op-paid", "90101", "0000000000", 50_000))
-        .await;
-    // Creation times order the journal: keep them apart.
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    let declined = gw
-        .pay(payment_request(
-            "op-declined",
-            "90101",
-            "2222222222",
-            50_000,
-        ))
-        .await;
-    assert_eq!(pending.state, pb::PaymentState::Pending as i32);
-    assert_eq!(paid.state, pb::PaymentState::Succeeded as i32);
-    assert_eq!(declined.state, pb::PaymentState::Failed as i32);
-
-    // Every payment, oldest first, one per page.
-    let ids = |payments: Vec<pb::Payment>| -> Vec<String> {
-        payments.into_iter().map(|p| p.payment_id).collect()
+async fn operators_list_and_resolve_payments_needing_attention() {
+    let sims =
+        Simulators::start(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap();
+    let settings = PaymentSettings {
+        reconcile_backoff_ms: vec![50, 50],
+        reconcile_poll_ms: 25,
+        ..PaymentSettings::default()
     };
-    let all = list(
-        &gw,
-        pb::ListJournalPaymentsRequest {
-            page_size: 1,
-            ..Default::default()
-        },
+    let gw = TestGateway::start_with(
+        sandbox::providers_config(&sims.base_url()),
+        Arc::new(MemoryStore::default()),
+        settings,
     )
     .await;
+
+    // Off by default.
+    let off = operator(&gw)
+        .list_journal_payments(list(pb::PaymentState::Unspecified))
+        .await
+        .unwrap_err();
+    assert_eq!(off.code(), Code::Unimplemented);
+    gw.gateway.set_operator_enabled(true);
+
+    let done = gw
+        .pay(payment_request("op-1", "90101", "0000000000", 1_000))
+        .await;
+    assert_eq!(state(&done), pb::PaymentState::Succeeded);
+    let stuck = gw
+        .pay(payment_request("op-2", "90101", "1111111112", 2_000))
+        .await;
+    assert_eq!(state(&stuck), pb::PaymentState::Pending);
+    // The schedule (two answered checks) runs out: NEEDS_ATTENTION.
+    let mut attention = Vec::new();
+    for _ in 0..100 {
+        attention = operator(&gw)
+            .list_journal_payments(list(pb::PaymentState::NeedsAttention))
+            .await
+            .unwrap()
+            .into_inner()
+            .payments;
+        if !attention.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(attention.len(), 1);
     assert_eq!(
-        ids(all),
-        [
-            pending.payment_id.as_str(),
-            &paid.payment_id,
-            &declined.payment_id
-        ]
+        attention[0].payment.as_ref().unwrap().payment_id,
+        stuck.payment_id
     );
-    let only_pending = list(
-        &gw,
-        pb::ListJournalPaymentsRequest {
-            state: pb::PaymentState::Pending as i32,
+
+    // Filters and pages.
+    let all = operator(&gw)
+        .list_journal_payments(list(pb::PaymentState::Unspecified))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(all.payments.len(), 2);
+    let first_page = operator(&gw)
+        .list_journal_payments(pb::ListJournalPaymentsRequest {
+            page_size: 1,
             provider: pb::Provider::Interswitch as i32,
             ..Default::default()
-        },
-    )
-    .await;
-    assert_eq!(ids(only_pending), [pending.payment_id.as_str()]);
-    let other_provider = list(
-        &gw,
-        pb::ListJournalPaymentsRequest {
-            provider: pb::Provider::Onepipe as i32,
-            ..Default::default()
-        },
-    )
-    .await;
-    assert!(other_provider.is_empty());
-
-    // A recheck asks the provider, which still does not know.
-    let rechecked = operator(&gw)
-        .recheck_payment(pb::RecheckPaymentRequest {
-            payment_id: pending.payment_id.clone(),
         })
         .await
         .unwrap()
-        .into_inner()
-        .payment
-        .unwrap();
-    assert_eq!(rechecked.state, pb::PaymentState::Pending as i32);
-    assert!(rechecked.status_checks > pending.status_checks);
+        .into_inner();
+    assert_eq!(first_page.payments.len(), 1);
+    assert_eq!(
+        first_page.payments[0].payment.as_ref().unwrap().payment_id,
+        done.payment_id,
+        "oldest first"
+    );
+    let second_page = operator(&gw)
+        .list_journal_payments(pb::ListJournalPaymentsRequest {
+            page_size: 1,
+            provider: pb::Provider::Interswitch as i32,
+            page_token: first_page.next_page_token.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        second_page.payments[0].payment.as_ref().unwrap().payment_id,
+        stuck.payment_id
+    );
+    let none = operator(&gw)
+        .list_journal_payments(pb::ListJournalPaymentsRequest {
+            provider: pb::Provider::Onepipe as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(none.payments.is_empty() && none.next_page_token.is_empty());
 
-    // Resolved with evidence, audited, replayable.
-    let request = resolution("res-1", &pending.payment_id, pb::PaymentState::Succeeded);
+    // Resolve with evidence: the audit entry is on the payment.
     let resolved = operator(&gw)
-        .resolve_payment(request.clone())
+        .resolve_payment(resolve(
+            "fix-1",
+            &stuck.payment_id,
+            pb::PaymentState::Succeeded,
+        ))
         .await
         .unwrap()
         .into_inner()
         .payment
         .unwrap();
-    assert_eq!(resolved.state, pb::PaymentState::Succeeded as i32);
-    assert_eq!(resolved.provider_transaction_id, "ISW-TXN-42");
-    let audit = &resolved.audit[..];
-    assert_eq!(audit.len(), 1);
-    assert_eq!(audit[0].operator, "ada");
-    assert_eq!(audit[0].request_id, "res-1");
-    assert_eq!(audit[0].from_state, pb::PaymentState::Pending as i32);
-    assert_eq!(audit[0].to_state, pb::PaymentState::Succeeded as i32);
+    let payment = resolved.payment.unwrap();
+    assert_eq!(state(&payment), pb::PaymentState::Succeeded);
+    assert_eq!(payment.provider_transaction_id, "ISW|settled-by-phone");
+    assert_eq!(resolved.audit.len(), 1);
+    let audit = &resolved.audit[0];
+    assert_eq!(audit.operator, "ada@ops");
+    assert_eq!(audit.from_state, pb::PaymentState::NeedsAttention as i32);
+    assert_eq!(audit.to_state, pb::PaymentState::Succeeded as i32);
+    assert!(audit.note.contains("ticket 4711"));
+    assert_eq!(
+        state(&gw.get(&stuck.payment_id).await),
+        pb::PaymentState::Succeeded
+    );
+    // The same resolution again replays; another one under its request_id is refused.
     let replay = operator(&gw)
-        .resolve_payment(request.clone())
+        .resolve_payment(resolve(
+            "fix-1",
+            &stuck.payment_id,
+            pb::PaymentState::Succeeded,
+        ))
         .await
         .unwrap()
         .into_inner()
         .payment
         .unwrap();
     assert_eq!(replay.audit.len(), 1);
-    assert_eq!(gw.get(&pending.payment_id).await.audit.len(), 1);
-
-    // Another resolution under the same request_id is refused.
-    let mut changed = request.clone();
-    changed.state = pb::PaymentState::Failed as i32;
-    let reused = operator(&gw).resolve_payment(changed).await.unwrap_err();
-    assert_error(&reused, Code::AlreadyExists, "IDEMPOTENCY_KEY_REUSED");
-
-    // A provider-confirmed state is never overwritten.
-    for confirmed in [&paid.payment_id, &declined.payment_id] {
-        let refused = operator(&gw)
-            .resolve_payment(resolution("res-2", confirmed, pb::PaymentState::Failed))
-            .await
-            .unwrap_err();
-        assert_error(&refused, Code::FailedPrecondition, "PAYMENT_STATE_CONFLICT");
-    }
-    let bad = operator(&gw)
-        .resolve_payment(resolution(
-            "res-3",
-            &paid.payment_id,
-            pb::PaymentState::Pending,
+    let reused = operator(&gw)
+        .resolve_payment(resolve(
+            "fix-1",
+            &stuck.payment_id,
+            pb::PaymentState::Failed,
         ))
         .await
         .unwrap_err();
-    let fields = assert_error(&bad, Code::InvalidArgument, "INVALID_REQUEST");
-    assert_eq!(fields, ["state"]);
-}
+    assert_error(&reused, Code::AlreadyExists, "IDEMPOTENCY_KEY_REUSED");
 
-#[tokio::test]
-async fn a_payment_handed_to_an_operator_is_listed_and_resolved() {
-    let payments = PaymentSettings {
-        reconcile_backoff_ms: vec![10, 10],
-        reconcile_poll_ms: 20,
-        ..PaymentSettings::default()
-    };
-    let (_sims, gw) = sandbox_gateway(payments).await;
-    let pending = gw
-        .pay(payment_request("op-na", "90101", "1111111112", 50_000))
-        .await;
-    let needs_attention = pb::PaymentState::NeedsAttention as i32;
-    let mut state = pending.state;
-    for _ in 0..200 {
-        state = gw.get(&pending.payment_id).await.state;
-        if state == needs_attention {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(state, needs_attention, "the reconciler hands it over");
-    let listed = list(
-        &gw,
-        pb::ListJournalPaymentsRequest {
-            state: needs_attention,
-            ..Default::default()
-        },
-    )
-    .await;
-    assert_eq!(listed.len(), 1);
-    let resolved = operator(&gw)
-        .resolve_payment(resolution(
-            "res-na",
-            &pending.payment_id,
+    // A provider-confirmed final state is never overwritten.
+    let refused = operator(&gw)
+        .resolve_payment(resolve("fix-2", &done.payment_id, pb::PaymentState::Failed))
+        .await
+        .unwrap_err();
+    assert_error(&refused, Code::FailedPrecondition, "PAYMENT_STATE_CONFLICT");
+    assert_eq!(
+        state(&gw.get(&done.payment_id).await),
+        pb::PaymentState::Succeeded
+    );
+    // Nor is an operator's own resolution, under a new request_id.
+    let again = operator(&gw)
+        .resolve_payment(resolve(
+            "fix-3",
+            &stuck.payment_id,
             pb::PaymentState::Failed,
         ))
+        .await
+        .unwrap_err();
+    assert_error(&again, Code::FailedPrecondition, "PAYMENT_STATE_CONFLICT");
+
+    // Recheck of a final payment answers from the journal.
+    let rechecked = operator(&gw)
+        .recheck_payment(pb::RecheckPaymentRequest {
+            payment_id: done.payment_id.clone(),
+        })
         .await
         .unwrap()
         .into_inner()
         .payment
         .unwrap();
-    assert_eq!(resolved.state, pb::PaymentState::Failed as i32);
-    assert_eq!(resolved.audit[0].from_state, needs_attention);
-    // Final now: nothing left for the operator.
-    let left = list(
-        &gw,
-        pb::ListJournalPaymentsRequest {
-            state: needs_attention,
+    assert_eq!(
+        state(rechecked.payment.as_ref().unwrap()),
+        pb::PaymentState::Succeeded
+    );
+    // Bad input is refused field by field.
+    let bad = operator(&gw)
+        .resolve_payment(pb::ResolvePaymentRequest {
+            state: pb::PaymentState::Pending as i32,
             ..Default::default()
-        },
-    )
-    .await;
-    assert!(left.is_empty());
+        })
+        .await
+        .unwrap_err();
+    let fields = assert_error(&bad, Code::InvalidArgument, "INVALID_REQUEST");
+    for field in ["request_id", "payment_id", "state", "note", "operator"] {
+        assert!(fields.iter().any(|f| f == field), "{field}: {fields:?}");
+    }
+    assert_eq!(sims.calls.get("interswitch", "pay"), 2);
+    gw.stop().await;
 }

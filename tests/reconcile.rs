@@ -7,7 +7,7 @@
 use std::{
     collections::VecDeque,
     sync::{
-        atomic::{AtomicU32, Ordering},
+        atomic::{AtomicBool, AtomicU32, Ordering},
         Arc, Mutex,
     },
     time::Duration,
@@ -20,15 +20,38 @@ use billpay_gateway::{
         Capability, Currency, Money, PaymentOrder, PaymentOutcome, PaymentRecord, PaymentSecrets,
         PaymentState, Provider, ProviderError, ProviderId,
     },
-    gateway::{reconcile::ReconcileStats, CatalogSettings, Gateway, PaymentSettings, Registry},
-    store::{keys, memory::MemoryStore, Store, StoreError},
+    gateway::{
+        operator::{JournalFilter, Resolution},
+        reconcile::ReconcileStats,
+        CatalogSettings, Gateway, PaymentSettings, Registry,
+    },
+    store::{keys, memory::MemoryStore, GuardedWrite, Store, StoreError},
 };
 
-/// Pays with an unknown outcome, then answers status queries from a script.
+/// Pays with an unknown outcome, then answers status queries from a script; while `down`,
+/// status queries time out (no answer at all).
 struct Scripted {
     queries: Mutex<VecDeque<PaymentState>>,
     pay_calls: AtomicU32,
     query_calls: AtomicU32,
+    down: AtomicBool,
+    /// Status queries answer "no payment with this reference".
+    knows_nothing: AtomicBool,
+    /// Whether it offers status queries at all.
+    queryable: bool,
+}
+
+impl Scripted {
+    fn new(script: Vec<PaymentState>) -> Arc<Self> {
+        Arc::new(Self {
+            queries: Mutex::new(script.into()),
+            pay_calls: AtomicU32::new(0),
+            query_calls: AtomicU32::new(0),
+            down: AtomicBool::new(false),
+            knows_nothing: AtomicBool::new(false),
+            queryable: true,
+        })
+    }
 }
 
 #[async_trait]
@@ -43,7 +66,11 @@ impl Provider for Scripted {
         &[Currency::Ngn]
     }
     fn capabilities(&self) -> &'static [Capability] {
-        &[Capability::CreatePayment, Capability::QueryPayment]
+        if self.queryable {
+            &[Capability::CreatePayment, Capability::QueryPayment]
+        } else {
+            &[Capability::CreatePayment]
+        }
     }
     fn payment_reference(&self, sequence: u64) -> Option<String> {
         Some(format!("ref{sequence}"))
@@ -58,6 +85,12 @@ impl Provider for Scripted {
     }
     async fn query_payment(&self, _: &PaymentRecord) -> Result<PaymentOutcome, ProviderError> {
         self.query_calls.fetch_add(1, Ordering::SeqCst);
+        if self.down.load(Ordering::SeqCst) {
+            return Err(ProviderError::Timeout);
+        }
+        if self.knows_nothing.load(Ordering::SeqCst) {
+            return Ok(PaymentOutcome::reference_not_found("no such reference"));
+        }
         match self.queries.lock().unwrap().pop_front() {
             // The provider answers, but without news (as Interswitch's "not found" does).
             Some(PaymentState::Pending) | None => {
@@ -68,24 +101,31 @@ impl Provider for Scripted {
     }
 }
 
+/// The schedule the tests use: checks 1, 2 and 4 seconds apart.
+fn test_settings() -> PaymentSettings {
+    PaymentSettings {
+        reconcile_backoff_ms: vec![1_000, 2_000, 4_000],
+        reconcile_poll_ms: 250,
+        in_flight_expiry_ms: 30_000,
+        ..PaymentSettings::default()
+    }
+}
+
 fn setup(script: Vec<PaymentState>) -> (Arc<Gateway>, Arc<Scripted>, Arc<dyn Store>) {
-    let provider = Arc::new(Scripted {
-        queries: Mutex::new(script.into()),
-        pay_calls: AtomicU32::new(0),
-        query_calls: AtomicU32::new(0),
-    });
+    setup_with(script, test_settings())
+}
+
+fn setup_with(
+    script: Vec<PaymentState>,
+    settings: PaymentSettings,
+) -> (Arc<Gateway>, Arc<Scripted>, Arc<dyn Store>) {
+    let provider = Scripted::new(script);
     let mut registry = Registry::new();
     registry.insert(
         ProviderId::Interswitch,
         provider.clone() as Arc<dyn Provider>,
     );
     let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
-    let settings = PaymentSettings {
-        reconcile_backoff_ms: vec![1_000, 2_000, 4_000],
-        reconcile_poll_ms: 250,
-        in_flight_expiry_ms: 30_000,
-        ..PaymentSettings::default()
-    };
     let gateway = Gateway::new(
         registry,
         store.clone(),
@@ -109,9 +149,20 @@ fn order() -> PaymentOrder {
 /// Leaves what a replica that died at `call` leaves behind: the record, due for reconciliation
 /// 30 s (the in-flight expiry) after it was written. Returns the payment id.
 async fn strand(store: &dyn Store, request_id: &str, call: impl Fn(i64) -> CallPhase) -> String {
+    strand_under(store, request_id, call, String::new()).await
+}
+
+/// [`strand`], with the store identity the record was claimed under.
+async fn strand_under(
+    store: &dyn Store,
+    request_id: &str,
+    call: impl Fn(i64) -> CallPhase,
+    claim_identity: String,
+) -> String {
     let now = billpay_gateway::gateway::Clock::default().now_ms();
     let record = PaymentRecord {
         call: call(now),
+        claim_identity,
         ..PaymentRecord::claimed(request_id.into(), order(), format!("ref-{request_id}"), now)
     };
     let payment_id = record.payment_id.clone();
@@ -268,8 +319,9 @@ async fn polling_get_payment_neither_hastens_nor_postpones_the_schedule() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_payment_claimed_but_never_sent_fails_without_asking_the_provider() {
-    let (gateway, provider, store) = setup(vec![PaymentState::Succeeded]);
+async fn a_payment_claimed_but_never_sent_fails_once_the_provider_does_not_know_it() {
+    let (gateway, provider, store) = setup(vec![]);
+    provider.knows_nothing.store(true, Ordering::SeqCst);
     // What a replica that died between writing the record and calling the provider leaves.
     let payment_id = strand(store.as_ref(), "r-5", |since_ms| CallPhase::Claimed {
         since_ms,
@@ -285,15 +337,158 @@ async fn a_payment_claimed_but_never_sent_fails_without_asking_the_provider() {
         "{}",
         settled.provider_message
     );
+    assert!(
+        settled
+            .provider_message
+            .contains("does not know its reference"),
+        "{}",
+        settled.provider_message
+    );
     assert_eq!(provider.pay_calls.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        provider.query_calls.load(Ordering::SeqCst),
+        1,
+        "asked first"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_claimed_payment_the_provider_knows_is_reconciled_not_failed() {
+    // The store says claimed, but the provider has the payment: the in-flight mark was lost.
+    let (gateway, provider, store) = setup(vec![PaymentState::Succeeded]);
+    let payment_id = strand(store.as_ref(), "r-7", |since_ms| CallPhase::Claimed {
+        since_ms,
+    })
+    .await;
+    tokio::spawn(
+        gateway
+            .clone()
+            .run_reconciler(Arc::new(ReconcileStats::default())),
+    );
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    let settled = state_of(&gateway, &payment_id).await;
+    assert_eq!(settled.state, PaymentState::Succeeded);
+    assert_eq!(settled.call, CallPhase::Returned);
+    assert_eq!(provider.query_calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_status_queries_a_claim_fails_only_if_the_store_kept_its_identity() {
+    let provider = Arc::new(Scripted {
+        queryable: false,
+        ..Arc::try_unwrap(Scripted::new(vec![])).ok().unwrap()
+    });
+    let mut registry = Registry::new();
+    registry.insert(
+        ProviderId::Interswitch,
+        provider.clone() as Arc<dyn Provider>,
+    );
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+    let gateway = Gateway::new(
+        registry,
+        store.clone(),
+        test_settings(),
+        CatalogSettings::default(),
+        false,
+    );
+    let identity = String::from_utf8(
+        billpay_gateway::store::identity::read(store.as_ref())
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    let kept = strand_under(
+        store.as_ref(),
+        "r-8",
+        |since_ms| CallPhase::Claimed { since_ms },
+        identity,
+    )
+    .await;
+    // Claimed under an identity the store no longer has: it may have lost the in-flight mark.
+    let changed = strand_under(
+        store.as_ref(),
+        "r-9",
+        |since_ms| CallPhase::Claimed { since_ms },
+        "store-before-recovery".into(),
+    )
+    .await;
+    tokio::spawn(
+        gateway
+            .clone()
+            .run_reconciler(Arc::new(ReconcileStats::default())),
+    );
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    let failed = state_of(&gateway, &kept).await;
+    assert_eq!(failed.state, PaymentState::Failed);
+    assert!(
+        failed.provider_message.contains("kept its identity"),
+        "{}",
+        failed.provider_message
+    );
+    let unsure = state_of(&gateway, &changed).await;
+    assert_eq!(unsure.state, PaymentState::NeedsAttention);
     assert_eq!(provider.query_calls.load(Ordering::SeqCst), 0);
 }
 
-/// A store whose next claim (`SET NX`) is applied but answers an error, as when Redis times out
+#[tokio::test(start_paused = true)]
+async fn a_lost_in_flight_write_ends_succeeded_never_failed() {
+    let provider = Scripted::new(vec![PaymentState::Succeeded]);
+    let mut registry = Registry::new();
+    registry.insert(
+        ProviderId::Interswitch,
+        provider.clone() as Arc<dyn Provider>,
+    );
+    // Every swap of the payment record (the in-flight mark, then the outcome) is acknowledged
+    // and lost, as on a failover to a replica that never got them.
+    let store = Arc::new(LostClaimReply {
+        inner: MemoryStore::default(),
+        fail_next_claim: AtomicBool::new(false),
+        lose_swaps: AtomicBool::new(true),
+    });
+    let gateway = Gateway::new(
+        registry,
+        store.clone(),
+        test_settings(),
+        CatalogSettings::default(),
+        false,
+    );
+    let p = gateway
+        .create_payment("r-10".into(), order(), PaymentSecrets::default(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        provider.pay_calls.load(Ordering::SeqCst),
+        1,
+        "the call went out"
+    );
+    store.lose_swaps.store(false, Ordering::SeqCst);
+    let stored = state_of(&gateway, &p.payment_id).await;
+    assert!(
+        matches!(stored.call, CallPhase::Claimed { .. }),
+        "{:?}",
+        stored.call
+    );
+
+    tokio::spawn(
+        gateway
+            .clone()
+            .run_reconciler(Arc::new(ReconcileStats::default())),
+    );
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    let settled = state_of(&gateway, &p.payment_id).await;
+    assert_eq!(settled.state, PaymentState::Succeeded);
+    assert_eq!(provider.pay_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(provider.query_calls.load(Ordering::SeqCst), 1);
+}
+
+/// A store whose next claim (guarded `SET NX`) is applied but answers an error, as when Redis times out
 /// after writing.
 struct LostClaimReply {
     inner: MemoryStore,
-    fail_next_claim: std::sync::atomic::AtomicBool,
+    fail_next_claim: AtomicBool,
+    /// Swaps answer "done" without being applied.
+    lose_swaps: AtomicBool,
 }
 
 #[async_trait]
@@ -310,11 +505,7 @@ impl Store for LostClaimReply {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<bool, StoreError> {
-        let written = self.inner.set_if_absent(key, value, ttl).await?;
-        if self.fail_next_claim.swap(false, Ordering::SeqCst) {
-            return Err(StoreError("response timed out".into()));
-        }
-        Ok(written)
+        self.inner.set_if_absent(key, value, ttl).await
     }
     async fn compare_and_swap(
         &self,
@@ -323,6 +514,40 @@ impl Store for LostClaimReply {
         new: &[u8],
     ) -> Result<bool, StoreError> {
         self.inner.compare_and_swap(key, old, new).await
+    }
+    async fn compare_and_swap_with_ttl(
+        &self,
+        key: &str,
+        old: &[u8],
+        new: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, StoreError> {
+        if self.lose_swaps.load(Ordering::SeqCst) {
+            return Ok(true);
+        }
+        self.inner
+            .compare_and_swap_with_ttl(key, old, new, ttl)
+            .await
+    }
+    async fn set_if_absent_guarded(
+        &self,
+        guard_key: &str,
+        guard_value: &[u8],
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<GuardedWrite, StoreError> {
+        let written = self
+            .inner
+            .set_if_absent_guarded(guard_key, guard_value, key, value, ttl)
+            .await?;
+        if self.fail_next_claim.swap(false, Ordering::SeqCst) {
+            return Err(StoreError("response timed out".into()));
+        }
+        Ok(written)
+    }
+    async fn raise_counter(&self, key: &str, floor: u64) -> Result<u64, StoreError> {
+        self.inner.raise_counter(key, floor).await
     }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(key).await
@@ -347,12 +572,12 @@ impl Store for LostClaimReply {
     async fn range(
         &self,
         set: &str,
-        min: i64,
-        max: i64,
+        min_ms: i64,
+        max_ms: i64,
         offset: usize,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
-        self.inner.range(set, min, max, offset, limit).await
+        self.inner.range(set, min_ms, max_ms, offset, limit).await
     }
     async fn claim_due(
         &self,
@@ -375,11 +600,7 @@ impl Store for LostClaimReply {
 
 #[tokio::test(start_paused = true)]
 async fn a_claim_whose_answer_was_lost_still_pays_once() {
-    let provider = Arc::new(Scripted {
-        queries: Mutex::new(VecDeque::new()),
-        pay_calls: AtomicU32::new(0),
-        query_calls: AtomicU32::new(0),
-    });
+    let provider = Scripted::new(vec![]);
     let mut registry = Registry::new();
     registry.insert(
         ProviderId::Interswitch,
@@ -387,7 +608,8 @@ async fn a_claim_whose_answer_was_lost_still_pays_once() {
     );
     let store = Arc::new(LostClaimReply {
         inner: MemoryStore::default(),
-        fail_next_claim: std::sync::atomic::AtomicBool::new(true),
+        fail_next_claim: AtomicBool::new(true),
+        lose_swaps: AtomicBool::new(false),
     });
     let gateway = Gateway::new(
         registry,
@@ -408,4 +630,186 @@ async fn a_claim_whose_answer_was_lost_still_pays_once() {
         .unwrap();
     assert_eq!(again.payment_id, p.payment_id);
     assert_eq!(provider.pay_calls.load(Ordering::SeqCst), 1);
+}
+
+/// The payment ids on the reconciliation schedule, due or not.
+async fn scheduled(store: &dyn Store) -> Vec<String> {
+    store
+        .due(&keys::reconcile_schedule(), i64::MAX, 100)
+        .await
+        .unwrap()
+}
+
+const HOUR: Duration = Duration::from_secs(3_600);
+const DAY: Duration = Duration::from_secs(24 * 3_600);
+
+#[tokio::test(start_paused = true)]
+async fn a_three_hour_provider_outage_leaves_payments_pending_and_scheduled() {
+    let (gateway, provider, store) = setup(vec![PaymentState::Succeeded, PaymentState::Succeeded]);
+    provider.down.store(true, Ordering::SeqCst);
+    let stats = Arc::new(ReconcileStats::default());
+    tokio::spawn(gateway.clone().run_reconciler(stats.clone()));
+    let a = gateway
+        .create_payment("out-1".into(), order(), PaymentSecrets::default(), None)
+        .await
+        .unwrap();
+    let b = gateway
+        .create_payment("out-2".into(), order(), PaymentSecrets::default(), None)
+        .await
+        .unwrap();
+
+    // Three hours without one answer: far more checks than the schedule has steps, none of
+    // them used up a step.
+    tokio::time::sleep(3 * HOUR).await;
+    for p in [&a, &b] {
+        let record = state_of(&gateway, &p.payment_id).await;
+        assert_eq!(record.state, PaymentState::Pending);
+        assert_eq!(record.reconcile_checks, 0, "no answered check");
+        assert!(record.unanswered_checks > 3, "{}", record.unanswered_checks);
+    }
+    assert!(provider.query_calls.load(Ordering::SeqCst) > 6);
+    assert_eq!(stats.needs_attention.load(Ordering::Relaxed), 0);
+    let mut on_schedule = scheduled(store.as_ref()).await;
+    on_schedule.sort();
+    let mut ids = vec![a.payment_id.clone(), b.payment_id.clone()];
+    ids.sort();
+    assert_eq!(on_schedule, ids, "both still scheduled");
+
+    // The provider answers again: both settle within the longest step (4 s).
+    provider.down.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for p in [&a, &b] {
+        let record = state_of(&gateway, &p.payment_id).await;
+        assert_eq!(record.state, PaymentState::Succeeded);
+        assert_eq!(record.reconcile_checks, 1);
+    }
+    assert!(scheduled(store.as_ref()).await.is_empty());
+    assert_eq!(provider.pay_calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_payment_unknown_past_the_maximum_age_needs_an_operator() {
+    let settings = PaymentSettings {
+        max_pending_age_ms: 60_000,
+        ..test_settings()
+    };
+    let (gateway, provider, store) = setup_with(vec![], settings);
+    provider.down.store(true, Ordering::SeqCst);
+    let stats = Arc::new(ReconcileStats::default());
+    tokio::spawn(gateway.clone().run_reconciler(stats.clone()));
+    let p = gateway
+        .create_payment("old-1".into(), order(), PaymentSecrets::default(), None)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(55)).await;
+    assert_eq!(
+        state_of(&gateway, &p.payment_id).await.state,
+        PaymentState::Pending
+    );
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let record = state_of(&gateway, &p.payment_id).await;
+    assert_eq!(record.state, PaymentState::NeedsAttention);
+    assert_eq!(record.reconcile_checks, 0, "steps were left");
+    assert!(
+        record.provider_message.contains("hours after"),
+        "{}",
+        record.provider_message
+    );
+    assert_eq!(stats.needs_attention.load(Ordering::Relaxed), 1);
+    assert!(scheduled(store.as_ref()).await.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_payment_needing_attention_outlives_the_record_ttl_and_never_pays_again() {
+    let (gateway, provider, store) = setup(vec![]);
+    let reconciler = tokio::spawn(
+        gateway
+            .clone()
+            .run_reconciler(Arc::new(ReconcileStats::default())),
+    );
+    let p = gateway
+        .create_payment("kept-1".into(), order(), PaymentSecrets::default(), None)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        state_of(&gateway, &p.payment_id).await.state,
+        PaymentState::NeedsAttention
+    );
+    // Nothing is due any more; stop polling so 31 days pass quickly.
+    reconciler.abort();
+    assert!(scheduled(store.as_ref()).await.is_empty());
+
+    tokio::time::sleep(31 * DAY).await;
+    let found = gateway.get_payment(&p.payment_id, None).await.unwrap();
+    assert_eq!(found.state, PaymentState::NeedsAttention);
+    let replay = gateway
+        .create_payment("kept-1".into(), order(), PaymentSecrets::default(), None)
+        .await
+        .unwrap();
+    assert_eq!(replay.payment_id, p.payment_id);
+    assert_eq!(replay.state, PaymentState::NeedsAttention);
+    assert_eq!(provider.pay_calls.load(Ordering::SeqCst), 1, "paid once");
+
+    // An operator lists it and resolves it with evidence; the audit entry is on the payment.
+    let filter = JournalFilter {
+        state: Some(PaymentState::NeedsAttention),
+        ..JournalFilter::default()
+    };
+    let (listed, _) = gateway.list_journal(&filter, 0, 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].payment_id, p.payment_id);
+    let resolution = Resolution {
+        request_id: "resolve-kept-1".into(),
+        state: PaymentState::Failed,
+        provider_transaction_id: String::new(),
+        provider_code: "70120".into(),
+        note: "provider report: declined".into(),
+        operator: "ops".into(),
+    };
+    let resolved = gateway
+        .resolve_payment(&p.payment_id, resolution.clone())
+        .await
+        .unwrap();
+    assert_eq!(resolved.state, PaymentState::Failed);
+    assert_eq!(resolved.audit.len(), 1);
+    assert_eq!(resolved.audit[0].from_state, PaymentState::NeedsAttention);
+    // Final now: another resolution is refused.
+    let again = gateway
+        .resolve_payment(
+            &p.payment_id,
+            Resolution {
+                request_id: "resolve-kept-2".into(),
+                state: PaymentState::Succeeded,
+                ..resolution
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(again.to_string().contains("resolve"), "{again}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_final_payment_expires_record_ttl_after_it_became_final() {
+    // Succeeds at its second check, 3 s after it was made.
+    let (gateway, _, _) = setup(vec![PaymentState::Pending, PaymentState::Succeeded]);
+    let reconciler = tokio::spawn(
+        gateway
+            .clone()
+            .run_reconciler(Arc::new(ReconcileStats::default())),
+    );
+    let p = gateway
+        .create_payment("ttl-1".into(), order(), PaymentSecrets::default(), None)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let settled = state_of(&gateway, &p.payment_id).await;
+    assert_eq!(settled.state, PaymentState::Succeeded);
+    reconciler.abort();
+    // Measured from the success (about 3 s after creation), not from the claim.
+    let ttl = Duration::from_millis(PaymentSettings::default().record_ttl_ms);
+    tokio::time::sleep(ttl - Duration::from_secs(2)).await;
+    assert!(gateway.load_payment(&p.payment_id).await.unwrap().is_some());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(gateway.load_payment(&p.payment_id).await.unwrap().is_none());
 }

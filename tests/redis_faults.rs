@@ -1,7 +1,8 @@
 //! Faults with a real redis-server: Redis killed mid-run (payments UNAVAILABLE with no provider
 //! call, reads still served, payment health NOT_SERVING; all of it recovering by itself when
-//! Redis is back), the journal surviving a gateway restart, and background reconciliation of a
-//! PENDING payment over real HTTP.
+//! Redis is back with its data), Redis restarted empty (data lost: STORE_DATA_LOST, no second
+//! payment, until `billpay-gateway store recover`), the journal surviving a gateway restart, and
+//! background reconciliation of a PENDING payment over real HTTP.
 
 mod common;
 
@@ -11,7 +12,7 @@ use billpay_gateway::{
     gateway::PaymentSettings,
     pb,
     sandbox::{self, Simulators},
-    store::{redis::RedisStore, Store},
+    store::{identity, redis::RedisStore, Store},
 };
 use common::{redis::RedisServer, *};
 use tonic::Code;
@@ -30,7 +31,25 @@ fn redis_store(redis: &RedisServer) -> Arc<dyn Store> {
     )
 }
 
+/// The explicit first-run step of a new Redis store (`billpay-gateway store init`).
+async fn init_store(redis: &RedisServer) {
+    let now = billpay_gateway::gateway::Clock::default().now_ms();
+    identity::init(redis_store(redis).as_ref(), now)
+        .await
+        .expect("store initialised");
+}
+
+/// A gateway over an initialised Redis store.
 async fn gateway(sims: &Simulators, redis: &RedisServer, settings: PaymentSettings) -> TestGateway {
+    init_store(redis).await;
+    gateway_uninitialised(sims, redis, settings).await
+}
+
+async fn gateway_uninitialised(
+    sims: &Simulators,
+    redis: &RedisServer,
+    settings: PaymentSettings,
+) -> TestGateway {
     TestGateway::start_with(
         sandbox::providers_config(&sims.base_url()),
         redis_store(redis),
@@ -66,7 +85,8 @@ async fn wait_for_payment_health(gw: &TestGateway, want: ServingStatus) {
 
 #[tokio::test]
 async fn redis_down_stops_payments_not_reads_and_recovers() {
-    let redis = RedisServer::start();
+    // A Redis that keeps what it acknowledged: an outage, not a data loss.
+    let redis = RedisServer::start_persistent();
     let sims = simulators().await;
     let gw = gateway(&sims, &redis, PaymentSettings::default()).await;
     let p = gw
@@ -214,10 +234,11 @@ async fn reconciliation_resolves_a_pending_payment_in_the_background() {
 
 #[tokio::test]
 async fn a_gateway_started_without_redis_is_not_ready_for_payments_until_it_is_back() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start_persistent();
+    init_store(&redis).await;
     redis.kill();
     let sims = simulators().await;
-    let gw = gateway(&sims, &redis, PaymentSettings::default()).await;
+    let gw = gateway_uninitialised(&sims, &redis, PaymentSettings::default()).await;
     // Not ready from the first check on: no window where payments say SERVING.
     assert_eq!(payment_health(&gw).await, ServingStatus::NotServing as i32);
     let status = gw
@@ -233,5 +254,212 @@ async fn a_gateway_started_without_redis_is_not_ready_for_payments_until_it_is_b
         .await;
     assert_eq!(state(&p), pb::PaymentState::Succeeded);
     assert_eq!(sims.calls.get("interswitch", "pay"), 1);
+    gw.stop().await;
+}
+
+/// The numeric value of an Interswitch reference (prefix and sequence digits).
+fn reference_number(p: &pb::Payment) -> u64 {
+    p.provider_reference.parse().expect("numeric reference")
+}
+
+#[tokio::test]
+async fn redis_restarted_empty_stops_payments_until_an_operator_recovers_it() {
+    let redis = RedisServer::start();
+    let sims = simulators().await;
+    let gw = gateway(&sims, &redis, PaymentSettings::default()).await;
+    let first = gw
+        .pay(payment_request("lost-1", "90101", "0000000000", 1_000))
+        .await;
+    assert_eq!(state(&first), pb::PaymentState::Succeeded);
+    let second = gw
+        .pay(payment_request("lost-2", "90101", "0000000000", 2_000))
+        .await;
+    assert_eq!(sims.calls.get("interswitch", "pay"), 2);
+
+    // Redis restarts without its data: every record, the counters and the identity are gone.
+    redis.kill();
+    redis.restart();
+    wait_for_payment_health(&gw, ServingStatus::NotServing).await;
+
+    // The client retries its request: the store no longer knows it, and must not pay it again.
+    let status = gw
+        .payments()
+        .create_payment(payment_request("lost-1", "90101", "0000000000", 1_000))
+        .await
+        .unwrap_err();
+    assert_error(&status, Code::Unavailable, "STORE_DATA_LOST");
+    let fresh = gw
+        .payments()
+        .create_payment(payment_request("lost-3", "90101", "0000000000", 3_000))
+        .await
+        .unwrap_err();
+    assert_error(&fresh, Code::Unavailable, "STORE_DATA_LOST");
+    assert_eq!(sims.calls.get("interswitch", "pay"), 2, "no second payment");
+    // Reads keep working.
+    gw.catalog()
+        .list_billers(pb::ListBillersRequest {
+            provider: pb::Provider::Interswitch as i32,
+            ..Default::default()
+        })
+        .await
+        .expect("reads work while the store has lost data");
+    // Still refused a while later: it does not heal by itself.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(payment_health(&gw).await, ServingStatus::NotServing as i32);
+
+    // The operator's recovery command, as shipped.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_billpay-gateway"))
+        .args(["store", "recover"])
+        .env("REDIS_URL", redis.url())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run billpay-gateway store recover");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout} {output:?}");
+    assert!(
+        stdout.contains("reference counter interswitch:"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("store identity:"), "{stdout}");
+
+    wait_for_payment_health(&gw, ServingStatus::Serving).await;
+    let after = gw
+        .pay(payment_request("lost-4", "90101", "0000000000", 4_000))
+        .await;
+    assert_eq!(state(&after), pb::PaymentState::Succeeded);
+    assert!(
+        reference_number(&after) > reference_number(&first).max(reference_number(&second)),
+        "new reference {} must be above every earlier one ({}, {})",
+        after.provider_reference,
+        first.provider_reference,
+        second.provider_reference
+    );
+    assert_eq!(sims.calls.get("interswitch", "pay"), 3);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_new_redis_store_takes_no_payment_before_store_init() {
+    let redis = RedisServer::start();
+    let sims = simulators().await;
+    let gw = gateway_uninitialised(&sims, &redis, PaymentSettings::default()).await;
+    assert_eq!(payment_health(&gw).await, ServingStatus::NotServing as i32);
+    let status = gw
+        .payments()
+        .create_payment(payment_request("new-1", "90101", "0000000000", 1_000))
+        .await
+        .unwrap_err();
+    assert_error(&status, Code::Unavailable, "STORE_DATA_LOST");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_billpay-gateway"))
+        .args(["store", "init"])
+        .env("REDIS_URL", redis.url())
+        .output()
+        .expect("run billpay-gateway store init");
+    assert!(output.status.success(), "{output:?}");
+    wait_for_payment_health(&gw, ServingStatus::Serving).await;
+    let p = gw
+        .pay(payment_request("new-1", "90101", "0000000000", 1_000))
+        .await;
+    assert_eq!(state(&p), pb::PaymentState::Succeeded);
+    // A second init changes nothing.
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_billpay-gateway"))
+        .args(["store", "init"])
+        .env("REDIS_URL", redis.url())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already initialised"));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_evicting_redis_is_refused_for_payments() {
+    let redis = RedisServer::start_with_args(&["--maxmemory-policy", "allkeys-lru"]);
+    let sims = simulators().await;
+    let gw = gateway(&sims, &redis, PaymentSettings::default()).await;
+    assert_eq!(payment_health(&gw).await, ServingStatus::NotServing as i32);
+    let status = gw
+        .payments()
+        .create_payment(payment_request("evict-1", "90101", "0000000000", 1_000))
+        .await
+        .unwrap_err();
+    assert_error(&status, Code::Unavailable, "STORE_UNAVAILABLE");
+    assert!(
+        status.message().contains("maxmemory-policy is allkeys-lru"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(sims.calls.get("interswitch", "pay"), 0);
+    assert_eq!(sims.calls.get("interswitch", "validate_customer"), 0);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_counter_set_back_never_settles_a_payment_from_an_older_transaction() {
+    let redis = RedisServer::start();
+    let sims = simulators().await;
+    let gw = gateway(&sims, &redis, PaymentSettings::default()).await;
+    let old = gw
+        .pay(payment_request("back-1", "90101", "0000000000", 1_000))
+        .await;
+    assert_eq!(state(&old), pb::PaymentState::Succeeded);
+    // The counter goes back below the earlier payment's sequence (a store rolled back).
+    let sequence = reference_number(&old) % 100_000_000;
+    redis_store(&redis)
+        .set(
+            &billpay_gateway::store::keys::reference_sequence("interswitch"),
+            (sequence - 1).to_string().as_bytes(),
+            None,
+        )
+        .await
+        .unwrap();
+    let new = gw
+        .pay(payment_request("back-2", "90101", "0000000000", 2_000))
+        .await;
+    assert_eq!(
+        new.provider_reference, old.provider_reference,
+        "the reference was reused"
+    );
+    // Interswitch refuses the reused reference with 10001: outcome unknown.
+    assert_eq!(state(&new), pb::PaymentState::Pending);
+    // Its status query finds the earlier transaction: not this payment.
+    let checked = gw.get(&new.payment_id).await;
+    assert_eq!(state(&checked), pb::PaymentState::NeedsAttention);
+    assert!(
+        checked.provider_message.contains("amount 1000"),
+        "{}",
+        checked.provider_message
+    );
+    // The earlier payment is untouched.
+    assert_eq!(
+        state(&gw.get(&old.payment_id).await),
+        pb::PaymentState::Succeeded
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_claim_no_replica_acknowledged_sends_nothing() {
+    // min_replica_acks = 1 on a Redis without replicas: WAIT answers 0.
+    let redis = RedisServer::start();
+    let sims = simulators().await;
+    let gw = gateway(&sims, &redis, PaymentSettings::default()).await;
+    gw.gateway
+        .set_store_policy(billpay_gateway::gateway::StorePolicy {
+            require_persistence: false,
+            min_replica_acks: 1,
+            replica_ack_timeout: Duration::from_millis(100),
+        });
+    let status = gw
+        .payments()
+        .create_payment(payment_request("wait-1", "90101", "0000000000", 1_000))
+        .await
+        .unwrap_err();
+    assert_error(&status, Code::Unavailable, "STORE_UNAVAILABLE");
+    assert!(
+        status.message().contains("acknowledged by 0 of 1"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(sims.calls.get("interswitch", "pay"), 0, "nothing sent");
     gw.stop().await;
 }

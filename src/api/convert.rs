@@ -2,7 +2,7 @@
 
 use crate::domain::{
     catalog::InputField,
-    payment::{AuditEntry, FulfilmentState, PaymentKind},
+    payment::{FulfilmentState, PaymentKind},
     Account, AmountRuleKind, Balance, BillLookup, Biller, Capability, Category, CustomerValidation,
     Money, PaymentMethod, PaymentOffers, PaymentRecord, PaymentState, Product, ProviderId,
     ProviderTransaction, SavedBill, TransactionKind,
@@ -310,20 +310,6 @@ pub fn payment(r: PaymentRecord) -> pb::Payment {
         scheduled_time: r.extras.scheduled_at_ms.map(timestamp),
         approved_amount: r.extras.approved_amount.map(money),
         description: r.order.description,
-        audit: r.audit.into_iter().map(audit_entry).collect(),
-    }
-}
-
-fn audit_entry(a: AuditEntry) -> pb::AuditEntry {
-    pb::AuditEntry {
-        time: Some(timestamp(a.at_ms)),
-        operator: a.operator,
-        request_id: a.request_id,
-        from_state: payment_state(a.from_state) as i32,
-        to_state: payment_state(a.to_state) as i32,
-        provider_transaction_id: a.provider_transaction_id,
-        provider_code: a.provider_code,
-        note: a.note,
     }
 }
 

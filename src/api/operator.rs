@@ -1,23 +1,43 @@
-//! `billpay.v1.OperatorService`: the journal listing, rechecks and resolutions with evidence.
-//! Served only when `[server] operator_service` is on (see `server.rs`).
+//! `billpay.v1.OperatorService`: the operator's view of the payment journal (list, recheck,
+//! resolve with evidence). Answers UNIMPLEMENTED unless `[operator] enabled = true`.
 
 use tonic::{Request, Response, Status};
 
-use super::{convert, page::Page, validate::Violations, Api};
-use crate::domain::PaymentState;
-use crate::gateway::operator::{JournalQuery, Resolution};
+use super::{convert, page::Page, payment::check_payment_id, validate::Violations, Api};
+use crate::domain::{PaymentRecord, PaymentState};
+use crate::gateway::operator::{JournalFilter, Resolution};
 use crate::pb::{self, operator_service_server::OperatorService};
 
-fn millis(t: &prost_types::Timestamp) -> i64 {
-    t.seconds
-        .saturating_mul(1000)
-        .saturating_add(i64::from(t.nanos / 1_000_000))
+/// Longest note, operator name, provider code or transaction id.
+const MAX_EVIDENCE: usize = 500;
+
+/// A journal record with its audit trail, as proto.
+fn journal_payment(record: PaymentRecord) -> pb::JournalPayment {
+    let audit = record
+        .audit
+        .iter()
+        .map(|a| pb::AuditEntry {
+            request_id: a.request_id.clone(),
+            operator: a.operator.clone(),
+            from_state: convert::payment_state(a.from_state) as i32,
+            to_state: convert::payment_state(a.to_state) as i32,
+            provider_transaction_id: a.provider_transaction_id.clone(),
+            provider_code: a.provider_code.clone(),
+            note: a.note.clone(),
+            create_time: Some(convert::timestamp(a.at_ms)),
+        })
+        .collect();
+    pb::JournalPayment {
+        payment: Some(convert::payment(record)),
+        audit,
+    }
 }
 
-/// A proto state as a domain state; `None` for UNSPECIFIED or an unknown value.
-fn state(value: i32) -> Option<PaymentState> {
-    Some(match pb::PaymentState::try_from(value).ok()? {
-        pb::PaymentState::Unspecified => return None,
+/// A proto payment state as a domain one; `None` for unspecified.
+fn domain_state(value: i32) -> Result<Option<PaymentState>, ()> {
+    let state = pb::PaymentState::try_from(value).map_err(|_| ())?;
+    Ok(Some(match state {
+        pb::PaymentState::Unspecified => return Ok(None),
         pb::PaymentState::Pending => PaymentState::Pending,
         pb::PaymentState::Succeeded => PaymentState::Succeeded,
         pb::PaymentState::Failed => PaymentState::Failed,
@@ -26,7 +46,25 @@ fn state(value: i32) -> Option<PaymentState> {
         pb::PaymentState::Reversed => PaymentState::Reversed,
         pb::PaymentState::NeedsAttention => PaymentState::NeedsAttention,
         pb::PaymentState::Scheduled => PaymentState::Scheduled,
-    })
+    }))
+}
+
+fn unix_ms(t: &prost_types::Timestamp) -> i64 {
+    t.seconds
+        .saturating_mul(1000)
+        .saturating_add(i64::from(t.nanos) / 1_000_000)
+}
+
+impl Api {
+    fn operator_on(&self) -> Result<(), Status> {
+        if self.gateway.operator_enabled() {
+            Ok(())
+        } else {
+            Err(Status::unimplemented(
+                "OperatorService is disabled: set [operator] enabled = true",
+            ))
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -35,41 +73,36 @@ impl OperatorService for Api {
         &self,
         request: Request<pb::ListJournalPaymentsRequest>,
     ) -> Result<Response<pb::ListJournalPaymentsResponse>, Status> {
+        self.operator_on()?;
         let r = request.into_inner();
         let mut v = Violations::default();
-        if r.state != 0 && state(r.state).is_none() {
-            v.add("state", "not a payment state");
-        }
+        let state = domain_state(r.state).unwrap_or_else(|_| {
+            v.add("state", "unknown state");
+            None
+        });
         let provider = match r.provider {
             0 => None,
-            p => v.provider("provider", p),
+            value => v.provider("provider", value),
         };
-        let from_ms = r.start_time.as_ref().map(millis).unwrap_or(i64::MIN);
-        let to_ms = r.end_time.as_ref().map(millis).unwrap_or(i64::MAX);
-        if from_ms >= to_ms {
-            v.add("end_time", "must be after start_time");
-        }
+        let filter = JournalFilter {
+            state,
+            provider,
+            from_ms: r.start_time.as_ref().map(unix_ms),
+            to_ms: r.end_time.as_ref().map(unix_ms),
+        };
         v.finish()?;
-        let filter = format!("journal/{}/{}/{from_ms}/{to_ms}", r.state, r.provider);
-        let page = Page::parse(r.page_size, &r.page_token, filter)?;
+        let page = Page::parse(r.page_size, &r.page_token, format!("{filter:?}"))?;
         let request = page.provider_request();
-        let listed = self
+        let (records, next) = self
             .gateway
-            .list_journal(&JournalQuery {
-                state: state(r.state),
-                provider,
-                from_ms,
-                to_ms,
-                offset: request.offset as usize,
-                limit: request.limit as usize,
-            })
+            .list_journal(&filter, request.offset as usize, request.limit as usize)
             .await?;
-        let next_page_token = match listed.next_offset {
-            Some(next) => page.next_after(next - request.offset as usize, true),
+        let next_page_token = match next {
+            Some(position) => page.next_after(position - request.offset as usize, true),
             None => String::new(),
         };
         Ok(Response::new(pb::ListJournalPaymentsResponse {
-            payments: listed.payments.into_iter().map(convert::payment).collect(),
+            payments: records.into_iter().map(journal_payment).collect(),
             next_page_token,
         }))
     }
@@ -78,13 +111,14 @@ impl OperatorService for Api {
         &self,
         request: Request<pb::RecheckPaymentRequest>,
     ) -> Result<Response<pb::RecheckPaymentResponse>, Status> {
+        self.operator_on()?;
         let r = request.into_inner();
         let mut v = Violations::default();
-        super::payment::check_payment_id(&mut v, &r.payment_id);
+        check_payment_id(&mut v, &r.payment_id);
         v.finish()?;
         let record = self.gateway.recheck_payment(&r.payment_id).await?;
         Ok(Response::new(pb::RecheckPaymentResponse {
-            payment: Some(convert::payment(record)),
+            payment: Some(journal_payment(record)),
         }))
     }
 
@@ -92,34 +126,43 @@ impl OperatorService for Api {
         &self,
         request: Request<pb::ResolvePaymentRequest>,
     ) -> Result<Response<pb::ResolvePaymentResponse>, Status> {
+        self.operator_on()?;
         let r = request.into_inner();
         let mut v = Violations::default();
         v.request_id(&r.request_id);
-        super::payment::check_payment_id(&mut v, &r.payment_id);
-        let to =
-            state(r.state).filter(|s| matches!(s, PaymentState::Succeeded | PaymentState::Failed));
-        if to.is_none() {
-            v.add("state", "PAYMENT_STATE_SUCCEEDED or PAYMENT_STATE_FAILED");
-        }
-        v.optional_text("provider_transaction_id", &r.provider_transaction_id, 64);
-        v.optional_text("provider_code", &r.provider_code, 32);
-        v.text("note", &r.note, 500);
-        v.text("operator", &r.operator, 100);
+        check_payment_id(&mut v, &r.payment_id);
+        let state = match domain_state(r.state) {
+            Ok(Some(s @ (PaymentState::Succeeded | PaymentState::Failed))) => s,
+            _ => {
+                v.add("state", "SUCCEEDED or FAILED");
+                PaymentState::Pending
+            }
+        };
+        v.text("note", &r.note, MAX_EVIDENCE);
+        v.text("operator", &r.operator, MAX_EVIDENCE);
+        v.optional_text("provider_code", &r.provider_code, MAX_EVIDENCE);
+        v.optional_text(
+            "provider_transaction_id",
+            &r.provider_transaction_id,
+            MAX_EVIDENCE,
+        );
         v.finish()?;
         let record = self
             .gateway
-            .resolve_payment(Resolution {
-                request_id: r.request_id,
-                payment_id: r.payment_id,
-                state: to.expect("checked above"),
-                provider_transaction_id: r.provider_transaction_id,
-                provider_code: r.provider_code,
-                note: r.note,
-                operator: r.operator,
-            })
+            .resolve_payment(
+                &r.payment_id,
+                Resolution {
+                    request_id: r.request_id,
+                    state,
+                    provider_transaction_id: r.provider_transaction_id,
+                    provider_code: r.provider_code,
+                    note: r.note,
+                    operator: r.operator,
+                },
+            )
             .await?;
         Ok(Response::new(pb::ResolvePaymentResponse {
-            payment: Some(convert::payment(record)),
+            payment: Some(journal_payment(record)),
         }))
     }
 }

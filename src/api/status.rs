@@ -102,6 +102,8 @@ pub fn to_status(error: GatewayError) -> Status {
                 ..Mapped::new(Code::Unavailable, "STORE_UNAVAILABLE")
             }
         }
+        GatewayError::StoreDataLost => Mapped::new(Code::Unavailable, "STORE_DATA_LOST"),
+        GatewayError::StoreUnfit(_) => Mapped::new(Code::Unavailable, "STORE_UNAVAILABLE"),
         GatewayError::Internal(detail) => {
             tracing::error!(detail, "internal error");
             Mapped::new(Code::Internal, "INTERNAL")

@@ -19,5 +19,5 @@ pub use catalog::{Biller, Category, PaymentMethod, Product};
 pub use customer::{AmountRule, AmountRuleKind, CustomerValidation};
 pub use money::{Currency, Money};
 pub use options::{PaymentOptions, PaymentSecrets};
-pub use payment::{PaymentOrder, PaymentOutcome, PaymentRecord, PaymentState};
+pub use payment::{AnswerIdentity, PaymentOrder, PaymentOutcome, PaymentRecord, PaymentState};
 pub use provider::{Capability, Provider, ProviderError, ProviderId};

@@ -202,6 +202,73 @@ pub struct PaymentOutcome {
     pub provider_transaction_id: Option<String>,
     pub fulfilment_token: Option<String>,
     pub extras: PaymentExtras,
+    /// Set when the answer does not match the journal (another reference, customer, product or
+    /// amount behind our reference, or only part of the amount approved): why. Such an answer
+    /// never settles a payment; the gateway records it and hands the payment to an operator
+    /// (NEEDS_ATTENTION). Adapters set it with [`PaymentOutcome::contradicting`] or
+    /// [`AnswerIdentity::check`]; [`PaymentOutcome::checked_against`] adds the partial-approval
+    /// rule for every provider.
+    pub mismatch: Option<String>,
+    /// The provider says it has no payment with this reference at all (Interswitch `30010`):
+    /// an unknown outcome that also tells the gateway a payment it never confirmed as sent was
+    /// indeed not sent.
+    pub reference_not_found: bool,
+}
+
+/// The fields of a provider's answer that identify which payment it is about, as the provider
+/// returned them (`None`: the answer does not carry it). Every field present must match the
+/// journal for the answer to settle the payment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AnswerIdentity {
+    /// Our reference, echoed back.
+    pub reference: Option<String>,
+    pub customer_id: Option<String>,
+    /// The product / payment code paid for.
+    pub product_id: Option<String>,
+    /// The amount, converted from the provider's unit; `Err` holds the text that did not
+    /// convert (which matches nothing).
+    pub amount: Option<Result<Money, String>>,
+}
+
+impl AnswerIdentity {
+    /// Every way the answer differs from `record`, for the operator; empty when it matches.
+    pub fn differences(&self, record: &PaymentRecord) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut compare = |what: &str, theirs: &Option<String>, ours: &str| {
+            if let Some(theirs) = theirs {
+                if theirs.trim() != ours {
+                    out.push(format!("{what} {theirs:?} (ours {ours:?})"));
+                }
+            }
+        };
+        compare("reference", &self.reference, &record.provider_reference);
+        compare("customer", &self.customer_id, &record.order.customer_id);
+        compare("product", &self.product_id, &record.order.product_id);
+        match &self.amount {
+            Some(Ok(amount)) if *amount != record.order.amount => out.push(format!(
+                "amount {} {} (ours {} {})",
+                amount.minor_units_string(),
+                amount.currency.code(),
+                record.order.amount.minor_units_string(),
+                record.order.amount.currency.code()
+            )),
+            Some(Err(text)) => out.push(format!("unreadable amount {text:?}")),
+            _ => {}
+        }
+        out
+    }
+
+    /// `outcome`, marked as a mismatch when the answer differs from `record`.
+    pub fn check(&self, record: &PaymentRecord, outcome: PaymentOutcome) -> PaymentOutcome {
+        let differences = self.differences(record);
+        if differences.is_empty() {
+            return outcome;
+        }
+        outcome.contradicting(format!(
+            "the provider's answer is not about this payment: {}",
+            differences.join(", ")
+        ))
+    }
 }
 
 impl PaymentOutcome {
@@ -229,10 +296,74 @@ impl PaymentOutcome {
         }
     }
 
+    /// An unknown outcome because the provider has no payment with this reference.
+    pub fn reference_not_found(why: impl Into<String>) -> Self {
+        Self {
+            reference_not_found: true,
+            ..Self::unknown(why)
+        }
+    }
+
     /// True for [`PaymentOutcome::unknown`].
     pub fn is_unknown(&self) -> bool {
-        self.state == PaymentState::Pending && self.provider_code.is_empty()
+        self.state == PaymentState::Pending
+            && self.provider_code.is_empty()
+            && self.mismatch.is_none()
     }
+
+    /// This answer, marked as not matching the journal (`why`): it will not settle the payment.
+    pub fn contradicting(mut self, why: impl Into<String>) -> Self {
+        let why = why.into();
+        self.mismatch = Some(match self.mismatch.take() {
+            Some(earlier) => format!("{earlier}; {why}"),
+            None => why,
+        });
+        self
+    }
+
+    /// Applies the rules every provider's answer must meet before it may settle `record`: a
+    /// success for an approved amount other than the full amount is not a success.
+    pub fn checked_against(self, record: &PaymentRecord) -> Self {
+        match self.extras.approved_amount {
+            Some(approved)
+                if self.state == PaymentState::Succeeded && approved != record.order.amount =>
+            {
+                let why = format!(
+                    "the provider approved {} {} of {} {}",
+                    approved.minor_units_string(),
+                    approved.currency.code(),
+                    record.order.amount.minor_units_string(),
+                    record.order.amount.currency.code()
+                );
+                self.contradicting(why)
+            }
+            _ => self,
+        }
+    }
+
+    /// The state this outcome moves a payment to: NEEDS_ATTENTION for a mismatch.
+    pub fn effective_state(&self) -> PaymentState {
+        if self.mismatch.is_some() {
+            PaymentState::NeedsAttention
+        } else {
+            self.state
+        }
+    }
+}
+
+/// An operator's resolution of a payment, with the evidence given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// The resolution's own idempotency key.
+    pub request_id: String,
+    pub operator: String,
+    pub from_state: PaymentState,
+    pub to_state: PaymentState,
+    pub provider_transaction_id: String,
+    pub provider_code: String,
+    pub note: String,
+    /// Unix milliseconds.
+    pub at_ms: i64,
 }
 
 /// The journal entry of one payment. Written before the provider is called.
@@ -257,30 +388,24 @@ pub struct PaymentRecord {
     /// How many steps of the reconciliation schedule have run; only the reconciler moves it.
     #[serde(default)]
     pub reconcile_checks: u32,
+    /// Scheduled checks in a row that got no answer (timeout, transport error, 5xx, open
+    /// circuit). They do not use up schedule steps; they only space the retries out.
+    #[serde(default)]
+    pub unanswered_checks: u32,
     /// Charges, delivery and scheduling as the provider last reported them.
     #[serde(default)]
     pub extras: PaymentExtras,
+    /// The store identity the payment was claimed under (see `store::identity`): a claimed
+    /// payment is taken as never sent only if the store kept this identity since.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub claim_identity: String,
+    /// Operator resolutions, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audit: Vec<AuditEntry>,
     /// The catalog entry the payment was checked against and is sent with, as it was at the
     /// claim (providers that pay from the catalog).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub product: Option<super::Product>,
-    /// Operator actions on the payment, oldest first.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub audit: Vec<AuditEntry>,
-}
-
-/// An operator's action on a payment, kept on the record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditEntry {
-    pub at_ms: i64,
-    pub operator: String,
-    /// The idempotency key of the action.
-    pub request_id: String,
-    pub from_state: PaymentState,
-    pub to_state: PaymentState,
-    pub provider_transaction_id: String,
-    pub provider_code: String,
-    pub note: String,
 }
 
 impl PaymentRecord {
@@ -308,9 +433,11 @@ impl PaymentRecord {
             updated_at_ms: now_ms,
             status_checks: 0,
             reconcile_checks: 0,
+            unanswered_checks: 0,
             extras: PaymentExtras::default(),
-            product: None,
+            claim_identity: String::new(),
             audit: Vec::new(),
+            product: None,
         }
     }
 
@@ -320,12 +447,38 @@ impl PaymentRecord {
         format!("pay_{}", &hex(&digest)[..32])
     }
 
+    /// True when `outcome` contradicts this payment's final state: a different final state
+    /// (other than a reversal of a success), or an answer that does not match the journal.
+    pub fn contradicted_by(&self, outcome: &PaymentOutcome) -> bool {
+        if !self.state.is_final() || outcome.is_unknown() {
+            return false;
+        }
+        if outcome.mismatch.is_some() {
+            return true;
+        }
+        outcome.state.is_final()
+            && outcome.state != self.state
+            && !(self.state == PaymentState::Succeeded && outcome.state == PaymentState::Reversed)
+            && !(self.state == PaymentState::Reversed && outcome.state == PaymentState::Succeeded)
+    }
+
     /// Applies a provider outcome. A final state is never replaced by a non-final one, and a
-    /// succeeded payment only moves on to reversed.
-    pub fn apply(&mut self, outcome: PaymentOutcome, now_ms: i64) {
+    /// succeeded payment only moves on to reversed. An answer that does not match the journal
+    /// (`outcome.mismatch`) moves a payment that is not final to NEEDS_ATTENTION, with the
+    /// provider's answer recorded.
+    pub fn apply(&mut self, mut outcome: PaymentOutcome, now_ms: i64) {
         let unknown = outcome.is_unknown();
         let settled = self.state.is_final() || self.state == PaymentState::NeedsAttention;
-        let allowed = match (self.state, outcome.state) {
+        let target = outcome.effective_state();
+        if let Some(why) = &outcome.mismatch {
+            outcome.provider_message = format!(
+                "{why}; the provider answered {} {:?}: {}",
+                outcome.state.name(),
+                outcome.provider_code,
+                outcome.provider_message
+            );
+        }
+        let allowed = match (self.state, target) {
             _ if unknown => false,
             (PaymentState::Succeeded, PaymentState::Reversed) => true,
             (s, _) if s.is_final() => false,
@@ -334,7 +487,7 @@ impl PaymentRecord {
             _ => true,
         };
         if allowed {
-            self.state = outcome.state;
+            self.state = target;
         }
         // The details follow the state: a refused answer does not relabel a settled payment,
         // and an unknown outcome (no code) keeps the last explicit code.
@@ -428,6 +581,77 @@ mod tests {
         let mut p = record(PaymentState::Pending);
         p.apply(PaymentOutcome::unknown("outcome unknown: timeout"), 1);
         assert_eq!(p.provider_message, "outcome unknown: timeout");
+    }
+
+    #[test]
+    fn a_partial_approval_needs_an_operator_and_keeps_the_approved_amount() {
+        let mut r = record(PaymentState::Pending);
+        r.order.amount = Money::new(Currency::Ngn, 10_000);
+        let mut partial = PaymentOutcome::answered(PaymentState::Succeeded, "90010", "partial");
+        partial.extras.approved_amount = Some(Money::new(Currency::Ngn, 4_000));
+        let checked = partial.checked_against(&r);
+        assert!(checked.mismatch.is_some());
+        r.apply(checked, 1);
+        assert_eq!(r.state, PaymentState::NeedsAttention);
+        assert_eq!(r.provider_code, "90010");
+        assert!(
+            r.provider_message
+                .contains("approved 4000 NGN of 10000 NGN"),
+            "{}",
+            r.provider_message
+        );
+        assert_eq!(
+            r.extras.approved_amount,
+            Some(Money::new(Currency::Ngn, 4_000))
+        );
+        // The full amount approved is a plain success.
+        let mut full = PaymentOutcome::answered(PaymentState::Succeeded, "90000", "");
+        full.extras.approved_amount = Some(Money::new(Currency::Ngn, 10_000));
+        assert!(full.checked_against(&r).mismatch.is_none());
+    }
+
+    #[test]
+    fn an_answer_about_another_payment_never_settles() {
+        let mut r = record(PaymentState::Pending);
+        let identity = AnswerIdentity {
+            reference: Some("1".into()),
+            customer_id: Some("someone-else".into()),
+            product_id: Some("p".into()),
+            amount: Some(Ok(Money::new(Currency::Ngn, 1))),
+        };
+        let answer = identity.check(&r, outcome(PaymentState::Succeeded));
+        assert!(!answer.is_unknown());
+        r.apply(answer, 1);
+        assert_eq!(r.state, PaymentState::NeedsAttention);
+        assert!(
+            r.provider_message.contains("customer \"someone-else\""),
+            "{}",
+            r.provider_message
+        );
+        let matching = AnswerIdentity {
+            customer_id: Some("c".into()),
+            ..identity.clone()
+        };
+        assert!(matching
+            .differences(&record(PaymentState::Pending))
+            .is_empty());
+        let unreadable = AnswerIdentity {
+            amount: Some(Err("1.5".into())),
+            ..matching
+        };
+        assert_eq!(
+            unreadable.differences(&record(PaymentState::Pending)).len(),
+            1
+        );
+        // A final payment is not moved by a mismatch, but it is a contradiction.
+        let mut done = record(PaymentState::Succeeded);
+        let answer = identity.check(&done, outcome(PaymentState::Succeeded));
+        assert!(done.contradicted_by(&answer));
+        done.apply(answer, 2);
+        assert_eq!(done.state, PaymentState::Succeeded);
+        assert!(done.contradicted_by(&outcome(PaymentState::Failed)));
+        assert!(!done.contradicted_by(&outcome(PaymentState::Succeeded)));
+        assert!(!done.contradicted_by(&outcome(PaymentState::Reversed)));
     }
 
     #[test]

@@ -393,15 +393,8 @@ impl Gateway {
         let key = keys::operation(&operation_id(request_id));
         let bytes = serde_json::to_vec(&record).expect("operation records serialize");
         let ttl = Some(ms(self.payments.record_ttl_ms));
-        let won = match self.store.set_if_absent(&key, &bytes, ttl).await {
-            Ok(won) => won,
-            // The write may have landed with its answer lost: look before giving up.
-            Err(e) => match self.store.get(&key).await {
-                Ok(Some(stored)) if stored == bytes => true,
-                Ok(Some(_)) => false,
-                _ => return Err(e.into()),
-            },
-        };
+        // Guarded by the store identity: a store that lost data takes no new operation.
+        let won = self.guarded_claim(&key, &bytes, ttl).await?;
         if won {
             return Ok(Ok(record));
         }

@@ -1,15 +1,12 @@
-//! The operator's way out of NEEDS_ATTENTION: list the journal (through the journal index, a
-//! sorted set of payment ids by creation time written when a payment is claimed), recheck a
-//! payment with its provider now, and settle a PENDING or NEEDS_ATTENTION payment on the
-//! operator's evidence. A resolution goes through the follow-up journal (one per `request_id`)
-//! and is kept as an audit entry on the payment; a state the provider confirmed is never
-//! overwritten.
+//! The operator surface over the payment journal: list payments by state, provider and creation
+//! time (from the journal index), recheck one with its provider now, and resolve one whose
+//! outcome the gateway could not learn (NEEDS_ATTENTION or PENDING) with the operator's evidence,
+//! kept as an audit entry on the payment. A final state, whether the provider confirmed it or an
+//! operator resolved it before, is never overwritten.
 
-use super::{
-    follow_up::{fingerprint, Ended, Kind},
-    payments::{Next, Source},
-    Gateway,
-};
+use std::sync::atomic::Ordering;
+
+use super::{payments::Next, payments::Source, Gateway};
 use crate::domain::{
     payment::{AuditEntry, CallPhase},
     PaymentRecord, PaymentState, ProviderId,
@@ -17,37 +14,26 @@ use crate::domain::{
 use crate::error::GatewayError;
 use crate::store::keys;
 
-/// How many index entries one listing reads at most while its filters skip payments.
-const MAX_SCAN: usize = 10_000;
+/// How many index entries one list call reads at most (it may answer a short page).
+const SCAN_LIMIT: usize = 5_000;
+/// Index entries read per store call.
+const SCAN_BATCH: usize = 200;
 
 /// Which journal payments to list.
-#[derive(Debug, Clone)]
-pub struct JournalQuery {
+#[derive(Debug, Clone, Default)]
+pub struct JournalFilter {
     pub state: Option<PaymentState>,
     pub provider: Option<ProviderId>,
     /// Created at or after, unix ms.
-    pub from_ms: i64,
+    pub from_ms: Option<i64>,
     /// Created before, unix ms.
-    pub to_ms: i64,
-    /// Index entries already read by earlier pages.
-    pub offset: usize,
-    pub limit: usize,
+    pub to_ms: Option<i64>,
 }
 
-/// One page of the journal.
-#[derive(Debug)]
-pub struct JournalPage {
-    pub payments: Vec<PaymentRecord>,
-    /// Where the next page starts; `None` on the last page.
-    pub next_offset: Option<usize>,
-}
-
-/// An operator's settlement of a payment.
+/// An operator's resolution of a payment.
 #[derive(Debug, Clone)]
 pub struct Resolution {
     pub request_id: String,
-    pub payment_id: String,
-    /// SUCCEEDED or FAILED.
     pub state: PaymentState,
     pub provider_transaction_id: String,
     pub provider_code: String,
@@ -55,67 +41,72 @@ pub struct Resolution {
     pub operator: String,
 }
 
+/// What a resolution attempt found.
+enum Resolved {
+    Done,
+    Replayed,
+    Conflict(&'static str),
+    Reused,
+}
+
 impl Gateway {
-    /// Adds a claimed payment to the journal index. A failure is logged: the payment is safe
-    /// without it (reconciliation finds it through its schedule); only the listing misses it.
-    pub(crate) async fn index_payment(&self, record: &PaymentRecord) {
-        if let Err(e) = self
-            .store
-            .schedule(
-                &keys::journal_index(),
-                &record.payment_id,
-                record.created_at_ms,
-            )
-            .await
-        {
-            tracing::warn!(payment_id = record.payment_id, error = %e, "payment not added to the journal index");
-        }
+    /// Turns the operator service on or off (`[operator] enabled`).
+    pub fn set_operator_enabled(&self, enabled: bool) {
+        self.operator_enabled.store(enabled, Ordering::Relaxed);
     }
 
-    /// One page of journal payments, oldest first.
-    pub async fn list_journal(&self, query: &JournalQuery) -> Result<JournalPage, GatewayError> {
+    /// True when the operator service answers.
+    pub fn operator_enabled(&self) -> bool {
+        self.operator_enabled.load(Ordering::Relaxed)
+    }
+
+    /// Journal payments matching `filter`, oldest first, reading the index from position
+    /// `offset`: at most `limit` of them, and how many index entries were read (the next
+    /// page starts there), or `None` at the end of the index.
+    pub async fn list_journal(
+        &self,
+        filter: &JournalFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<PaymentRecord>, Option<usize>), GatewayError> {
         let index = keys::journal_index();
-        let mut payments = Vec::new();
-        let mut offset = query.offset;
+        let (from, to) = (
+            filter.from_ms.unwrap_or(i64::MIN),
+            filter.to_ms.unwrap_or(i64::MAX),
+        );
+        let mut found = Vec::new();
+        // Index position of the next unread entry; entries of expired records are removed as
+        // they are met, which moves the later ones up.
+        let mut next = offset;
         let mut scanned = 0;
-        while payments.len() < query.limit && scanned < MAX_SCAN {
-            let ids = self
-                .store
-                .range(&index, query.from_ms, query.to_ms, offset, query.limit)
-                .await?;
-            if ids.is_empty() {
-                return Ok(JournalPage {
-                    payments,
-                    next_offset: None,
-                });
-            }
+        while found.len() < limit && scanned < SCAN_LIMIT {
+            let ids = self.store.range(&index, from, to, next, SCAN_BATCH).await?;
+            let batch = ids.len();
             for id in ids {
                 scanned += 1;
                 let Some(record) = self.load_payment(&id).await? else {
-                    // The record expired (a final payment past its TTL): forget it. The entry
-                    // is removed, so the offset stays.
+                    // Expired (final for record_ttl_ms): drop it from the index.
                     self.store.unschedule(&index, &id).await?;
                     continue;
                 };
-                offset += 1;
-                let wanted = query.state.is_none_or(|s| s == record.state)
-                    && query.provider.is_none_or(|p| p == record.order.provider);
+                next += 1;
+                let wanted = filter.state.is_none_or(|s| s == record.state)
+                    && filter.provider.is_none_or(|p| p == record.order.provider);
                 if wanted {
-                    payments.push(record);
-                    if payments.len() == query.limit {
-                        break;
+                    found.push(record);
+                    if found.len() == limit {
+                        return Ok((found, Some(next)));
                     }
                 }
             }
+            if batch < SCAN_BATCH {
+                return Ok((found, None));
+            }
         }
-        Ok(JournalPage {
-            payments,
-            next_offset: Some(offset),
-        })
+        Ok((found, Some(next)))
     }
 
-    /// Asks the provider about a payment now (also a NEEDS_ATTENTION one) and records the
-    /// answer. A payment whose call is still running is returned as it is.
+    /// Asks the provider about a payment now, outside the schedule, and records the answer.
     pub async fn recheck_payment(&self, payment_id: &str) -> Result<PaymentRecord, GatewayError> {
         let record = self
             .load_payment(payment_id)
@@ -133,111 +124,107 @@ impl Gateway {
         }
     }
 
-    /// Settles a PENDING or NEEDS_ATTENTION payment on the operator's evidence, once per
-    /// `request_id`, with an audit entry on the payment.
+    /// Settles a NEEDS_ATTENTION or PENDING payment with an operator's evidence.
     pub async fn resolve_payment(
         &self,
+        payment_id: &str,
         resolution: Resolution,
     ) -> Result<PaymentRecord, GatewayError> {
-        let record = self
-            .load_payment(&resolution.payment_id)
-            .await?
-            .ok_or_else(|| GatewayError::NotFound(format!("payment {}", resolution.payment_id)))?;
-        let provider = record.order.provider;
-        let detail = format!(
-            "{}\n{}\n{}\n{}\n{}",
-            resolution.state.name(),
-            resolution.provider_transaction_id,
-            resolution.provider_code,
-            resolution.note,
-            resolution.operator
-        );
-        let print = fingerprint(Kind::Resolve, provider, &record.payment_id, &detail);
-        if let Some(existing) = self.load_operation(&resolution.request_id).await? {
-            return self.replay_operation(existing, &print).await;
+        if !matches!(
+            resolution.state,
+            PaymentState::Succeeded | PaymentState::Failed
+        ) {
+            return Err(GatewayError::invalid("state", "SUCCEEDED or FAILED"));
         }
-        let conflict = |state: PaymentState| GatewayError::PaymentStateConflict {
-            payment_id: resolution.payment_id.clone(),
-            state: state.name(),
-            operation: "resolve_payment",
-        };
-        if !resolvable(&record) {
-            return Err(conflict(record.state));
-        }
-        let operation = match self
-            .claim_operation(
-                &resolution.request_id,
-                Kind::Resolve,
-                provider,
-                &record.payment_id,
-                print.clone(),
-            )
-            .await?
-        {
-            Ok(won) => won,
-            Err(existing) => return self.replay_operation(existing, &print).await,
-        };
-        let mut refused_in = None;
+        self.current_identity().await?;
+        let mut result = Resolved::Done;
         let updated = self
-            .update_payment(&resolution.payment_id, Next::Step, |r, now| {
-                if !resolvable(r) {
-                    refused_in = Some(r.state);
+            .update_payment(payment_id, Next::Step, |record, now| {
+                if let Some(earlier) = record
+                    .audit
+                    .iter()
+                    .find(|a| a.request_id == resolution.request_id)
+                {
+                    let same = earlier.to_state == resolution.state
+                        && earlier.note == resolution.note
+                        && earlier.operator == resolution.operator
+                        && earlier.provider_code == resolution.provider_code
+                        && earlier.provider_transaction_id == resolution.provider_transaction_id;
+                    result = if same {
+                        Resolved::Replayed
+                    } else {
+                        Resolved::Reused
+                    };
                     return false;
                 }
-                r.audit.push(AuditEntry {
-                    at_ms: now,
-                    operator: resolution.operator.clone(),
+                if record.state.is_final() {
+                    result = Resolved::Conflict(record.state.name());
+                    return false;
+                }
+                if record.call != CallPhase::Returned {
+                    result = Resolved::Conflict("in flight");
+                    return false;
+                }
+                if !matches!(
+                    record.state,
+                    PaymentState::NeedsAttention | PaymentState::Pending
+                ) {
+                    result = Resolved::Conflict(record.state.name());
+                    return false;
+                }
+                result = Resolved::Done;
+                record.audit.push(AuditEntry {
                     request_id: resolution.request_id.clone(),
-                    from_state: r.state,
+                    operator: resolution.operator.clone(),
+                    from_state: record.state,
                     to_state: resolution.state,
                     provider_transaction_id: resolution.provider_transaction_id.clone(),
                     provider_code: resolution.provider_code.clone(),
                     note: resolution.note.clone(),
+                    at_ms: now,
                 });
-                r.state = resolution.state;
+                record.state = resolution.state;
                 if !resolution.provider_code.is_empty() {
-                    r.provider_code = resolution.provider_code.clone();
+                    record.provider_code = resolution.provider_code.clone();
                 }
                 if !resolution.provider_transaction_id.is_empty() {
-                    r.provider_transaction_id = resolution.provider_transaction_id.clone();
+                    record.provider_transaction_id = resolution.provider_transaction_id.clone();
                 }
-                r.provider_message = format!("resolved by operator {}", resolution.operator);
-                r.updated_at_ms = now;
+                record.provider_message = format!(
+                    "resolved by operator {}: {}",
+                    resolution.operator, resolution.note
+                );
+                record.updated_at_ms = now;
                 true
             })
-            .await;
-        let ended = match &updated {
-            Ok(Some(_)) => Ended::Answered,
-            Ok(None) => Ended::Refused {
-                code: String::new(),
-                message: "the payment changed before it could be resolved".into(),
-            },
-            Err(e) => Ended::Unknown {
-                message: e.to_string(),
-            },
-        };
-        self.finish_operation(operation, ended).await;
-        match updated {
-            Ok(Some(record)) => {
-                tracing::info!(
-                    payment_id = record.payment_id,
+            .await
+            .map_err(|e| match e.0.ends_with("missing") {
+                true => GatewayError::NotFound(format!("payment {payment_id}")),
+                false => GatewayError::Store(e),
+            })?;
+        match result {
+            Resolved::Done => {
+                let record = updated.ok_or_else(|| GatewayError::Internal("resolved".into()))?;
+                tracing::warn!(
+                    payment_id,
                     operator = resolution.operator,
                     state = record.state.name(),
                     "payment resolved by an operator"
                 );
                 Ok(record)
             }
-            Ok(None) => Err(conflict(refused_in.unwrap_or(record.state))),
-            Err(e) => Err(e.into()),
+            Resolved::Replayed => self
+                .load_payment(payment_id)
+                .await?
+                .ok_or_else(|| GatewayError::NotFound(format!("payment {payment_id}"))),
+            Resolved::Reused => Err(GatewayError::IdempotencyKeyReused {
+                request_id: resolution.request_id,
+            }),
+            Resolved::Conflict(state) => Err(GatewayError::PaymentStateConflict {
+                payment_id: payment_id.to_owned(),
+                state,
+                operation: "resolve",
+            }),
         }
     }
-}
-
-/// Only a payment whose outcome the gateway could not learn may be settled by an operator; a
-/// state the provider confirmed is never overwritten, and a call still running is waited for.
-fn resolvable(record: &PaymentRecord) -> bool {
-    matches!(
-        record.state,
-        PaymentState::Pending | PaymentState::NeedsAttention
-    ) && record.call == CallPhase::Returned
 }

@@ -8,8 +8,10 @@
 //!
 //! A record's call moves Claimed -> InFlight -> Returned, each step a compare-and-swap. The
 //! provider is called only after the InFlight write is confirmed, so a record a dead replica
-//! left Claimed was certainly never sent (reconciliation fails it: no money moved), and one left
-//! InFlight is asked about. Claim and call run in a detached task: when the caller's deadline is
+//! left Claimed was never sent, unless the store lost the InFlight write: reconciliation fails
+//! it ("never sent, no money moved") only once the provider does not know its reference (or,
+//! for a provider without status queries, the store kept the identity it was claimed under),
+//! and reconciles it otherwise. One left InFlight is asked about. Claim and call run in a detached task: when the caller's deadline is
 //! near, the RPC answers with the PENDING record and the call carries on and records its
 //! outcome.
 
@@ -77,6 +79,32 @@ fn count_outcome(record: &PaymentRecord) {
         .inc();
 }
 
+/// Logs and counts a provider answer that contradicts a final payment (which keeps its
+/// state): money may have moved differently from what the journal says.
+fn report_contradiction(
+    payment_id: &str,
+    provider: &str,
+    recorded: PaymentState,
+    answered: PaymentState,
+    outcome: &PaymentOutcome,
+) {
+    crate::metrics::global()
+        .contradictions
+        .get_or_create(&crate::metrics::ProviderName {
+            provider: provider.to_owned(),
+        })
+        .inc();
+    tracing::error!(
+        payment_id,
+        provider,
+        recorded = recorded.name(),
+        answered = answered.name(),
+        code = outcome.provider_code,
+        mismatch = outcome.mismatch.as_deref().unwrap_or(""),
+        "provider answer contradicts the payment's final state; the journal keeps it: check with the provider"
+    );
+}
+
 /// How long the detached task keeps trying to record an outcome when the store is down.
 const RECORD_RETRY_FOR: Duration = Duration::from_secs(120);
 
@@ -107,6 +135,10 @@ impl Gateway {
                 ),
             ));
         }
+        // A store that lost data may have forgotten this very request_id: nothing is asked of
+        // it (or of the provider) until an operator recovers it.
+        self.check_posture().await?;
+        self.current_identity().await?;
         let payment_id = PaymentRecord::id_for_request(&request_id);
         let fingerprint = order.fingerprint();
         if let Some(existing) = self.load_payment(&payment_id).await? {
@@ -162,7 +194,6 @@ impl Gateway {
                 }
             };
             let _ = claimed_tx.send(Ok(record.clone()));
-            this.index_payment(&record).await;
             this.call_provider(provider.as_ref(), record, &secrets)
                 .await
         });
@@ -205,7 +236,7 @@ impl Gateway {
             .store
             .increment(
                 &keys::reference_sequence(provider.id().name()),
-                reference_seed(now),
+                crate::store::identity::reference_seed(now),
             )
             .await?;
         let Some(provider_reference) = provider.payment_reference(sequence) else {
@@ -215,8 +246,13 @@ impl Gateway {
                 provider.id()
             )));
         };
+        let claim_identity = self
+            .known_identity()
+            .map(|i| String::from_utf8_lossy(&i).into_owned())
+            .unwrap_or_default();
         let record = PaymentRecord {
             product,
+            claim_identity,
             ..PaymentRecord::claimed(request_id, order, provider_reference, now)
         };
         let bytes = encode(&record);
@@ -231,19 +267,14 @@ impl Gateway {
                 now + self.payments.in_flight_expiry_ms as i64,
             )
             .await?;
-        let won = match self
-            .store
-            .set_if_absent(&key, &bytes, Some(ms(self.payments.record_ttl_ms)))
-            .await
-        {
-            Ok(won) => won,
-            // The write may have landed with its answer lost: look before giving up.
-            Err(e) => match self.store.get(&key).await {
-                Ok(Some(stored)) if stored == bytes => true,
-                Ok(Some(_)) => false,
-                _ => return Err(e.into()),
-            },
-        };
+        // The operators' index (by creation time): like the schedule entry, written first; an
+        // entry without a record is dropped when listed.
+        self.store
+            .schedule_if_absent(&keys::journal_index(), &payment_id, now)
+            .await?;
+        // Guarded by the store identity, atomically. No TTL: a record that is not final is
+        // never forgotten (it gets one when final).
+        let won = self.guarded_claim(&key, &bytes, None).await?;
         if !won {
             let winner = self
                 .load_payment(&payment_id)
@@ -305,6 +336,18 @@ impl Gateway {
                     return None;
                 }
             },
+        }
+        // With `min_replica_acks`, the in-flight mark must reach the replicas before the call:
+        // otherwise a failover could bring back a record that says claimed for a payment sent.
+        if let Err(e) = self.replicate().await {
+            let outcome = PaymentOutcome {
+                state: PaymentState::Failed,
+                provider_message: format!("not sent: {e}"),
+                ..PaymentOutcome::default()
+            };
+            return self
+                .record_outcome(&payment_id, outcome, Source::Payment)
+                .await;
         }
         tracing::info!(
             payment_id,
@@ -438,15 +481,23 @@ impl Gateway {
                 Source::Payment | Source::ScheduledQuery => Next::Step,
                 Source::Query => Next::Keep,
             };
+            let mut contradiction = None;
+            let mut mismatch = None;
             let result = self
                 .update_payment(payment_id, next, |record, now| {
-                    record.apply(outcome.clone(), now);
+                    let outcome = outcome.clone().checked_against(record);
+                    contradiction = record
+                        .contradicted_by(&outcome)
+                        .then(|| (record.state, outcome.effective_state()));
+                    mismatch = outcome.mismatch.clone();
+                    record.apply(outcome, now);
                     record.call = CallPhase::Returned;
                     if source != Source::Payment {
                         record.status_checks += 1;
                     }
                     if source == Source::ScheduledQuery {
                         record.reconcile_checks += 1;
+                        record.unanswered_checks = 0;
                     }
                     true
                 })
@@ -454,6 +505,24 @@ impl Gateway {
             match result {
                 Ok(record) => {
                     record.iter().for_each(count_outcome);
+                    let provider = record
+                        .as_ref()
+                        .map(|r| r.order.provider.name())
+                        .unwrap_or_default();
+                    if let Some((recorded, answered)) = contradiction {
+                        report_contradiction(payment_id, provider, recorded, answered, &outcome);
+                    } else if let (Some(why), Some(r)) = (&mismatch, &record) {
+                        if r.state == PaymentState::NeedsAttention {
+                            crate::metrics::global().needs_attention.inc();
+                            tracing::error!(
+                                payment_id,
+                                provider,
+                                code = r.provider_code,
+                                why,
+                                "provider answer does not match the payment: needs an operator"
+                            );
+                        }
+                    }
                     return record;
                 }
                 Err(e) if tokio::time::Instant::now() < give_up => {
@@ -467,6 +536,25 @@ impl Gateway {
                 }
             }
         }
+    }
+
+    /// Notes a scheduled status check that got no answer (timeout, transport error, 5xx, open
+    /// circuit): it uses up no schedule step, only spaces the next try further out. `None` when
+    /// the payment settled meanwhile.
+    pub(crate) async fn note_unanswered_check(
+        &self,
+        payment_id: &str,
+    ) -> Result<Option<PaymentRecord>, StoreError> {
+        self.update_payment(payment_id, Next::Step, |record, now| {
+            if record.state.is_final() || record.state == PaymentState::NeedsAttention {
+                return false;
+            }
+            record.status_checks += 1;
+            record.unanswered_checks += 1;
+            record.updated_at_ms = now;
+            true
+        })
+        .await
     }
 
     /// Hands a payment whose outcome stayed unknown to an operator. `None` when it turned final
@@ -490,11 +578,13 @@ impl Gateway {
     }
 
     /// Fails a payment that was claimed but never sent (its process stopped between claim and
-    /// call): the gateway knows for certain that no money moved. `None` when the call started
+    /// call), once `verified` says how that was checked: the provider does not know its
+    /// reference, or the store kept its identity since the claim. `None` when the call started
     /// meanwhile.
     pub(crate) async fn mark_not_sent(
         &self,
         payment_id: &str,
+        verified: &str,
     ) -> Result<Option<PaymentRecord>, StoreError> {
         self.update_payment(payment_id, Next::Step, |record, now| {
             if !matches!(record.call, CallPhase::Claimed { .. }) {
@@ -502,9 +592,10 @@ impl Gateway {
             }
             record.state = PaymentState::Failed;
             record.provider_code = String::new();
-            record.provider_message = "never sent to the provider: the gateway stopped before \
-                                       calling it; no money moved. Retry with a new request_id"
-                .into();
+            record.provider_message = format!(
+                "never sent to the provider: the gateway stopped before calling it ({verified}); \
+                 no money moved. Retry with a new request_id"
+            );
             record.call = CallPhase::Returned;
             record.updated_at_ms = now;
             true
@@ -533,9 +624,15 @@ impl Gateway {
             if !change(&mut record, now) {
                 return Ok(None);
             }
+            // A final record expires `record_ttl_ms` after it became final (each later swap,
+            // a reversal say, starts that again); any other record is permanent.
+            let ttl = record
+                .state
+                .is_final()
+                .then(|| ms(self.payments.record_ttl_ms));
             if self
                 .store
-                .compare_and_swap(&key, &old, &encode(&record))
+                .compare_and_swap_with_ttl(&key, &old, &encode(&record), ttl)
                 .await?
             {
                 let settled =
@@ -584,28 +681,23 @@ impl Gateway {
         if !self.worth_reconciling(record) {
             return self.store.unschedule(&set, &record.payment_id).await;
         }
-        // Out of steps: due now, and reconciliation marks it NEEDS_ATTENTION.
-        let delay = self
-            .payments
-            .reconcile_backoff_ms
-            .get(record.reconcile_checks as usize)
-            .copied()
-            .unwrap_or(0);
-        self.store
-            .schedule(&set, &record.payment_id, now + delay as i64)
-            .await
+        let steps = &self.payments.reconcile_backoff_ms;
+        let answered = record.reconcile_checks as usize;
+        // Out of steps: due now, and reconciliation marks it NEEDS_ATTENTION. Unanswered checks
+        // climb the same ladder (capped at its last step) without using it up.
+        let delay = if answered >= steps.len() {
+            0
+        } else {
+            let rung = (answered + record.unanswered_checks as usize).min(steps.len() - 1);
+            steps[rung]
+        };
+        // Never later than the maximum age, when it becomes NEEDS_ATTENTION anyway.
+        let too_old_at = record
+            .created_at_ms
+            .saturating_add(self.payments.max_pending_age_ms as i64);
+        let due = (now + delay as i64).min(too_old_at.max(now));
+        self.store.schedule(&set, &record.payment_id, due).await
     }
-}
-
-/// Start of the reference sequence's clock: 2026-11-01T00:00:00Z, unix seconds.
-const REFERENCE_EPOCH_SECS: i64 = 1_793_491_200;
-
-/// Where a provider's reference sequence starts when the store has no counter: the seconds
-/// since [`REFERENCE_EPOCH_SECS`]. A counter lost with its store restarts above every earlier
-/// value as long as payments were made at under one per second on average; a counter that is
-/// kept only grows by one per payment.
-fn reference_seed(now_ms: i64) -> u64 {
-    (now_ms / 1000 - REFERENCE_EPOCH_SECS).max(0) as u64
 }
 
 /// Answers a repeated `request_id`.

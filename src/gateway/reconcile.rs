@@ -2,7 +2,8 @@
 //! known, on each payment's backoff schedule (`payments.reconcile_backoff_ms`). A payment still
 //! unknown after the last step becomes NEEDS_ATTENTION for an operator: never silently FAILED.
 //! The schedule lives in the store, so any replica can pick up any payment, including one left
-//! in flight by a replica that died.
+//! in flight by a replica that died. A payment left claimed is FAILED "never sent" only once
+//! that is verified (see [`Gateway::settle_claimed`]).
 
 use futures_util::StreamExt;
 use std::sync::{
@@ -15,7 +16,8 @@ use super::{
     payments::{Next, Source},
     Gateway,
 };
-use crate::domain::{payment::CallPhase, Capability, PaymentOutcome};
+use crate::domain::{payment::CallPhase, Capability, PaymentRecord};
+use crate::error::GatewayError;
 use crate::store::{keys, StoreError};
 
 /// How many due payments one pass handles at most.
@@ -93,17 +95,6 @@ impl Gateway {
             }
             CallPhase::Returned => {}
         }
-        if let CallPhase::Claimed { .. } = record.call {
-            if self.mark_not_sent(payment_id).await?.is_some() {
-                tracing::warn!(
-                    payment_id,
-                    "payment claimed but never sent: FAILED, no money moved"
-                );
-                return Ok(());
-            }
-            // The call started meanwhile: handled on its next due time.
-            return Ok(());
-        }
         if let CallPhase::InFlight { .. } = record.call {
             tracing::warn!(
                 payment_id,
@@ -113,17 +104,38 @@ impl Gateway {
         if !self.worth_reconciling(&record) {
             return self.store.unschedule(&set, payment_id).await;
         }
-        if record.reconcile_checks as usize >= self.payments.reconcile_backoff_ms.len() {
-            let why = format!(
-                "outcome still unknown after {} status checks; settle with the provider",
-                record.reconcile_checks
-            );
+        let out_of_steps =
+            record.reconcile_checks as usize >= self.payments.reconcile_backoff_ms.len();
+        let age_ms = now - record.created_at_ms;
+        let too_old = age_ms >= self.payments.max_pending_age_ms as i64;
+        if out_of_steps || too_old {
+            let why = if out_of_steps {
+                format!(
+                    "outcome still unknown after {} answered status checks; settle with the \
+                     provider",
+                    record.reconcile_checks
+                )
+            } else {
+                format!(
+                    "outcome still unknown {} hours after the payment was made ({} answered, \
+                     {} unanswered status checks); settle with the provider",
+                    age_ms / 3_600_000,
+                    record.reconcile_checks,
+                    record.unanswered_checks
+                )
+            };
             if self.mark_needs_attention(payment_id, why).await?.is_some() {
                 stats.needs_attention.fetch_add(1, Ordering::Relaxed);
                 crate::metrics::global().needs_attention.inc();
                 tracing::error!(payment_id, "payment needs an operator: outcome unknown");
             }
             return Ok(());
+        }
+        // A payment still marked claimed is settled only once "never sent" is verified.
+        if let CallPhase::Claimed { .. } = record.call {
+            stats.checks.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::global().reconcile_checks.inc();
+            return self.settle_claimed(&record).await;
         }
         if self
             .provider(record.order.provider, Capability::QueryPayment)
@@ -143,12 +155,90 @@ impl Gateway {
         }
         stats.checks.fetch_add(1, Ordering::Relaxed);
         crate::metrics::global().reconcile_checks.inc();
-        let outcome = self
-            .query_provider(&record)
-            .await
-            .unwrap_or_else(|| PaymentOutcome::unknown(""));
-        self.record_outcome(payment_id, outcome, Source::ScheduledQuery)
-            .await;
+        match self.query_provider(&record).await {
+            Some(outcome) => {
+                self.record_outcome(payment_id, outcome, Source::ScheduledQuery)
+                    .await;
+            }
+            // No answer (provider or network down): tried again later, no step used up.
+            None => {
+                crate::metrics::global().reconcile_unanswered.inc();
+                self.note_unanswered_check(payment_id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A payment still marked claimed after the in-flight expiry: its process stopped before
+    /// the call, or the store lost the in-flight mark (a failover, a lost write) while the call
+    /// went out. It is declared FAILED "never sent" only when that is verified: the provider,
+    /// asked first, does not know its reference; or, for a provider without status queries,
+    /// the store kept the identity it was claimed under. Anything else goes to reconciliation.
+    async fn settle_claimed(&self, record: &PaymentRecord) -> Result<(), StoreError> {
+        let payment_id = record.payment_id.as_str();
+        let queryable = self
+            .provider(record.order.provider, Capability::QueryPayment)
+            .is_ok();
+        if queryable {
+            return match self.query_provider(record).await {
+                Some(outcome) if outcome.reference_not_found => {
+                    self.report_not_sent(payment_id, "the provider does not know its reference")
+                        .await
+                }
+                // The provider knows something: the call may have gone out. Reconciled from
+                // here like any payment whose call returned (record_outcome marks it so).
+                Some(outcome) => {
+                    tracing::warn!(
+                        payment_id,
+                        code = outcome.provider_code,
+                        "payment marked claimed, but the provider answered about it: reconciling"
+                    );
+                    self.record_outcome(payment_id, outcome, Source::ScheduledQuery)
+                        .await;
+                    Ok(())
+                }
+                None => {
+                    crate::metrics::global().reconcile_unanswered.inc();
+                    self.note_unanswered_check(payment_id).await.map(|_| ())
+                }
+            };
+        }
+        let current = match self.current_identity().await {
+            Ok(identity) => Some(identity),
+            Err(GatewayError::StoreDataLost) => None,
+            Err(GatewayError::Store(e)) => return Err(e),
+            Err(e) => return Err(StoreError(e.to_string())),
+        };
+        let unchanged = !record.claim_identity.is_empty()
+            && current.as_deref() == Some(record.claim_identity.as_bytes());
+        if unchanged {
+            return self
+                .report_not_sent(payment_id, "the store kept its identity since the claim")
+                .await;
+        }
+        let why = "claimed but not confirmed as sent, and the store's identity changed since \
+                   the claim (it may have lost the in-flight mark): the call may have gone out; \
+                   settle with the provider"
+            .to_owned();
+        if self.mark_needs_attention(payment_id, why).await?.is_some() {
+            crate::metrics::global().needs_attention.inc();
+            tracing::error!(
+                payment_id,
+                "claimed payment cannot be verified as never sent: needs an operator"
+            );
+        }
+        Ok(())
+    }
+
+    async fn report_not_sent(&self, payment_id: &str, verified: &str) -> Result<(), StoreError> {
+        if self.mark_not_sent(payment_id, verified).await?.is_some() {
+            tracing::warn!(
+                payment_id,
+                verified,
+                "payment claimed but never sent: FAILED, no money moved"
+            );
+        }
+        // Else the call started meanwhile: handled on its next due time.
         Ok(())
     }
 }

@@ -79,26 +79,26 @@ pub async fn run(store: &dyn Store) {
         store.due(&set, 1000, 10).await.unwrap(),
         vec!["moved", "late"]
     );
-    store.schedule_if_absent(&set, "fresh", 50).await.unwrap();
-    assert_eq!(store.due(&set, 60, 10).await.unwrap(), vec!["fresh"]);
-    // Ranges: lower bound inclusive, upper exclusive, then offset and limit.
+    let index = k("index");
+    for (member, at) in [("a", 10), ("b", 20), ("c", 20), ("d", 30)] {
+        store.schedule_if_absent(&index, member, at).await.unwrap();
+    }
     assert_eq!(
-        store.range(&set, 0, 300, 0, 10).await.unwrap(),
-        vec!["fresh", "moved"]
+        store.range(&index, 10, 30, 0, 10).await.unwrap(),
+        vec!["a", "b", "c"],
+        "end excluded"
     );
     assert_eq!(
-        store.range(&set, 50, 1_000, 1, 10).await.unwrap(),
-        vec!["moved", "late"]
-    );
-    assert_eq!(
-        store.range(&set, 0, 1_000, 0, 1).await.unwrap(),
-        vec!["fresh"]
+        store.range(&index, 15, 100, 1, 2).await.unwrap(),
+        vec!["c", "d"]
     );
     assert!(store
-        .range(&set, 301, 1_000, 0, 10)
+        .range(&index, 31, 100, 0, 10)
         .await
         .unwrap()
         .is_empty());
+    store.schedule_if_absent(&set, "fresh", 50).await.unwrap();
+    assert_eq!(store.due(&set, 60, 10).await.unwrap(), vec!["fresh"]);
 
     store
         .set(&k("ttl"), b"v", Some(Duration::from_secs(1)))
@@ -108,4 +108,91 @@ pub async fn run(store: &dyn Store) {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(store.get(&k("ttl")).await.unwrap(), None);
     assert!(store.set_if_absent(&k("ttl"), b"w", None).await.unwrap());
+
+    // A guarded claim writes only while the guard holds, and only once.
+    let guard = k("guard");
+    assert_eq!(
+        store
+            .set_if_absent_guarded(&guard, b"g1", &k("claim"), b"v", None)
+            .await
+            .unwrap(),
+        super::GuardedWrite::GuardFailed,
+        "no guard, no write"
+    );
+    assert_eq!(store.get(&k("claim")).await.unwrap(), None);
+    store.set(&guard, b"g1", None).await.unwrap();
+    assert_eq!(
+        store
+            .set_if_absent_guarded(&guard, b"g2", &k("claim"), b"v", None)
+            .await
+            .unwrap(),
+        super::GuardedWrite::GuardFailed,
+        "another guard value"
+    );
+    assert_eq!(
+        store
+            .set_if_absent_guarded(&guard, b"g1", &k("claim"), b"v", None)
+            .await
+            .unwrap(),
+        super::GuardedWrite::Written
+    );
+    assert_eq!(
+        store
+            .set_if_absent_guarded(&guard, b"g1", &k("claim"), b"w", None)
+            .await
+            .unwrap(),
+        super::GuardedWrite::Exists
+    );
+    assert_eq!(
+        store.get(&k("claim")).await.unwrap().as_deref(),
+        Some(&b"v"[..])
+    );
+    assert_eq!(
+        store
+            .set_if_absent_guarded(
+                &guard,
+                b"g1",
+                &k("claim-ttl"),
+                b"v",
+                Some(Duration::from_secs(1))
+            )
+            .await
+            .unwrap(),
+        super::GuardedWrite::Written
+    );
+
+    // Counters are raised, never lowered.
+    assert_eq!(store.raise_counter(&k("raised"), 500).await.unwrap(), 500);
+    assert_eq!(store.raise_counter(&k("raised"), 100).await.unwrap(), 500);
+    assert_eq!(store.increment(&k("raised"), 0).await.unwrap(), 501);
+    assert_eq!(store.raise_counter(&k("raised"), 900).await.unwrap(), 900);
+    assert_eq!(store.increment(&k("raised"), 0).await.unwrap(), 901);
+
+    // A swap with a TTL sets it; one without makes the key permanent again.
+    store
+        .set(&k("cas-ttl"), b"1", Some(Duration::from_secs(1)))
+        .await
+        .unwrap();
+    assert!(!store
+        .compare_and_swap_with_ttl(&k("cas-ttl"), b"x", b"2", None)
+        .await
+        .unwrap());
+    assert!(store
+        .compare_and_swap_with_ttl(&k("cas-ttl"), b"1", b"2", None)
+        .await
+        .unwrap());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        store.get(&k("cas-ttl")).await.unwrap().as_deref(),
+        Some(&b"2"[..]),
+        "made permanent"
+    );
+    assert!(store
+        .compare_and_swap_with_ttl(&k("cas-ttl"), b"2", b"3", Some(Duration::from_secs(1)))
+        .await
+        .unwrap());
+    assert!(store.get(&k("cas-ttl")).await.unwrap().is_some());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(store.get(&k("cas-ttl")).await.unwrap(), None, "expired");
+    assert_eq!(store.get(&k("claim-ttl")).await.unwrap(), None, "expired");
 }

@@ -10,7 +10,7 @@ use std::{
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use super::{Store, StoreError};
+use super::{GuardedWrite, Store, StoreError};
 
 /// One schedule: members ordered by (due_ms, member), plus member -> due_ms.
 type Schedule = (BTreeSet<(i64, String)>, HashMap<String, i64>);
@@ -40,10 +40,23 @@ impl State {
     }
 }
 
-/// An in-memory [`Store`].
-#[derive(Default)]
+/// An in-memory [`Store`]. It writes its own store identity when created: it cannot lose data
+/// while its process lives, and a new process starts a new store.
 pub struct MemoryStore {
     state: Mutex<State>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        let mut state = State::default();
+        state.values.insert(
+            super::keys::identity(),
+            (super::identity::new_identity().into_bytes(), None),
+        );
+        Self {
+            state: Mutex::new(state),
+        }
+    }
 }
 
 impl MemoryStore {
@@ -108,6 +121,60 @@ impl Store for MemoryStore {
         }
     }
 
+    async fn compare_and_swap_with_ttl(
+        &self,
+        key: &str,
+        expected: &[u8],
+        new: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        match Self::live_value(&mut state, key) {
+            Some(current) if current.as_slice() == expected => {
+                state
+                    .values
+                    .insert(key.to_owned(), (new.to_vec(), deadline(ttl)));
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn set_if_absent_guarded(
+        &self,
+        guard_key: &str,
+        guard_value: &[u8],
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<GuardedWrite, StoreError> {
+        let mut state = self.lock();
+        if Self::live_value(&mut state, guard_key).map(|v| v.as_slice()) != Some(guard_value) {
+            return Ok(GuardedWrite::GuardFailed);
+        }
+        if Self::live_value(&mut state, key).is_some() {
+            return Ok(GuardedWrite::Exists);
+        }
+        state.insert(key, value.to_vec(), deadline(ttl));
+        Ok(GuardedWrite::Written)
+    }
+
+    async fn raise_counter(&self, key: &str, floor: u64) -> Result<u64, StoreError> {
+        let mut state = self.lock();
+        let current = match Self::live_value(&mut state, key) {
+            Some(v) => std::str::from_utf8(v)
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(|| StoreError(format!("{key} is not a counter")))?,
+            None => 0,
+        };
+        let value = current.max(floor);
+        state
+            .values
+            .insert(key.to_owned(), (value.to_string().into_bytes(), None));
+        Ok(value)
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.lock().values.remove(key);
         Ok(())
@@ -170,6 +237,31 @@ impl Store for MemoryStore {
             .unwrap_or_default())
     }
 
+    async fn range(
+        &self,
+        set: &str,
+        min_ms: i64,
+        max_ms: i64,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .schedules
+            .get(set)
+            .map(|(ordered, _)| {
+                ordered
+                    .iter()
+                    .skip_while(|(due, _)| *due < min_ms)
+                    .take_while(|(due, _)| *due < max_ms)
+                    .skip(offset)
+                    .take(limit)
+                    .map(|(_, m)| m.clone())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     async fn claim_due(
         &self,
         set: &str,
@@ -190,31 +282,6 @@ impl Store for MemoryStore {
             }
             _ => Ok(false),
         }
-    }
-
-    async fn range(
-        &self,
-        set: &str,
-        min: i64,
-        max: i64,
-        offset: usize,
-        limit: usize,
-    ) -> Result<Vec<String>, StoreError> {
-        let state = self.lock();
-        Ok(state
-            .schedules
-            .get(set)
-            .map(|(ordered, _)| {
-                ordered
-                    .iter()
-                    .skip_while(|(score, _)| *score < min)
-                    .take_while(|(score, _)| *score < max)
-                    .skip(offset)
-                    .take(limit)
-                    .map(|(_, m)| m.clone())
-                    .collect()
-            })
-            .unwrap_or_default())
     }
 
     async fn unschedule(&self, set: &str, member: &str) -> Result<(), StoreError> {

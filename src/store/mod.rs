@@ -8,15 +8,35 @@
 //!
 //! | key | holds | TTL |
 //! |---|---|---|
-//! | `billpay:v1:payment:<payment_id>` | journal entry = idempotency record | `payments.record_ttl_ms` (30 days) |
+//! | `billpay:v1:payment:<payment_id>` | journal entry = idempotency record | none while not final (PENDING, NEEDS_ATTENTION, ...); `payments.record_ttl_ms` (30 days) from when it became final |
 //! | `billpay:v1:op:<operation_id>` | idempotency record of an OTP validation, reversal or saved-bill deletion | `payments.record_ttl_ms` |
 //! | `billpay:v1:token:<credential>` (+ `:lock`) | a provider's bearer and refresh token; one-request-at-a-time lock | token lifetime + margin; lock 15 s |
 //! | `billpay:v1:catalog:<provider>:<list>:<scope>` | cached catalog list | `catalog.keep_ms` (24 h) |
 //! | `billpay:v1:catalog:...:refreshing` | one-refresh-at-a-time lock | 30 s |
 //! | `billpay:v1:seq:reference:<provider>` | provider reference sequence | none |
-//! | `billpay:v1:journal` | sorted set: payment id -> created at (unix ms), the operator's listing | none; members of expired records dropped when listed |
 //! | `billpay:v1:reconcile` | sorted set: payment id -> next check (unix ms) | none; members removed when final |
+//! | `billpay:v1:store:identity` | the store identity (epoch), see below | none |
+//! | `billpay:v1:journal` | sorted set: payment id -> creation time (unix ms), the operators' index | none; members of expired records removed when listed |
+//!
+//! ## Detecting data loss
+//!
+//! Redis can forget what it acknowledged (a restart without persistence, a failover to a
+//! lagging replica, a snapshot reload, eviction). A forgotten payment record would let its
+//! `request_id` pay twice, so the store carries an identity key, written once by an explicit
+//! first-run step (`billpay-gateway store init`; the memory store and `serve --sandbox` write
+//! it themselves) and never expiring. Every payment and follow-up claim is
+//! [`Store::set_if_absent_guarded`] with the identity as guard: in Redis one Lua script reads
+//! the identity and does the `SET NX` atomically, so no claim lands in a store that lost its
+//! identity, however the loss and the claim interleave. A missing identity stops every mutating
+//! RPC (`UNAVAILABLE`, reason `STORE_DATA_LOST`) and turns PaymentService health NOT_SERVING;
+//! reads go on. `billpay-gateway store recover` raises every provider's reference counter above
+//! anything used and writes a new identity; running gateways adopt it on their next claim.
+//!
+//! Both keys of the script must live on one node: this holds for a single Redis and for
+//! Sentinel/replica setups. On Redis Cluster the script would fail with CROSSSLOT (payments
+//! refused, never unguarded) until the keys share a hash tag; Cluster is not supported yet.
 
+pub mod identity;
 pub mod memory;
 pub mod redis;
 
@@ -29,6 +49,17 @@ use async_trait::async_trait;
 #[derive(Debug, thiserror::Error)]
 #[error("store unavailable: {0}")]
 pub struct StoreError(pub String);
+
+/// What [`Store::set_if_absent_guarded`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardedWrite {
+    /// The value was written.
+    Written,
+    /// The key already had a value; nothing was written.
+    Exists,
+    /// The guard key did not hold the expected value; nothing was written.
+    GuardFailed,
+}
 
 /// A key-value store with the few atomic operations the gateway needs.
 #[async_trait]
@@ -52,6 +83,32 @@ pub trait Store: Send + Sync + 'static {
         expected: &[u8],
         new: &[u8],
     ) -> Result<bool, StoreError>;
+    /// Like [`Store::compare_and_swap`], but also sets the key's time to live: `Some(ttl)`
+    /// expires it `ttl` from now, `None` makes it permanent. The journal uses it so that a
+    /// payment record expires only once it is final, counted from when it became final.
+    async fn compare_and_swap_with_ttl(
+        &self,
+        key: &str,
+        expected: &[u8],
+        new: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, StoreError>;
+    /// The payment claim: writes `value` at `key` only when `key` is absent AND `guard_key`
+    /// holds `guard_value`, both checked and done in one atomic step (a Lua script in Redis).
+    /// The journal guards every claim with the store identity (see [`identity`]), so a store
+    /// that lost its data (identity gone) can never accept a claim for a `request_id` it no
+    /// longer remembers.
+    async fn set_if_absent_guarded(
+        &self,
+        guard_key: &str,
+        guard_value: &[u8],
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<GuardedWrite, StoreError>;
+    /// Raises the counter at `key` to at least `floor` (a missing counter becomes `floor`) and
+    /// returns its value; never lowers it. Atomic.
+    async fn raise_counter(&self, key: &str, floor: u64) -> Result<u64, StoreError>;
     /// Removes `key`.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// Increments the counter at `key` and returns the new value; a missing counter starts at
@@ -70,6 +127,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// Up to `limit` members of `set` due at or before `now_ms`, earliest first.
     async fn due(&self, set: &str, now_ms: i64, limit: usize) -> Result<Vec<String>, StoreError>;
+    /// Up to `limit` members of `set` with `min_ms <= due < max_ms`, in order, skipping the
+    /// first `offset` of them (the journal index is read this way).
+    async fn range(
+        &self,
+        set: &str,
+        min_ms: i64,
+        max_ms: i64,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError>;
     /// Claims a due member: if `member` is in `set` and due at or before `now_ms`, moves it to
     /// `lease_until_ms` and returns `true`. Of several replicas racing for one entry, exactly
     /// one gets `true`.
@@ -80,20 +147,107 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
         lease_until_ms: i64,
     ) -> Result<bool, StoreError>;
-    /// Members of the sorted `set` with a score in `min..max` (ms), lowest first, skipping
-    /// `offset` of them, at most `limit` (the journal index).
-    async fn range(
-        &self,
-        set: &str,
-        min: i64,
-        max: i64,
-        offset: usize,
-        limit: usize,
-    ) -> Result<Vec<String>, StoreError>;
     /// Removes `member` from the schedule `set`.
     async fn unschedule(&self, set: &str, member: &str) -> Result<(), StoreError>;
     /// Checks the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// What the server allows about keeping acknowledged writes (Redis `CONFIG GET`, `ROLE`);
+    /// `None` for a store where it does not apply (memory).
+    async fn durability(&self) -> Result<Option<Durability>, StoreError> {
+        Ok(None)
+    }
+    /// Waits until the writes made so far reached `replicas` replicas, at most `timeout`;
+    /// returns how many acknowledged them (Redis `WAIT`). A store without replicas answers 0.
+    async fn wait_for_replicas(&self, replicas: u32, timeout: Duration) -> Result<u32, StoreError> {
+        let _ = (replicas, timeout);
+        Ok(0)
+    }
+}
+
+/// A Redis server's durability settings; `None` fields could not be read (a managed Redis may
+/// disable `CONFIG`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Durability {
+    /// `appendonly`: `yes` or `no`.
+    pub appendonly: Option<String>,
+    /// `appendfsync`: `always`, `everysec` or `no`.
+    pub appendfsync: Option<String>,
+    /// `save`: RDB snapshot rules; empty means none.
+    pub save: Option<String>,
+    /// `maxmemory-policy`: only `noeviction` never drops keys.
+    pub maxmemory_policy: Option<String>,
+    /// `ROLE`: `master` or `slave`.
+    pub role: Option<String>,
+}
+
+/// What the gateway makes of a store's [`Durability`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Posture {
+    /// Fit for payments; the strings are warnings to log.
+    Fit(Vec<String>),
+    /// Not fit for payments: why.
+    Refused(String),
+}
+
+impl Durability {
+    /// Judges the settings. An evicting `maxmemory-policy` is refused: it drops payment records
+    /// (and with them their `request_id`s) under memory pressure. No persistence at all is a
+    /// warning, or refused when `require_persistence`. A replica cannot take writes: refused.
+    pub fn posture(&self, require_persistence: bool) -> Posture {
+        let mut warnings = Vec::new();
+        match self.maxmemory_policy.as_deref() {
+            Some("noeviction") => {}
+            Some(policy) => {
+                return Posture::Refused(format!(
+                    "Redis maxmemory-policy is {policy}: it evicts keys under memory pressure, \
+                     payment records and their request_ids with them (a retry would pay twice). \
+                     Set maxmemory-policy noeviction"
+                ))
+            }
+            None => warnings.push(
+                "could not read Redis maxmemory-policy (CONFIG disabled?): make sure it is \
+                 noeviction"
+                    .to_owned(),
+            ),
+        }
+        if self.role.as_deref() == Some("slave") {
+            return Posture::Refused(
+                "Redis is a replica (ROLE slave): point store.redis_url at the primary".into(),
+            );
+        }
+        let aof = self.appendonly.as_deref();
+        let rdb = self.save.as_deref().map(str::trim);
+        match (aof, rdb) {
+            (Some("no"), Some("")) => {
+                let why = "Redis has no persistence (appendonly no, save \"\"): a restart \
+                           loses every payment in flight; the gateway detects it \
+                           (STORE_DATA_LOST) but an operator must recover. Enable appendonly";
+                if require_persistence {
+                    return Posture::Refused(why.to_owned());
+                }
+                warnings.push(why.to_owned());
+            }
+            (Some("no"), _) => warnings.push(
+                "Redis persists by RDB snapshots only (appendonly no): a restart loses the \
+                 writes since the last snapshot. Enable appendonly"
+                    .to_owned(),
+            ),
+            (None, _) | (_, None) => warnings.push(
+                "could not read Redis persistence settings (CONFIG disabled?): make sure \
+                 appendonly is on"
+                    .to_owned(),
+            ),
+            _ => {}
+        }
+        if aof == Some("yes") && self.appendfsync.as_deref() == Some("no") {
+            warnings.push(
+                "Redis appendfsync no: the OS decides when writes reach disk; use everysec or \
+                 always"
+                    .to_owned(),
+            );
+        }
+        Posture::Fit(warnings)
+    }
 }
 
 /// Key layout, in one place.
@@ -125,16 +279,79 @@ pub mod keys {
         format!("{PREFIX}:seq:reference:{provider}")
     }
 
-    /// Every payment by creation time (sorted set: payment id -> created at, unix ms), for the
-    /// operator's journal listing.
-    pub fn journal_index() -> String {
-        format!("{PREFIX}:journal")
-    }
     /// The schedule of payments waiting for a status check.
     pub fn reconcile_schedule() -> String {
         format!("{PREFIX}:reconcile")
+    }
+
+    /// The journal index: sorted set of payment id -> creation time (unix ms), for operators.
+    pub fn journal_index() -> String {
+        format!("{PREFIX}:journal")
+    }
+
+    /// The store identity (epoch): written once per store, never expires. Its absence means
+    /// the store lost data (see [`super::identity`]).
+    pub fn identity() -> String {
+        format!("{PREFIX}:store:identity")
     }
 }
 
 #[doc(hidden)]
 pub mod contract;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redis(appendonly: &str, save: &str, policy: &str) -> Durability {
+        Durability {
+            appendonly: Some(appendonly.into()),
+            appendfsync: Some("everysec".into()),
+            save: Some(save.into()),
+            maxmemory_policy: Some(policy.into()),
+            role: Some("master".into()),
+        }
+    }
+
+    #[test]
+    fn durability_posture() {
+        assert_eq!(
+            redis("yes", "", "noeviction").posture(true),
+            Posture::Fit(vec![])
+        );
+        for policy in [
+            "allkeys-lru",
+            "volatile-lru",
+            "allkeys-random",
+            "volatile-ttl",
+        ] {
+            assert!(
+                matches!(redis("yes", "", policy).posture(false), Posture::Refused(why) if why.contains(policy))
+            );
+        }
+        // No persistence at all: a warning, or refused when persistence is required.
+        assert!(matches!(
+            redis("no", "", "noeviction").posture(false),
+            Posture::Fit(w) if w.len() == 1
+        ));
+        assert!(matches!(
+            redis("no", "", "noeviction").posture(true),
+            Posture::Refused(_)
+        ));
+        // Snapshots only: a warning.
+        assert!(matches!(
+            redis("no", "3600 1", "noeviction").posture(true),
+            Posture::Fit(w) if w.len() == 1
+        ));
+        let replica = Durability {
+            role: Some("slave".into()),
+            ..redis("yes", "", "noeviction")
+        };
+        assert!(matches!(replica.posture(false), Posture::Refused(_)));
+        // Unreadable settings (CONFIG disabled): warnings, not a refusal.
+        assert!(matches!(
+            Durability::default().posture(true),
+            Posture::Fit(w) if w.len() == 2
+        ));
+    }
+}

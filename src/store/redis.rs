@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use redis::{aio::ConnectionManager, AsyncCommands};
 use tokio::sync::OnceCell;
 
-use super::{Store, StoreError};
+use super::{Durability, GuardedWrite, Store, StoreError};
 
 /// Increments a counter that starts at a seed when missing.
 const INCREMENT_FROM_SEED: &str = r"
@@ -36,6 +36,50 @@ end
 return 0
 ";
 
+/// Replaces a value only if it is unchanged, setting a new TTL (ARGV[3] ms; 0 = none: a plain
+/// `SET` drops any TTL the key had).
+const COMPARE_AND_SWAP_WITH_TTL: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  if tonumber(ARGV[3]) > 0 then
+    redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  else
+    redis.call('SET', KEYS[1], ARGV[2])
+  end
+  return 1
+end
+return 0
+";
+
+/// The guarded claim: KEYS[1] the guard (store identity), KEYS[2] the key to claim; ARGV[1]
+/// the expected guard value, ARGV[2] the value, ARGV[3] TTL ms (0 = none). -1 when the guard
+/// does not hold, 1 when written, 0 when the key exists. One script, so atomic.
+const GUARDED_SET_IF_ABSENT: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return -1
+end
+local written
+if tonumber(ARGV[3]) > 0 then
+  written = redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3])
+else
+  written = redis.call('SET', KEYS[2], ARGV[2], 'NX')
+end
+if written then
+  return 1
+end
+return 0
+";
+
+/// Raises a counter to at least ARGV[1]; returns its value.
+const RAISE_COUNTER: &str = r"
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local floor = tonumber(ARGV[1])
+if current < floor then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return floor
+end
+return current
+";
+
 /// A [`Store`] in Redis.
 pub struct RedisStore {
     client: redis::Client,
@@ -43,6 +87,9 @@ pub struct RedisStore {
     command_timeout: Duration,
     connect_timeout: Duration,
     cas: redis::Script,
+    cas_ttl: redis::Script,
+    guarded_claim: redis::Script,
+    raise: redis::Script,
     increment: redis::Script,
     claim: redis::Script,
 }
@@ -61,6 +108,9 @@ impl RedisStore {
             command_timeout,
             connect_timeout,
             cas: redis::Script::new(COMPARE_AND_SWAP),
+            cas_ttl: redis::Script::new(COMPARE_AND_SWAP_WITH_TTL),
+            guarded_claim: redis::Script::new(GUARDED_SET_IF_ABSENT),
+            raise: redis::Script::new(RAISE_COUNTER),
             increment: redis::Script::new(INCREMENT_FROM_SEED),
             claim: redis::Script::new(CLAIM_DUE),
         })
@@ -164,6 +214,59 @@ impl Store for RedisStore {
         .await
     }
 
+    async fn compare_and_swap_with_ttl(
+        &self,
+        key: &str,
+        expected: &[u8],
+        new: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, StoreError> {
+        self.run(|mut c| async move {
+            let replaced: i64 = self
+                .cas_ttl
+                .key(key)
+                .arg(expected)
+                .arg(new)
+                .arg(px(ttl).unwrap_or(0))
+                .invoke_async(&mut c)
+                .await?;
+            Ok(replaced == 1)
+        })
+        .await
+    }
+
+    async fn set_if_absent_guarded(
+        &self,
+        guard_key: &str,
+        guard_value: &[u8],
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<GuardedWrite, StoreError> {
+        self.run(|mut c| async move {
+            let result: i64 = self
+                .guarded_claim
+                .key(guard_key)
+                .key(key)
+                .arg(guard_value)
+                .arg(value)
+                .arg(px(ttl).unwrap_or(0))
+                .invoke_async(&mut c)
+                .await?;
+            Ok(match result {
+                1 => GuardedWrite::Written,
+                0 => GuardedWrite::Exists,
+                _ => GuardedWrite::GuardFailed,
+            })
+        })
+        .await
+    }
+
+    async fn raise_counter(&self, key: &str, floor: u64) -> Result<u64, StoreError> {
+        self.run(|mut c| async move { self.raise.key(key).arg(floor).invoke_async(&mut c).await })
+            .await
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.run(|mut c| async move { c.del::<_, ()>(key).await })
             .await
@@ -210,16 +313,20 @@ impl Store for RedisStore {
     async fn range(
         &self,
         set: &str,
-        min: i64,
-        max: i64,
+        min_ms: i64,
+        max_ms: i64,
         offset: usize,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
-        // `(max` makes the upper bound exclusive.
-        let max = format!("({max}");
         self.run(|mut c| async move {
-            c.zrangebyscore_limit(set, min, max, offset as isize, limit as isize)
-                .await
+            c.zrangebyscore_limit(
+                set,
+                min_ms,
+                format!("({max_ms}"),
+                offset as isize,
+                limit as isize,
+            )
+            .await
         })
         .await
     }
@@ -248,6 +355,52 @@ impl Store for RedisStore {
     async fn unschedule(&self, set: &str, member: &str) -> Result<(), StoreError> {
         self.run(|mut c| async move { c.zrem::<_, _, ()>(set, member).await })
             .await
+    }
+
+    async fn durability(&self) -> Result<Option<Durability>, StoreError> {
+        // Each read on its own: a managed Redis may refuse CONFIG (then `None`), but a store
+        // that does not answer at all is an error.
+        self.ping().await?;
+        let config = |name: &'static str| async move {
+            self.run(|mut c| async move {
+                redis::cmd("CONFIG")
+                    .arg("GET")
+                    .arg(name)
+                    .query_async::<Vec<String>>(&mut c)
+                    .await
+            })
+            .await
+            .ok()
+            .and_then(|pair| pair.into_iter().nth(1))
+        };
+        let role = self
+            .run(|mut c| async move {
+                redis::cmd("ROLE")
+                    .query_async::<Vec<redis::Value>>(&mut c)
+                    .await
+            })
+            .await
+            .ok()
+            .and_then(|v| v.into_iter().next())
+            .and_then(|v| redis::from_redis_value::<String>(v).ok());
+        Ok(Some(Durability {
+            appendonly: config("appendonly").await,
+            appendfsync: config("appendfsync").await,
+            save: config("save").await,
+            maxmemory_policy: config("maxmemory-policy").await,
+            role,
+        }))
+    }
+
+    async fn wait_for_replicas(&self, replicas: u32, timeout: Duration) -> Result<u32, StoreError> {
+        self.run(|mut c| async move {
+            redis::cmd("WAIT")
+                .arg(replicas)
+                .arg(timeout.as_millis() as u64)
+                .query_async::<u32>(&mut c)
+                .await
+        })
+        .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -123,7 +123,6 @@ impl TestGateway {
             drain_timeout_ms: 1_000,
             json_logs: false,
             metrics_listen: String::new(),
-            operator_service: true,
         };
         let g = gateway.clone();
         let task = tokio::spawn(async move {

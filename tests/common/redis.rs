@@ -13,6 +13,11 @@ use std::{
 pub struct RedisServer {
     pub port: u16,
     dir: PathBuf,
+    /// Append-only file with fsync on every write: a killed server restarts with everything it
+    /// acknowledged. Without it a restart comes back empty (data lost).
+    persistent: bool,
+    /// More `redis-server` arguments.
+    extra_args: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -24,12 +29,37 @@ fn free_port() -> u16 {
 }
 
 impl RedisServer {
-    /// Starts a server on a free port.
+    /// Starts a server on a free port that keeps nothing on disk: a restart loses everything.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// Starts a server on a free port that keeps every acknowledged write across a restart
+    /// (`appendonly yes`, `appendfsync always`).
+    pub fn start_persistent() -> Self {
+        Self::start_with(true)
+    }
+
+    /// Starts a server with more `redis-server` arguments, for example
+    /// `["--maxmemory-policy", "allkeys-lru"]`.
+    pub fn start_with_args(args: &[&str]) -> Self {
+        Self::start_with_all(false, args.iter().map(|a| a.to_string()).collect())
+    }
+
+    fn start_with(persistent: bool) -> Self {
+        Self::start_with_all(persistent, Vec::new())
+    }
+
+    fn start_with_all(persistent: bool, extra_args: Vec<String>) -> Self {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("billpay-redis-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let server = Self { port, dir };
+        let server = Self {
+            port,
+            dir,
+            persistent,
+            extra_args,
+        };
         server.spawn();
         server
     }
@@ -53,7 +83,9 @@ impl RedisServer {
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                if self.persistent { "yes" } else { "no" },
+                "--appendfsync",
+                "always",
                 "--daemonize",
                 "yes",
                 "--dir",
@@ -63,6 +95,7 @@ impl RedisServer {
                 "--logfile",
                 self.dir.join("redis.log").to_str().unwrap(),
             ])
+            .args(&self.extra_args)
             .status()
             .expect("redis-server must be installed (scripts/test.sh installs it)");
         assert!(status.success(), "redis-server failed to start");
@@ -101,7 +134,7 @@ impl RedisServer {
         }
     }
 
-    /// Starts the server again on the same port (empty: it keeps nothing on disk).
+    /// Starts the server again on the same port: empty unless it is persistent.
     pub fn restart(&self) {
         self.spawn();
     }

@@ -14,6 +14,16 @@ pub const SUCCESS: &str = "90000";
 /// "Transaction not found" on a status query: the advice may not have arrived (yet).
 pub const TRANSACTION_NOT_FOUND: &str = "30010";
 
+/// Codes that approve only part of the amount ("Approved, partial"). The payment is not
+/// SUCCEEDED for the amount the caller asked: the gateway hands it to an operator with the
+/// approved amount (`ApprovedAmount`) when Interswitch gives it.
+pub const PARTIAL_APPROVALS: &[&str] = &["90010"];
+
+/// True for a partial approval.
+pub fn is_partial_approval(code: &str) -> bool {
+    PARTIAL_APPROVALS.contains(&code)
+}
+
 /// What a payment response code says about the payment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CodeMeaning {

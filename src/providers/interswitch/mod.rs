@@ -14,8 +14,8 @@ use secrecy::SecretString;
 use serde::{de::DeserializeOwned, Deserialize};
 
 use crate::domain::{
-    Biller, Capability, Category, Currency, CustomerValidation, PaymentOutcome, PaymentRecord,
-    PaymentSecrets, Product, Provider, ProviderError, ProviderId,
+    AnswerIdentity, Biller, Capability, Category, Currency, CustomerValidation, Money,
+    PaymentOutcome, PaymentRecord, PaymentSecrets, Product, Provider, ProviderError, ProviderId,
 };
 use crate::providers::{
     guard::{CallGuard, CallLimits},
@@ -238,7 +238,7 @@ fn outcome(answer: &TransactionResponse, code: &str, grouping: Option<&str>) -> 
         "" => codes::describe(code).unwrap_or_default().to_owned(),
         m => m.to_owned(),
     };
-    PaymentOutcome {
+    let mut outcome = PaymentOutcome {
         state: codes::payment_state(code, grouping),
         provider_code: code.to_owned(),
         provider_message: message,
@@ -246,12 +246,43 @@ fn outcome(answer: &TransactionResponse, code: &str, grouping: Option<&str>) -> 
             .filter(|r| !r.is_empty()),
         fulfilment_token: Some(answer.recharge_pin.clone()).filter(|p| !p.is_empty()),
         ..PaymentOutcome::default()
+    };
+    if !answer.approved_amount.trim().is_empty() {
+        match Money::parse_minor_units(Currency::Ngn, &answer.approved_amount) {
+            // The gateway compares it with the payment's amount (a smaller one is not a success).
+            Some(approved) => outcome.extras.approved_amount = Some(approved),
+            None => {
+                outcome = outcome.contradicting(format!(
+                    "unreadable ApprovedAmount {:?}",
+                    answer.approved_amount
+                ))
+            }
+        }
+    }
+    if codes::is_partial_approval(code) {
+        outcome = outcome.contradicting(format!(
+            "Interswitch approved only part of the payment ({code})"
+        ));
+    }
+    outcome
+}
+
+/// The fields of a query answer that say which transaction it is about.
+fn answer_identity(answer: &TransactionResponse) -> AnswerIdentity {
+    let present = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+    AnswerIdentity {
+        reference: present(&answer.request_reference),
+        customer_id: present(&answer.customer_id),
+        product_id: present(&answer.payment_code),
+        amount: present(&answer.amount)
+            .map(|text| Money::parse_minor_units(Currency::Ngn, &text).ok_or(text)),
     }
 }
 
 /// Maps a transaction-query answer. Only `TransactionResponseCode` speaks for the payment; a
-/// query without it (or "not found") leaves the payment PENDING. An answer for another amount
-/// is about another transaction (a reused reference): it must not settle this payment.
+/// query without it (or "not found") leaves the payment PENDING. An answer whose reference,
+/// customer, payment code or amount differs from the journal is about another transaction (a
+/// reused reference): it is marked as a mismatch and never settles this payment.
 fn query_outcome(
     raw: RawResponse,
     payment: &PaymentRecord,
@@ -264,26 +295,22 @@ fn query_outcome(
     }
     let answer: TransactionResponse = serde_json::from_slice(&raw.body)
         .map_err(|e| ProviderError::Unreadable(format!("transaction query: {e}")))?;
-    let ours = payment.order.amount.minor_units_string();
-    if !answer.amount.is_empty() && answer.amount.trim() != ours {
-        return Err(ProviderError::Unreadable(format!(
-            "transaction query for reference {} answered amount {} (ours: {ours}): not this payment",
-            payment.provider_reference, answer.amount
-        )));
-    }
+    let identity = answer_identity(&answer);
     let transaction_code = answer.transaction_response_code.clone();
     if transaction_code.is_empty() {
         let code = answer.effective_code();
-        let why = if code == codes::TRANSACTION_NOT_FOUND || raw.status == 404 {
-            "Interswitch has no transaction with this reference yet".to_owned()
-        } else {
-            format!("transaction query answered {code:?} without a transaction status")
-        };
-        return Ok(PaymentOutcome::unknown(why));
+        if code == codes::TRANSACTION_NOT_FOUND || raw.status == 404 {
+            return Ok(PaymentOutcome::reference_not_found(
+                "Interswitch has no transaction with this reference",
+            ));
+        }
+        return Ok(PaymentOutcome::unknown(format!(
+            "transaction query answered {code:?} without a transaction status"
+        )));
     }
     // ResponseCodeGrouping goes with the query's own ResponseCode, not with the transaction's
     // code: only the transaction code decides.
-    Ok(outcome(&answer, &transaction_code, None))
+    Ok(identity.check(payment, outcome(&answer, &transaction_code, None)))
 }
 
 #[async_trait]
@@ -552,12 +579,42 @@ mod tests {
         assert_eq!(bare.state, PaymentState::Pending);
         let missing = q(404, r#"{"ResponseCode":"30010"}"#).unwrap();
         assert_eq!(missing.state, PaymentState::Pending);
+        assert!(missing.is_unknown() && missing.reference_not_found);
+        assert!(!bare.reference_not_found);
         // Another transaction behind the same reference never settles this payment.
         let other = q(
             200,
             r#"{"ResponseCode":"90000","TransactionResponseCode":"90000","amount":"150001"}"#,
+        )
+        .unwrap();
+        assert_eq!(other.effective_state(), PaymentState::NeedsAttention);
+        assert!(other.mismatch.unwrap().contains("amount 150001"));
+        for body in [
+            r#"{"TransactionResponseCode":"90000","amount":"150000","customerId":"2"}"#,
+            r#"{"TransactionResponseCode":"90000","amount":"150000","paymentCode":"90102"}"#,
+            r#"{"TransactionResponseCode":"90000","amount":"150000","requestReference":"145600000002"}"#,
+            r#"{"TransactionResponseCode":"90000","amount":"1500.00"}"#,
+        ] {
+            let answer = q(200, body).unwrap();
+            assert!(answer.mismatch.is_some(), "{body}");
+        }
+        let echoed = q(
+            200,
+            r#"{"TransactionResponseCode":"90000","amount":"150000","customerId":"1","paymentCode":"90101","requestReference":"145600000001"}"#,
+        )
+        .unwrap();
+        assert_eq!(echoed.effective_state(), PaymentState::Succeeded);
+        // 90010: approved, partial. Never a success for the full amount.
+        let partial = q(
+            200,
+            r#"{"TransactionResponseCode":"90010","amount":"150000","ApprovedAmount":"100000"}"#,
+        )
+        .unwrap();
+        assert_eq!(partial.effective_state(), PaymentState::NeedsAttention);
+        assert_eq!(
+            partial.extras.approved_amount,
+            Some(Money::new(Currency::Ngn, 100_000))
         );
-        assert!(matches!(other, Err(ProviderError::Unreadable(_))));
         assert!(matches!(q(503, ""), Err(ProviderError::Upstream { .. })));
     }
 }

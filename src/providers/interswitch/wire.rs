@@ -305,6 +305,39 @@ pub struct TransactionResponse {
     /// On a query: the queried transaction's amount, kobo.
     #[serde(default, alias = "Amount", deserialize_with = "loose")]
     pub amount: String,
+    /// The amount approved, kobo, when it differs from the amount sent (partial approvals).
+    #[serde(
+        default,
+        rename = "ApprovedAmount",
+        alias = "approvedAmount",
+        deserialize_with = "loose"
+    )]
+    pub approved_amount: String,
+    /// On a query, when Interswitch echoes them: our `requestReference`, the customer and the
+    /// payment code of the queried transaction. The SDK's DTO does not list them; they are
+    /// compared with the journal only when present.
+    #[serde(
+        default,
+        rename = "requestReference",
+        alias = "RequestReference",
+        deserialize_with = "loose"
+    )]
+    pub request_reference: String,
+    #[serde(
+        default,
+        rename = "customerId",
+        alias = "CustomerId",
+        alias = "customerID",
+        deserialize_with = "loose"
+    )]
+    pub customer_id: String,
+    #[serde(
+        default,
+        rename = "paymentCode",
+        alias = "PaymentCode",
+        deserialize_with = "loose"
+    )]
+    pub payment_code: String,
     /// Interswitch's error envelope on 4xx answers.
     #[serde(default, deserialize_with = "lenient")]
     pub error: Option<WireError>,
