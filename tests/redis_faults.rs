@@ -189,6 +189,19 @@ async fn the_journal_survives_a_gateway_restart() {
         .await;
     assert_eq!(replay, paid);
     assert_eq!(sims.calls.get("interswitch", "pay"), 1);
+    // The operators' journal index is in Redis too (unbounded time range).
+    let (listed, next) = second
+        .gateway
+        .list_journal(
+            &billpay_gateway::gateway::operator::JournalFilter::default(),
+            0,
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].payment_id, paid.payment_id);
+    assert_eq!(next, None);
     second.stop().await;
 }
 
