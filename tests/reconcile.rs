@@ -549,6 +549,9 @@ impl Store for LostClaimReply {
     async fn raise_counter(&self, key: &str, floor: u64) -> Result<u64, StoreError> {
         self.inner.raise_counter(key, floor).await
     }
+    async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.keys_with_prefix(prefix).await
+    }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(key).await
     }
