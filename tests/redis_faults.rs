@@ -384,8 +384,36 @@ async fn a_new_redis_store_takes_no_payment_before_store_init() {
     gw.stop().await;
 }
 
+/// Log lines written while it is the thread's subscriber (tests run on one thread).
+#[derive(Clone, Default)]
+struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
 #[tokio::test]
 async fn an_evicting_redis_is_refused_for_payments() {
+    let logs = Capture::default();
+    let _logging = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .finish(),
+    );
     let redis = RedisServer::start_with_args(&["--maxmemory-policy", "allkeys-lru"]);
     let sims = simulators().await;
     let gw = gateway(&sims, &redis, PaymentSettings::default()).await;
@@ -403,6 +431,13 @@ async fn an_evicting_redis_is_refused_for_payments() {
     );
     assert_eq!(sims.calls.get("interswitch", "pay"), 0);
     assert_eq!(sims.calls.get("interswitch", "validate_customer"), 0);
+    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let line = text
+        .lines()
+        .find(|l| l.contains("store refused for payments"))
+        .unwrap_or_else(|| panic!("no refusal logged:\n{text}"));
+    assert!(line.contains("ERROR"), "{line}");
+    assert!(line.contains("maxmemory-policy is allkeys-lru"), "{line}");
     gw.stop().await;
 }
 
