@@ -277,6 +277,13 @@ fn reference_number(p: &pb::Payment) -> u64 {
 
 #[tokio::test]
 async fn redis_restarted_empty_stops_payments_until_an_operator_recovers_it() {
+    let logs = Capture::default();
+    let _logging = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .finish(),
+    );
     let redis = RedisServer::start();
     let sims = simulators().await;
     let gw = gateway(&sims, &redis, PaymentSettings::default()).await;
@@ -316,6 +323,13 @@ async fn redis_restarted_empty_stops_payments_until_an_operator_recovers_it() {
         })
         .await
         .expect("reads work while the store has lost data");
+    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let lost: Vec<_> = text
+        .lines()
+        .filter(|l| l.contains("the store has no identity"))
+        .collect();
+    assert_eq!(lost.len(), 1, "logged once per loss:\n{text}");
+    assert!(lost[0].contains("ERROR"), "{}", lost[0]);
     // Still refused a while later: it does not heal by itself.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert_eq!(payment_health(&gw).await, ServingStatus::NotServing as i32);
