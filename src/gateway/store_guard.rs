@@ -168,6 +168,16 @@ impl Gateway {
         }
     }
 
+    /// The store identity as last checked: the known one while no data loss was found (no
+    /// round trip), else read from the store.
+    pub(crate) async fn checked_identity(&self) -> Result<Vec<u8>, GatewayError> {
+        let lost = self.data_lost.load(std::sync::atomic::Ordering::SeqCst);
+        match self.known_identity() {
+            Some(identity) if !lost => Ok(identity),
+            _ => self.current_identity().await,
+        }
+    }
+
     /// The store identity this process last saw, without asking the store.
     pub(crate) fn known_identity(&self) -> Option<Vec<u8>> {
         self.identity
