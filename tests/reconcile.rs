@@ -549,6 +549,9 @@ impl Store for LostClaimReply {
     async fn raise_counter(&self, key: &str, floor: u64) -> Result<u64, StoreError> {
         self.inner.raise_counter(key, floor).await
     }
+    async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.keys_with_prefix(prefix).await
+    }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(key).await
     }
@@ -812,4 +815,36 @@ async fn a_final_payment_expires_record_ttl_after_it_became_final() {
     assert!(gateway.load_payment(&p.payment_id).await.unwrap().is_some());
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(gateway.load_payment(&p.payment_id).await.unwrap().is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_recheck_that_contradicts_a_final_payment_changes_nothing_and_is_counted() {
+    // Succeeded at the first scheduled check; the operator's recheck hears "failed".
+    let (gateway, provider, _) = setup(vec![PaymentState::Succeeded, PaymentState::Failed]);
+    let reconciler = tokio::spawn(
+        gateway
+            .clone()
+            .run_reconciler(Arc::new(ReconcileStats::default())),
+    );
+    let p = gateway
+        .create_payment("contra-1".into(), order(), PaymentSecrets::default(), None)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(
+        state_of(&gateway, &p.payment_id).await.state,
+        PaymentState::Succeeded
+    );
+    reconciler.abort();
+    let counter = billpay_gateway::metrics::global()
+        .contradictions
+        .get_or_create(&billpay_gateway::metrics::ProviderName {
+            provider: "interswitch".into(),
+        })
+        .clone();
+    let before = counter.get();
+    let rechecked = gateway.recheck_payment(&p.payment_id).await.unwrap();
+    assert_eq!(rechecked.state, PaymentState::Succeeded, "final state kept");
+    assert_eq!(provider.query_calls.load(Ordering::SeqCst), 2);
+    assert_eq!(counter.get(), before + 1);
 }

@@ -189,6 +189,19 @@ async fn the_journal_survives_a_gateway_restart() {
         .await;
     assert_eq!(replay, paid);
     assert_eq!(sims.calls.get("interswitch", "pay"), 1);
+    // The operators' journal index is in Redis too (unbounded time range).
+    let (listed, next) = second
+        .gateway
+        .list_journal(
+            &billpay_gateway::gateway::operator::JournalFilter::default(),
+            0,
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].payment_id, paid.payment_id);
+    assert_eq!(next, None);
     second.stop().await;
 }
 
@@ -264,6 +277,13 @@ fn reference_number(p: &pb::Payment) -> u64 {
 
 #[tokio::test]
 async fn redis_restarted_empty_stops_payments_until_an_operator_recovers_it() {
+    let logs = Capture::default();
+    let _logging = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .finish(),
+    );
     let redis = RedisServer::start();
     let sims = simulators().await;
     let gw = gateway(&sims, &redis, PaymentSettings::default()).await;
@@ -303,6 +323,13 @@ async fn redis_restarted_empty_stops_payments_until_an_operator_recovers_it() {
         })
         .await
         .expect("reads work while the store has lost data");
+    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let lost: Vec<_> = text
+        .lines()
+        .filter(|l| l.contains("the store has no identity"))
+        .collect();
+    assert_eq!(lost.len(), 1, "logged once per loss:\n{text}");
+    assert!(lost[0].contains("ERROR"), "{}", lost[0]);
     // Still refused a while later: it does not heal by itself.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert_eq!(payment_health(&gw).await, ServingStatus::NotServing as i32);
@@ -371,8 +398,36 @@ async fn a_new_redis_store_takes_no_payment_before_store_init() {
     gw.stop().await;
 }
 
+/// Log lines written while it is the thread's subscriber (tests run on one thread).
+#[derive(Clone, Default)]
+struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
 #[tokio::test]
 async fn an_evicting_redis_is_refused_for_payments() {
+    let logs = Capture::default();
+    let _logging = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .finish(),
+    );
     let redis = RedisServer::start_with_args(&["--maxmemory-policy", "allkeys-lru"]);
     let sims = simulators().await;
     let gw = gateway(&sims, &redis, PaymentSettings::default()).await;
@@ -390,6 +445,13 @@ async fn an_evicting_redis_is_refused_for_payments() {
     );
     assert_eq!(sims.calls.get("interswitch", "pay"), 0);
     assert_eq!(sims.calls.get("interswitch", "validate_customer"), 0);
+    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let line = text
+        .lines()
+        .find(|l| l.contains("store refused for payments"))
+        .unwrap_or_else(|| panic!("no refusal logged:\n{text}"));
+    assert!(line.contains("ERROR"), "{line}");
+    assert!(line.contains("maxmemory-policy is allkeys-lru"), "{line}");
     gw.stop().await;
 }
 

@@ -10,6 +10,7 @@ pub mod payments;
 pub mod reads;
 pub mod reconcile;
 pub mod registry;
+pub mod store_guard;
 
 use std::{sync::Arc, time::Duration};
 
@@ -20,6 +21,7 @@ use crate::error::GatewayError;
 use crate::store::Store;
 pub use clock::Clock;
 pub use registry::Registry;
+pub use store_guard::{StoreHealth, StorePolicy};
 
 /// `[payments]` settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -136,33 +138,6 @@ pub struct Gateway {
     operator_enabled: std::sync::atomic::AtomicBool,
 }
 
-/// What the gateway asks of the store's durability (`[store]` settings).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StorePolicy {
-    /// Refuse a store without persistence instead of warning.
-    pub require_persistence: bool,
-    /// Replicas that must acknowledge claim and in-flight writes; 0: no waiting.
-    pub min_replica_acks: u32,
-    /// How long to wait for them.
-    pub replica_ack_timeout: Duration,
-}
-
-/// How often the store's durability settings are read again while it stays reachable.
-const POSTURE_RECHECK_EVERY: Duration = Duration::from_secs(60);
-
-/// What the store health check found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreHealth {
-    /// Reachable, with its identity.
-    Up,
-    /// Not reachable.
-    Unreachable,
-    /// Reachable, but its identity is missing: it lost data (or was never initialised).
-    DataLost,
-    /// Reachable, but its durability settings are unfit for payments (an evicting policy...).
-    Refused,
-}
-
 impl Gateway {
     /// Builds a gateway over configured providers and a store.
     pub fn new(
@@ -186,185 +161,6 @@ impl Gateway {
             store_policy: std::sync::RwLock::new(StorePolicy::default()),
             operator_enabled: std::sync::atomic::AtomicBool::new(false),
         })
-    }
-
-    /// Sets what the gateway asks of the store's durability.
-    pub fn set_store_policy(&self, policy: StorePolicy) {
-        *self.store_policy.write().unwrap_or_else(|p| p.into_inner()) = policy;
-    }
-
-    fn policy(&self) -> StorePolicy {
-        *self.store_policy.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Waits for `min_replica_acks` replicas to acknowledge the writes made so far; a store
-    /// error when fewer do in time (nothing may be sent on a write a failover could lose).
-    pub(crate) async fn replicate(&self) -> Result<(), GatewayError> {
-        let policy = self.policy();
-        if policy.min_replica_acks == 0 {
-            return Ok(());
-        }
-        let acks = self
-            .store
-            .wait_for_replicas(policy.min_replica_acks, policy.replica_ack_timeout)
-            .await?;
-        if acks < policy.min_replica_acks {
-            tracing::error!(
-                acks,
-                wanted = policy.min_replica_acks,
-                "store write not acknowledged by enough replicas: not sent"
-            );
-            return Err(GatewayError::Store(crate::store::StoreError(format!(
-                "write acknowledged by {acks} of {} replicas in time",
-                policy.min_replica_acks
-            ))));
-        }
-        Ok(())
-    }
-
-    /// Checks the store answers, still has its identity and is fit for payments; reports a
-    /// data loss once.
-    pub async fn store_health(&self) -> StoreHealth {
-        match self.current_identity().await {
-            Ok(_) => {}
-            Err(GatewayError::StoreDataLost) => return StoreHealth::DataLost,
-            Err(_) => {
-                // A reconnect may reach another server: read its settings again.
-                *self.posture.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                return StoreHealth::Unreachable;
-            }
-        }
-        match self.check_posture().await {
-            Ok(()) => StoreHealth::Up,
-            Err(GatewayError::StoreUnfit(_)) => StoreHealth::Refused,
-            Err(_) => StoreHealth::Unreachable,
-        }
-    }
-
-    /// Fails with [`GatewayError::StoreUnfit`] when the store's durability settings are unfit
-    /// for payments (read at the first use, after a reconnect and every minute; logged when
-    /// read: an error when refused, warnings when merely weak).
-    pub(crate) async fn check_posture(&self) -> Result<(), GatewayError> {
-        use crate::store::Posture;
-        let cached = self
-            .posture
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .filter(|(_, at)| at.elapsed() < POSTURE_RECHECK_EVERY)
-            .map(|(posture, _)| posture);
-        let posture = match cached {
-            Some(posture) => posture,
-            None => {
-                let require = self.policy().require_persistence;
-                let posture = match self.store.durability().await? {
-                    Some(durability) => durability.posture(require),
-                    None => Posture::Fit(Vec::new()),
-                };
-                let mut slot = self.posture.lock().unwrap_or_else(|p| p.into_inner());
-                let changed = slot.as_ref().map(|(p, _)| p) != Some(&posture);
-                if changed {
-                    match &posture {
-                        Posture::Refused(why) => tracing::error!(
-                            why,
-                            "store refused for payments: payments NOT_SERVING until it is fixed"
-                        ),
-                        Posture::Fit(warnings) => {
-                            for why in warnings {
-                                tracing::warn!(why, "store durability is weak");
-                            }
-                        }
-                    }
-                }
-                *slot = Some((posture.clone(), tokio::time::Instant::now()));
-                posture
-            }
-        };
-        match posture {
-            Posture::Fit(_) => Ok(()),
-            Posture::Refused(why) => Err(GatewayError::StoreUnfit(why)),
-        }
-    }
-
-    /// Reads the store identity. A missing one is a data loss: reported (error log, metric)
-    /// once, and answered [`GatewayError::StoreDataLost`]. A new identity (written by `store
-    /// recover`) is adopted.
-    pub(crate) async fn current_identity(&self) -> Result<Vec<u8>, GatewayError> {
-        use std::sync::atomic::Ordering;
-        match crate::store::identity::read(self.store.as_ref()).await? {
-            Some(identity) => {
-                let mut known = self.identity.lock().unwrap_or_else(|p| p.into_inner());
-                if known.as_ref().is_some_and(|k| *k != identity) {
-                    tracing::warn!("the store has a new identity (store recover ran): adopted");
-                }
-                *known = Some(identity.clone());
-                if self.data_lost.swap(false, Ordering::SeqCst) {
-                    tracing::warn!("store identity present again: payments resume");
-                }
-                Ok(identity)
-            }
-            None => {
-                if !self.data_lost.swap(true, Ordering::SeqCst) {
-                    crate::metrics::global().store_data_lost.inc();
-                    tracing::error!(
-                        "the store has no identity: it lost data (restart without persistence, \
-                         failover, eviction) or was never initialised. Payments and other \
-                         mutating RPCs are refused (STORE_DATA_LOST) until an operator runs \
-                         `billpay-gateway store recover` (or `store init` for a new store)"
-                    );
-                }
-                Err(GatewayError::StoreDataLost)
-            }
-        }
-    }
-
-    /// The store identity this process last saw, without asking the store.
-    pub(crate) fn known_identity(&self) -> Option<Vec<u8>> {
-        self.identity
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// The claim of a payment or follow-up record: writes `value` at `key` if absent, guarded
-    /// atomically by the store identity. `true` when this call wrote it, `false` when the key
-    /// was taken; [`GatewayError::StoreDataLost`] when the store lost its identity.
-    pub(crate) async fn guarded_claim(
-        &self,
-        key: &str,
-        value: &[u8],
-        ttl: Option<Duration>,
-    ) -> Result<bool, GatewayError> {
-        use crate::store::GuardedWrite;
-        self.check_posture().await?;
-        let mut identity = match self.known_identity() {
-            Some(identity) => identity,
-            None => self.current_identity().await?,
-        };
-        // Twice at most: the second time with an identity `store recover` wrote meanwhile.
-        for _ in 0..2 {
-            let written = self
-                .store
-                .set_if_absent_guarded(&crate::store::keys::identity(), &identity, key, value, ttl)
-                .await;
-            match written {
-                Ok(GuardedWrite::Written) => {
-                    self.replicate().await?;
-                    return Ok(true);
-                }
-                Ok(GuardedWrite::Exists) => return Ok(false),
-                Ok(GuardedWrite::GuardFailed) => identity = self.current_identity().await?,
-                // The write may have landed with its answer lost: look before giving up.
-                Err(e) => {
-                    return match self.store.get(key).await {
-                        Ok(Some(stored)) if stored == value => Ok(true),
-                        Ok(Some(_)) => Ok(false),
-                        _ => Err(e.into()),
-                    }
-                }
-            }
-        }
-        Err(GatewayError::StoreDataLost)
     }
 
     /// The configured providers, in contract order.

@@ -106,13 +106,15 @@ impl Gateway {
         Ok((found, Some(next)))
     }
 
-    /// Asks the provider about a payment now, outside the schedule, and records the answer.
+    /// Asks the provider about a payment now, outside the schedule, and records the answer. A
+    /// final payment is asked too, to verify it: an answer that contradicts it changes nothing
+    /// but is logged at error level and counted (`billpay_payment_contradictions_total`).
     pub async fn recheck_payment(&self, payment_id: &str) -> Result<PaymentRecord, GatewayError> {
         let record = self
             .load_payment(payment_id)
             .await?
             .ok_or_else(|| GatewayError::NotFound(format!("payment {payment_id}")))?;
-        if record.state.is_final() || record.call != CallPhase::Returned {
+        if record.call != CallPhase::Returned {
             return Ok(record);
         }
         match self.query_provider(&record).await {

@@ -136,9 +136,10 @@ impl Gateway {
             ));
         }
         // A store that lost data may have forgotten this very request_id: nothing is asked of
-        // it (or of the provider) until an operator recovers it.
+        // it (or of the provider) until an operator recovers it. The identity known from the
+        // health watch (every second) spares a round trip; the claim re-checks it atomically.
         self.check_posture().await?;
-        self.current_identity().await?;
+        self.checked_identity().await?;
         let payment_id = PaymentRecord::id_for_request(&request_id);
         let fingerprint = order.fingerprint();
         if let Some(existing) = self.load_payment(&payment_id).await? {

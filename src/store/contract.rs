@@ -161,6 +161,24 @@ pub async fn run(store: &dyn Store) {
         super::GuardedWrite::Written
     );
 
+    // Keys by prefix.
+    let prefixed = k("pre");
+    store
+        .set(&format!("{prefixed}:1"), b"x", None)
+        .await
+        .unwrap();
+    store
+        .set(&format!("{prefixed}:2"), b"x", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .keys_with_prefix(&format!("{prefixed}:"))
+            .await
+            .unwrap(),
+        vec![format!("{prefixed}:1"), format!("{prefixed}:2")]
+    );
+
     // Counters are raised, never lowered.
     assert_eq!(store.raise_counter(&k("raised"), 500).await.unwrap(), 500);
     assert_eq!(store.raise_counter(&k("raised"), 100).await.unwrap(), 500);

@@ -8,7 +8,7 @@
 //! query would return the old transaction. So both steps first raise every provider's counter
 //! above anything used, then write the identity: an operator-given floor, or the clock.
 
-use crate::domain::ProviderId;
+use crate::domain::{PaymentRecord, ProviderId};
 
 use super::{keys, Store, StoreError};
 
@@ -65,11 +65,52 @@ async fn raise_counters(
     Ok(counters)
 }
 
-/// First run of a new store: raises the reference counters to the clock floor and writes an
-/// identity. `None` (nothing changed) when the store already has one.
+/// Brings payment records written before the identity existed (an upgrade) under today's
+/// rules: a record that is not final loses its TTL (it must never expire), and every record
+/// joins the operators' journal index. Returns how many records were made permanent.
+pub async fn adopt_existing_records(store: &dyn Store) -> Result<usize, StoreError> {
+    let prefix = keys::payment("");
+    let mut persisted = 0;
+    for key in store.keys_with_prefix(&prefix).await? {
+        let Some(bytes) = store.get(&key).await? else {
+            continue;
+        };
+        let Ok(record) = serde_json::from_slice::<PaymentRecord>(&bytes) else {
+            tracing::warn!(key, "payment record unreadable; left as it is");
+            continue;
+        };
+        store
+            .schedule_if_absent(
+                &keys::journal_index(),
+                &record.payment_id,
+                record.created_at_ms,
+            )
+            .await?;
+        if !record.state.is_final()
+            && store
+                .compare_and_swap_with_ttl(&key, &bytes, &bytes, None)
+                .await?
+        {
+            persisted += 1;
+        }
+    }
+    Ok(persisted)
+}
+
+/// First run of a new store (or of a store written by a version without the identity):
+/// makes existing records that are not final permanent ([`adopt_existing_records`]), raises
+/// the reference counters to the clock floor and writes an identity. `None` (nothing changed)
+/// when the store already has one.
 pub async fn init(store: &dyn Store, now_ms: i64) -> Result<Option<Seeded>, StoreError> {
     if read(store).await?.is_some() {
         return Ok(None);
+    }
+    let adopted = adopt_existing_records(store).await?;
+    if adopted > 0 {
+        tracing::info!(
+            adopted,
+            "payment records that are not final no longer expire"
+        );
     }
     let counters = raise_counters(store, clock_floor(now_ms)).await?;
     let identity = new_identity();
@@ -104,6 +145,47 @@ pub async fn recover(
 mod tests {
     use super::*;
     use crate::store::memory::MemoryStore;
+
+    #[tokio::test(start_paused = true)]
+    async fn init_makes_earlier_pending_records_permanent_and_indexes_them() {
+        use crate::domain::{payment::PaymentKind, Currency, Money, PaymentOrder, PaymentState};
+        use std::time::Duration;
+        let store = MemoryStore::default();
+        store.delete(&keys::identity()).await.unwrap();
+        let order = PaymentOrder::new(
+            ProviderId::Interswitch,
+            PaymentKind::Bill,
+            "p",
+            "c",
+            Money::new(Currency::Ngn, 1),
+        );
+        let ttl = Some(Duration::from_secs(60));
+        for (request_id, state) in [("a", PaymentState::Pending), ("b", PaymentState::Succeeded)] {
+            let record = PaymentRecord {
+                state,
+                ..PaymentRecord::claimed(request_id.into(), order.clone(), "1".into(), 7)
+            };
+            store
+                .set(
+                    &keys::payment(&record.payment_id),
+                    &serde_json::to_vec(&record).unwrap(),
+                    ttl,
+                )
+                .await
+                .unwrap();
+        }
+        assert!(init(&store, 0).await.unwrap().is_some());
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        let pending = keys::payment(&PaymentRecord::id_for_request("a"));
+        let done = keys::payment(&PaymentRecord::id_for_request("b"));
+        assert!(store.get(&pending).await.unwrap().is_some(), "kept");
+        assert!(store.get(&done).await.unwrap().is_none(), "final: expired");
+        let indexed = store
+            .range(&keys::journal_index(), 0, 100, 0, 10)
+            .await
+            .unwrap();
+        assert_eq!(indexed.len(), 2);
+    }
 
     #[tokio::test]
     async fn init_once_then_recover_raises_counters_and_changes_identity() {

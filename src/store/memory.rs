@@ -175,6 +175,19 @@ impl Store for MemoryStore {
         Ok(value)
     }
 
+    async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let now = Instant::now();
+        let state = self.lock();
+        let mut keys: Vec<String> = state
+            .values
+            .iter()
+            .filter(|(k, (_, at))| k.starts_with(prefix) && at.is_none_or(|at| at > now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.lock().values.remove(key);
         Ok(())

@@ -109,6 +109,9 @@ pub trait Store: Send + Sync + 'static {
     /// Raises the counter at `key` to at least `floor` (a missing counter becomes `floor`) and
     /// returns its value; never lowers it. Atomic.
     async fn raise_counter(&self, key: &str, floor: u64) -> Result<u64, StoreError>;
+    /// Every key that starts with `prefix` (Redis `SCAN MATCH`; not atomic, for operator
+    /// steps only).
+    async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
     /// Removes `key`.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// Increments the counter at `key` and returns the new value; a missing counter starts at
