@@ -18,7 +18,8 @@
 //! p50 and p99 as ratios of the baseline's. With a Redis store (`REDIS_URL`, or `--redis-url`
 //! with `--target`) it also reports the Redis commands per call, from `INFO commandstats`
 //! before and after each scenario (the gateway's background work, such as reconciliation
-//! scans, is included). `--provider-latency-ms N` (in-process) starts the simulators with a
+//! scans, is included; commands run inside Lua scripts count too, so this is commands, not
+//! round trips). `--provider-latency-ms N` (in-process) starts the simulators with a
 //! fixed N ms per provider answer and reports the gateway's added latency: each percentile
 //! minus N times the provider calls per call (counted by the simulators).
 //!
