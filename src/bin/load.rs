@@ -637,7 +637,8 @@ fn report(
             "provider       {n:.2} calls per call, {} ms fixed latency each",
             extra.provider_latency.as_millis()
         );
-        if ok > 0 && n > 0.0 && !extra.provider_latency.is_zero() {
+        let calls_provider_per_call = matches!(scenario, Scenario::Pay | Scenario::Validate);
+        if ok > 0 && calls_provider_per_call && !extra.provider_latency.is_zero() {
             let added = |q: f64| h.value_at_quantile(q).saturating_sub(provider_us);
             println!(
                 "gateway adds   p50 {} p99 {} us (latency minus {provider_us} us of provider time)",
