@@ -47,6 +47,9 @@ enum Command {
         /// Listen address.
         #[arg(long, default_value = "127.0.0.1:50080")]
         listen: String,
+        /// Fixed delay added to every provider answer, milliseconds (0: none).
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
     },
     /// Load and validate a configuration file, then exit.
     CheckConfig {
@@ -153,14 +156,16 @@ async fn run(cli: Cli) -> Result<(), String> {
             tracing::info!("stopped");
             Ok(())
         }
-        Command::Simulate { listen } => {
+        Command::Simulate { listen, latency_ms } => {
             telemetry::init(false);
             let listener = TcpListener::bind(&listen)
                 .await
                 .map_err(|e| format!("listen on {listen}: {e}"))?;
-            let sims = Simulators::start(listener).map_err(|e| e.to_string())?;
+            let sims = Simulators::start_with_latency(listener, Duration::from_millis(latency_ms))
+                .map_err(|e| e.to_string())?;
             tracing::info!(
                 url = sims.base_url(),
+                latency_ms,
                 "simulators running; GET /_sandbox/calls for counts"
             );
             tokio::select! {

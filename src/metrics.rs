@@ -124,7 +124,7 @@ impl Metrics {
         );
         registry.register(
             "catalog_cache",
-            "Catalog cache lookups by result",
+            "Catalog cache lookups by result (local, fresh, stale, miss)",
             m.catalog_cache.clone(),
         );
         registry.register(

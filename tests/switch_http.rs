@@ -17,7 +17,7 @@ use std::{
 
 use billpay_gateway::{
     config::ProvidersConfig,
-    gateway::PaymentSettings,
+    gateway::{CatalogSettings, PaymentSettings},
     pb,
     providers::switch::{auth::ChecksumStrategy, LoginConfig, SwitchConfig, TwoFactor},
     store::{keys, memory::MemoryStore, Store},
@@ -759,7 +759,10 @@ async fn saved_bills_page_by_number_delete_once_and_otp_is_requested() {
 }
 
 /// Makes the cached plans of vendor 104 older than the freshness window.
-async fn age_cached_plans(store: &Arc<dyn Store>) {
+/// Makes the cached plans look stale, as time passing would: the store's copy is backdated and
+/// the gateway's in-memory copy (which would have expired with the same time) is dropped.
+async fn age_cached_plans(store: &Arc<dyn Store>, gw: &TestGateway) {
+    gw.gateway.forget_local_catalog().await;
     let key = keys::catalog("switch", "products", "biller:104");
     let mut cached: Value =
         serde_json::from_slice(&store.get(&key).await.unwrap().expect("plans are cached")).unwrap();
@@ -841,7 +844,7 @@ async fn plans_are_cached_refreshed_once_when_stale_and_served_during_an_outage(
 
     // Past the freshness window: the stale copy answers at once, and exactly one refresh runs
     // however many callers saw it stale.
-    age_cached_plans(&store).await;
+    age_cached_plans(&store, &gw).await;
     let (a, b, c) = tokio::join!(plan_names(&gw), plan_names(&gw), plan_names(&gw));
     for names in [a, b, c] {
         assert_eq!(names[0], "Premium");
@@ -863,10 +866,114 @@ async fn plans_are_cached_refreshed_once_when_stale_and_served_during_an_outage(
     );
 
     // Stale again with Switch down: the cached plans still answer.
-    age_cached_plans(&store).await;
+    age_cached_plans(&store, &gw).await;
     assert_eq!(plan_names(&gw).await[0], "Premium Plus");
     wait_for_plan_calls(&server, 3).await;
     assert_eq!(plan_names(&gw).await[0], "Premium Plus");
+}
+
+#[tokio::test]
+async fn concurrent_cold_list_products_on_two_replicas_make_one_provider_call() {
+    let server = MockServer::start().await;
+    mount_login(&server).await;
+    // Slow, so every caller arrives while the first fetch is still out.
+    Mock::given(method("GET"))
+        .and(path("/user/bills/vendors/104/plans"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(plans())
+                .set_delay(Duration::from_millis(300)),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    // Two replicas sharing one store: 10 concurrent callers each.
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+    let gw = gateway_with(switch_config(&server.uri()), store.clone()).await;
+    let other = gateway_with(switch_config(&server.uri()), store).await;
+
+    let callers: Vec<_> = (0..20)
+        .map(|i| plan_names(if i % 2 == 0 { &gw } else { &other }))
+        .collect();
+    for names in futures_util::future::join_all(callers).await {
+        assert_eq!(names[0], "Premium");
+    }
+    // Warm now: served from memory, still one provider call.
+    assert_eq!(plan_names(&gw).await[0], "Premium");
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn a_local_catalog_copy_is_not_served_past_the_freshness_window_on_any_replica() {
+    let server = MockServer::start().await;
+    mount_login(&server).await;
+    Mock::given(method("GET"))
+        .and(path("/user/bills/vendors/104/plans"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(plans()))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    let mut renamed = plans();
+    renamed["data"][0]["name"] = json!("Premium Plus");
+    Mock::given(method("GET"))
+        .and(path("/user/bills/vendors/104/plans"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(renamed))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let fresh_ms = 300;
+    let catalog = CatalogSettings {
+        fresh_ms,
+        ..CatalogSettings::default()
+    };
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+    let replica = |store: Arc<dyn Store>| {
+        TestGateway::start_with_catalog(
+            ProvidersConfig {
+                switch: Some(switch_config(&server.uri())),
+                ..Default::default()
+            },
+            store,
+            PaymentSettings::default(),
+            catalog.clone(),
+        )
+    };
+    let (a, b) = (replica(store.clone()).await, replica(store.clone()).await);
+
+    // Both replicas hold the first copy; only one provider call was made.
+    assert_eq!(plan_names(&a).await[0], "Premium");
+    assert_eq!(plan_names(&b).await[0], "Premium");
+    assert_eq!(plan_names(&b).await[0], "Premium");
+    assert_eq!(
+        requests_to(&server, "/user/bills/vendors/104/plans")
+            .await
+            .len(),
+        1
+    );
+
+    // Past the window (a wait, not a timing assertion): replica A's read is stale, answers
+    // with the old copy and refreshes the store.
+    tokio::time::sleep(Duration::from_millis(fresh_ms + 100)).await;
+    assert_eq!(plan_names(&a).await[0], "Premium");
+    wait_for_plan_calls(&server, 2).await;
+    for _ in 0..200 {
+        if plan_names(&a).await[0] == "Premium Plus" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(plan_names(&a).await[0], "Premium Plus");
+    // Replica B's in-memory copy is older than the window too: it is not served; B reads the
+    // refreshed copy from the store at once.
+    assert_eq!(plan_names(&b).await[0], "Premium Plus");
+    assert_eq!(
+        requests_to(&server, "/user/bills/vendors/104/plans")
+            .await
+            .len(),
+        2,
+        "one refresh for both replicas"
+    );
 }
 
 #[tokio::test]

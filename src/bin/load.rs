@@ -10,6 +10,19 @@
 //! * `pay-same-key`: `CreatePayment` with one `request_id` shared by every call: the idempotent
 //!   replay path (one store read, no provider call).
 //!
+//! * `baseline`: `grpc.health.v1.Health/Check` on the same server: tonic with no work, the floor
+//!   every other scenario is compared with.
+//!
+//! Every run measures `baseline` first on the same server with the same bounds, then each
+//! `--scenario` (a comma-separated list), and ends with a table of each scenario's calls/s,
+//! p50 and p99 as ratios of the baseline's. With a Redis store (`REDIS_URL`, or `--redis-url`
+//! with `--target`) it also reports the Redis commands per call, from `INFO commandstats`
+//! before and after each scenario (the gateway's background work, such as reconciliation
+//! scans, is included; commands run inside Lua scripts count too, so this is commands, not
+//! round trips). `--provider-latency-ms N` (in-process) starts the simulators with a
+//! fixed N ms per provider answer and reports the gateway's added latency: each percentile
+//! minus N times the provider calls per call (counted by the simulators).
+//!
 //! Why: to know the gateway's cost per call on each path, and to catch errors that only show
 //! under concurrency. How: `--concurrency` workers each keep exactly one call outstanding over a
 //! single shared tonic `Channel` (one HTTP/2 connection, multiplexed). This is a closed loop:
@@ -50,6 +63,9 @@ use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use tokio::net::TcpListener;
 use tonic::{transport::Channel, Code, Request, Status};
+use tonic_health::pb::{
+    health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+};
 
 /// Customer of the sandbox test data whose payments always succeed.
 const CUSTOMER: &str = "0000000000";
@@ -72,8 +88,14 @@ struct Args {
     #[arg(long)]
     target: Option<String>,
     /// What to call.
-    #[arg(long, value_enum, default_value_t = Scenario::ListBillers)]
-    scenario: Scenario,
+    /// What to call, comma-separated; `baseline` is always measured first.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "list-billers"
+    )]
+    scenario: Vec<Scenario>,
     /// Concurrent callers, each with one call outstanding.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     concurrency: u64,
@@ -86,10 +108,19 @@ struct Args {
     /// Deadline of each call, milliseconds (sent as grpc-timeout).
     #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     deadline_ms: u64,
+    /// In-process only: fixed delay of every simulated provider answer, milliseconds.
+    #[arg(long, default_value_t = 0)]
+    provider_latency_ms: u64,
+    /// Redis whose `INFO commandstats` is read around each scenario. Default: `REDIS_URL`
+    /// (the in-process gateway's store).
+    #[arg(long)]
+    redis_url: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Scenario {
+    /// grpc.health.v1.Health/Check: tonic with no work (the floor).
+    Baseline,
     /// CatalogService.ListBillers (Interswitch): a cached catalog read.
     ListBillers,
     /// CustomerService.ValidateCustomer: one provider HTTP call per call.
@@ -103,6 +134,7 @@ enum Scenario {
 impl Scenario {
     fn name(self) -> &'static str {
         match self {
+            Scenario::Baseline => "baseline",
             Scenario::ListBillers => "list-billers",
             Scenario::Validate => "validate",
             Scenario::Pay => "pay",
@@ -172,62 +204,188 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> Result<(), String> {
     let rss_at_start = memory_kb("VmRSS");
+    let latency = Duration::from_millis(args.provider_latency_ms);
     let (target, sandbox) = match &args.target {
         Some(t) => (t.clone(), None),
         None => {
-            let s = InProcess::start().await?;
+            let s = InProcess::start(latency).await?;
             (s.url.clone(), Some(s))
         }
     };
+    let redis_url = args
+        .redis_url
+        .clone()
+        .or_else(|| std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()));
     let channel = Channel::from_shared(target.clone())
         .map_err(|e| format!("--target {target}: {e}"))?
         .connect_timeout(Duration::from_secs(5))
         .connect()
         .await
         .map_err(|e| format!("connect to {target}: {e}"))?;
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
 
-    let plan = Arc::new(Plan {
-        scenario: args.scenario,
-        channel,
-        deadline: Duration::from_millis(args.deadline_ms),
-        run_id: uuid::Uuid::new_v4().simple().to_string(),
-        requests: args.requests,
-        max: Duration::from_secs(args.max_seconds),
-        claimed: AtomicU64::new(0),
-    });
-
-    // One untimed call first: fills the catalog cache, opens the provider connection, and for
-    // pay-same-key creates the payment that every timed call then replays.
-    call(&plan, u64::MAX)
-        .await
-        .map_err(|s| format!("warm-up call failed: {:?}: {}", s.code(), s.message()))?;
-
-    let cpu_before = cpu_seconds();
-    let started = Instant::now();
-    let workers: Vec<_> = (0..args.concurrency)
-        .map(|_| tokio::spawn(worker(plan.clone(), started)))
-        .collect();
-    let mut total = Tally::new();
-    for w in workers {
-        match w.await {
-            Ok(t) => total.merge(t),
-            Err(e) => return Err(format!("a worker failed: {e}")),
+    let mut scenarios = vec![Scenario::Baseline];
+    for s in &args.scenario {
+        if !scenarios.contains(s) {
+            scenarios.push(*s);
         }
     }
-    let elapsed = started.elapsed();
-    let cpu_after = cpu_seconds();
+    let mut summaries = Vec::new();
+    for scenario in scenarios {
+        let plan = Arc::new(Plan {
+            scenario,
+            channel: channel.clone(),
+            deadline: Duration::from_millis(args.deadline_ms),
+            run_id: run_id.clone(),
+            requests: args.requests,
+            max: Duration::from_secs(args.max_seconds),
+            claimed: AtomicU64::new(0),
+        });
 
-    report(
-        &args,
-        &target,
-        sandbox.as_ref(),
-        &total,
-        elapsed,
-        cpu_before.zip(cpu_after),
-        rss_at_start,
-    );
+        // One untimed call first: fills the catalog cache, opens the provider connection, and
+        // for pay-same-key creates the payment that every timed call then replays.
+        call(&plan, u64::MAX).await.map_err(|s| {
+            format!(
+                "{}: warm-up call failed: {:?}: {}",
+                scenario.name(),
+                s.code(),
+                s.message()
+            )
+        })?;
+
+        let provider_calls_before = sandbox.as_ref().map(|s| s.provider_calls());
+        let redis_before = match &redis_url {
+            Some(url) => Some(redis_commands(url).await?),
+            None => None,
+        };
+        let cpu_before = cpu_seconds();
+        let started = Instant::now();
+        let workers: Vec<_> = (0..args.concurrency)
+            .map(|_| tokio::spawn(worker(plan.clone(), started)))
+            .collect();
+        let mut total = Tally::new();
+        for w in workers {
+            match w.await {
+                Ok(t) => total.merge(t),
+                Err(e) => return Err(format!("a worker failed: {e}")),
+            }
+        }
+        let elapsed = started.elapsed();
+        let cpu_after = cpu_seconds();
+        let redis_after = match &redis_url {
+            Some(url) => Some(redis_commands(url).await?),
+            None => None,
+        };
+        let completed = total.latency_us.len() + total.errors();
+        let per_call = |before: u64, after: u64| {
+            (completed > 0).then(|| after.saturating_sub(before) as f64 / completed as f64)
+        };
+        let extra = Extra {
+            redis_commands_per_call: redis_before
+                .zip(redis_after)
+                .and_then(|(b, a)| per_call(b, a)),
+            provider_calls_per_call: provider_calls_before
+                .zip(sandbox.as_ref().map(|s| s.provider_calls()))
+                .and_then(|(b, a)| per_call(b, a)),
+            provider_latency: latency,
+        };
+
+        let summary = report(
+            &args,
+            scenario,
+            &target,
+            sandbox.as_ref(),
+            &total,
+            elapsed,
+            cpu_before.zip(cpu_after),
+            rss_at_start,
+            &extra,
+        );
+        summaries.push(summary);
+        println!();
+    }
+    print_ratios(&summaries);
     drop(sandbox);
     Ok(())
+}
+
+/// What a scenario measured, for the ratio table.
+struct Summary {
+    scenario: Scenario,
+    calls_per_s: f64,
+    p50_us: Option<u64>,
+    p99_us: Option<u64>,
+    errors: u64,
+    extra_line: String,
+}
+
+/// Measurements beside the latency histogram.
+struct Extra {
+    redis_commands_per_call: Option<f64>,
+    provider_calls_per_call: Option<f64>,
+    provider_latency: Duration,
+}
+
+/// The table of each scenario against the baseline of the same run.
+fn print_ratios(summaries: &[Summary]) {
+    let Some(base) = summaries.iter().find(|s| s.scenario == Scenario::Baseline) else {
+        return;
+    };
+    let ratio = |v: f64, b: f64| {
+        if b > 0.0 {
+            format!("{:.2}", v / b)
+        } else {
+            "-".to_owned()
+        }
+    };
+    let us = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+    let lat_ratio = |v: Option<u64>, b: Option<u64>| match (v, b) {
+        (Some(v), Some(b)) => ratio(v as f64, b as f64),
+        _ => "-".to_owned(),
+    };
+    println!("ratios to baseline (grpc.health.v1.Health/Check on the same server, same run)");
+    println!(
+        "{:<14} {:>10} {:>7} {:>8} {:>7} {:>8} {:>7} {:>7}  other",
+        "scenario", "calls/s", "ratio", "p50 us", "ratio", "p99 us", "ratio", "errors"
+    );
+    for s in summaries {
+        println!(
+            "{:<14} {:>10.1} {:>7} {:>8} {:>7} {:>8} {:>7} {:>7}  {}",
+            s.scenario.name(),
+            s.calls_per_s,
+            ratio(s.calls_per_s, base.calls_per_s),
+            us(s.p50_us),
+            lat_ratio(s.p50_us, base.p50_us),
+            us(s.p99_us),
+            lat_ratio(s.p99_us, base.p99_us),
+            s.errors,
+            s.extra_line
+        );
+    }
+}
+
+/// Commands Redis has executed so far (sum of `calls` over `INFO commandstats`, without the
+/// INFO commands themselves).
+async fn redis_commands(url: &str) -> Result<u64, String> {
+    let client = redis::Client::open(url).map_err(|e| format!("redis {url}: {e}"))?;
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(|e| format!("redis {url}: {e}"))?;
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| format!("redis {url} INFO commandstats: {e}"))?;
+    Ok(info
+        .lines()
+        .filter_map(|line| line.strip_prefix("cmdstat_"))
+        .filter(|line| !line.starts_with("info:"))
+        .filter_map(|line| {
+            let calls = line.split_once("calls=")?.1;
+            calls.split(',').next()?.parse::<u64>().ok()
+        })
+        .sum())
 }
 
 async fn worker(plan: Arc<Plan>, started: Instant) -> Tally {
@@ -265,6 +423,18 @@ async fn worker(plan: Arc<Plan>, started: Instant) -> Tally {
 async fn call(plan: &Plan, n: u64) -> Result<&'static str, Status> {
     let isw = pb::Provider::Interswitch as i32;
     match plan.scenario {
+        Scenario::Baseline => {
+            let r = HealthClient::new(plan.channel.clone())
+                .check(plan.request(HealthCheckRequest {
+                    service: String::new(),
+                }))
+                .await?;
+            Ok(if r.get_ref().status == ServingStatus::Serving as i32 {
+                "SERVING"
+            } else {
+                "not SERVING"
+            })
+        }
         Scenario::ListBillers => {
             let r = CatalogServiceClient::new(plan.channel.clone())
                 .list_billers(plan.request(pb::ListBillersRequest {
@@ -332,11 +502,12 @@ struct InProcess {
 }
 
 impl InProcess {
-    async fn start() -> Result<Self, String> {
+    async fn start(provider_latency: Duration) -> Result<Self, String> {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| format!("simulators: {e}"))?;
-        let sims = Simulators::start(listener).map_err(|e| format!("simulators: {e}"))?;
+        let sims = Simulators::start_with_latency(listener, provider_latency)
+            .map_err(|e| format!("simulators: {e}"))?;
         let mut cfg = config::load(None)?;
         cfg.providers = sandbox::providers_config(&sims.base_url());
         cfg.server.listen = "127.0.0.1:0".into();
@@ -365,15 +536,31 @@ impl InProcess {
     }
 }
 
+impl InProcess {
+    /// Interswitch calls the simulator has received (every operation the scenarios use).
+    fn provider_calls(&self) -> u64 {
+        PROVIDER_OPS
+            .iter()
+            .map(|op| self.sims.calls.get("interswitch", op))
+            .sum()
+    }
+}
+
+/// The simulator's Interswitch operations the scenarios can cause.
+const PROVIDER_OPS: [&str; 4] = ["list_billers", "validate_customer", "pay", "query_payment"];
+
+#[allow(clippy::too_many_arguments)]
 fn report(
     args: &Args,
+    scenario: Scenario,
     target: &str,
     sandbox: Option<&InProcess>,
     total: &Tally,
     elapsed: Duration,
     cpu: Option<((f64, f64), (f64, f64))>,
     rss_at_start: Option<u64>,
-) {
+    extra: &Extra,
+) -> Summary {
     let ok = total.latency_us.len();
     let errors = total.errors();
     let completed = ok + errors;
@@ -385,7 +572,7 @@ fn report(
     };
     let h = &total.latency_us;
 
-    println!("scenario       {}", args.scenario.name());
+    println!("scenario       {}", scenario.name());
     match sandbox {
         Some(s) => println!(
             "target         in-process sandbox at {target} (store: {}, simulators: {})",
@@ -437,19 +624,44 @@ fn report(
     } else {
         println!("latency us     no successful calls");
     }
+    let mut extra_line = String::new();
+    if let Some(n) = extra.redis_commands_per_call {
+        println!(
+            "redis          {n:.2} commands per call (INFO commandstats, background work included)"
+        );
+        extra_line.push_str(&format!("redis cmds/call {n:.2}; "));
+    }
+    if let Some(n) = extra.provider_calls_per_call {
+        let provider_us = (n * extra.provider_latency.as_micros() as f64).round() as u64;
+        println!(
+            "provider       {n:.2} calls per call, {} ms fixed latency each",
+            extra.provider_latency.as_millis()
+        );
+        let calls_provider_per_call = matches!(scenario, Scenario::Pay | Scenario::Validate);
+        if ok > 0 && calls_provider_per_call && !extra.provider_latency.is_zero() {
+            let added = |q: f64| h.value_at_quantile(q).saturating_sub(provider_us);
+            println!(
+                "gateway adds   p50 {} p99 {} us (latency minus {provider_us} us of provider time)",
+                added(0.50),
+                added(0.99)
+            );
+            extra_line.push_str(&format!(
+                "gateway adds p50 {} p99 {} us",
+                added(0.50),
+                added(0.99)
+            ));
+        }
+    }
     if let Some(s) = sandbox {
-        let ops = [
-            "list_billers",
-            "validate_customer",
-            "pay",
-            "query_payment",
-            "rejected_auth",
-        ];
-        let calls: Vec<String> = ops
+        let calls: Vec<String> = PROVIDER_OPS
             .iter()
+            .chain(&["rejected_auth"])
             .map(|op| format!("{op}={}", s.sims.calls.get("interswitch", op)))
             .collect();
-        println!("simulator      {} (warm-up included)", calls.join(" "));
+        println!(
+            "simulator      {} (cumulative over the run, warm-ups included)",
+            calls.join(" ")
+        );
     }
     if let Some(((u0, s0), (u1, s1))) = cpu {
         let (user, system) = (u1 - u0, s1 - s0);
@@ -470,6 +682,14 @@ fn report(
             "; load generator only"
         }
     );
+    Summary {
+        scenario,
+        calls_per_s: completed as f64 / secs,
+        p50_us: (ok > 0).then(|| h.value_at_quantile(0.50)),
+        p99_us: (ok > 0).then(|| h.value_at_quantile(0.99)),
+        errors,
+        extra_line,
+    }
 }
 
 /// A `kB` line of /proc/self/status (`VmRSS`, `VmHWM`).

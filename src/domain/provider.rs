@@ -100,7 +100,7 @@ impl Capability {
 /// Why a provider call did not produce an answer the gateway can use. For a payment, every
 /// variant but `Unrepresentable`, `Unsupported` and `CircuitOpen` (nothing was sent) means
 /// "outcome unknown": the payment stays PENDING.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ProviderError {
     #[error("the provider did not answer in time")]
     Timeout,

@@ -1,8 +1,15 @@
-//! Catalog reads through a cache in the store: a fresh copy is served as is; a stale copy is
-//! served while one refresh runs in the background (one per key across replicas, by a short
-//! store lock); a provider outage keeps serving the stale copy; a store outage fetches directly.
+//! Catalog reads through two caches: a bounded process-local one (moka) in front of the shared
+//! copy in the store. A local copy is served without any I/O while it is fresh (younger than
+//! `catalog.fresh_ms` since the provider answered it, and never kept longer than that), so
+//! replicas agree within the freshness window. A local miss costs one store read, shared by
+//! every concurrent caller of the same key (single flight). From the store, a fresh copy is
+//! served as is; a stale copy is served while one refresh runs in the background (one per key
+//! across replicas, by a short store lock); a provider outage keeps serving the stale copy; a
+//! cold miss asks the provider once: once per process by the single flight, and once across
+//! replicas by the same lock (the others wait a bounded time for the copy); a store outage
+//! fetches directly.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{any::Any, future::Future, sync::Arc, time::Duration};
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
@@ -16,6 +23,29 @@ use crate::store::keys;
 
 /// How long one background refresh may hold its lock.
 const REFRESH_LOCK: Duration = Duration::from_secs(30);
+/// On a cold miss while another replica holds the refresh lock: how long to wait for its copy
+/// before asking the provider anyway, and how often to look.
+const COLD_WAIT: Duration = Duration::from_secs(3);
+const COLD_POLL: Duration = Duration::from_millis(20);
+
+/// A catalog list held in this process: when the provider answered it, and the list (a
+/// `Vec<T>`; the key fixes `T`).
+#[derive(Clone)]
+pub(crate) struct LocalCopy {
+    fetched_at_ms: i64,
+    items: Arc<dyn Any + Send + Sync>,
+}
+
+/// The process-local catalog cache, by store key.
+pub(crate) type LocalCatalog = moka::future::Cache<String, LocalCopy>;
+
+/// A bounded local cache whose entries never outlive the freshness window.
+pub(crate) fn local_catalog(settings: &super::CatalogSettings) -> LocalCatalog {
+    moka::future::Cache::builder()
+        .max_capacity(settings.local_entries)
+        .time_to_live(Duration::from_millis(settings.fresh_ms.max(1)))
+        .build()
+}
 
 fn count_cache(result: &str) {
     crate::metrics::global()
@@ -111,6 +141,17 @@ impl Gateway {
             .map_err(|e| GatewayError::provider(id, "validate_customer", e))
     }
 
+    /// Drops every catalog list held in this process (the store's copies stay): the next read
+    /// of each goes to the store. For operators and tests that change the store's copy.
+    pub async fn forget_local_catalog(&self) {
+        self.local_catalog.invalidate_all();
+        self.local_catalog.run_pending_tasks().await;
+    }
+
+    fn is_fresh(&self, fetched_at_ms: i64) -> bool {
+        self.clock.now_ms() - fetched_at_ms < self.catalog.fresh_ms as i64
+    }
+
     async fn cached<T, F, Fut>(
         self: &Arc<Self>,
         provider: ProviderId,
@@ -120,33 +161,95 @@ impl Gateway {
         fetch: F,
     ) -> Result<Vec<T>, GatewayError>
     where
-        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<T>, ProviderError>> + Send + 'static,
     {
         let key = keys::catalog(provider.name(), what, scope);
-        let cached = match self.store.get(&key).await {
+        if let Some(copy) = self.local_catalog.get(&key).await {
+            if self.is_fresh(copy.fetched_at_ms) {
+                if let Some(items) = copy.items.downcast_ref::<Vec<T>>() {
+                    count_cache("local");
+                    return Ok(items.clone());
+                }
+            }
+            // Stale here: look at the store again (it may hold a refreshed copy).
+            self.local_catalog.invalidate(&key).await;
+        }
+        let this = self.clone();
+        let loaded = self
+            .local_catalog
+            .try_get_with(key.clone(), async move {
+                this.load::<T, F, Fut>(key, fetch).await
+            })
+            .await
+            .map_err(|e| GatewayError::provider(provider, operation, (*e).clone()))?;
+        Ok(loaded
+            .items
+            .downcast_ref::<Vec<T>>()
+            .expect("a catalog key always holds one item type")
+            .clone())
+    }
+
+    /// A local miss: one store read; on a stale copy, a background refresh; on a cold miss,
+    /// the provider (one replica at a time, by the refresh lock).
+    async fn load<T, F, Fut>(
+        self: &Arc<Self>,
+        key: String,
+        fetch: F,
+    ) -> Result<LocalCopy, ProviderError>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<T>, ProviderError>> + Send + 'static,
+    {
+        if let Some(cached) = self.read_store::<T>(&key).await {
+            let stale = !self.is_fresh(cached.fetched_at_ms);
+            count_cache(if stale { "stale" } else { "fresh" });
+            if stale {
+                self.refresh_in_background(key, fetch).await;
+            }
+            return Ok(local_copy(cached));
+        }
+        count_cache("miss");
+        let lock = format!("{key}:refreshing");
+        let locked = self
+            .store
+            .set_if_absent(&lock, b"1", Some(REFRESH_LOCK))
+            .await;
+        if matches!(locked, Ok(false)) {
+            // Another replica is asking the provider: wait a bounded time for its copy.
+            let waited = tokio::time::Instant::now();
+            while waited.elapsed() < COLD_WAIT {
+                tokio::time::sleep(COLD_POLL).await;
+                if let Some(cached) = self.read_store::<T>(&key).await {
+                    return Ok(local_copy(cached));
+                }
+            }
+        }
+        let result = fetch().await;
+        if let Ok(items) = &result {
+            self.write_catalog(&key, items).await;
+        }
+        if matches!(locked, Ok(true)) {
+            let _ = self.store.delete(&lock).await;
+        }
+        let items = result?;
+        Ok(LocalCopy {
+            fetched_at_ms: self.clock.now_ms(),
+            items: Arc::new(items),
+        })
+    }
+
+    /// The store's copy, if it has a readable one.
+    async fn read_store<T: DeserializeOwned>(&self, key: &str) -> Option<Cached<Vec<T>>> {
+        match self.store.get(key).await {
             Ok(bytes) => bytes.and_then(|b| serde_json::from_slice::<Cached<Vec<T>>>(&b).ok()),
             Err(e) => {
                 tracing::warn!(error = %e, "catalog cache unreadable; asking the provider");
                 None
             }
-        };
-        if let Some(cached) = cached {
-            let age = self.clock.now_ms() - cached.fetched_at_ms;
-            let stale = age >= self.catalog.fresh_ms as i64;
-            count_cache(if stale { "stale" } else { "fresh" });
-            if stale {
-                self.refresh_in_background(key, fetch).await;
-            }
-            return Ok(cached.items);
         }
-        count_cache("miss");
-        let items = fetch()
-            .await
-            .map_err(|e| GatewayError::provider(provider, operation, e))?;
-        self.write_catalog(&key, &items).await;
-        Ok(items)
     }
 
     async fn refresh_in_background<T, F, Fut>(self: &Arc<Self>, key: String, fetch: F)
@@ -189,5 +292,12 @@ impl Gateway {
         {
             tracing::warn!(error = %e, "catalog not cached");
         }
+    }
+}
+
+fn local_copy<T: Send + Sync + 'static>(cached: Cached<Vec<T>>) -> LocalCopy {
+    LocalCopy {
+        fetched_at_ms: cached.fetched_at_ms,
+        items: Arc::new(cached.items),
     }
 }

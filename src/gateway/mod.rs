@@ -104,6 +104,9 @@ pub struct CatalogSettings {
     /// A cached list is kept this long to serve while refreshing or during an outage,
     /// milliseconds.
     pub keep_ms: u64,
+    /// Catalog lists each process keeps in memory in front of the store, entries (a bound on
+    /// memory; each entry is served only while it is younger than `fresh_ms`). 0 keeps none.
+    pub local_entries: u64,
 }
 
 impl Default for CatalogSettings {
@@ -111,6 +114,7 @@ impl Default for CatalogSettings {
         Self {
             fresh_ms: 5 * 60 * 1000,
             keep_ms: 24 * 3600 * 1000,
+            local_entries: 10_000,
         }
     }
 }
@@ -121,6 +125,8 @@ pub struct Gateway {
     store: Arc<dyn Store>,
     payments: PaymentSettings,
     catalog: CatalogSettings,
+    /// Catalog lists held in this process in front of the store (see `catalog.rs`).
+    local_catalog: catalog::LocalCatalog,
     sandbox: bool,
     clock: Clock,
     /// Detached payment calls, waited for on shutdown.
@@ -151,6 +157,7 @@ impl Gateway {
             providers,
             store,
             payments,
+            local_catalog: catalog::local_catalog(&catalog),
             catalog,
             sandbox,
             clock: Clock::default(),

@@ -261,17 +261,19 @@ impl Gateway {
         // store fail right after the claim), reconciliation still finds the payment after the
         // in-flight expiry. An entry without a record is dropped by the reconciler; a losing
         // duplicate does not move the winner's entry.
-        self.store
-            .schedule_if_absent(
-                &keys::reconcile_schedule(),
-                &payment_id,
-                now + self.payments.in_flight_expiry_ms as i64,
-            )
-            .await?;
         // The operators' index (by creation time): like the schedule entry, written first; an
-        // entry without a record is dropped when listed.
+        // entry without a record is dropped when listed. Both in one round trip.
         self.store
-            .schedule_if_absent(&keys::journal_index(), &payment_id, now)
+            .schedule_all_if_absent(
+                &[
+                    (
+                        &keys::reconcile_schedule(),
+                        now + self.payments.in_flight_expiry_ms as i64,
+                    ),
+                    (&keys::journal_index(), now),
+                ],
+                &payment_id,
+            )
             .await?;
         // Guarded by the store identity, atomically. No TTL: a record that is not final is
         // never forgotten (it gets one when final).

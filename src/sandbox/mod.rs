@@ -3,7 +3,8 @@
 //! its authentication as the real API would, and has documented test data (see README.md,
 //! "Sandbox"). `simulate --listen ADDR` runs them standalone so several gateway replicas can
 //! share one. `GET /_sandbox/calls` reports how many calls of each operation each simulator has
-//! received.
+//! received. `simulate --latency-ms N` delays every provider answer by a fixed N ms, so a load
+//! test can subtract the provider's share from the gateway's latency.
 
 pub mod interintel;
 pub mod interswitch;
@@ -15,9 +16,16 @@ use std::{
     collections::BTreeMap,
     net::SocketAddr,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
-use axum::{extract::State, routing::get, Json, Router};
+use axum::{
+    extract::{Request, State},
+    middleware::{self, Next},
+    response::Response,
+    routing::get,
+    Json, Router,
+};
 use tokio::net::TcpListener;
 
 use crate::config::ProvidersConfig;
@@ -69,14 +77,27 @@ pub struct Simulators {
 impl Simulators {
     /// Starts every simulator on `listener`.
     pub fn start(listener: TcpListener) -> std::io::Result<Self> {
+        Self::start_with_latency(listener, Duration::ZERO)
+    }
+
+    /// Starts every simulator on `listener`; each provider request is answered `latency` later
+    /// than it would be (a fixed delay, before the simulator handles it; `/_sandbox/calls` is
+    /// not delayed).
+    pub fn start_with_latency(listener: TcpListener, latency: Duration) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let calls = Arc::new(CallCounter::default());
-        let app = Router::new()
+        let mut providers = Router::new()
             .nest("/interswitch", interswitch::router(calls.clone()))
             .nest("/onepipe", onepipe::router(calls.clone()))
             .nest("/intelworld_ip2", ip2::router(calls.clone()))
             .nest("/switch", switch::router(calls.clone()))
-            .nest("/interintel", interintel::router(calls.clone()))
+            .nest("/interintel", interintel::router(calls.clone()));
+        if !latency.is_zero() {
+            providers = providers.layer(middleware::from_fn(move |req: Request, next: Next| {
+                delayed(latency, req, next)
+            }));
+        }
+        let app = providers
             .route("/_sandbox/calls", get(report))
             .with_state(calls.clone());
         let task = tokio::spawn(async move {
@@ -102,6 +123,12 @@ impl Drop for Simulators {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Answers `req` after a fixed `latency` (the provider's simulated processing time).
+async fn delayed(latency: Duration, req: Request, next: Next) -> Response {
+    tokio::time::sleep(latency).await;
+    next.run(req).await
 }
 
 async fn report(

@@ -100,6 +100,17 @@ pub async fn run(store: &dyn Store) {
     store.schedule_if_absent(&set, "fresh", 50).await.unwrap();
     assert_eq!(store.due(&set, 60, 10).await.unwrap(), vec!["fresh"]);
 
+    // Both sets at once, each only where the member is absent.
+    let (first, second) = (k("both-1"), k("both-2"));
+    store.schedule(&first, "m", 5).await.unwrap();
+    store
+        .schedule_all_if_absent(&[(&first, 70), (&second, 80)], "m")
+        .await
+        .unwrap();
+    assert_eq!(store.due(&first, 5, 10).await.unwrap(), vec!["m"]);
+    assert!(store.due(&second, 79, 10).await.unwrap().is_empty());
+    assert_eq!(store.due(&second, 80, 10).await.unwrap(), vec!["m"]);
+
     store
         .set(&k("ttl"), b"v", Some(Duration::from_secs(1)))
         .await

@@ -128,6 +128,19 @@ pub trait Store: Send + Sync + 'static {
         member: &str,
         due_ms: i64,
     ) -> Result<(), StoreError>;
+    /// Adds `member` to each `(set, due_ms)` where it is not there yet, in one round trip
+    /// where the store can (a Redis pipeline: not atomic, each entry stands alone; on an error
+    /// some may be written). The default adds them one by one.
+    async fn schedule_all_if_absent(
+        &self,
+        entries: &[(&str, i64)],
+        member: &str,
+    ) -> Result<(), StoreError> {
+        for (set, due_ms) in entries {
+            self.schedule_if_absent(set, member, *due_ms).await?;
+        }
+        Ok(())
+    }
     /// Up to `limit` members of `set` due at or before `now_ms`, earliest first.
     async fn due(&self, set: &str, now_ms: i64, limit: usize) -> Result<Vec<String>, StoreError>;
     /// Up to `limit` members of `set` with `min_ms <= due < max_ms`, in order, skipping the

@@ -339,6 +339,26 @@ impl Store for RedisStore {
         .await
     }
 
+    async fn schedule_all_if_absent(
+        &self,
+        entries: &[(&str, i64)],
+        member: &str,
+    ) -> Result<(), StoreError> {
+        self.run(|mut c| async move {
+            let mut pipe = redis::pipe();
+            for (set, due_ms) in entries {
+                pipe.cmd("ZADD")
+                    .arg(*set)
+                    .arg("NX")
+                    .arg(*due_ms)
+                    .arg(member)
+                    .ignore();
+            }
+            pipe.query_async::<()>(&mut c).await
+        })
+        .await
+    }
+
     async fn due(&self, set: &str, now_ms: i64, limit: usize) -> Result<Vec<String>, StoreError> {
         self.run(|mut c| async move {
             c.zrangebyscore_limit(set, "-inf", now_ms, 0, limit as isize)

@@ -112,8 +112,18 @@ impl TestGateway {
         store: Arc<dyn Store>,
         payments: PaymentSettings,
     ) -> Self {
+        Self::start_with_catalog(providers, store, payments, CatalogSettings::default()).await
+    }
+
+    /// Starts a gateway over `providers`, `store`, payment and catalog settings.
+    pub async fn start_with_catalog(
+        providers: ProvidersConfig,
+        store: Arc<dyn Store>,
+        payments: PaymentSettings,
+        catalog: CatalogSettings,
+    ) -> Self {
         let registry = registry::build(providers, &store).expect("valid provider config");
-        let gateway = Gateway::new(registry, store, payments, CatalogSettings::default(), false);
+        let gateway = Gateway::new(registry, store, payments, catalog, false);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
