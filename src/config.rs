@@ -59,7 +59,14 @@ pub struct ServerConfig {
     pub json_logs: bool,
     /// Address of the Prometheus `GET /metrics` endpoint; empty disables it.
     pub metrics_listen: String,
+    /// Largest request message a billpay service decodes, bytes (after decompression).
+    /// Larger ones answer RESOURCE_EXHAUSTED / REQUEST_TOO_LARGE before any handler runs.
+    pub max_request_bytes: usize,
 }
+
+/// Default request size limit: requests are a few hundred bytes; 1 MiB leaves room for
+/// metadata maps and inputs without letting a caller make the gateway buffer megabytes.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -69,6 +76,7 @@ impl Default for ServerConfig {
             drain_timeout_ms: 25_000,
             json_logs: false,
             metrics_listen: String::new(),
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
         }
     }
 }

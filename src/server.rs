@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use tonic::transport::{server::TcpIncoming, Server};
 use tonic_health::{server::HealthReporter, ServingStatus};
 
-use crate::api::Api;
+use crate::api::{framework::FrameworkStatusLayer, Api};
 use crate::config::{Config, ServerConfig};
 use crate::gateway::{reconcile::ReconcileStats, registry, Gateway, StoreHealth};
 use crate::pb::{
@@ -142,18 +142,22 @@ pub async fn run(
     });
 
     tracing::info!(addr = %listener.local_addr()?, "serving billpay.v1");
+    let limit = server.max_request_bytes;
     let serve = Server::builder()
         .layer(RequestIdLayer)
+        .layer(FrameworkStatusLayer {
+            max_request_bytes: limit,
+        })
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(CatalogServiceServer::new(api.clone()))
-        .add_service(CustomerServiceServer::new(api.clone()))
-        .add_service(PaymentServiceServer::new(api.clone()))
+        .add_service(CatalogServiceServer::new(api.clone()).max_decoding_message_size(limit))
+        .add_service(CustomerServiceServer::new(api.clone()).max_decoding_message_size(limit))
+        .add_service(PaymentServiceServer::new(api.clone()).max_decoding_message_size(limit))
         // Always routed, so its path is stable for the mesh; answers UNIMPLEMENTED unless
         // `[operator] enabled`.
-        .add_service(OperatorServiceServer::new(api.clone()))
-        .add_service(AccountServiceServer::new(api))
+        .add_service(OperatorServiceServer::new(api.clone()).max_decoding_message_size(limit))
+        .add_service(AccountServiceServer::new(api).max_decoding_message_size(limit))
         // TCP_NODELAY: without it small HTTP/2 frames wait for the peer's delayed ACK (40 ms
         // p99 on every call, see BENCHMARKS.md). tonic's own nodelay setting does not apply to
         // a listener passed in.

@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod convert;
 pub mod customer;
 pub mod deadline;
+pub mod framework;
 pub mod operator;
 pub mod page;
 pub mod payment;

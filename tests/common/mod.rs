@@ -112,6 +112,17 @@ impl TestGateway {
         store: Arc<dyn Store>,
         payments: PaymentSettings,
     ) -> Self {
+        Self::start_serving(providers, store, payments, ServerConfig::default()).await
+    }
+
+    /// Starts a gateway with `server` settings (listen address, shutdown and metrics are the
+    /// harness's own).
+    pub async fn start_serving(
+        providers: ProvidersConfig,
+        store: Arc<dyn Store>,
+        payments: PaymentSettings,
+        server: ServerConfig,
+    ) -> Self {
         let registry = registry::build(providers, &store).expect("valid provider config");
         let gateway = Gateway::new(registry, store, payments, CatalogSettings::default(), false);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -123,6 +134,7 @@ impl TestGateway {
             drain_timeout_ms: 1_000,
             json_logs: false,
             metrics_listen: String::new(),
+            ..server
         };
         let g = gateway.clone();
         let task = tokio::spawn(async move {
