@@ -33,6 +33,8 @@ pub struct Config {
     pub providers: ProvidersConfig,
     #[serde(default)]
     pub operator: OperatorConfig,
+    #[serde(default)]
+    pub auth: crate::auth::AuthConfig,
 }
 
 /// `[operator]`: the operator service (list, recheck and resolve journal payments).
@@ -62,6 +64,9 @@ pub struct ServerConfig {
     /// Largest request message a billpay service decodes, bytes (after decompression).
     /// Larger ones answer RESOURCE_EXHAUSTED / REQUEST_TOO_LARGE before any handler runs.
     pub max_request_bytes: usize,
+    /// Who may call (from `[auth]`, built at start); `None` is mode `none`.
+    #[serde(skip)]
+    pub auth: Option<std::sync::Arc<crate::auth::Authenticator>>,
 }
 
 /// Default request size limit: requests are a few hundred bytes; 1 MiB leaves room for
@@ -77,6 +82,7 @@ impl Default for ServerConfig {
             json_logs: false,
             metrics_listen: String::new(),
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            auth: None,
         }
     }
 }

@@ -9,6 +9,7 @@ use tonic::transport::{server::TcpIncoming, Server};
 use tonic_health::{server::HealthReporter, ServingStatus};
 
 use crate::api::{framework::FrameworkStatusLayer, Api};
+use crate::auth::AuthLayer;
 use crate::config::{Config, ServerConfig};
 use crate::gateway::{reconcile::ReconcileStats, registry, Gateway, StoreHealth};
 use crate::pb::{
@@ -77,6 +78,15 @@ pub fn build_gateway(
              every request_id and payment in flight"
         );
     }
+    let authenticator = crate::auth::Authenticator::new(&config.auth)?;
+    if authenticator.mode() == crate::auth::AuthMode::None && !sandbox && !providers.is_empty() {
+        tracing::warn!(
+            "[auth] mode = \"none\" with real providers: every caller that reaches this port \
+             may pay, read every payment and use every provider"
+        );
+    }
+    let mut server = config.server;
+    server.auth = Some(Arc::new(authenticator));
     let gateway = Gateway::new(providers, store, config.payments, config.catalog, sandbox);
     gateway.set_operator_enabled(config.operator.enabled);
     gateway.set_store_policy(crate::gateway::StorePolicy {
@@ -84,7 +94,7 @@ pub fn build_gateway(
         min_replica_acks: config.store.min_replica_acks,
         replica_ack_timeout: Duration::from_millis(config.store.replica_ack_timeout_ms),
     });
-    Ok((gateway, config.server))
+    Ok((gateway, server))
 }
 
 /// Serves on `listener` until `shutdown` resolves; then health says NOT_SERVING for
@@ -143,10 +153,17 @@ pub async fn run(
 
     tracing::info!(addr = %listener.local_addr()?, "serving billpay.v1");
     let limit = server.max_request_bytes;
+    let authenticator = match &server.auth {
+        Some(a) => a.clone(),
+        None => Arc::new(crate::auth::Authenticator::new(&Default::default())?),
+    };
     let serve = Server::builder()
         .layer(RequestIdLayer)
         .layer(FrameworkStatusLayer {
             max_request_bytes: limit,
+        })
+        .layer(AuthLayer {
+            authenticator: authenticator.clone(),
         })
         .add_service(health_service)
         .add_service(reflection_v1)

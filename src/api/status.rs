@@ -102,6 +102,14 @@ pub fn to_status(error: GatewayError) -> Status {
                 ..Mapped::new(Code::Unavailable, "STORE_UNAVAILABLE")
             }
         }
+        GatewayError::Unauthenticated => {
+            Mapped::new(Code::Unauthenticated, "CALLER_UNAUTHENTICATED")
+        }
+        GatewayError::CallerNotAllowed { caller, what } => {
+            Mapped::new(Code::PermissionDenied, "CALLER_NOT_ALLOWED")
+                .meta("caller", caller)
+                .meta("resource", what)
+        }
         GatewayError::StoreDataLost => Mapped::new(Code::Unavailable, "STORE_DATA_LOST"),
         GatewayError::StoreUnfit(_) => Mapped::new(Code::Unavailable, "STORE_UNAVAILABLE"),
         GatewayError::Internal(detail) => {
