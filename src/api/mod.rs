@@ -2,6 +2,7 @@
 //! errors to `tonic::Status` ([`status`]). Handlers hold an `Arc<Gateway>` and nothing else.
 
 pub mod account;
+pub mod audit;
 pub mod catalog;
 pub mod convert;
 pub mod customer;
