@@ -43,6 +43,10 @@ pub enum AuthMode {
     /// `authorization: Bearer <key>` or `x-api-key: <key>`, matched against
     /// `callers[].api_key_sha256`.
     ApiKey,
+    /// The client certificate of a mutual-TLS connection (`[server.tls] client_ca_file`): its
+    /// URI SAN (a SPIFFE id), else `CN=<common name>` of its subject, matched against
+    /// `callers[].identity`.
+    Mtls,
     /// The identity a mesh sidecar that terminated mTLS forwards in `forwarded_header`. Only
     /// safe when nothing but the sidecar can reach the gateway's port.
     Forwarded,
@@ -201,7 +205,7 @@ impl Authenticator {
                             c.name
                         )
                     })?,
-                AuthMode::Forwarded => {
+                AuthMode::Forwarded | AuthMode::Mtls => {
                     if c.identity.is_empty() {
                         return Err(format!("auth.callers {:?}: identity is required", c.name));
                     }
@@ -248,10 +252,20 @@ impl Authenticator {
         self.mode
     }
 
-    /// The caller the headers prove, if any.
-    pub fn identify(&self, headers: &HeaderMap) -> Option<Arc<Caller>> {
+    /// The caller the request proves (headers, or the connection's client certificate).
+    pub fn identify<B>(&self, request: &Request<B>) -> Option<Arc<Caller>> {
+        let headers = request.headers();
         let presented = match self.mode {
             AuthMode::None => return Some(Arc::new(Caller::anonymous())),
+            AuthMode::Mtls => {
+                let info = request
+                    .extensions()
+                    .get::<tonic::transport::server::TlsConnectInfo<
+                        tonic::transport::server::TcpConnectInfo,
+                    >>()?;
+                let certs = info.peer_certs()?;
+                certificate_identity(certs.first()?)?
+            }
             AuthMode::ApiKey => api_key(headers)?,
             AuthMode::Forwarded => {
                 forwarded_identity(headers.get(&self.forwarded_header)?.to_str().ok()?)?
@@ -309,6 +323,76 @@ pub fn forwarded_identity(value: &str) -> Option<String> {
         }
     }
     uri.or(subject)
+}
+
+/// The identity in a client certificate (DER): its first URI SAN (a SPIFFE id), else
+/// `CN=<common name>` of its subject. A small DER walk over the fields it needs, so that no
+/// X.509 crate is pulled in; the TLS layer has already verified the certificate.
+pub fn certificate_identity(der: &[u8]) -> Option<String> {
+    let cert = der_children(der_value(der)?.1)?; // Certificate ::= SEQUENCE { tbs, alg, sig }
+    let tbs = der_children(cert.first()?.1)?;
+    // tbs: [0] version (optional), serial, signature, issuer, validity, subject, spki, [3] ext
+    let offset = usize::from(tbs.first()?.0 == 0xA0);
+    let subject = tbs.get(offset + 4)?;
+    for (tag, value) in tbs.get(offset + 5..)? {
+        if *tag != 0xA3 {
+            continue; // [3] extensions
+        }
+        for extension in der_children(der_value(value)?.1)? {
+            let fields = der_children(extension.1)?;
+            // 2.5.29.17 subjectAltName
+            if fields.first()?.1 != [0x55, 0x1D, 0x11] {
+                continue;
+            }
+            let names = der_value(fields.last()?.1)?.1;
+            for (tag, name) in der_children(names)? {
+                if tag == 0x86 {
+                    return String::from_utf8(name.to_vec()).ok();
+                }
+            }
+        }
+    }
+    // Subject: SEQUENCE OF SET OF { oid, value }; 2.5.4.3 is the common name.
+    for rdn in der_children(subject.1)? {
+        for (_, attribute) in der_children(rdn.1)? {
+            let pair = der_children(attribute)?;
+            if pair.first()?.1 == [0x55, 0x04, 0x03] {
+                let cn = std::str::from_utf8(pair.get(1)?.1).ok()?;
+                return Some(format!("CN={cn}"));
+            }
+        }
+    }
+    None
+}
+
+/// One DER element at the start of `input`: (tag, contents, rest).
+fn der_value(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7F);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// The elements inside a constructed DER value's contents: (tag, contents) each.
+fn der_children(mut contents: &[u8]) -> Option<Vec<(u8, &[u8])>> {
+    let mut out = Vec::new();
+    while !contents.is_empty() {
+        let (tag, value, rest) = der_value(contents)?;
+        out.push((tag, value));
+        contents = rest;
+    }
+    Some(out)
 }
 
 fn split_unquoted(s: &str, separator: char) -> Vec<String> {
@@ -391,7 +475,7 @@ where
         if OPEN_PATHS.iter().any(|p| path.starts_with(p)) {
             return Box::pin(async move { inner.call(request).await });
         }
-        let refusal = match self.authenticator.identify(request.headers()) {
+        let refusal = match self.authenticator.identify(&request) {
             None => Err(GatewayError::Unauthenticated),
             Some(caller) if !caller.may_call(&path) => Err(GatewayError::CallerNotAllowed {
                 caller: caller.name.clone(),

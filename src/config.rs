@@ -64,6 +64,8 @@ pub struct ServerConfig {
     /// Largest request message a billpay service decodes, bytes (after decompression).
     /// Larger ones answer RESOURCE_EXHAUSTED / REQUEST_TOO_LARGE before any handler runs.
     pub max_request_bytes: usize,
+    /// `[server.tls]`: TLS on the gRPC listener; with `client_ca_file`, mutual TLS.
+    pub tls: Option<TlsConfig>,
     /// Who may call (from `[auth]`, built at start); `None` is mode `none`.
     #[serde(skip)]
     pub auth: Option<std::sync::Arc<crate::auth::Authenticator>>,
@@ -82,9 +84,23 @@ impl Default for ServerConfig {
             json_logs: false,
             metrics_listen: String::new(),
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            tls: None,
             auth: None,
         }
     }
+}
+
+/// `[server.tls]`: PEM files read at start.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The server's certificate chain.
+    pub cert_file: String,
+    /// The server's private key.
+    pub key_file: String,
+    /// CA whose certificates clients must present (mutual TLS); unset: no client certificate
+    /// is asked for. `[auth] mode = "mtls"` needs it.
+    pub client_ca_file: Option<String>,
 }
 
 /// `[store]`.

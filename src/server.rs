@@ -86,6 +86,14 @@ pub fn build_gateway(
         );
     }
     let mut server = config.server;
+    if authenticator.mode() == crate::auth::AuthMode::Mtls
+        && server
+            .tls
+            .as_ref()
+            .is_none_or(|t| t.client_ca_file.is_none())
+    {
+        return Err("[auth] mode = \"mtls\" needs [server.tls] with client_ca_file".into());
+    }
     server.auth = Some(Arc::new(authenticator));
     let gateway = Gateway::new(providers, store, config.payments, config.catalog, sandbox);
     gateway.set_operator_enabled(config.operator.enabled);
@@ -157,7 +165,15 @@ pub async fn run(
         Some(a) => a.clone(),
         None => Arc::new(crate::auth::Authenticator::new(&Default::default())?),
     };
-    let serve = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = &server.tls {
+        builder = builder.tls_config(tls_config(tls)?)?;
+        tracing::info!(
+            mutual = tls.client_ca_file.is_some(),
+            "TLS on the gRPC listener"
+        );
+    }
+    let serve = builder
         .layer(RequestIdLayer)
         .layer(FrameworkStatusLayer {
             max_request_bytes: limit,
@@ -201,6 +217,22 @@ pub async fn run(
     reconciler.abort();
     payments.finish_payments(drain).await;
     result
+}
+
+/// The listener's TLS settings from PEM files; a client CA makes client certificates required.
+fn tls_config(
+    tls: &crate::config::TlsConfig,
+) -> Result<tonic::transport::ServerTlsConfig, Box<dyn std::error::Error + Send + Sync>> {
+    let read = |path: &str| {
+        std::fs::read(path).map_err(|e| format!("[server.tls] cannot read {path}: {e}"))
+    };
+    let mut config = tonic::transport::ServerTlsConfig::new().identity(
+        tonic::transport::Identity::from_pem(read(&tls.cert_file)?, read(&tls.key_file)?),
+    );
+    if let Some(ca) = &tls.client_ca_file {
+        config = config.client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?));
+    }
+    Ok(config)
 }
 
 /// Reflection over our protos and every descriptor a client may ask for: google.rpc error
