@@ -63,6 +63,10 @@ pub struct AuthConfig {
     pub forwarded_header: String,
     /// Who may call, and what.
     pub callers: Vec<CallerConfig>,
+    /// Key of the per-caller payment ids (HMAC-SHA256 of caller and request_id): required
+    /// unless mode is `none`. Without it a payment_id cannot be computed from a request_id.
+    /// Changing it makes earlier payment ids unreachable by request_id replays.
+    pub payment_id_key: Option<secrecy::SecretString>,
 }
 
 impl Default for AuthConfig {
@@ -71,6 +75,7 @@ impl Default for AuthConfig {
             mode: AuthMode::None,
             forwarded_header: DEFAULT_FORWARDED_HEADER.to_owned(),
             callers: Vec::new(),
+            payment_id_key: None,
         }
     }
 }
@@ -105,6 +110,9 @@ pub struct Caller {
     /// `None`: every provider.
     providers: Option<BTreeSet<ProviderId>>,
     operator: bool,
+    /// Key of this caller's payment ids; `None` (the anonymous caller): today's unkeyed ids,
+    /// so the sandbox's documented payment ids stay valid.
+    scope_key: Option<Arc<secrecy::SecretSlice<u8>>>,
 }
 
 impl Caller {
@@ -115,6 +123,7 @@ impl Caller {
             methods: vec!["*".to_owned()],
             providers: None,
             operator: true,
+            scope_key: None,
         }
     }
 
@@ -166,6 +175,30 @@ pub fn check_provider(provider: ProviderId) -> Result<(), GatewayError> {
         .unwrap_or(Ok(()))
 }
 
+/// The payment id of `request_id` for the current RPC's caller: keyed by caller (HMAC-SHA256
+/// with `[auth] payment_id_key`) for an identified caller, so two callers' equal request_ids
+/// are two payments; `None` for the anonymous caller and background work (unkeyed ids).
+pub fn scoped_payment_id(request_id: &str) -> Option<String> {
+    use hmac::{Hmac, Mac};
+    use secrecy::ExposeSecret;
+    let (name, key) = CURRENT_CALLER
+        .try_with(|c| Some((c.name.clone(), c.scope_key.clone()?)))
+        .ok()??;
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.expose_secret()).ok()?;
+    mac.update(format!("billpay/payment/{}/{name}/{request_id}", name.len()).as_bytes());
+    let digest = mac.finalize().into_bytes();
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    Some(format!("pay_{hex}"))
+}
+
+/// May the current RPC's caller see a payment recorded for `owner`? Operators, the anonymous
+/// caller and background work see every payment; others only their own.
+pub fn may_see_payment_of(owner: &str) -> bool {
+    CURRENT_CALLER
+        .try_with(|c| c.scope_key.is_none() || c.operator || c.name == owner)
+        .unwrap_or(true)
+}
+
 /// The name of the current RPC's caller, if any.
 pub fn current_caller() -> Option<String> {
     CURRENT_CALLER.try_with(|c| c.name.clone()).ok()
@@ -190,6 +223,25 @@ impl Authenticator {
                     config.forwarded_header
                 )
             })?;
+        let scope_key = match (&config.payment_id_key, config.mode) {
+            (_, AuthMode::None) => None,
+            (Some(key), _) => {
+                use secrecy::ExposeSecret;
+                if key.expose_secret().len() < 16 {
+                    return Err("auth.payment_id_key: at least 16 characters".into());
+                }
+                Some(Arc::new(secrecy::SecretSlice::from(
+                    key.expose_secret().as_bytes().to_vec(),
+                )))
+            }
+            (None, _) => {
+                return Err(
+                    "auth.payment_id_key is required with callers: payment ids are keyed per \
+                     caller"
+                        .into(),
+                )
+            }
+        };
         let mut callers = Vec::new();
         for c in &config.callers {
             if c.name.is_empty() {
@@ -234,6 +286,7 @@ impl Authenticator {
                     methods: c.methods.clone(),
                     providers,
                     operator: c.operator,
+                    scope_key: scope_key.clone(),
                 }),
             ));
         }
@@ -527,6 +580,7 @@ mod tests {
             ],
             providers: None,
             operator: false,
+            scope_key: None,
         };
         assert!(caller.may_call("/billpay.v1.CatalogService/ListBillers"));
         assert!(caller.may_call("/billpay.v1.PaymentService/GetPayment"));
@@ -543,6 +597,7 @@ mod tests {
                 api_key_sha256: "not-hex".into(),
                 ..Default::default()
             }],
+            payment_id_key: Some("a-test-payment-id-key".to_owned().into()),
             ..Default::default()
         };
         assert!(Authenticator::new(&config)

@@ -59,6 +59,7 @@ async fn gateway(mode: AuthMode) -> (Simulators, TestGateway) {
     let config = AuthConfig {
         mode,
         callers: callers(),
+        payment_id_key: Some("test-payment-id-key-5e1f".to_owned().into()),
         ..Default::default()
     };
     let server = ServerConfig {
@@ -254,4 +255,61 @@ async fn a_forwarded_identity_is_trusted_only_in_forwarded_mode() {
         let status = gw.catalog().list_billers(request).await.unwrap_err();
         assert_error(&status, Code::Unauthenticated, "CALLER_UNAUTHENTICATED");
     }
+}
+
+#[tokio::test]
+async fn request_ids_and_payments_are_per_caller() {
+    let (sims, gw) = gateway(AuthMode::ApiKey).await;
+    // catalog-reader may not pay; give two payers: shop and ops (ops may call everything).
+    let request = payment_request("same-request-id", "90101", "0000000001", 100_000);
+    let pay = |key: &'static str| {
+        let mut client = gw.payments();
+        let request = request.clone();
+        async move {
+            client
+                .create_payment(bearer(request, key))
+                .await
+                .expect("paid")
+                .into_inner()
+                .payment
+                .unwrap()
+        }
+    };
+    let shops = pay(SHOP_KEY).await;
+    let ops = pay(OPS_KEY).await;
+    assert_ne!(
+        shops.payment_id, ops.payment_id,
+        "two callers, two payments"
+    );
+    assert_eq!(
+        sims.calls.get("interswitch", "pay"),
+        2,
+        "two provider calls"
+    );
+    // A replay by the same caller is the same payment, no new call.
+    assert_eq!(pay(SHOP_KEY).await.payment_id, shops.payment_id);
+    assert_eq!(sims.calls.get("interswitch", "pay"), 2);
+    // The id is not the unkeyed derivation of the request_id.
+    assert_ne!(
+        shops.payment_id,
+        billpay_gateway::domain::PaymentRecord::id_for_request("same-request-id")
+    );
+    // Another caller's payment is NOT_FOUND; the operator sees every payment.
+    let get = |id: &str| pb::GetPaymentRequest {
+        payment_id: id.to_owned(),
+    };
+    let status = gw
+        .payments()
+        .get_payment(bearer(get(&ops.payment_id), SHOP_KEY))
+        .await
+        .unwrap_err();
+    assert_error(&status, Code::NotFound, "NOT_FOUND");
+    gw.payments()
+        .get_payment(bearer(get(&shops.payment_id), SHOP_KEY))
+        .await
+        .expect("its own payment");
+    gw.payments()
+        .get_payment(bearer(get(&shops.payment_id), OPS_KEY))
+        .await
+        .expect("an operator sees another caller's payment");
 }

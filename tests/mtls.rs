@@ -52,6 +52,7 @@ async fn mtls_gateway() -> (Simulators, std::net::SocketAddr) {
                 ..Default::default()
             },
         ],
+        payment_id_key: Some("test-payment-id-key-5e1f".to_owned().into()),
         ..Default::default()
     };
     let config = ServerConfig {
