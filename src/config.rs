@@ -33,6 +33,8 @@ pub struct Config {
     pub providers: ProvidersConfig,
     #[serde(default)]
     pub operator: OperatorConfig,
+    #[serde(default)]
+    pub auth: crate::auth::AuthConfig,
 }
 
 /// `[operator]`: the operator service (list, recheck and resolve journal payments).
@@ -59,7 +61,19 @@ pub struct ServerConfig {
     pub json_logs: bool,
     /// Address of the Prometheus `GET /metrics` endpoint; empty disables it.
     pub metrics_listen: String,
+    /// Largest request message a billpay service decodes, bytes (after decompression).
+    /// Larger ones answer RESOURCE_EXHAUSTED / REQUEST_TOO_LARGE before any handler runs.
+    pub max_request_bytes: usize,
+    /// `[server.tls]`: TLS on the gRPC listener; with `client_ca_file`, mutual TLS.
+    pub tls: Option<TlsConfig>,
+    /// Who may call (from `[auth]`, built at start); `None` is mode `none`.
+    #[serde(skip)]
+    pub auth: Option<std::sync::Arc<crate::auth::Authenticator>>,
 }
+
+/// Default request size limit: requests are a few hundred bytes; 1 MiB leaves room for
+/// metadata maps and inputs without letting a caller make the gateway buffer megabytes.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -69,8 +83,24 @@ impl Default for ServerConfig {
             drain_timeout_ms: 25_000,
             json_logs: false,
             metrics_listen: String::new(),
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            tls: None,
+            auth: None,
         }
     }
+}
+
+/// `[server.tls]`: PEM files read at start.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The server's certificate chain.
+    pub cert_file: String,
+    /// The server's private key.
+    pub key_file: String,
+    /// CA whose certificates clients must present (mutual TLS); unset: no client certificate
+    /// is asked for. `[auth] mode = "mtls"` needs it.
+    pub client_ca_file: Option<String>,
 }
 
 /// `[store]`.

@@ -67,6 +67,12 @@ pub enum GatewayError {
         #[source]
         source: ProviderError,
     },
+    /// The call carries no identity the gateway accepts; nothing was done.
+    #[error("no accepted caller identity (API key, client certificate or forwarded identity)")]
+    Unauthenticated,
+    /// The caller is identified but may not call this (`what`: the method or the provider).
+    #[error("caller {caller} may not use {what}")]
+    CallerNotAllowed { caller: String, what: String },
     /// The store is unreachable.
     #[error(transparent)]
     Store(#[from] StoreError),

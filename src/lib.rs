@@ -6,6 +6,7 @@
 //! JSON.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod error;

@@ -8,7 +8,8 @@ use tokio::net::TcpListener;
 use tonic::transport::{server::TcpIncoming, Server};
 use tonic_health::{server::HealthReporter, ServingStatus};
 
-use crate::api::Api;
+use crate::api::{framework::FrameworkStatusLayer, Api};
+use crate::auth::AuthLayer;
 use crate::config::{Config, ServerConfig};
 use crate::gateway::{reconcile::ReconcileStats, registry, Gateway, StoreHealth};
 use crate::pb::{
@@ -77,6 +78,23 @@ pub fn build_gateway(
              every request_id and payment in flight"
         );
     }
+    let authenticator = crate::auth::Authenticator::new(&config.auth)?;
+    if authenticator.mode() == crate::auth::AuthMode::None && !sandbox && !providers.is_empty() {
+        tracing::warn!(
+            "[auth] mode = \"none\" with real providers: every caller that reaches this port \
+             may pay, read every payment and use every provider"
+        );
+    }
+    let mut server = config.server;
+    if authenticator.mode() == crate::auth::AuthMode::Mtls
+        && server
+            .tls
+            .as_ref()
+            .is_none_or(|t| t.client_ca_file.is_none())
+    {
+        return Err("[auth] mode = \"mtls\" needs [server.tls] with client_ca_file".into());
+    }
+    server.auth = Some(Arc::new(authenticator));
     let gateway = Gateway::new(providers, store, config.payments, config.catalog, sandbox);
     gateway.set_operator_enabled(config.operator.enabled);
     gateway.set_store_policy(crate::gateway::StorePolicy {
@@ -84,7 +102,7 @@ pub fn build_gateway(
         min_replica_acks: config.store.min_replica_acks,
         replica_ack_timeout: Duration::from_millis(config.store.replica_ack_timeout_ms),
     });
-    Ok((gateway, config.server))
+    Ok((gateway, server))
 }
 
 /// Serves on `listener` until `shutdown` resolves; then health says NOT_SERVING for
@@ -142,18 +160,37 @@ pub async fn run(
     });
 
     tracing::info!(addr = %listener.local_addr()?, "serving billpay.v1");
-    let serve = Server::builder()
+    let limit = server.max_request_bytes;
+    let authenticator = match &server.auth {
+        Some(a) => a.clone(),
+        None => Arc::new(crate::auth::Authenticator::new(&Default::default())?),
+    };
+    let mut builder = Server::builder();
+    if let Some(tls) = &server.tls {
+        builder = builder.tls_config(tls_config(tls)?)?;
+        tracing::info!(
+            mutual = tls.client_ca_file.is_some(),
+            "TLS on the gRPC listener"
+        );
+    }
+    let serve = builder
         .layer(RequestIdLayer)
+        .layer(FrameworkStatusLayer {
+            max_request_bytes: limit,
+        })
+        .layer(AuthLayer {
+            authenticator: authenticator.clone(),
+        })
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(CatalogServiceServer::new(api.clone()))
-        .add_service(CustomerServiceServer::new(api.clone()))
-        .add_service(PaymentServiceServer::new(api.clone()))
+        .add_service(CatalogServiceServer::new(api.clone()).max_decoding_message_size(limit))
+        .add_service(CustomerServiceServer::new(api.clone()).max_decoding_message_size(limit))
+        .add_service(PaymentServiceServer::new(api.clone()).max_decoding_message_size(limit))
         // Always routed, so its path is stable for the mesh; answers UNIMPLEMENTED unless
         // `[operator] enabled`.
-        .add_service(OperatorServiceServer::new(api.clone()))
-        .add_service(AccountServiceServer::new(api))
+        .add_service(OperatorServiceServer::new(api.clone()).max_decoding_message_size(limit))
+        .add_service(AccountServiceServer::new(api).max_decoding_message_size(limit))
         // TCP_NODELAY: without it small HTTP/2 frames wait for the peer's delayed ACK (40 ms
         // p99 on every call, see BENCHMARKS.md). tonic's own nodelay setting does not apply to
         // a listener passed in.
@@ -180,6 +217,22 @@ pub async fn run(
     reconciler.abort();
     payments.finish_payments(drain).await;
     result
+}
+
+/// The listener's TLS settings from PEM files; a client CA makes client certificates required.
+fn tls_config(
+    tls: &crate::config::TlsConfig,
+) -> Result<tonic::transport::ServerTlsConfig, Box<dyn std::error::Error + Send + Sync>> {
+    let read = |path: &str| {
+        std::fs::read(path).map_err(|e| format!("[server.tls] cannot read {path}: {e}"))
+    };
+    let mut config = tonic::transport::ServerTlsConfig::new().identity(
+        tonic::transport::Identity::from_pem(read(&tls.cert_file)?, read(&tls.key_file)?),
+    );
+    if let Some(ca) = &tls.client_ca_file {
+        config = config.client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?));
+    }
+    Ok(config)
 }
 
 /// Reflection over our protos and every descriptor a client may ask for: google.rpc error

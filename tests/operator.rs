@@ -64,7 +64,7 @@ async fn operators_list_and_resolve_payments_needing_attention() {
         .list_journal_payments(list(pb::PaymentState::Unspecified))
         .await
         .unwrap_err();
-    assert_eq!(off.code(), Code::Unimplemented);
+    assert_error(&off, Code::Unimplemented, "SERVICE_DISABLED");
     gw.gateway.set_operator_enabled(true);
 
     let done = gw

@@ -346,6 +346,18 @@ async fn no_secret_in_any_log_line_or_error() {
     for (what, value) in onepipe_secrets {
         assert!(!logs.contains(value), "{what} in logs");
     }
+    // One audit line per mutating RPC, with caller, RPC, ids and outcome; the secret checks
+    // above cover these lines too (the card, PIN and OTP calls are among them).
+    let audit: Vec<&str> = logs.lines().filter(|l| l.contains(" audit: ")).collect();
+    for rpc in ["CreatePayment", "ValidatePaymentOtp", "ReversePayment"] {
+        let line = audit
+            .iter()
+            .find(|l| l.contains(&format!("rpc=\"{rpc}\"")))
+            .unwrap_or_else(|| panic!("no audit line for {rpc}: {audit:#?}"));
+        for field in ["caller=", "request_id=", "payment_id=", "outcome="] {
+            assert!(line.contains(field), "{field} missing: {line}");
+        }
+    }
     assert!(
         logs.contains("token refresh failed"),
         "the failed refresh was logged"

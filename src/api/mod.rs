@@ -2,10 +2,12 @@
 //! errors to `tonic::Status` ([`status`]). Handlers hold an `Arc<Gateway>` and nothing else.
 
 pub mod account;
+pub mod audit;
 pub mod catalog;
 pub mod convert;
 pub mod customer;
 pub mod deadline;
+pub mod framework;
 pub mod operator;
 pub mod page;
 pub mod payment;

@@ -60,7 +60,8 @@ impl Api {
         if self.gateway.operator_enabled() {
             Ok(())
         } else {
-            Err(Status::unimplemented(
+            Err(crate::api::status::service_disabled(
+                "billpay.v1.OperatorService",
                 "OperatorService is disabled: set [operator] enabled = true",
             ))
         }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use secrecy::SecretString;
 use tonic::{Request, Response, Status};
 
+use super::audit;
 use super::{
     catalog::provider_page,
     convert,
@@ -322,15 +323,28 @@ impl PaymentService for Api {
         &self,
         request: Request<pb::CreatePaymentRequest>,
     ) -> Result<Response<pb::CreatePaymentResponse>, Status> {
-        let within = answer_within(request.metadata(), self.deadline_margin);
-        let (request_id, order, secrets) = Self::payment_order(request.into_inner())?;
-        let record = self
-            .gateway
-            .create_payment(request_id, order, secrets, within)
-            .await?;
-        Ok(Response::new(pb::CreatePaymentResponse {
-            payment: Some(convert::payment(record)),
-        }))
+        let audit_request_id = request.get_ref().request_id.clone();
+        let audit_payment_id = String::new();
+        let result: Result<Response<pb::CreatePaymentResponse>, Status> = async move {
+            let within = answer_within(request.metadata(), self.deadline_margin);
+            let (request_id, order, secrets) = Self::payment_order(request.into_inner())?;
+            let record = self
+                .gateway
+                .create_payment(request_id, order, secrets, within)
+                .await?;
+            Ok(Response::new(pb::CreatePaymentResponse {
+                payment: Some(convert::payment(record)),
+            }))
+        }
+        .await;
+        audit::record(
+            "CreatePayment",
+            &audit_request_id,
+            &audit_payment_id,
+            &result,
+            |r| r.payment.as_ref(),
+        );
+        result
     }
 
     async fn get_payment(
@@ -352,55 +366,81 @@ impl PaymentService for Api {
         &self,
         request: Request<pb::ValidatePaymentOtpRequest>,
     ) -> Result<Response<pb::ValidatePaymentOtpResponse>, Status> {
-        let within = answer_within(request.metadata(), self.deadline_margin);
-        let r = request.into_inner();
-        let mut v = Violations::default();
-        v.request_id(&r.request_id);
-        check_payment_id(&mut v, &r.payment_id);
-        if !(4..=8).contains(&r.otp.len()) || !r.otp.bytes().all(|b| b.is_ascii_digit()) {
-            v.add("otp", "4 to 8 digits");
-        }
-        if r.fields.len() > 20 {
-            v.add("fields", "at most 20 entries");
-        }
-        for (key, value) in &r.fields {
-            if key.is_empty() || key.len() > 64 || value.len() > 256 {
-                v.add("fields", "keys 1-64 and values up to 256 characters");
+        let audit_request_id = request.get_ref().request_id.clone();
+        let audit_payment_id = request.get_ref().payment_id.clone();
+        let result: Result<Response<pb::ValidatePaymentOtpResponse>, Status> = async move {
+            let within = answer_within(request.metadata(), self.deadline_margin);
+            let r = request.into_inner();
+            let mut v = Violations::default();
+            v.request_id(&r.request_id);
+            check_payment_id(&mut v, &r.payment_id);
+            if !(4..=8).contains(&r.otp.len()) || !r.otp.bytes().all(|b| b.is_ascii_digit()) {
+                v.add("otp", "4 to 8 digits");
             }
+            if r.fields.len() > 20 {
+                v.add("fields", "at most 20 entries");
+            }
+            for (key, value) in &r.fields {
+                if key.is_empty() || key.len() > 64 || value.len() > 256 {
+                    v.add("fields", "keys 1-64 and values up to 256 characters");
+                }
+            }
+            v.finish()?;
+            let secrets = PaymentSecrets {
+                otp: Some(secret(r.otp)),
+                fields: r.fields.into_iter().map(|(k, v)| (k, secret(v))).collect(),
+                ..PaymentSecrets::default()
+            };
+            let record = self
+                .gateway
+                .validate_payment(r.request_id, r.payment_id, secrets, within)
+                .await?;
+            Ok(Response::new(pb::ValidatePaymentOtpResponse {
+                payment: Some(convert::payment(record)),
+            }))
         }
-        v.finish()?;
-        let secrets = PaymentSecrets {
-            otp: Some(secret(r.otp)),
-            fields: r.fields.into_iter().map(|(k, v)| (k, secret(v))).collect(),
-            ..PaymentSecrets::default()
-        };
-        let record = self
-            .gateway
-            .validate_payment(r.request_id, r.payment_id, secrets, within)
-            .await?;
-        Ok(Response::new(pb::ValidatePaymentOtpResponse {
-            payment: Some(convert::payment(record)),
-        }))
+        .await;
+        audit::record(
+            "ValidatePaymentOtp",
+            &audit_request_id,
+            &audit_payment_id,
+            &result,
+            |r| r.payment.as_ref(),
+        );
+        result
     }
 
     async fn reverse_payment(
         &self,
         request: Request<pb::ReversePaymentRequest>,
     ) -> Result<Response<pb::ReversePaymentResponse>, Status> {
-        let within = answer_within(request.metadata(), self.deadline_margin);
-        let r = request.into_inner();
-        let mut v = Violations::default();
-        v.request_id(&r.request_id);
-        check_payment_id(&mut v, &r.payment_id);
-        v.optional_text("reason", &r.reason, 200);
-        v.finish()?;
-        let record = self
-            .gateway
-            .reverse_payment(r.request_id, r.payment_id, r.reason, within)
-            .await?;
-        Ok(Response::new(pb::ReversePaymentResponse {
-            payment: Some(convert::payment(record)),
-        }))
+        let audit_request_id = request.get_ref().request_id.clone();
+        let audit_payment_id = request.get_ref().payment_id.clone();
+        let result: Result<Response<pb::ReversePaymentResponse>, Status> = async move {
+            let within = answer_within(request.metadata(), self.deadline_margin);
+            let r = request.into_inner();
+            let mut v = Violations::default();
+            v.request_id(&r.request_id);
+            check_payment_id(&mut v, &r.payment_id);
+            v.optional_text("reason", &r.reason, 200);
+            v.finish()?;
+            let record = self
+                .gateway
+                .reverse_payment(r.request_id, r.payment_id, r.reason, within)
+                .await?;
+            Ok(Response::new(pb::ReversePaymentResponse {
+                payment: Some(convert::payment(record)),
+            }))
+        }
+        .await;
+        audit::record(
+            "ReversePayment",
+            &audit_request_id,
+            &audit_payment_id,
+            &result,
+            |r| r.payment.as_ref(),
+        );
+        result
     }
 
     async fn list_payments(
@@ -455,73 +495,112 @@ impl PaymentService for Api {
         &self,
         request: Request<pb::DeleteSavedBillRequest>,
     ) -> Result<Response<pb::DeleteSavedBillResponse>, Status> {
-        let r = request.into_inner();
-        let mut v = Violations::default();
-        v.request_id(&r.request_id);
-        let id = v.provider("provider", r.provider);
-        v.text("saved_bill_id", &r.saved_bill_id, 64);
-        v.finish()?;
-        self.gateway
-            .delete_saved_bill(r.request_id, id.expect("checked above"), r.saved_bill_id)
-            .await?;
-        Ok(Response::new(pb::DeleteSavedBillResponse {}))
+        let audit_request_id = request.get_ref().request_id.clone();
+        let audit_payment_id = String::new();
+        let result: Result<Response<pb::DeleteSavedBillResponse>, Status> = async move {
+            let r = request.into_inner();
+            let mut v = Violations::default();
+            v.request_id(&r.request_id);
+            let id = v.provider("provider", r.provider);
+            v.text("saved_bill_id", &r.saved_bill_id, 64);
+            v.finish()?;
+            self.gateway
+                .delete_saved_bill(r.request_id, id.expect("checked above"), r.saved_bill_id)
+                .await?;
+            Ok(Response::new(pb::DeleteSavedBillResponse {}))
+        }
+        .await;
+        audit::record(
+            "DeleteSavedBill",
+            &audit_request_id,
+            &audit_payment_id,
+            &result,
+            |_| None,
+        );
+        result
     }
 
     async fn create_collection(
         &self,
         request: Request<pb::CreateCollectionRequest>,
     ) -> Result<Response<pb::CreateCollectionResponse>, Status> {
-        let within = answer_within(request.metadata(), self.deadline_margin);
-        let r = request.into_inner();
-        let mut v = Violations::default();
-        v.request_id(&r.request_id);
-        let id = v.provider("provider", r.provider);
-        v.text("payer_id", &r.payer_id, MAX_CUSTOMER_ID);
-        let amount = v.amount("amount", r.amount.as_ref());
-        let options = match r.ip2 {
-            Some(o) => Some(ip2_options(&mut v, "ip2", o)),
-            None => {
-                v.add("ip2", "required: the account and payment method");
-                None
+        let audit_request_id = request.get_ref().request_id.clone();
+        let audit_payment_id = String::new();
+        let result: Result<Response<pb::CreateCollectionResponse>, Status> = async move {
+            let within = answer_within(request.metadata(), self.deadline_margin);
+            let r = request.into_inner();
+            let mut v = Violations::default();
+            v.request_id(&r.request_id);
+            let id = v.provider("provider", r.provider);
+            v.text("payer_id", &r.payer_id, MAX_CUSTOMER_ID);
+            let amount = v.amount("amount", r.amount.as_ref());
+            let options = match r.ip2 {
+                Some(o) => Some(ip2_options(&mut v, "ip2", o)),
+                None => {
+                    v.add("ip2", "required: the account and payment method");
+                    None
+                }
+            };
+            if id.is_some_and(|id| id != ProviderId::IntelworldIp2) {
+                v.add(
+                    "provider",
+                    "collections are IP2 credits: PROVIDER_INTELWORLD_IP2",
+                );
             }
-        };
-        if id.is_some_and(|id| id != ProviderId::IntelworldIp2) {
-            v.add(
-                "provider",
-                "collections are IP2 credits: PROVIDER_INTELWORLD_IP2",
-            );
+            v.finish()?;
+            let order = PaymentOrder {
+                options: PaymentOptions::Ip2(options.expect("checked above")),
+                ..PaymentOrder::new(
+                    id.expect("checked above"),
+                    PaymentKind::Collection,
+                    String::new(),
+                    r.payer_id,
+                    amount.expect("checked above"),
+                )
+            };
+            let record = self
+                .gateway
+                .create_payment(r.request_id, order, PaymentSecrets::default(), within)
+                .await?;
+            Ok(Response::new(pb::CreateCollectionResponse {
+                payment: Some(convert::payment(record)),
+            }))
         }
-        v.finish()?;
-        let order = PaymentOrder {
-            options: PaymentOptions::Ip2(options.expect("checked above")),
-            ..PaymentOrder::new(
-                id.expect("checked above"),
-                PaymentKind::Collection,
-                String::new(),
-                r.payer_id,
-                amount.expect("checked above"),
-            )
-        };
-        let record = self
-            .gateway
-            .create_payment(r.request_id, order, PaymentSecrets::default(), within)
-            .await?;
-        Ok(Response::new(pb::CreateCollectionResponse {
-            payment: Some(convert::payment(record)),
-        }))
+        .await;
+        audit::record(
+            "CreateCollection",
+            &audit_request_id,
+            &audit_payment_id,
+            &result,
+            |r| r.payment.as_ref(),
+        );
+        result
     }
 
     async fn send_payment_otp(
         &self,
         request: Request<pb::SendPaymentOtpRequest>,
     ) -> Result<Response<pb::SendPaymentOtpResponse>, Status> {
-        let r = request.into_inner();
-        let mut v = Violations::default();
-        let id = v.provider("provider", r.provider);
-        v.finish()?;
-        let provider_message = self.gateway.send_otp(id.expect("checked above")).await?;
-        Ok(Response::new(pb::SendPaymentOtpResponse {
-            provider_message,
-        }))
+        let audit_request_id = String::new();
+        let audit_payment_id = String::new();
+        let result: Result<Response<pb::SendPaymentOtpResponse>, Status> = async move {
+            let r = request.into_inner();
+            let mut v = Violations::default();
+            let id = v.provider("provider", r.provider);
+            v.finish()?;
+            let provider_message = self.gateway.send_otp(id.expect("checked above")).await?;
+            Ok(Response::new(pb::SendPaymentOtpResponse {
+                provider_message,
+            }))
+        }
+        .await;
+        audit::record(
+            "SendPaymentOtp",
+            &audit_request_id,
+            &audit_payment_id,
+            &result,
+            |_| None,
+        );
+        result
     }
 }

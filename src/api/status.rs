@@ -102,6 +102,14 @@ pub fn to_status(error: GatewayError) -> Status {
                 ..Mapped::new(Code::Unavailable, "STORE_UNAVAILABLE")
             }
         }
+        GatewayError::Unauthenticated => {
+            Mapped::new(Code::Unauthenticated, "CALLER_UNAUTHENTICATED")
+        }
+        GatewayError::CallerNotAllowed { caller, what } => {
+            Mapped::new(Code::PermissionDenied, "CALLER_NOT_ALLOWED")
+                .meta("caller", caller)
+                .meta("resource", what)
+        }
         GatewayError::StoreDataLost => Mapped::new(Code::Unavailable, "STORE_DATA_LOST"),
         GatewayError::StoreUnfit(_) => Mapped::new(Code::Unavailable, "STORE_UNAVAILABLE"),
         GatewayError::Internal(detail) => {
@@ -173,4 +181,65 @@ impl From<GatewayError> for Status {
     fn from(error: GatewayError) -> Self {
         to_status(error)
     }
+}
+
+/// UNIMPLEMENTED with ErrorInfo SERVICE_DISABLED: `service` is off in this deployment.
+pub fn service_disabled(service: &str, message: &str) -> Status {
+    let mut details = ErrorDetails::new();
+    details.set_error_info(
+        "SERVICE_DISABLED",
+        DOMAIN,
+        HashMap::from([("service".to_owned(), service.to_owned())]),
+    );
+    Status::with_error_details(Code::Unimplemented, message, details)
+}
+
+/// How much of tonic's decode message is kept in ErrorInfo (schema names only, never values).
+const DETAIL_LIMIT: usize = 200;
+
+/// Prefixes of the messages tonic and prost give a request body they cannot read. They answer
+/// INTERNAL, which blames the gateway for the caller's bytes.
+const UNDECODABLE: [&str; 6] = [
+    "failed to decode Protobuf message",
+    "Unexpected EOF decoding stream",
+    "Missing request message",
+    "protocol error: received message with",
+    "Error decompressing",
+    "Unexpected compression flag",
+];
+
+/// The statuses tonic answers before any handler runs (an undecodable body, a message over
+/// the size limit, an unknown method) carry no details. This gives them the same ErrorInfo as
+/// every other error: INVALID_ARGUMENT/MALFORMED_REQUEST, RESOURCE_EXHAUSTED/
+/// REQUEST_TOO_LARGE, UNIMPLEMENTED/UNKNOWN_METHOD. `None` leaves the status as it is (a
+/// status that already has details, or one that is not the framework's).
+pub fn framework_status(status: &Status, max_request_bytes: usize) -> Option<Status> {
+    if !status.details().is_empty() {
+        return None;
+    }
+    let message = status.message();
+    let detail: String = message.chars().take(DETAIL_LIMIT).collect();
+    let too_large = (status.code() == Code::OutOfRange
+        && message.contains("message length too large"))
+        || (status.code() == Code::ResourceExhausted && message.contains("size limit"));
+    let mapped = if too_large {
+        Mapped::new(Code::ResourceExhausted, "REQUEST_TOO_LARGE")
+            .meta("limit_bytes", max_request_bytes)
+    } else if status.code() == Code::Internal && UNDECODABLE.iter().any(|p| message.starts_with(p))
+    {
+        Mapped::new(Code::InvalidArgument, "MALFORMED_REQUEST").meta("detail", detail)
+    } else if status.code() == Code::Unimplemented && message.is_empty() {
+        // tonic's router: no service or method of that name.
+        Mapped::new(Code::Unimplemented, "UNKNOWN_METHOD")
+    } else {
+        return None;
+    };
+    let text = match mapped.reason {
+        "REQUEST_TOO_LARGE" => format!("request message over {max_request_bytes} bytes"),
+        "MALFORMED_REQUEST" => "request body is not a valid protobuf message".to_owned(),
+        _ => "no such method".to_owned(),
+    };
+    let mut details = ErrorDetails::new();
+    details.set_error_info(mapped.reason, DOMAIN, mapped.metadata);
+    Some(Status::with_error_details(mapped.code, text, details))
 }

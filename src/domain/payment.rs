@@ -406,6 +406,10 @@ pub struct PaymentRecord {
     /// claim (providers that pay from the catalog).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub product: Option<super::Product>,
+    /// The caller that created the payment (`[auth]`; `anonymous` in mode `none`, empty on
+    /// records written before callers were recorded).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub caller: String,
 }
 
 impl PaymentRecord {
@@ -438,6 +442,7 @@ impl PaymentRecord {
             claim_identity: String::new(),
             audit: Vec::new(),
             product: None,
+            caller: String::new(),
         }
     }
 

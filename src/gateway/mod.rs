@@ -207,6 +207,8 @@ impl Gateway {
         id: ProviderId,
         capability: Capability,
     ) -> Result<&Arc<dyn Provider>, GatewayError> {
+        // The RPC's caller must be allowed this provider (background work always is).
+        crate::auth::check_provider(id)?;
         let provider = self
             .providers
             .get(&id)

@@ -140,7 +140,8 @@ impl Gateway {
         // health watch (every second) spares a round trip; the claim re-checks it atomically.
         self.check_posture().await?;
         self.checked_identity().await?;
-        let payment_id = PaymentRecord::id_for_request(&request_id);
+        let payment_id = crate::auth::scoped_payment_id(&request_id)
+            .unwrap_or_else(|| PaymentRecord::id_for_request(&request_id));
         let fingerprint = order.fingerprint();
         if let Some(existing) = self.load_payment(&payment_id).await? {
             return replay(existing, &fingerprint, self.payments.in_flight_retry_ms);
@@ -179,9 +180,21 @@ impl Gateway {
         let (claimed_tx, claimed_rx) = oneshot::channel();
         let this = self.clone();
         let request_id_copy = request_id.clone();
+        // The caller is known here, in the RPC's task; the claim runs detached.
+        let owner = Owner {
+            payment_id: payment_id.clone(),
+            caller: crate::auth::current_caller().unwrap_or_default(),
+        };
         let mut task = self.tasks.spawn(async move {
             let claim = this
-                .claim(provider.as_ref(), request_id, order, product, fingerprint)
+                .claim(
+                    provider.as_ref(),
+                    request_id,
+                    order,
+                    product,
+                    fingerprint,
+                    owner,
+                )
                 .await;
             let record = match claim {
                 Ok(Claim::Won(record)) => record,
@@ -229,8 +242,9 @@ impl Gateway {
         order: PaymentOrder,
         product: Option<Product>,
         fingerprint: String,
+        owner: Owner,
     ) -> Result<Claim, GatewayError> {
-        let payment_id = PaymentRecord::id_for_request(&request_id);
+        let Owner { payment_id, caller } = owner;
         let key = keys::payment(&payment_id);
         let now = self.clock.now_ms();
         let sequence = self
@@ -254,6 +268,8 @@ impl Gateway {
         let record = PaymentRecord {
             product,
             claim_identity,
+            payment_id: payment_id.clone(),
+            caller,
             ..PaymentRecord::claimed(request_id, order, provider_reference, now)
         };
         let bytes = encode(&record);
@@ -448,7 +464,12 @@ impl Gateway {
         &self,
         payment_id: &str,
     ) -> Result<Option<PaymentRecord>, StoreError> {
-        Ok(self.load_raw(payment_id).await?.map(|(record, _)| record))
+        // Another caller's payment is not found (operators and background work see all).
+        Ok(self
+            .load_raw(payment_id)
+            .await?
+            .map(|(record, _)| record)
+            .filter(|record| crate::auth::may_see_payment_of(&record.caller)))
     }
 
     async fn load_raw(
@@ -725,4 +746,11 @@ fn replay(
 
 fn encode(record: &PaymentRecord) -> Vec<u8> {
     serde_json::to_vec(record).expect("payment records serialize")
+}
+
+/// Whose payment a claim records: its (per-caller) payment id and the caller's name, taken in
+/// the RPC's task before the claim runs detached.
+struct Owner {
+    payment_id: String,
+    caller: String,
 }

@@ -122,6 +122,35 @@ impl TestGateway {
         payments: PaymentSettings,
         catalog: CatalogSettings,
     ) -> Self {
+        Self::start_full(providers, store, payments, catalog, ServerConfig::default()).await
+    }
+
+    /// Starts a gateway with `server` settings (listen address, shutdown and metrics are the
+    /// harness's own).
+    pub async fn start_serving(
+        providers: ProvidersConfig,
+        store: Arc<dyn Store>,
+        payments: PaymentSettings,
+        server: ServerConfig,
+    ) -> Self {
+        Self::start_full(
+            providers,
+            store,
+            payments,
+            CatalogSettings::default(),
+            server,
+        )
+        .await
+    }
+
+    /// Starts a gateway with every setting given.
+    pub async fn start_full(
+        providers: ProvidersConfig,
+        store: Arc<dyn Store>,
+        payments: PaymentSettings,
+        catalog: CatalogSettings,
+        server: ServerConfig,
+    ) -> Self {
         let registry = registry::build(providers, &store).expect("valid provider config");
         let gateway = Gateway::new(registry, store, payments, catalog, false);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -133,6 +162,7 @@ impl TestGateway {
             drain_timeout_ms: 1_000,
             json_logs: false,
             metrics_listen: String::new(),
+            ..server
         };
         let g = gateway.clone();
         let task = tokio::spawn(async move {

@@ -1,0 +1,607 @@
+//! Who may call: the caller's identity (an API key stored hashed in config, or an identity a
+//! trusted mesh sidecar forwards), and what that identity may call (methods, providers, the
+//! operator service). One tower layer ([`AuthLayer`]) runs before any handler: no identity
+//! answers UNAUTHENTICATED, a method the caller may not call PERMISSION_DENIED, both with
+//! ErrorInfo. It attaches the [`Caller`] to the request's extensions and makes it the current
+//! caller of the call's task, so the gateway's provider lookup refuses a provider the caller may
+//! not use ([`check_provider`]) before any work on it.
+//!
+//! Health and reflection stay open (the mesh health-checks without credentials; reflection
+//! only describes the contract).
+
+use std::{
+    collections::BTreeSet,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use http::{HeaderMap, Request, Response};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tower::{Layer, Service};
+
+use crate::domain::ProviderId;
+use crate::error::GatewayError;
+
+/// Paths served to every caller, identified or not.
+const OPEN_PATHS: [&str; 2] = ["/grpc.health.v1.", "/grpc.reflection."];
+
+/// The operator service's path prefix: only for operator identities.
+const OPERATOR_PREFIX: &str = "/billpay.v1.OperatorService/";
+
+/// Envoy's forwarded client certificate header (`By=...;Hash=...;Subject="...";URI=...`).
+pub const DEFAULT_FORWARDED_HEADER: &str = "x-forwarded-client-cert";
+
+/// How a caller proves who it is.
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// Nobody is identified: every call is the anonymous caller and may call everything. The
+    /// sandbox default; logged as a warning at start when real providers are configured.
+    #[default]
+    None,
+    /// `authorization: Bearer <key>` or `x-api-key: <key>`, matched against
+    /// `callers[].api_key_sha256`.
+    ApiKey,
+    /// The client certificate of a mutual-TLS connection (`[server.tls] client_ca_file`): its
+    /// URI SAN (a SPIFFE id), else `CN=<common name>` of its subject, matched against
+    /// `callers[].identity`.
+    Mtls,
+    /// The identity a mesh sidecar that terminated mTLS forwards in `forwarded_header`. Only
+    /// safe when nothing but the sidecar can reach the gateway's port.
+    Forwarded,
+}
+
+/// `[auth]`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub mode: AuthMode,
+    /// `forwarded` mode: the header the sidecar sets. An XFCC value
+    /// (`...;Subject="CN=x";URI=spiffe://...`) gives its last element's `URI` (else its
+    /// `Subject`); any other value is the identity as sent.
+    pub forwarded_header: String,
+    /// Who may call, and what.
+    pub callers: Vec<CallerConfig>,
+    /// Key of the per-caller payment ids (HMAC-SHA256 of caller and request_id): required
+    /// unless mode is `none`. Without it a payment_id cannot be computed from a request_id.
+    /// Changing it makes earlier payment ids unreachable by request_id replays.
+    pub payment_id_key: Option<secrecy::SecretString>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::None,
+            forwarded_header: DEFAULT_FORWARDED_HEADER.to_owned(),
+            callers: Vec::new(),
+            payment_id_key: None,
+        }
+    }
+}
+
+/// `[[auth.callers]]`: one identity and what it may call.
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallerConfig {
+    /// The caller's name in logs, audit lines and ErrorInfo.
+    pub name: String,
+    /// `api_key` mode: SHA-256 of the key, lower-case hex (`printf %s KEY | sha256sum`). The
+    /// key itself is never in config.
+    pub api_key_sha256: String,
+    /// `forwarded` mode: the identity the sidecar forwards (a SPIFFE URI such as
+    /// `spiffe://example.org/ns/shop/sa/checkout`, or a certificate subject).
+    pub identity: String,
+    /// Methods it may call: `billpay.v1.PaymentService/CreatePayment`,
+    /// `billpay.v1.PaymentService/*` or `*`. Empty: every method but the operator service's.
+    pub methods: Vec<String>,
+    /// Providers it may use, by config name (`interswitch`, `onepipe`, ...). Empty: all.
+    pub providers: Vec<String>,
+    /// May call `billpay.v1.OperatorService` (its methods need no listing in `methods`).
+    pub operator: bool,
+}
+
+/// An identified caller and what it may do.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Name from config; `anonymous` in mode `none`.
+    pub name: String,
+    methods: Vec<String>,
+    /// `None`: every provider.
+    providers: Option<BTreeSet<ProviderId>>,
+    operator: bool,
+    /// Key of this caller's payment ids; `None` (the anonymous caller): today's unkeyed ids,
+    /// so the sandbox's documented payment ids stay valid.
+    scope_key: Option<Arc<secrecy::SecretSlice<u8>>>,
+}
+
+impl Caller {
+    /// The caller of mode `none`: may call everything.
+    pub fn anonymous() -> Self {
+        Self {
+            name: "anonymous".to_owned(),
+            methods: vec!["*".to_owned()],
+            providers: None,
+            operator: true,
+            scope_key: None,
+        }
+    }
+
+    /// May this caller call `path` (`/package.Service/Method`)?
+    pub fn may_call(&self, path: &str) -> bool {
+        if path.starts_with(OPERATOR_PREFIX) {
+            return self.operator;
+        }
+        let method = path.trim_start_matches('/');
+        if self.methods.is_empty() {
+            return true;
+        }
+        self.methods.iter().any(|pattern| {
+            pattern == "*"
+                || pattern == method
+                || pattern
+                    .strip_suffix("/*")
+                    .is_some_and(|service| method.split('/').next() == Some(service))
+        })
+    }
+
+    /// May this caller use `provider`?
+    pub fn may_use(&self, provider: ProviderId) -> bool {
+        self.providers
+            .as_ref()
+            .is_none_or(|allowed| allowed.contains(&provider))
+    }
+}
+
+tokio::task_local! {
+    /// The caller of the RPC this task serves; unset for background work (reconciliation).
+    static CURRENT_CALLER: Arc<Caller>;
+}
+
+/// Refuses `provider` when the current RPC's caller may not use it; background work (no
+/// current caller) may use every provider.
+pub fn check_provider(provider: ProviderId) -> Result<(), GatewayError> {
+    CURRENT_CALLER
+        .try_with(|caller| {
+            if caller.may_use(provider) {
+                Ok(())
+            } else {
+                Err(GatewayError::CallerNotAllowed {
+                    caller: caller.name.clone(),
+                    what: format!("provider {provider}"),
+                })
+            }
+        })
+        .unwrap_or(Ok(()))
+}
+
+/// The payment id of `request_id` for the current RPC's caller: keyed by caller (HMAC-SHA256
+/// with `[auth] payment_id_key`) for an identified caller, so two callers' equal request_ids
+/// are two payments; `None` for the anonymous caller and background work (unkeyed ids).
+pub fn scoped_payment_id(request_id: &str) -> Option<String> {
+    use hmac::{Hmac, Mac};
+    use secrecy::ExposeSecret;
+    let (name, key) = CURRENT_CALLER
+        .try_with(|c| Some((c.name.clone(), c.scope_key.clone()?)))
+        .ok()??;
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.expose_secret()).ok()?;
+    mac.update(format!("billpay/payment/{}/{name}/{request_id}", name.len()).as_bytes());
+    let digest = mac.finalize().into_bytes();
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    Some(format!("pay_{hex}"))
+}
+
+/// May the current RPC's caller see a payment recorded for `owner`? Operators, the anonymous
+/// caller and background work see every payment; others only their own.
+pub fn may_see_payment_of(owner: &str) -> bool {
+    CURRENT_CALLER
+        .try_with(|c| c.scope_key.is_none() || c.operator || c.name == owner)
+        .unwrap_or(true)
+}
+
+/// The name of the current RPC's caller, if any.
+pub fn current_caller() -> Option<String> {
+    CURRENT_CALLER.try_with(|c| c.name.clone()).ok()
+}
+
+/// The configured callers, ready to match requests.
+#[derive(Debug)]
+pub struct Authenticator {
+    mode: AuthMode,
+    forwarded_header: http::HeaderName,
+    /// (SHA-256 of the key or the forwarded identity, caller).
+    callers: Vec<(Vec<u8>, Arc<Caller>)>,
+}
+
+impl Authenticator {
+    /// Checks `config` and builds the matcher.
+    pub fn new(config: &AuthConfig) -> Result<Self, String> {
+        let forwarded_header = http::HeaderName::try_from(config.forwarded_header.as_str())
+            .map_err(|_| {
+                format!(
+                    "auth.forwarded_header {:?} is not a header name",
+                    config.forwarded_header
+                )
+            })?;
+        let scope_key = match (&config.payment_id_key, config.mode) {
+            (_, AuthMode::None) => None,
+            (Some(key), _) => {
+                use secrecy::ExposeSecret;
+                if key.expose_secret().len() < 16 {
+                    return Err("auth.payment_id_key: at least 16 characters".into());
+                }
+                Some(Arc::new(secrecy::SecretSlice::from(
+                    key.expose_secret().as_bytes().to_vec(),
+                )))
+            }
+            (None, _) => {
+                return Err(
+                    "auth.payment_id_key is required with callers: payment ids are keyed per \
+                     caller"
+                        .into(),
+                )
+            }
+        };
+        let mut callers = Vec::new();
+        for c in &config.callers {
+            if c.name.is_empty() {
+                return Err("auth.callers: every caller needs a name".into());
+            }
+            let key = match config.mode {
+                AuthMode::None => continue,
+                AuthMode::ApiKey => hex_decode(&c.api_key_sha256)
+                    .filter(|d| d.len() == 32)
+                    .ok_or_else(|| {
+                        format!(
+                            "auth.callers {:?}: api_key_sha256 must be 64 hex digits",
+                            c.name
+                        )
+                    })?,
+                AuthMode::Forwarded | AuthMode::Mtls => {
+                    if c.identity.is_empty() {
+                        return Err(format!("auth.callers {:?}: identity is required", c.name));
+                    }
+                    Sha256::digest(c.identity.as_bytes()).to_vec()
+                }
+            };
+            let providers = if c.providers.is_empty() {
+                None
+            } else {
+                let mut set = BTreeSet::new();
+                for name in &c.providers {
+                    let id = ProviderId::ALL
+                        .into_iter()
+                        .find(|p| p.name() == name)
+                        .ok_or_else(|| {
+                            format!("auth.callers {:?}: unknown provider {name:?}", c.name)
+                        })?;
+                    set.insert(id);
+                }
+                Some(set)
+            };
+            callers.push((
+                key,
+                Arc::new(Caller {
+                    name: c.name.clone(),
+                    methods: c.methods.clone(),
+                    providers,
+                    operator: c.operator,
+                    scope_key: scope_key.clone(),
+                }),
+            ));
+        }
+        if config.mode != AuthMode::None && callers.is_empty() {
+            return Err("auth.mode needs at least one [[auth.callers]]".into());
+        }
+        Ok(Self {
+            mode: config.mode,
+            forwarded_header,
+            callers,
+        })
+    }
+
+    /// The mode in use.
+    pub fn mode(&self) -> AuthMode {
+        self.mode
+    }
+
+    /// The caller the request proves (headers, or the connection's client certificate).
+    pub fn identify<B>(&self, request: &Request<B>) -> Option<Arc<Caller>> {
+        let headers = request.headers();
+        let presented = match self.mode {
+            AuthMode::None => return Some(Arc::new(Caller::anonymous())),
+            AuthMode::Mtls => {
+                let info = request
+                    .extensions()
+                    .get::<tonic::transport::server::TlsConnectInfo<
+                        tonic::transport::server::TcpConnectInfo,
+                    >>()?;
+                let certs = info.peer_certs()?;
+                certificate_identity(certs.first()?)?
+            }
+            AuthMode::ApiKey => api_key(headers)?,
+            AuthMode::Forwarded => {
+                forwarded_identity(headers.get(&self.forwarded_header)?.to_str().ok()?)?
+            }
+        };
+        let digest = Sha256::digest(presented.as_bytes());
+        self.callers
+            .iter()
+            .find(|(key, _)| constant_time_eq(key, &digest))
+            .map(|(_, caller)| caller.clone())
+    }
+}
+
+/// The key of `authorization: Bearer <key>` or `x-api-key: <key>`.
+fn api_key(headers: &HeaderMap) -> Option<String> {
+    if let Some(value) = headers.get(http::header::AUTHORIZATION) {
+        let value = value.to_str().ok()?;
+        let (scheme, key) = value.split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| key.trim().to_owned())
+            .filter(|k| !k.is_empty());
+    }
+    let key = headers.get("x-api-key")?.to_str().ok()?.trim();
+    (!key.is_empty()).then(|| key.to_owned())
+}
+
+/// The identity in a forwarded header: an XFCC value's last element's `URI`, else its
+/// `Subject` (quotes removed); any other value as sent.
+pub fn forwarded_identity(value: &str) -> Option<String> {
+    let value = value.trim();
+    if value.is_empty() {
+        return None;
+    }
+    let is_xfcc = ["By=", "Hash=", "URI=", "Subject=", "Cert=", "DNS="]
+        .iter()
+        .any(|k| value.contains(k));
+    if !is_xfcc {
+        return Some(value.to_owned());
+    }
+    // Elements are comma-separated (one per proxy hop; the last is our sidecar's), fields
+    // semicolon-separated; a quoted Subject may itself contain commas.
+    let last = split_unquoted(value, ',').pop()?;
+    let mut uri = None;
+    let mut subject = None;
+    for field in split_unquoted(&last, ';') {
+        let Some((key, v)) = field.split_once('=') else {
+            continue;
+        };
+        let v = v.trim().trim_matches('"').to_owned();
+        match key.trim() {
+            "URI" if !v.is_empty() => uri = Some(v),
+            "Subject" if !v.is_empty() => subject = Some(v),
+            _ => {}
+        }
+    }
+    uri.or(subject)
+}
+
+/// The identity in a client certificate (DER): its first URI SAN (a SPIFFE id), else
+/// `CN=<common name>` of its subject. A small DER walk over the fields it needs, so that no
+/// X.509 crate is pulled in; the TLS layer has already verified the certificate.
+pub fn certificate_identity(der: &[u8]) -> Option<String> {
+    let cert = der_children(der_value(der)?.1)?; // Certificate ::= SEQUENCE { tbs, alg, sig }
+    let tbs = der_children(cert.first()?.1)?;
+    // tbs: [0] version (optional), serial, signature, issuer, validity, subject, spki, [3] ext
+    let offset = usize::from(tbs.first()?.0 == 0xA0);
+    let subject = tbs.get(offset + 4)?;
+    for (tag, value) in tbs.get(offset + 5..)? {
+        if *tag != 0xA3 {
+            continue; // [3] extensions
+        }
+        for extension in der_children(der_value(value)?.1)? {
+            let fields = der_children(extension.1)?;
+            // 2.5.29.17 subjectAltName
+            if fields.first()?.1 != [0x55, 0x1D, 0x11] {
+                continue;
+            }
+            let names = der_value(fields.last()?.1)?.1;
+            for (tag, name) in der_children(names)? {
+                if tag == 0x86 {
+                    return String::from_utf8(name.to_vec()).ok();
+                }
+            }
+        }
+    }
+    // Subject: SEQUENCE OF SET OF { oid, value }; 2.5.4.3 is the common name.
+    for rdn in der_children(subject.1)? {
+        for (_, attribute) in der_children(rdn.1)? {
+            let pair = der_children(attribute)?;
+            if pair.first()?.1 == [0x55, 0x04, 0x03] {
+                let cn = std::str::from_utf8(pair.get(1)?.1).ok()?;
+                return Some(format!("CN={cn}"));
+            }
+        }
+    }
+    None
+}
+
+/// One DER element at the start of `input`: (tag, contents, rest).
+fn der_value(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7F);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// The elements inside a constructed DER value's contents: (tag, contents) each.
+fn der_children(mut contents: &[u8]) -> Option<Vec<(u8, &[u8])>> {
+    let mut out = Vec::new();
+    while !contents.is_empty() {
+        let (tag, value, rest) = der_value(contents)?;
+        out.push((tag, value));
+        contents = rest;
+    }
+    Some(out)
+}
+
+fn split_unquoted(s: &str, separator: char) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let mut quoted = false;
+    for ch in s.chars() {
+        match ch {
+            '"' => {
+                quoted = !quoted;
+                parts.last_mut().expect("one part").push(ch);
+            }
+            c if c == separator && !quoted => parts.push(String::new()),
+            c => parts.last_mut().expect("one part").push(c),
+        }
+    }
+    parts
+}
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim();
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Identifies and authorizes every call (see the module doc).
+#[derive(Clone)]
+pub struct AuthLayer {
+    pub authenticator: Arc<Authenticator>,
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = Auth<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Auth {
+            inner,
+            authenticator: self.authenticator.clone(),
+        }
+    }
+}
+
+/// The service made by [`AuthLayer`].
+#[derive(Clone)]
+pub struct Auth<S> {
+    inner: S,
+    authenticator: Arc<Authenticator>,
+}
+
+impl<S, B, R> Service<Request<B>> for Auth<S>
+where
+    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send,
+    B: Send + 'static,
+    R: Default + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let path = request.uri().path().to_owned();
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        if OPEN_PATHS.iter().any(|p| path.starts_with(p)) {
+            return Box::pin(async move { inner.call(request).await });
+        }
+        let refusal = match self.authenticator.identify(&request) {
+            None => Err(GatewayError::Unauthenticated),
+            Some(caller) if !caller.may_call(&path) => Err(GatewayError::CallerNotAllowed {
+                caller: caller.name.clone(),
+                what: "this method".to_owned(),
+            }),
+            Some(caller) => Ok(caller),
+        };
+        match refusal {
+            Ok(caller) => {
+                request.extensions_mut().insert(caller.clone());
+                Box::pin(CURRENT_CALLER.scope(caller, async move { inner.call(request).await }))
+            }
+            Err(error) => {
+                tracing::warn!(method = %path, %error, "call refused");
+                let status = crate::api::status::to_status(error);
+                Box::pin(async move { Ok(status.into_http()) })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xfcc_gives_the_uri_else_the_subject_of_the_last_element() {
+        let v = r#"By=spiffe://gw;Hash=abc;Subject="CN=old, O=x";URI=spiffe://a,By=spiffe://gw;Hash=def;Subject="CN=shop, O=Example";URI=spiffe://example.org/ns/shop/sa/checkout"#;
+        assert_eq!(
+            forwarded_identity(v).as_deref(),
+            Some("spiffe://example.org/ns/shop/sa/checkout")
+        );
+        let subject_only = r#"Hash=def;Subject="CN=shop, O=Example""#;
+        assert_eq!(
+            forwarded_identity(subject_only).as_deref(),
+            Some("CN=shop, O=Example")
+        );
+        assert_eq!(forwarded_identity("checkout").as_deref(), Some("checkout"));
+        assert_eq!(forwarded_identity("  "), None);
+    }
+
+    #[test]
+    fn method_patterns() {
+        let caller = Caller {
+            name: "c".into(),
+            methods: vec![
+                "billpay.v1.CatalogService/*".into(),
+                "billpay.v1.PaymentService/GetPayment".into(),
+            ],
+            providers: None,
+            operator: false,
+            scope_key: None,
+        };
+        assert!(caller.may_call("/billpay.v1.CatalogService/ListBillers"));
+        assert!(caller.may_call("/billpay.v1.PaymentService/GetPayment"));
+        assert!(!caller.may_call("/billpay.v1.PaymentService/CreatePayment"));
+        assert!(!caller.may_call("/billpay.v1.OperatorService/ListJournalPayments"));
+    }
+
+    #[test]
+    fn a_bad_key_hash_is_refused_at_start() {
+        let config = AuthConfig {
+            mode: AuthMode::ApiKey,
+            callers: vec![CallerConfig {
+                name: "c".into(),
+                api_key_sha256: "not-hex".into(),
+                ..Default::default()
+            }],
+            payment_id_key: Some("a-test-payment-id-key".to_owned().into()),
+            ..Default::default()
+        };
+        assert!(Authenticator::new(&config)
+            .unwrap_err()
+            .contains("api_key_sha256"));
+    }
+}
