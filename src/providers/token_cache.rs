@@ -124,8 +124,7 @@ impl TokenCache {
         let _flight = self.flight.lock().await;
         loop {
             // Another task or replica may have stored one while this one waited.
-            let stored = self.read().await;
-            if let Some(token) = stored.as_ref().and_then(|s| self.usable(s)) {
+            if let Some(token) = self.fresh().await {
                 return Ok(token);
             }
             let locked = self
@@ -134,7 +133,14 @@ impl TokenCache {
                 .await
                 .map_err(|e| ProviderError::Transport(format!("token store: {e}")))?;
             if locked {
-                let result = self.request(source, stored).await;
+                // Read again under the lock: a winner that stored its token and released the
+                // lock between this replica's read and its lock must not be followed by a
+                // second token request.
+                let stored = self.read().await;
+                let result = match stored.as_ref().and_then(|s| self.usable(s)) {
+                    Some(token) => Ok(token),
+                    None => self.request(source, stored).await,
+                };
                 let _ = self.store.delete(&self.lock_key).await;
                 return result;
             }
