@@ -217,6 +217,14 @@ impl Gateway {
             .store
             .set_if_absent(&lock, b"1", Some(REFRESH_LOCK))
             .await;
+        if matches!(locked, Ok(true)) {
+            // Read again under the lock: a replica that wrote its copy and released the lock
+            // between this one's read and its lock must not be followed by a second fetch.
+            if let Some(cached) = self.read_store::<T>(&key).await {
+                let _ = self.store.delete(&lock).await;
+                return Ok(local_copy(cached));
+            }
+        }
         if matches!(locked, Ok(false)) {
             // Another replica is asking the provider: wait a bounded time for its copy.
             let waited = tokio::time::Instant::now();
