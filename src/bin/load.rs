@@ -33,6 +33,13 @@
 //! are bounded by `--requests` and `--max-seconds`, whichever comes first, and every call
 //! carries a deadline (`--deadline-ms`), so a run always ends.
 //!
+//! Open loop: `--rate N` starts calls at a fixed N per second instead (at most `--concurrency`
+//! in flight), and `--rate-fraction F` follows each scenario's closed-loop pass with an
+//! open-loop pass at F times the calls/s it just reached (`0.5`: latency at half of
+//! saturation). An open-loop call's latency is measured from the moment it was due, not from
+//! when it started, so a gateway that falls behind shows the queueing (no coordinated
+//! omission).
+//!
 //! Without `--target` it starts the sandbox in this process: the provider simulators and a
 //! gateway (configuration from the environment, as `config::load(None)` reads it, so
 //! `REDIS_URL` selects the Redis store), both on loopback. The simulators, the gateway and the
@@ -111,6 +118,14 @@ struct Args {
     /// In-process only: fixed delay of every simulated provider answer, milliseconds.
     #[arg(long, default_value_t = 0)]
     provider_latency_ms: u64,
+    /// Open loop: start this many calls per second (at most --concurrency in flight) instead
+    /// of keeping --concurrency calls outstanding.
+    #[arg(long, conflicts_with = "rate_fraction")]
+    rate: Option<f64>,
+    /// After each scenario's closed-loop pass, an open-loop pass at this fraction of the
+    /// calls/s it reached (0.5 = half of saturation).
+    #[arg(long)]
+    rate_fraction: Option<f64>,
     /// Redis whose `INFO commandstats` is read around each scenario. Default: `REDIS_URL`
     /// (the in-process gateway's store).
     #[arg(long)]
@@ -139,6 +154,27 @@ impl Scenario {
             Scenario::Validate => "validate",
             Scenario::Pay => "pay",
             Scenario::PaySameKey => "pay-same-key",
+        }
+    }
+}
+
+/// How calls are started.
+#[derive(Clone, Copy)]
+enum Pace {
+    /// `concurrency` callers, each with one call outstanding.
+    Closed { concurrency: u64 },
+    /// `per_second` calls started per second, at most `max_in_flight` at once.
+    Open { per_second: f64, max_in_flight: u64 },
+}
+
+impl Pace {
+    fn label(self) -> String {
+        match self {
+            Pace::Closed { concurrency } => format!("closed loop, {concurrency} callers"),
+            Pace::Open {
+                per_second,
+                max_in_flight,
+            } => format!("open loop, {per_second:.1} calls/s, at most {max_in_flight} in flight"),
         }
     }
 }
@@ -186,6 +222,23 @@ impl Tally {
         }
     }
 
+    /// Counts one call: its latency when it succeeded, its code when not.
+    fn record(&mut self, result: Result<&'static str, Status>, latency: Duration) {
+        match result {
+            Ok(outcome) => {
+                let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+                self.latency_us.saturating_record(us.max(1));
+                *self.outcomes.entry(outcome).or_default() += 1;
+            }
+            Err(status) => {
+                self.errors
+                    .entry(status.code() as i32)
+                    .or_insert_with(|| (0, status.message().to_owned()))
+                    .0 += 1;
+            }
+        }
+    }
+
     fn errors(&self) -> u64 {
         self.errors.values().map(|(n, _)| n).sum()
     }
@@ -230,79 +283,113 @@ async fn run(args: Args) -> Result<(), String> {
             scenarios.push(*s);
         }
     }
+    let first_pace = match args.rate {
+        Some(per_second) if per_second > 0.0 => Pace::Open {
+            per_second,
+            max_in_flight: args.concurrency,
+        },
+        Some(_) => return Err("--rate must be above 0".into()),
+        None => Pace::Closed {
+            concurrency: args.concurrency,
+        },
+    };
     let mut summaries = Vec::new();
     for scenario in scenarios {
-        let plan = Arc::new(Plan {
-            scenario,
-            channel: channel.clone(),
-            deadline: Duration::from_millis(args.deadline_ms),
-            run_id: run_id.clone(),
-            requests: args.requests,
-            max: Duration::from_secs(args.max_seconds),
-            claimed: AtomicU64::new(0),
-        });
+        let mut pace = Some(first_pace);
+        let mut pass = 0;
+        while let Some(this_pace) = pace.take() {
+            pass += 1;
+            let plan = Arc::new(Plan {
+                scenario,
+                channel: channel.clone(),
+                deadline: Duration::from_millis(args.deadline_ms),
+                run_id: format!("{run_id}-{pass}"),
+                requests: args.requests,
+                max: Duration::from_secs(args.max_seconds),
+                claimed: AtomicU64::new(0),
+            });
 
-        // One untimed call first: fills the catalog cache, opens the provider connection, and
-        // for pay-same-key creates the payment that every timed call then replays.
-        call(&plan, u64::MAX).await.map_err(|s| {
-            format!(
-                "{}: warm-up call failed: {:?}: {}",
-                scenario.name(),
-                s.code(),
-                s.message()
-            )
-        })?;
+            // One untimed call first: fills the catalog cache, opens the provider connection, and
+            // for pay-same-key creates the payment that every timed call then replays.
+            call(&plan, u64::MAX).await.map_err(|s| {
+                format!(
+                    "{}: warm-up call failed: {:?}: {}",
+                    scenario.name(),
+                    s.code(),
+                    s.message()
+                )
+            })?;
 
-        let provider_calls_before = sandbox.as_ref().map(|s| s.provider_calls());
-        let redis_before = match &redis_url {
-            Some(url) => Some(redis_commands(url).await?),
-            None => None,
-        };
-        let cpu_before = cpu_seconds();
-        let started = Instant::now();
-        let workers: Vec<_> = (0..args.concurrency)
-            .map(|_| tokio::spawn(worker(plan.clone(), started)))
-            .collect();
-        let mut total = Tally::new();
-        for w in workers {
-            match w.await {
-                Ok(t) => total.merge(t),
-                Err(e) => return Err(format!("a worker failed: {e}")),
+            let provider_calls_before = sandbox.as_ref().map(|s| s.provider_calls());
+            let redis_before = match &redis_url {
+                Some(url) => Some(redis_commands(url).await?),
+                None => None,
+            };
+            let cpu_before = cpu_seconds();
+            let started = Instant::now();
+            let total = match this_pace {
+                Pace::Closed { concurrency } => {
+                    let workers: Vec<_> = (0..concurrency)
+                        .map(|_| tokio::spawn(worker(plan.clone(), started)))
+                        .collect();
+                    let mut total = Tally::new();
+                    for w in workers {
+                        match w.await {
+                            Ok(t) => total.merge(t),
+                            Err(e) => return Err(format!("a worker failed: {e}")),
+                        }
+                    }
+                    total
+                }
+                Pace::Open {
+                    per_second,
+                    max_in_flight,
+                } => open_loop(plan.clone(), started, per_second, max_in_flight).await?,
+            };
+            let elapsed = started.elapsed();
+            let cpu_after = cpu_seconds();
+            let redis_after = match &redis_url {
+                Some(url) => Some(redis_commands(url).await?),
+                None => None,
+            };
+            let completed = total.latency_us.len() + total.errors();
+            let per_call = |before: u64, after: u64| {
+                (completed > 0).then(|| after.saturating_sub(before) as f64 / completed as f64)
+            };
+            let extra = Extra {
+                redis_commands_per_call: redis_before
+                    .zip(redis_after)
+                    .and_then(|(b, a)| per_call(b, a)),
+                provider_calls_per_call: provider_calls_before
+                    .zip(sandbox.as_ref().map(|s| s.provider_calls()))
+                    .and_then(|(b, a)| per_call(b, a)),
+                provider_latency: latency,
+            };
+
+            let summary = report(
+                &args,
+                scenario,
+                this_pace,
+                &target,
+                sandbox.as_ref(),
+                &total,
+                elapsed,
+                cpu_before.zip(cpu_after),
+                rss_at_start,
+                &extra,
+            );
+            if let (Pace::Closed { .. }, Some(fraction)) = (this_pace, args.rate_fraction) {
+                let per_second = summary.calls_per_s * fraction;
+                if per_second > 0.0 {
+                    pace = Some(Pace::Open {
+                        per_second,
+                        max_in_flight: args.concurrency,
+                    });
+                }
             }
+            summaries.push(summary);
+            println!();
         }
-        let elapsed = started.elapsed();
-        let cpu_after = cpu_seconds();
-        let redis_after = match &redis_url {
-            Some(url) => Some(redis_commands(url).await?),
-            None => None,
-        };
-        let completed = total.latency_us.len() + total.errors();
-        let per_call = |before: u64, after: u64| {
-            (completed > 0).then(|| after.saturating_sub(before) as f64 / completed as f64)
-        };
-        let extra = Extra {
-            redis_commands_per_call: redis_before
-                .zip(redis_after)
-                .and_then(|(b, a)| per_call(b, a)),
-            provider_calls_per_call: provider_calls_before
-                .zip(sandbox.as_ref().map(|s| s.provider_calls()))
-                .and_then(|(b, a)| per_call(b, a)),
-            provider_latency: latency,
-        };
-
-        let summary = report(
-            &args,
-            scenario,
-            &target,
-            sandbox.as_ref(),
-            &total,
-            elapsed,
-            cpu_before.zip(cpu_after),
-            rss_at_start,
-            &extra,
-        );
-        summaries.push(summary);
-        println!();
     }
     print_ratios(&summaries);
     drop(sandbox);
@@ -312,6 +399,8 @@ async fn run(args: Args) -> Result<(), String> {
 /// What a scenario measured, for the ratio table.
 struct Summary {
     scenario: Scenario,
+    /// The scenario's name, with the open-loop rate when it ran in one.
+    label: String,
     calls_per_s: f64,
     p50_us: Option<u64>,
     p99_us: Option<u64>,
@@ -328,6 +417,7 @@ struct Extra {
 
 /// The table of each scenario against the baseline of the same run.
 fn print_ratios(summaries: &[Summary]) {
+    // The first baseline pass (closed loop) is the floor.
     let Some(base) = summaries.iter().find(|s| s.scenario == Scenario::Baseline) else {
         return;
     };
@@ -345,13 +435,13 @@ fn print_ratios(summaries: &[Summary]) {
     };
     println!("ratios to baseline (grpc.health.v1.Health/Check on the same server, same run)");
     println!(
-        "{:<14} {:>10} {:>7} {:>8} {:>7} {:>8} {:>7} {:>7}  other",
+        "{:<22} {:>10} {:>7} {:>8} {:>7} {:>8} {:>7} {:>7}  other",
         "scenario", "calls/s", "ratio", "p50 us", "ratio", "p99 us", "ratio", "errors"
     );
     for s in summaries {
         println!(
-            "{:<14} {:>10.1} {:>7} {:>8} {:>7} {:>8} {:>7} {:>7}  {}",
-            s.scenario.name(),
+            "{:<22} {:>10.1} {:>7} {:>8} {:>7} {:>8} {:>7} {:>7}  {}",
+            s.label,
             s.calls_per_s,
             ratio(s.calls_per_s, base.calls_per_s),
             us(s.p50_us),
@@ -388,6 +478,48 @@ async fn redis_commands(url: &str) -> Result<u64, String> {
         .sum())
 }
 
+/// Starts call `n` at `started + n / per_second` until the request count or the time bound,
+/// with at most `max_in_flight` outstanding; each latency counts from when the call was due.
+async fn open_loop(
+    plan: Arc<Plan>,
+    started: Instant,
+    per_second: f64,
+    max_in_flight: u64,
+) -> Result<Tally, String> {
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        usize::try_from(max_in_flight).unwrap_or(usize::MAX),
+    ));
+    let mut calls = tokio::task::JoinSet::new();
+    let mut total = Tally::new();
+    for n in 0..plan.requests {
+        let due = started + Duration::from_secs_f64(n as f64 / per_second);
+        if due.duration_since(started) >= plan.max {
+            break;
+        }
+        tokio::time::sleep_until(due.into()).await;
+        let slot = slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| e.to_string())?;
+        let plan = plan.clone();
+        calls.spawn(async move {
+            let result = call(&plan, n).await;
+            drop(slot);
+            (result, due.elapsed())
+        });
+        while let Some(done) = calls.try_join_next() {
+            let (result, latency) = done.map_err(|e| format!("a call failed: {e}"))?;
+            total.record(result, latency);
+        }
+    }
+    while let Some(done) = calls.join_next().await {
+        let (result, latency) = done.map_err(|e| format!("a call failed: {e}"))?;
+        total.record(result, latency);
+    }
+    Ok(total)
+}
+
 async fn worker(plan: Arc<Plan>, started: Instant) -> Tally {
     let mut tally = Tally::new();
     loop {
@@ -400,20 +532,7 @@ async fn worker(plan: Arc<Plan>, started: Instant) -> Tally {
         }
         let t = Instant::now();
         let result = call(&plan, n).await;
-        let us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
-        match result {
-            Ok(outcome) => {
-                tally.latency_us.saturating_record(us.max(1));
-                *tally.outcomes.entry(outcome).or_default() += 1;
-            }
-            Err(status) => {
-                tally
-                    .errors
-                    .entry(status.code() as i32)
-                    .or_insert_with(|| (0, status.message().to_owned()))
-                    .0 += 1;
-            }
-        }
+        tally.record(result, t.elapsed());
     }
     tally
 }
@@ -553,6 +672,7 @@ const PROVIDER_OPS: [&str; 4] = ["list_billers", "validate_customer", "pay", "qu
 fn report(
     args: &Args,
     scenario: Scenario,
+    pace: Pace,
     target: &str,
     sandbox: Option<&InProcess>,
     total: &Tally,
@@ -581,10 +701,7 @@ fn report(
         ),
         None => println!("target         {target}"),
     }
-    println!(
-        "concurrency    {} (one HTTP/2 connection)",
-        args.concurrency
-    );
+    println!("pace           {} (one HTTP/2 connection)", pace.label());
     println!(
         "bounds         {} calls or {} s, deadline {} ms per call; stopped by {stopped_by}",
         args.requests, args.max_seconds, args.deadline_ms
@@ -682,8 +799,13 @@ fn report(
             "; load generator only"
         }
     );
+    let label = match pace {
+        Pace::Closed { .. } => scenario.name().to_owned(),
+        Pace::Open { per_second, .. } => format!("{} @{per_second:.0}/s", scenario.name()),
+    };
     Summary {
         scenario,
+        label,
         calls_per_s: completed as f64 / secs,
         p50_us: (ok > 0).then(|| h.value_at_quantile(0.50)),
         p99_us: (ok > 0).then(|| h.value_at_quantile(0.99)),
