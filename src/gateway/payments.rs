@@ -41,8 +41,8 @@ pub(crate) enum Source {
 
 /// The result of claiming a payment id.
 enum Claim {
-    /// This call wrote the record and makes the provider call.
-    Won(PaymentRecord),
+    /// This call wrote the record (these bytes) and makes the provider call.
+    Won(PaymentRecord, Vec<u8>),
     /// Another call had claimed it: its record, replayed for this request.
     Replay(Result<PaymentRecord, GatewayError>),
 }
@@ -196,8 +196,8 @@ impl Gateway {
                     owner,
                 )
                 .await;
-            let record = match claim {
-                Ok(Claim::Won(record)) => record,
+            let (record, written) = match claim {
+                Ok(Claim::Won(record, written)) => (record, written),
                 Ok(Claim::Replay(answer)) => {
                     let _ = claimed_tx.send(answer);
                     return None;
@@ -208,7 +208,7 @@ impl Gateway {
                 }
             };
             let _ = claimed_tx.send(Ok(record.clone()));
-            this.call_provider(provider.as_ref(), record, &secrets)
+            this.call_provider(provider.as_ref(), record, written, &secrets)
                 .await
         });
 
@@ -305,22 +305,25 @@ impl Gateway {
                 self.payments.in_flight_retry_ms,
             )));
         }
-        Ok(Claim::Won(record))
+        Ok(Claim::Won(record, bytes))
     }
 
     /// Marks the claimed payment in flight, then makes the one provider call and records its
     /// outcome. The call is made only once the store confirms the payment is in flight, so a
-    /// payment still marked claimed was certainly never sent.
+    /// payment still marked claimed was certainly never sent. `written` are the bytes the claim
+    /// wrote: each write swaps against the bytes the previous one left, sparing a read.
     async fn call_provider(
         &self,
         provider: &dyn Provider,
         mut record: PaymentRecord,
+        written: Vec<u8>,
         secrets: &PaymentSecrets,
     ) -> Option<PaymentRecord> {
         let payment_id = record.payment_id.clone();
         let mut started_at = None;
+        let mut in_flight_bytes = None;
         let started = self
-            .update_payment(&payment_id, Next::Keep, |r, now| {
+            .update_payment_from(Some(written), &payment_id, Next::Keep, |r, now| {
                 let claimed = matches!(r.call, CallPhase::Claimed { .. });
                 if claimed {
                     r.call = CallPhase::InFlight { since_ms: now };
@@ -330,7 +333,10 @@ impl Gateway {
             })
             .await;
         match started {
-            Ok(Some(in_flight)) => record = in_flight,
+            Ok(Some((in_flight, bytes))) => {
+                record = in_flight;
+                in_flight_bytes = Some(bytes);
+            }
             Ok(None) => {
                 tracing::warn!(
                     payment_id,
@@ -365,7 +371,7 @@ impl Gateway {
                 ..PaymentOutcome::default()
             };
             return self
-                .record_outcome(&payment_id, outcome, Source::Payment)
+                .record_outcome_from(in_flight_bytes, &payment_id, outcome, Source::Payment)
                 .await;
         }
         tracing::info!(
@@ -390,7 +396,7 @@ impl Gateway {
             },
             Err(e) => PaymentOutcome::unknown(format!("outcome unknown: {e}")),
         };
-        self.record_outcome(&payment_id, outcome, Source::Payment)
+        self.record_outcome_from(in_flight_bytes, &payment_id, outcome, Source::Payment)
             .await
     }
 
@@ -494,6 +500,19 @@ impl Gateway {
         outcome: PaymentOutcome,
         source: Source,
     ) -> Option<PaymentRecord> {
+        self.record_outcome_from(None, payment_id, outcome, source)
+            .await
+    }
+
+    /// [`Self::record_outcome`], first swapping against `known`: the bytes this process last
+    /// wrote at the payment's key (see [`Self::update_payment_from`]).
+    async fn record_outcome_from(
+        &self,
+        mut known: Option<Vec<u8>>,
+        payment_id: &str,
+        outcome: PaymentOutcome,
+        source: Source,
+    ) -> Option<PaymentRecord> {
         let give_up = tokio::time::Instant::now()
             + match source {
                 Source::Payment => RECORD_RETRY_FOR,
@@ -508,7 +527,7 @@ impl Gateway {
             let mut contradiction = None;
             let mut mismatch = None;
             let result = self
-                .update_payment(payment_id, next, |record, now| {
+                .update_payment_from(known.take(), payment_id, next, |record, now| {
                     let outcome = outcome.clone().checked_against(record);
                     contradiction = record
                         .contradicted_by(&outcome)
@@ -525,7 +544,8 @@ impl Gateway {
                     }
                     true
                 })
-                .await;
+                .await
+                .map(|updated| updated.map(|(record, _)| record));
             match result {
                 Ok(record) => {
                     record.iter().for_each(count_outcome);
@@ -636,16 +656,44 @@ impl Gateway {
         &self,
         payment_id: &str,
         next: Next,
-        mut change: impl FnMut(&mut PaymentRecord, i64) -> bool,
+        change: impl FnMut(&mut PaymentRecord, i64) -> bool,
     ) -> Result<Option<PaymentRecord>, StoreError> {
+        Ok(self
+            .update_payment_from(None, payment_id, next, change)
+            .await?
+            .map(|(record, _)| record))
+    }
+
+    /// [`Self::update_payment`], with the bytes written. `known`: bytes this process wrote at
+    /// the key a moment ago (the payment path's claim, then its in-flight mark). The first swap
+    /// is tried against them without reading the key: if the record changed meanwhile the swap
+    /// fails and the loop reads it as usual, so a stale `known` costs a round trip, never a
+    /// lost update.
+    async fn update_payment_from(
+        &self,
+        mut known: Option<Vec<u8>>,
+        payment_id: &str,
+        next: Next,
+        mut change: impl FnMut(&mut PaymentRecord, i64) -> bool,
+    ) -> Result<Option<(PaymentRecord, Vec<u8>)>, StoreError> {
         let key = keys::payment(payment_id);
         loop {
-            let (mut record, old) = self
-                .load_raw(payment_id)
-                .await?
-                .ok_or_else(|| StoreError(format!("payment {payment_id} missing")))?;
+            let hinted = known
+                .take()
+                .and_then(|bytes| Some((serde_json::from_slice(&bytes).ok()?, bytes)));
+            let from_hint = hinted.is_some();
+            let current = match hinted {
+                Some(current) => Some(current),
+                None => self.load_raw(payment_id).await?,
+            };
+            let (mut record, old) =
+                current.ok_or_else(|| StoreError(format!("payment {payment_id} missing")))?;
             let now = self.clock.now_ms();
             if !change(&mut record, now) {
+                if from_hint {
+                    // Decided on what this process wrote: ask the store what is there now.
+                    continue;
+                }
                 return Ok(None);
             }
             // A final record expires `record_ttl_ms` after it became final (each later swap,
@@ -654,9 +702,10 @@ impl Gateway {
                 .state
                 .is_final()
                 .then(|| ms(self.payments.record_ttl_ms));
+            let new = encode(&record);
             if self
                 .store
-                .compare_and_swap_with_ttl(&key, &old, &encode(&record), ttl)
+                .compare_and_swap_with_ttl(&key, &old, &new, ttl)
                 .await?
             {
                 let settled =
@@ -675,7 +724,7 @@ impl Gateway {
                     code = record.provider_code,
                     "payment updated"
                 );
-                return Ok(Some(record));
+                return Ok(Some((record, new)));
             }
         }
     }
@@ -753,4 +802,99 @@ fn encode(record: &PaymentRecord) -> Vec<u8> {
 struct Owner {
     payment_id: String,
     caller: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Currency, Money, ProviderId};
+    use crate::store::{memory::MemoryStore, Store};
+
+    fn gateway() -> Arc<Gateway> {
+        Gateway::new(
+            Default::default(),
+            Arc::new(MemoryStore::default()),
+            Default::default(),
+            Default::default(),
+            false,
+        )
+    }
+
+    fn claimed(payment_id: &str) -> PaymentRecord {
+        let order = PaymentOrder::new(
+            ProviderId::Interswitch,
+            PaymentKind::Bill,
+            "90101",
+            "0000000000",
+            Money::new(Currency::Ngn, 100_000),
+        );
+        PaymentRecord {
+            payment_id: payment_id.into(),
+            ..PaymentRecord::claimed("r1".into(), order, "1453000001".into(), 1_000)
+        }
+    }
+
+    /// The payment path swaps against the bytes it wrote last, without reading them back. When
+    /// another writer changed the record meanwhile, the change must land on what is stored
+    /// now, never on the stale copy.
+    #[tokio::test]
+    async fn a_stale_known_record_is_read_again_not_overwritten() {
+        let gateway = gateway();
+        let key = keys::payment("p1");
+        let written = encode(&claimed("p1"));
+        gateway.store.set(&key, &written, None).await.unwrap();
+        let mut settled = claimed("p1");
+        settled.state = PaymentState::Failed;
+        settled.provider_message = "resolved by an operator".into();
+        gateway
+            .store
+            .set(&key, &encode(&settled), None)
+            .await
+            .unwrap();
+
+        let mut seen_states = Vec::new();
+        let updated = gateway
+            .update_payment_from(Some(written), "p1", Next::Keep, |r, _| {
+                seen_states.push(r.state);
+                r.provider_code = "99".into();
+                true
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        // Tried on the stale copy, refused by the swap, applied to the stored record.
+        assert_eq!(seen_states, [PaymentState::Pending, PaymentState::Failed]);
+        assert_eq!(updated.0.state, PaymentState::Failed);
+        assert_eq!(updated.0.provider_message, "resolved by an operator");
+        let stored: PaymentRecord =
+            serde_json::from_slice(&gateway.store.get(&key).await.unwrap().unwrap()).unwrap();
+        assert_eq!(stored, updated.0);
+        assert_eq!(stored.provider_code, "99");
+    }
+
+    /// A change that declines on the known copy is decided again on the stored record.
+    #[tokio::test]
+    async fn a_change_declined_on_the_known_copy_is_decided_on_the_stored_one() {
+        let gateway = gateway();
+        let key = keys::payment("p2");
+        let mut in_flight = claimed("p2");
+        in_flight.call = CallPhase::InFlight { since_ms: 2_000 };
+        let stale = encode(&in_flight);
+        gateway
+            .store
+            .set(&key, &encode(&claimed("p2")), None)
+            .await
+            .unwrap();
+        let started = gateway
+            .update_payment_from(Some(stale), "p2", Next::Keep, |r, now| {
+                let claimed = matches!(r.call, CallPhase::Claimed { .. });
+                if claimed {
+                    r.call = CallPhase::InFlight { since_ms: now };
+                }
+                claimed
+            })
+            .await
+            .unwrap();
+        assert!(started.is_some(), "the stored record was still claimed");
+    }
 }
