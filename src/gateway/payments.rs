@@ -808,7 +808,7 @@ struct Owner {
 mod tests {
     use super::*;
     use crate::domain::{Currency, Money, ProviderId};
-    use crate::store::{memory::MemoryStore, Store};
+    use crate::store::memory::MemoryStore;
 
     fn gateway() -> Arc<Gateway> {
         Gateway::new(
