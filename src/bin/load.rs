@@ -4,6 +4,7 @@
 //! four paths of different cost:
 //!
 //! * `list-billers`: a catalog read served from the gateway's cache (the store, no provider call);
+//! * `list-products`: the same for one biller's products (`ListProducts`, biller 901);
 //! * `validate`: `ValidateCustomer`, one signed HTTP call to the provider (simulator) per call;
 //! * `pay`: `CreatePayment` with a fresh `request_id` each time: the idempotency claim and the
 //!   payment journal in the store, plus a validation and a payment call to the provider;
@@ -138,6 +139,8 @@ enum Scenario {
     Baseline,
     /// CatalogService.ListBillers (Interswitch): a cached catalog read.
     ListBillers,
+    /// CatalogService.ListProducts (Interswitch biller 901): a cached catalog read.
+    ListProducts,
     /// CustomerService.ValidateCustomer: one provider HTTP call per call.
     Validate,
     /// PaymentService.CreatePayment with a unique request_id per call.
@@ -151,6 +154,7 @@ impl Scenario {
         match self {
             Scenario::Baseline => "baseline",
             Scenario::ListBillers => "list-billers",
+            Scenario::ListProducts => "list-products",
             Scenario::Validate => "validate",
             Scenario::Pay => "pay",
             Scenario::PaySameKey => "pay-same-key",
@@ -565,6 +569,20 @@ async fn call(plan: &Plan, n: u64) -> Result<&'static str, Status> {
                 "no billers"
             } else {
                 "billers"
+            })
+        }
+        Scenario::ListProducts => {
+            let r = CatalogServiceClient::new(plan.channel.clone())
+                .list_products(plan.request(pb::ListProductsRequest {
+                    provider: isw,
+                    biller_id: BILLER.into(),
+                    ..Default::default()
+                }))
+                .await?;
+            Ok(if r.get_ref().products.is_empty() {
+                "no products"
+            } else {
+                "products"
             })
         }
         Scenario::Validate => {
