@@ -130,6 +130,8 @@ pub fn to_status(error: GatewayError) -> Status {
 
 fn provider_error(source: ProviderError) -> Mapped {
     match source {
+        // The status of why it was not sent (a token endpoint's timeout is UNAVAILABLE).
+        ProviderError::NotSent(why) => provider_error(*why),
         ProviderError::Timeout
         | ProviderError::Transport(_)
         | ProviderError::Upstream { .. }

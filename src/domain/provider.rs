@@ -134,6 +134,20 @@ pub enum ProviderError {
     /// The provider's circuit is open after repeated transport failures: nothing was sent.
     #[error("the provider is failing; calls paused for {} ms", retry_after.as_millis())]
     CircuitOpen { retry_after: std::time::Duration },
+    /// The request never reached the provider's operation endpoint (no access token could be
+    /// obtained, say): for a payment, certainly not sent. Wraps why.
+    #[error("not sent: {0}")]
+    NotSent(Box<ProviderError>),
+}
+
+impl ProviderError {
+    /// Marks an error that stopped a request before it was sent.
+    pub fn not_sent(self) -> Self {
+        match self {
+            already @ ProviderError::NotSent(_) => already,
+            other => ProviderError::NotSent(Box::new(other)),
+        }
+    }
 }
 
 /// One bill-payment provider. Implementations speak the provider's HTTP exactly and map its

@@ -387,11 +387,15 @@ impl Gateway {
             Err(
                 e @ (ProviderError::Unrepresentable { .. }
                 | ProviderError::CircuitOpen { .. }
+                | ProviderError::NotSent(_)
                 | ProviderError::InvalidOrder(_)
                 | ProviderError::PriceChanged { .. }),
             ) => PaymentOutcome {
                 state: PaymentState::Failed,
-                provider_message: format!("not sent: {e}"),
+                provider_message: match e {
+                    ProviderError::NotSent(_) => e.to_string(),
+                    e => format!("not sent: {e}"),
+                },
                 ..PaymentOutcome::default()
             },
             Err(e) => PaymentOutcome::unknown(format!("outcome unknown: {e}")),

@@ -182,12 +182,16 @@ impl TokenCache {
         F: Fn(Token) -> Fut,
         Fut: std::future::Future<Output = Result<T, ProviderError>>,
     {
-        let token = self.token(source).await?;
+        // Without a token nothing is sent: said so, so that a payment ends FAILED ("not
+        // sent") rather than waiting for reconciliation to learn what the gateway knows.
+        let token = self.token(source).await.map_err(ProviderError::not_sent)?;
         match call(token.clone()).await {
             Err(ProviderError::Auth { status: 401 }) => {
                 tracing::info!("provider refused the token (401); obtaining a new one");
                 self.invalidate(&token).await;
-                call(self.token(source).await?).await
+                // The 401 was a refusal before processing: still nothing done.
+                let token = self.token(source).await.map_err(ProviderError::not_sent)?;
+                call(token).await
             }
             other => other,
         }
