@@ -279,17 +279,17 @@ impl Authenticator {
         };
         // Each caller its own bucket: the default's quota, unless it sets its own rate (then
         // its burst defaults to one second's worth of that rate, not to [auth]'s burst).
-        let limit = |name: &str, rate: Option<f64>, burst: Option<u32>| {
+        let limit = |what: String, rate: Option<f64>, burst: Option<u32>| {
             let (rate, burst) = match rate {
                 Some(rate) => (rate, burst),
                 None => (config.rate_per_second, burst.or(config.burst)),
             };
             CallLimit::new(rate, burst)
                 .map(|l| l.map(Arc::new))
-                .map_err(|e| format!("auth rate limit of {name:?}: {e}"))
+                .map_err(|e| format!("{what}: {e}"))
         };
         let anonymous = Arc::new(Caller {
-            limit: limit("anonymous", None, None)?,
+            limit: limit("auth".into(), None, None)?,
             ..Caller::anonymous()
         });
         let mut callers = Vec::new();
@@ -337,7 +337,11 @@ impl Authenticator {
                     providers,
                     operator: c.operator,
                     scope_key: scope_key.clone(),
-                    limit: limit(&c.name, c.rate_per_second, c.burst)?,
+                    limit: limit(
+                        format!("auth.callers {:?}", c.name),
+                        c.rate_per_second,
+                        c.burst,
+                    )?,
                 }),
             ));
         }
