@@ -6,6 +6,9 @@
 //! caller of the call's task, so the gateway's provider lookup refuses a provider the caller may
 //! not use ([`check_provider`]) before any work on it.
 //!
+//! The same layer then takes the call from the caller's rate limit ([`crate::rate_limit`]):
+//! over it, RESOURCE_EXHAUSTED with RetryInfo, still before any work.
+//!
 //! Health and reflection stay open (the mesh health-checks without credentials; reflection
 //! only describes the contract).
 
@@ -22,6 +25,7 @@ use tower::{Layer, Service};
 
 use crate::domain::ProviderId;
 use crate::error::GatewayError;
+use crate::rate_limit::CallLimit;
 
 /// Paths served to every caller, identified or not.
 const OPEN_PATHS: [&str; 2] = ["/grpc.health.v1.", "/grpc.reflection."];
@@ -67,6 +71,11 @@ pub struct AuthConfig {
     /// unless mode is `none`. Without it a payment_id cannot be computed from a request_id.
     /// Changing it makes earlier payment ids unreachable by request_id replays.
     pub payment_id_key: Option<secrecy::SecretString>,
+    /// Default rate limit of a caller without its own, calls per second per replica (each
+    /// caller its own bucket); also the anonymous caller's in mode `none`. 0: unlimited.
+    pub rate_per_second: f64,
+    /// Default burst: calls a caller may make at once. Unset: one second's worth of its rate.
+    pub burst: Option<u32>,
 }
 
 impl Default for AuthConfig {
@@ -76,6 +85,8 @@ impl Default for AuthConfig {
             forwarded_header: DEFAULT_FORWARDED_HEADER.to_owned(),
             callers: Vec::new(),
             payment_id_key: None,
+            rate_per_second: 0.0,
+            burst: None,
         }
     }
 }
@@ -99,6 +110,11 @@ pub struct CallerConfig {
     pub providers: Vec<String>,
     /// May call `billpay.v1.OperatorService` (its methods need no listing in `methods`).
     pub operator: bool,
+    /// Its rate limit, calls per second per replica; 0: unlimited. Unset: `[auth]`'s.
+    pub rate_per_second: Option<f64>,
+    /// Its burst. Unset: one second's worth of its own `rate_per_second` when it sets one,
+    /// else `[auth]`'s burst.
+    pub burst: Option<u32>,
 }
 
 /// An identified caller and what it may do.
@@ -110,9 +126,11 @@ pub struct Caller {
     /// `None`: every provider.
     providers: Option<BTreeSet<ProviderId>>,
     operator: bool,
-    /// Key of this caller's payment ids; `None` (the anonymous caller): today's unkeyed ids,
-    /// so the sandbox's documented payment ids stay valid.
+    /// Key of this caller's payment and operation ids; `None` (the anonymous caller): the
+    /// unkeyed ids, so the sandbox's documented payment ids stay valid.
     scope_key: Option<Arc<secrecy::SecretSlice<u8>>>,
+    /// Its rate limit; `None`: unlimited.
+    limit: Option<Arc<CallLimit>>,
 }
 
 impl Caller {
@@ -124,6 +142,7 @@ impl Caller {
             providers: None,
             operator: true,
             scope_key: None,
+            limit: None,
         }
     }
 
@@ -175,20 +194,34 @@ pub fn check_provider(provider: ProviderId) -> Result<(), GatewayError> {
         .unwrap_or(Ok(()))
 }
 
-/// The payment id of `request_id` for the current RPC's caller: keyed by caller (HMAC-SHA256
-/// with `[auth] payment_id_key`) for an identified caller, so two callers' equal request_ids
-/// are two payments; `None` for the anonymous caller and background work (unkeyed ids).
-pub fn scoped_payment_id(request_id: &str) -> Option<String> {
+/// The id of `request_id` in `namespace` (`payment`, `operation`) for the current RPC's
+/// caller, 32 hex digits: keyed by caller (HMAC-SHA256 with `[auth] payment_id_key`) for an
+/// identified caller, so two callers' equal request_ids are two payments or operations and
+/// an id cannot be computed without the key; `None` for the anonymous caller and background
+/// work (their callers use the unkeyed ids).
+fn scoped_id(namespace: &str, request_id: &str) -> Option<String> {
     use hmac::{Hmac, Mac};
     use secrecy::ExposeSecret;
     let (name, key) = CURRENT_CALLER
         .try_with(|c| Some((c.name.clone(), c.scope_key.clone()?)))
         .ok()??;
     let mut mac = Hmac::<Sha256>::new_from_slice(key.expose_secret()).ok()?;
-    mac.update(format!("billpay/payment/{}/{name}/{request_id}", name.len()).as_bytes());
+    // The caller's name is length-prefixed, so no (caller, request_id) pair reads as another.
+    mac.update(format!("billpay/{namespace}/{}/{name}/{request_id}", name.len()).as_bytes());
     let digest = mac.finalize().into_bytes();
-    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-    Some(format!("pay_{hex}"))
+    Some(digest.iter().take(16).map(|b| format!("{b:02x}")).collect())
+}
+
+/// The payment id of `request_id` for the current RPC's caller ([`scoped_id`]); `None`: the
+/// unkeyed id.
+pub fn scoped_payment_id(request_id: &str) -> Option<String> {
+    scoped_id("payment", request_id).map(|hex| format!("pay_{hex}"))
+}
+
+/// The id of a follow-up operation's (OTP validation, reversal, saved-bill deletion)
+/// `request_id` for the current RPC's caller ([`scoped_id`]); `None`: the unkeyed id.
+pub fn scoped_operation_id(request_id: &str) -> Option<String> {
+    scoped_id("operation", request_id)
 }
 
 /// May the current RPC's caller see a payment recorded for `owner`? Operators, the anonymous
@@ -211,6 +244,8 @@ pub struct Authenticator {
     forwarded_header: http::HeaderName,
     /// (SHA-256 of the key or the forwarded identity, caller).
     callers: Vec<(Vec<u8>, Arc<Caller>)>,
+    /// Mode `none`'s one caller (with `[auth]`'s default rate limit, if any).
+    anonymous: Arc<Caller>,
 }
 
 impl Authenticator {
@@ -242,6 +277,21 @@ impl Authenticator {
                 )
             }
         };
+        // Each caller its own bucket: the default's quota, unless it sets its own rate (then
+        // its burst defaults to one second's worth of that rate, not to [auth]'s burst).
+        let limit = |what: String, rate: Option<f64>, burst: Option<u32>| {
+            let (rate, burst) = match rate {
+                Some(rate) => (rate, burst),
+                None => (config.rate_per_second, burst.or(config.burst)),
+            };
+            CallLimit::new(rate, burst)
+                .map(|l| l.map(Arc::new))
+                .map_err(|e| format!("{what}: {e}"))
+        };
+        let anonymous = Arc::new(Caller {
+            limit: limit("auth".into(), None, None)?,
+            ..Caller::anonymous()
+        });
         let mut callers = Vec::new();
         for c in &config.callers {
             if c.name.is_empty() {
@@ -287,6 +337,11 @@ impl Authenticator {
                     providers,
                     operator: c.operator,
                     scope_key: scope_key.clone(),
+                    limit: limit(
+                        format!("auth.callers {:?}", c.name),
+                        c.rate_per_second,
+                        c.burst,
+                    )?,
                 }),
             ));
         }
@@ -297,6 +352,7 @@ impl Authenticator {
             mode: config.mode,
             forwarded_header,
             callers,
+            anonymous,
         })
     }
 
@@ -309,7 +365,7 @@ impl Authenticator {
     pub fn identify<B>(&self, request: &Request<B>) -> Option<Arc<Caller>> {
         let headers = request.headers();
         let presented = match self.mode {
-            AuthMode::None => return Some(Arc::new(Caller::anonymous())),
+            AuthMode::None => return Some(self.anonymous.clone()),
             AuthMode::Mtls => {
                 let info = request
                     .extensions()
@@ -534,7 +590,13 @@ where
                 caller: caller.name.clone(),
                 what: "this method".to_owned(),
             }),
-            Some(caller) => Ok(caller),
+            Some(caller) => match caller.limit.as_ref().map(|l| l.admit()) {
+                Some(Err(retry_after)) => Err(GatewayError::RateLimited {
+                    caller: caller.name.clone(),
+                    retry_after,
+                }),
+                _ => Ok(caller),
+            },
         };
         match refusal {
             Ok(caller) => {
@@ -542,7 +604,24 @@ where
                 Box::pin(CURRENT_CALLER.scope(caller, async move { inner.call(request).await }))
             }
             Err(error) => {
-                tracing::warn!(method = %path, %error, "call refused");
+                if let GatewayError::RateLimited {
+                    caller,
+                    retry_after,
+                } = &error
+                {
+                    // A caller over its limit may call at any rate: one line each would flood
+                    // the log at warn. The refusal did no work, so it has no audit line; the
+                    // counter shows it.
+                    tracing::debug!(method = %path, caller, retry_after_ms = retry_after.as_millis() as u64, "call over the caller's rate limit");
+                    crate::metrics::global()
+                        .rate_limited
+                        .get_or_create(&crate::metrics::CallerName {
+                            caller: caller.clone(),
+                        })
+                        .inc();
+                } else {
+                    tracing::warn!(method = %path, %error, "call refused");
+                }
                 let status = crate::api::status::to_status(error);
                 Box::pin(async move { Ok(status.into_http()) })
             }
@@ -581,6 +660,7 @@ mod tests {
             providers: None,
             operator: false,
             scope_key: None,
+            limit: None,
         };
         assert!(caller.may_call("/billpay.v1.CatalogService/ListBillers"));
         assert!(caller.may_call("/billpay.v1.PaymentService/GetPayment"));

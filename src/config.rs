@@ -284,6 +284,20 @@ mod tests {
     }
 
     #[test]
+    fn rate_limits_parse_as_integers_or_fractions() {
+        let text = "[auth]\nrate_per_second = 0.5\nburst = 10\n\
+                    [[auth.callers]]\nname = \"checkout\"\nrate_per_second = 50\n";
+        let config: Config = toml::from_str::<toml::Table>(text)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        assert_eq!(config.auth.rate_per_second, 0.5);
+        assert_eq!(config.auth.burst, Some(10));
+        assert_eq!(config.auth.callers[0].rate_per_second, Some(50.0));
+        assert_eq!(config.auth.callers[0].burst, None);
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let table: toml::Table = toml::from_str("[server]\nlisten_addr = \"x\"").unwrap();
         assert!(table.try_into::<Config>().is_err());

@@ -73,6 +73,13 @@ pub enum GatewayError {
     /// The caller is identified but may not call this (`what`: the method or the provider).
     #[error("caller {caller} may not use {what}")]
     CallerNotAllowed { caller: String, what: String },
+    /// The caller is over its rate limit (`[auth] rate_per_second`, `burst`); nothing was done.
+    /// Its next call conforms after `retry_after`.
+    #[error("caller {caller} is over its rate limit")]
+    RateLimited {
+        caller: String,
+        retry_after: std::time::Duration,
+    },
     /// The store is unreachable.
     #[error(transparent)]
     Store(#[from] StoreError),

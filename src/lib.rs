@@ -14,6 +14,7 @@ pub mod gateway;
 pub mod metrics;
 pub mod pb;
 pub mod providers;
+pub mod rate_limit;
 pub mod sandbox;
 pub mod server;
 pub mod store;

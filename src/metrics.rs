@@ -1,8 +1,8 @@
 //! Prometheus metrics, served as text at `GET /metrics` on `server.metrics_listen`: per RPC
 //! (count by status code, latency), per provider operation (count by outcome, latency), catalog
-//! cache results, reconciliation checks and payments handed to an operator. One process-wide
-//! registry; label values come from fixed sets (no caller-chosen text), so cardinality is
-//! bounded.
+//! cache results, reconciliation checks, payments handed to an operator and calls refused by a
+//! caller's rate limit. One process-wide registry; label values come from fixed sets (no
+//! caller-chosen text; caller names come from config), so cardinality is bounded.
 
 use std::sync::OnceLock;
 
@@ -61,6 +61,12 @@ pub struct ProviderName {
     pub provider: String,
 }
 
+/// Labels of a per-caller count (caller names come from config: a fixed set).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallerName {
+    pub caller: String,
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_buckets() -> Histogram {
@@ -86,6 +92,8 @@ pub struct Metrics {
     pub contradictions: Family<ProviderName, Counter>,
     /// Times the store was found without its identity (data lost).
     pub store_data_lost: Counter,
+    /// Calls refused by the caller's rate limit.
+    pub rate_limited: Family<CallerName, Counter>,
     registry: Registry,
 }
 
@@ -104,6 +112,7 @@ impl Metrics {
             needs_attention: Counter::default(),
             contradictions: Family::default(),
             store_data_lost: Counter::default(),
+            rate_limited: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -156,6 +165,11 @@ impl Metrics {
             "store_data_lost",
             "Times the store was found without its identity: it lost data; payments stop until `store recover`",
             m.store_data_lost.clone(),
+        );
+        registry.register(
+            "rate_limited",
+            "Calls refused by the caller's rate limit ([auth] rate_per_second, burst), per replica",
+            m.rate_limited.clone(),
         );
         Self { registry, ..m }
     }

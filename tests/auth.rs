@@ -1,6 +1,8 @@
 //! Who may call, through a real client: API keys (stored hashed), a forwarded mesh identity
 //! trusted only in `forwarded` mode, PERMISSION_DENIED for a method or provider the caller may
-//! not use (before any provider call), operator RPCs only for operators, health always open.
+//! not use (before any provider call), operator RPCs only for operators, health always open;
+//! per-caller rate limits (RESOURCE_EXHAUSTED with RetryInfo); payment and follow-up
+//! request_ids scoped per caller; the operator's view of each payment's caller.
 
 mod common;
 
@@ -17,6 +19,7 @@ use billpay_gateway::{
 use common::*;
 use sha2::{Digest, Sha256};
 use tonic::{Code, Request};
+use tonic_types::StatusExt;
 
 const SHOP_KEY: &str = "shop-key-3f9a1c";
 const OPS_KEY: &str = "ops-key-77d0e2";
@@ -56,12 +59,20 @@ fn callers() -> Vec<CallerConfig> {
 }
 
 async fn gateway(mode: AuthMode) -> (Simulators, TestGateway) {
-    let config = AuthConfig {
+    gateway_with(AuthConfig {
         mode,
         callers: callers(),
         payment_id_key: Some("test-payment-id-key-5e1f".to_owned().into()),
         ..Default::default()
-    };
+    })
+    .await
+}
+
+async fn gateway_with(config: AuthConfig) -> (Simulators, TestGateway) {
+    gateway_over(config, Arc::new(MemoryStore::default())).await
+}
+
+async fn gateway_over(config: AuthConfig, store: Arc<MemoryStore>) -> (Simulators, TestGateway) {
     let server = ServerConfig {
         auth: Some(Arc::new(Authenticator::new(&config).expect("valid auth"))),
         ..ServerConfig::default()
@@ -70,7 +81,7 @@ async fn gateway(mode: AuthMode) -> (Simulators, TestGateway) {
         Simulators::start(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap();
     let gw = TestGateway::start_serving(
         sandbox::providers_config(&sims.base_url()),
-        Arc::new(MemoryStore::default()),
+        store,
         PaymentSettings::default(),
         server,
     )
@@ -312,4 +323,346 @@ async fn request_ids_and_payments_are_per_caller() {
         .get_payment(bearer(get(&shops.payment_id), OPS_KEY))
         .await
         .expect("an operator sees another caller's payment");
+}
+
+/// One call per minute: a burst is all a test gets, so its outcome does not depend on timing.
+const PER_MINUTE: f64 = 1.0 / 60.0;
+
+fn list_providers() -> pb::ListProvidersRequest {
+    pb::ListProvidersRequest::default()
+}
+
+#[tokio::test]
+async fn a_caller_over_its_rate_limit_is_refused_with_retry_info_and_others_are_not() {
+    let mut callers = callers();
+    // shop: its own burst of 2; catalog-reader: the default (burst 3); ops: unlimited.
+    callers[0].rate_per_second = Some(PER_MINUTE);
+    callers[0].burst = Some(2);
+    callers[1].rate_per_second = Some(0.0);
+    let (sims, gw) = gateway_with(AuthConfig {
+        mode: AuthMode::ApiKey,
+        callers,
+        payment_id_key: Some("test-payment-id-key-5e1f".to_owned().into()),
+        rate_per_second: PER_MINUTE,
+        burst: Some(3),
+        ..Default::default()
+    })
+    .await;
+    for _ in 0..2 {
+        gw.catalog()
+            .list_providers(bearer(list_providers(), SHOP_KEY))
+            .await
+            .expect("within shop's burst");
+    }
+    let status = gw
+        .catalog()
+        .list_providers(bearer(list_providers(), SHOP_KEY))
+        .await
+        .unwrap_err();
+    assert_error(&status, Code::ResourceExhausted, "RATE_LIMITED");
+    assert!(
+        pb::ErrorReason::from_str_name("ERROR_REASON_RATE_LIMITED").is_some(),
+        "the reason is in the contract"
+    );
+    let delay = retry_delay(&status).expect("RetryInfo says when to retry");
+    assert!(delay > std::time::Duration::ZERO, "{delay:?}");
+    assert!(delay <= std::time::Duration::from_secs(60), "{delay:?}");
+    let info = status.get_error_details().error_info().unwrap().clone();
+    assert_eq!(
+        info.metadata.get("caller").map(String::as_str),
+        Some("shop")
+    );
+    // Every RPC counts, and a limited payment is refused before any work.
+    let status = gw
+        .payments()
+        .create_payment(bearer(
+            payment_request("limited-1", "90101", "0000000001", 100_000),
+            SHOP_KEY,
+        ))
+        .await
+        .unwrap_err();
+    assert_error(&status, Code::ResourceExhausted, "RATE_LIMITED");
+    assert_eq!(sims.calls.get("interswitch", "pay"), 0);
+    // Health stays open to the limited caller.
+    tonic_health::pb::health_client::HealthClient::new(gw.channel.clone())
+        .check(with_header(
+            tonic_health::pb::HealthCheckRequest::default(),
+            "authorization",
+            &format!("Bearer {SHOP_KEY}"),
+        ))
+        .await
+        .expect("health is not limited");
+
+    // Other callers have buckets of their own: the default's burst, or none.
+    for _ in 0..3 {
+        gw.catalog()
+            .list_providers(bearer(list_providers(), CATALOG_KEY))
+            .await
+            .expect("within the default burst");
+    }
+    let status = gw
+        .catalog()
+        .list_providers(bearer(list_providers(), CATALOG_KEY))
+        .await
+        .unwrap_err();
+    assert_error(&status, Code::ResourceExhausted, "RATE_LIMITED");
+    for _ in 0..10 {
+        gw.catalog()
+            .list_providers(bearer(list_providers(), OPS_KEY))
+            .await
+            .expect("ops is unlimited");
+    }
+}
+
+#[tokio::test]
+async fn mode_none_is_unlimited_unless_a_default_rate_is_configured() {
+    let (_sims, open) = gateway_with(AuthConfig::default()).await;
+    for _ in 0..20 {
+        open.catalog()
+            .list_providers(list_providers())
+            .await
+            .expect("unlimited by default");
+    }
+    let (_sims, limited) = gateway_with(AuthConfig {
+        rate_per_second: PER_MINUTE,
+        burst: Some(2),
+        ..Default::default()
+    })
+    .await;
+    for _ in 0..2 {
+        limited
+            .catalog()
+            .list_providers(list_providers())
+            .await
+            .expect("within the burst");
+    }
+    let status = limited
+        .catalog()
+        .list_providers(list_providers())
+        .await
+        .unwrap_err();
+    assert_error(&status, Code::ResourceExhausted, "RATE_LIMITED");
+    assert!(retry_delay(&status).is_some_and(|d| !d.is_zero()));
+}
+
+#[test]
+fn nonsense_rate_limits_are_refused_at_start() {
+    let mut callers = callers();
+    callers[2].burst = Some(0);
+    callers[2].rate_per_second = Some(1.0);
+    let config = AuthConfig {
+        mode: AuthMode::ApiKey,
+        callers,
+        payment_id_key: Some("test-payment-id-key-5e1f".to_owned().into()),
+        ..Default::default()
+    };
+    let error = Authenticator::new(&config).unwrap_err();
+    assert!(error.contains("catalog-reader"), "{error}");
+    let negative = AuthConfig {
+        rate_per_second: -1.0,
+        ..Default::default()
+    };
+    assert!(Authenticator::new(&negative).is_err());
+}
+
+const BILLING_KEY: &str = "billing-key-0c4d81";
+
+/// OnePipe's walkthrough meter: an option to pay, for `key`'s caller.
+async fn onepipe_order(gw: &TestGateway, key: &str, request_id: &str) -> pb::CreatePaymentRequest {
+    let option = gw
+        .customers()
+        .get_payment_options(bearer(
+            pb::GetPaymentOptionsRequest {
+                provider: pb::Provider::Onepipe as i32,
+                biller_id: "IKEDCPR".into(),
+                customer_id: "10000000001".into(),
+                amount: ngn(500_000),
+                ..Default::default()
+            },
+            key,
+        ))
+        .await
+        .expect("options")
+        .into_inner()
+        .options
+        .into_iter()
+        .next()
+        .expect("one option");
+    pb::CreatePaymentRequest {
+        request_id: request_id.into(),
+        provider: pb::Provider::Onepipe as i32,
+        biller_id: "IKEDCPR".into(),
+        product_id: option.product_id,
+        customer_id: "10000000001".into(),
+        amount: ngn(500_000),
+        provider_options: Some(pb::create_payment_request::ProviderOptions::Onepipe(
+            pb::OnePipePaymentOptions {
+                order_reference: option.order_reference,
+                funding: Some(pb::one_pipe_payment_options::Funding::BankAccount(
+                    pb::OnePipeBankAccount {
+                        account_number: "0123456789".into(),
+                        bank_cbn_code: "058".into(),
+                    },
+                )),
+            },
+        )),
+        ..Default::default()
+    }
+}
+
+/// The unkeyed operation id of `request_id` (what the anonymous caller's would be).
+fn unkeyed_operation_id(request_id: &str) -> String {
+    Sha256::digest(format!("billpay/operation/{request_id}"))[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn follow_up_request_ids_are_per_caller() {
+    let mut callers = callers();
+    callers.push(CallerConfig {
+        name: "billing".into(),
+        api_key_sha256: sha256_hex(BILLING_KEY),
+        ..Default::default()
+    });
+    let store = Arc::new(MemoryStore::default());
+    let (sims, gw) = gateway_over(
+        AuthConfig {
+            mode: AuthMode::ApiKey,
+            callers,
+            payment_id_key: Some("test-payment-id-key-5e1f".to_owned().into()),
+            ..Default::default()
+        },
+        store.clone(),
+    )
+    .await;
+    // Two callers, each its own payment waiting for an OTP.
+    let mut payments = Vec::new();
+    for key in [BILLING_KEY, OPS_KEY] {
+        let order = onepipe_order(&gw, key, "fu-pay").await;
+        let payment = gw
+            .payments()
+            .create_payment(bearer(order, key))
+            .await
+            .expect("paid")
+            .into_inner()
+            .payment
+            .unwrap();
+        assert_eq!(state(&payment), pb::PaymentState::OtpRequired);
+        payments.push((key, payment.payment_id));
+    }
+    assert_ne!(payments[0].1, payments[1].1);
+    // The same follow-up request_ids, each caller its own operation: no IDEMPOTENCY_KEY_REUSED,
+    // one provider call each.
+    for (key, payment_id) in &payments {
+        let validated = gw
+            .payments()
+            .validate_payment_otp(bearer(
+                pb::ValidatePaymentOtpRequest {
+                    request_id: "fu-otp".into(),
+                    payment_id: payment_id.clone(),
+                    otp: sandbox::onepipe::OTP.into(),
+                    ..Default::default()
+                },
+                key,
+            ))
+            .await
+            .expect("its own OTP operation")
+            .into_inner()
+            .payment
+            .unwrap();
+        assert_eq!(state(&validated), pb::PaymentState::Succeeded);
+    }
+    assert_eq!(sims.calls.get("onepipe", "validate_payment"), 2);
+    let reverse = |key: &'static str, payment_id: String| {
+        let mut client = gw.payments();
+        async move {
+            client
+                .reverse_payment(bearer(
+                    pb::ReversePaymentRequest {
+                        request_id: "fu-rev".into(),
+                        payment_id,
+                        reason: "customer asked".into(),
+                    },
+                    key,
+                ))
+                .await
+                .map(|r| r.into_inner().payment.unwrap())
+        }
+    };
+    for (key, payment_id) in &payments {
+        let reversed = reverse(key, payment_id.clone())
+            .await
+            .expect("its own reversal");
+        assert_eq!(state(&reversed), pb::PaymentState::Reversed);
+    }
+    assert_eq!(sims.calls.get("onepipe", "reverse_payment"), 2);
+    // A replay by the same caller is its operation: answered, no new call.
+    let (key, payment_id) = &payments[0];
+    assert_eq!(
+        state(&reverse(key, payment_id.clone()).await.expect("replayed")),
+        pb::PaymentState::Reversed
+    );
+    assert_eq!(sims.calls.get("onepipe", "reverse_payment"), 2);
+    // The operation records are keyed: none under the request_id's unkeyed id.
+    for request_id in ["fu-otp", "fu-rev"] {
+        let unkeyed = billpay_gateway::store::keys::operation(&unkeyed_operation_id(request_id));
+        assert_eq!(
+            billpay_gateway::store::Store::get(store.as_ref(), &unkeyed)
+                .await
+                .unwrap(),
+            None,
+            "{request_id}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_operator_sees_and_filters_by_each_payments_caller() {
+    let (_sims, gw) = gateway(AuthMode::ApiKey).await;
+    gw.gateway.set_operator_enabled(true);
+    for (key, request_id) in [(SHOP_KEY, "c-1"), (OPS_KEY, "c-2"), (SHOP_KEY, "c-3")] {
+        gw.payments()
+            .create_payment(bearer(
+                payment_request(request_id, "90101", "0000000001", 100_000),
+                key,
+            ))
+            .await
+            .expect("paid");
+    }
+    let mut operator = OperatorServiceClient::new(gw.channel.clone());
+    let list = |caller: &str| {
+        bearer(
+            pb::ListJournalPaymentsRequest {
+                caller: caller.into(),
+                ..Default::default()
+            },
+            OPS_KEY,
+        )
+    };
+    let all = operator
+        .list_journal_payments(list(""))
+        .await
+        .unwrap()
+        .into_inner()
+        .payments;
+    let mut callers: Vec<&str> = all.iter().map(|p| p.caller.as_str()).collect();
+    callers.sort_unstable();
+    assert_eq!(callers, ["ops", "shop", "shop"]);
+    let shops = operator
+        .list_journal_payments(list("shop"))
+        .await
+        .unwrap()
+        .into_inner()
+        .payments;
+    assert_eq!(shops.len(), 2);
+    assert!(shops.iter().all(|p| p.caller == "shop"));
+    let none = operator
+        .list_journal_payments(list("nobody"))
+        .await
+        .unwrap()
+        .into_inner()
+        .payments;
+    assert!(none.is_empty());
 }

@@ -102,6 +102,8 @@ async fn operators_list_and_resolve_payments_needing_attention() {
         .unwrap()
         .into_inner();
     assert_eq!(all.payments.len(), 2);
+    // Without [auth] callers every payment is the anonymous caller's.
+    assert!(all.payments.iter().all(|p| p.caller == "anonymous"));
     let first_page = operator(&gw)
         .list_journal_payments(pb::ListJournalPaymentsRequest {
             page_size: 1,

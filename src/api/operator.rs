@@ -8,7 +8,7 @@ use crate::domain::{PaymentRecord, PaymentState};
 use crate::gateway::operator::{JournalFilter, Resolution};
 use crate::pb::{self, operator_service_server::OperatorService};
 
-/// Longest note, operator name, provider code or transaction id.
+/// Longest note, operator name, provider code, transaction id or caller filter.
 const MAX_EVIDENCE: usize = 500;
 
 /// A journal record with its audit trail, as proto.
@@ -28,6 +28,7 @@ fn journal_payment(record: PaymentRecord) -> pb::JournalPayment {
         })
         .collect();
     pb::JournalPayment {
+        caller: record.caller.clone(),
         payment: Some(convert::payment(record)),
         audit,
     }
@@ -85,11 +86,15 @@ impl OperatorService for Api {
             0 => None,
             value => v.provider("provider", value),
         };
+        if r.caller.len() > MAX_EVIDENCE {
+            v.add("caller", format!("at most {MAX_EVIDENCE} bytes"));
+        }
         let filter = JournalFilter {
             state,
             provider,
             from_ms: r.start_time.as_ref().map(unix_ms),
             to_ms: r.end_time.as_ref().map(unix_ms),
+            caller: (!r.caller.is_empty()).then_some(r.caller),
         };
         v.finish()?;
         let page = Page::parse(r.page_size, &r.page_token, format!("{filter:?}"))?;

@@ -110,6 +110,13 @@ pub fn to_status(error: GatewayError) -> Status {
                 .meta("caller", caller)
                 .meta("resource", what)
         }
+        GatewayError::RateLimited {
+            caller,
+            retry_after,
+        } => Mapped {
+            retry_after: Some(retry_after),
+            ..Mapped::new(Code::ResourceExhausted, "RATE_LIMITED").meta("caller", caller)
+        },
         GatewayError::StoreDataLost => Mapped::new(Code::Unavailable, "STORE_DATA_LOST"),
         GatewayError::StoreUnfit(_) => Mapped::new(Code::Unavailable, "STORE_UNAVAILABLE"),
         GatewayError::Internal(detail) => {

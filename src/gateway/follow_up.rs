@@ -8,6 +8,11 @@
 //! request still running answers REQUEST_IN_FLIGHT. Secrets (the OTP, validation fields) are
 //! never part of the record or its fingerprint.
 //!
+//! Like payment ids, a follow-up's `request_id` is per caller: its operation id is keyed with
+//! the caller (`[auth] payment_id_key`), so two callers' equal request_ids are two operations
+//! and an operation id cannot be computed without the key. The anonymous caller (mode `none`)
+//! keeps the unkeyed ids.
+//!
 //! Outcomes: a provider answer is applied to the payment like any outcome (a wrong OTP keeps
 //! OTP_REQUIRED, the right one settles it, a confirmed reversal makes it REVERSED). An unknown
 //! outcome of an OTP validation moves the payment to PENDING (and answers it) so reconciliation
@@ -76,12 +81,21 @@ pub(super) struct OperationRecord {
     pub(super) started_at_ms: i64,
     /// `None` while the provider call runs.
     ended: Option<Ended>,
+    /// The operation id the record is stored under (not stored: it is the key). Kept here
+    /// because the outcome is recorded by a detached task, outside the caller's scope.
+    #[serde(skip)]
+    id: String,
 }
 
-/// The operation id for a follow-up's `request_id`.
+/// The operation id of a follow-up's `request_id` for the current RPC's caller: keyed per
+/// caller like payment ids (`auth::scoped_operation_id`), so two callers' equal request_ids
+/// are two operations; the anonymous caller's is the unkeyed hash (records written before
+/// callers existed keep answering). Call it in the RPC's task, where the caller is known.
 fn operation_id(request_id: &str) -> String {
-    let digest = Sha256::digest(format!("billpay/operation/{request_id}"));
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    crate::auth::scoped_operation_id(request_id).unwrap_or_else(|| {
+        let digest = Sha256::digest(format!("billpay/operation/{request_id}"));
+        digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    })
 }
 
 pub(super) fn fingerprint(kind: Kind, provider: ProviderId, target: &str, detail: &str) -> String {
@@ -362,12 +376,12 @@ impl Gateway {
         &self,
         request_id: &str,
     ) -> Result<Option<OperationRecord>, GatewayError> {
-        let key = keys::operation(&operation_id(request_id));
-        let Some(bytes) = self.store.get(&key).await? else {
+        let id = operation_id(request_id);
+        let Some(bytes) = self.store.get(&keys::operation(&id)).await? else {
             return Ok(None);
         };
         serde_json::from_slice(&bytes)
-            .map(Some)
+            .map(|record| Some(OperationRecord { id, ..record }))
             .map_err(|e| GatewayError::Internal(format!("operation record unreadable: {e}")))
     }
 
@@ -389,8 +403,9 @@ impl Gateway {
             fingerprint,
             started_at_ms: self.clock.now_ms(),
             ended: None,
+            id: operation_id(request_id),
         };
-        let key = keys::operation(&operation_id(request_id));
+        let key = keys::operation(&record.id);
         let bytes = serde_json::to_vec(&record).expect("operation records serialize");
         let ttl = Some(ms(self.payments.record_ttl_ms));
         // Guarded by the store identity: a store that lost data takes no new operation.
@@ -440,7 +455,7 @@ impl Gateway {
         mut record: OperationRecord,
         ended: Ended,
     ) -> OperationRecord {
-        let key = keys::operation(&operation_id(&record.request_id));
+        let key = keys::operation(&record.id);
         let before = serde_json::to_vec(&record).expect("operation records serialize");
         record.ended = Some(ended);
         let after = serde_json::to_vec(&record).expect("operation records serialize");

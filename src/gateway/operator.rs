@@ -28,6 +28,8 @@ pub struct JournalFilter {
     pub from_ms: Option<i64>,
     /// Created before, unix ms.
     pub to_ms: Option<i64>,
+    /// Created by this caller (its `[auth]` name).
+    pub caller: Option<String>,
 }
 
 /// An operator's resolution of a payment.
@@ -91,7 +93,8 @@ impl Gateway {
                 };
                 next += 1;
                 let wanted = filter.state.is_none_or(|s| s == record.state)
-                    && filter.provider.is_none_or(|p| p == record.order.provider);
+                    && filter.provider.is_none_or(|p| p == record.order.provider)
+                    && filter.caller.as_ref().is_none_or(|c| *c == record.caller);
                 if wanted {
                     found.push(record);
                     if found.len() == limit {
