@@ -3,7 +3,8 @@
 //! Environment: `BILLPAY__SECTION__KEY=value` sets `[section] key` (nested sections with more
 //! `__`), for example `BILLPAY__PROVIDERS__INTERSWITCH__CLIENT_SECRET`. Values are strings,
 //! except keys ending in `_ms` (integers) and `true`/`false` (booleans). `REDIS_URL` sets
-//! `store.redis_url`. Secrets are held as `SecretString` and never printed.
+//! `store.redis_url`; `REDIS_CLUSTER_URLS` sets `store.redis_cluster_urls` (a comma-separated
+//! string, since the environment cannot hold a list). Secrets are held as `SecretString` and never printed.
 
 use std::path::Path;
 
@@ -110,6 +111,10 @@ pub struct StoreConfig {
     /// Redis URL (`redis://host:port/db`); unset means the in-memory store. May carry a
     /// password, so it is a secret.
     pub redis_url: Option<SecretString>,
+    /// A Redis Cluster instead: some of its nodes' URLs, comma-separated
+    /// (`redis://10.0.0.1:7000,redis://10.0.0.2:7000`); the client discovers the rest. Exclusive
+    /// with `redis_url`. May carry a password, so it is a secret.
+    pub redis_cluster_urls: Option<SecretString>,
     /// Timeout of one Redis command, milliseconds.
     pub command_timeout_ms: u64,
     /// Timeout of a Redis (re)connection attempt, milliseconds.
@@ -134,6 +139,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             redis_url: None,
+            redis_cluster_urls: None,
             command_timeout_ms: 1_000,
             connect_timeout_ms: 1_000,
             allow_memory_store: false,
@@ -183,17 +189,23 @@ fn describe(e: &toml::de::Error, text: &str) -> String {
     format!("config{line}: {}", e.message())
 }
 
-/// Applies `BILLPAY__A__B=value` and `REDIS_URL` overrides to a parsed TOML table.
+/// Applies `BILLPAY__A__B=value`, `REDIS_URL` and `REDIS_CLUSTER_URLS` overrides to a parsed
+/// TOML table.
 pub fn apply_env(table: &mut toml::Table, vars: impl IntoIterator<Item = (String, String)>) {
     for (name, value) in vars {
-        let path: Vec<String> = if name == "REDIS_URL" {
-            vec!["store".into(), "redis_url".into()]
+        let shorthand = match name.as_str() {
+            "REDIS_URL" => Some("redis_url"),
+            "REDIS_CLUSTER_URLS" => Some("redis_cluster_urls"),
+            _ => None,
+        };
+        let path: Vec<String> = if let Some(key) = shorthand {
+            vec!["store".into(), key.into()]
         } else if let Some(rest) = name.strip_prefix("BILLPAY__") {
             rest.split("__").map(|s| s.to_ascii_lowercase()).collect()
         } else {
             continue;
         };
-        if value.is_empty() && name == "REDIS_URL" {
+        if value.is_empty() && shorthand.is_some() {
             continue;
         }
         let (leaf, sections) = path.split_last().expect("at least one segment");
@@ -259,6 +271,10 @@ mod tests {
                 ),
                 ("BILLPAY__SERVER__JSON_LOGS".into(), "true".into()),
                 ("REDIS_URL".into(), "redis://127.0.0.1:6399".into()),
+                (
+                    "REDIS_CLUSTER_URLS".into(),
+                    "redis://127.0.0.1:7000,redis://127.0.0.1:7001".into(),
+                ),
                 ("UNRELATED".into(), "x".into()),
             ],
         );
@@ -270,6 +286,15 @@ mod tests {
         assert!(config.server.json_logs);
         assert_eq!(config.server.listen, "127.0.0.1:1");
         assert!(config.store.redis_url.is_some());
+        assert_eq!(
+            config
+                .store
+                .redis_cluster_urls
+                .as_ref()
+                .map(|u| u.expose_secret().to_owned())
+                .as_deref(),
+            Some("redis://127.0.0.1:7000,redis://127.0.0.1:7001")
+        );
         // Debug output never shows the secret.
         assert!(!format!("{isw:?}").contains("from-env"));
     }

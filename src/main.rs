@@ -31,7 +31,7 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
         /// Point every provider at simulators: no credentials, no network. Uses the in-memory
-        /// store unless REDIS_URL is set.
+        /// store unless REDIS_URL or REDIS_CLUSTER_URLS is set.
         #[arg(long)]
         sandbox: bool,
         /// With --sandbox: use simulators already running at this URL (`simulate`) instead of
@@ -57,7 +57,8 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Operator steps on the Redis store (REDIS_URL or `store.redis_url`).
+    /// Operator steps on the Redis store (REDIS_URL or `store.redis_url`; a cluster:
+    /// REDIS_CLUSTER_URLS or `store.redis_cluster_urls`).
     Store {
         #[command(subcommand)]
         action: StoreAction,
@@ -180,9 +181,10 @@ async fn run(cli: Cli) -> Result<(), String> {
                 StoreAction::Init { config } | StoreAction::Recover { config, .. } => config,
             };
             let cfg = config::load(config_path.as_deref())?;
-            if cfg.store.redis_url.is_none() {
+            if cfg.store.redis_url.is_none() && cfg.store.redis_cluster_urls.is_none() {
                 return Err("store commands need a Redis store: set REDIS_URL or \
-                            store.redis_url (the memory store lives inside `serve`)"
+                            store.redis_url, or REDIS_CLUSTER_URLS or \
+                            store.redis_cluster_urls (the memory store lives inside `serve`)"
                     .into());
             }
             let store = server::build_store(&cfg.store)?;

@@ -31,19 +31,27 @@ pub const SERVICE_NAMES: [&str; 4] = [
 /// How often the store is pinged to drive the payment service's health.
 const STORE_WATCH_EVERY: Duration = Duration::from_secs(1);
 
-/// Builds the store named by the configuration: Redis when `redis_url` is set, else memory.
+/// Builds the store named by the configuration: Redis when `redis_url` is set, a Redis Cluster
+/// when `redis_cluster_urls` is (never both), else memory.
 pub fn build_store(config: &crate::config::StoreConfig) -> Result<Arc<dyn Store>, String> {
     use secrecy::ExposeSecret;
-    Ok(match &config.redis_url {
-        Some(url) => Arc::new(
-            RedisStore::new(
-                url.expose_secret(),
-                Duration::from_millis(config.command_timeout_ms),
-                Duration::from_millis(config.connect_timeout_ms),
-            )
-            .map_err(|e| e.to_string())?,
+    let command = Duration::from_millis(config.command_timeout_ms);
+    let connect = Duration::from_millis(config.connect_timeout_ms);
+    Ok(match (&config.redis_url, &config.redis_cluster_urls) {
+        (Some(_), Some(_)) => {
+            return Err("store.redis_url (REDIS_URL) and store.redis_cluster_urls \
+                        (REDIS_CLUSTER_URLS) are both set: name a single Redis or a cluster, \
+                        not both"
+                .into())
+        }
+        (Some(url), None) => Arc::new(
+            RedisStore::new(url.expose_secret(), command, connect).map_err(|e| e.to_string())?,
         ),
-        None => Arc::new(MemoryStore::default()),
+        (None, Some(seeds)) => Arc::new(
+            RedisStore::cluster(seeds.expose_secret(), command, connect)
+                .map_err(|e| e.to_string())?,
+        ),
+        (None, None) => Arc::new(MemoryStore::default()),
     })
 }
 
@@ -62,13 +70,14 @@ pub fn build_gateway(
     }
     let store = build_store(&config.store)?;
     let providers = registry::build(config.providers, &store)?;
-    let in_memory = config.store.redis_url.is_none();
+    let in_memory = config.store.redis_url.is_none() && config.store.redis_cluster_urls.is_none();
     if in_memory && !sandbox && !providers.is_empty() {
         if !config.store.allow_memory_store {
             return Err(
                 "providers are configured but store.redis_url is not set: the in-memory \
                         store forgets every request_id and payment on restart, so a retried \
-                        request could pay twice. Set REDIS_URL (store.redis_url), or set \
+                        request could pay twice. Set REDIS_URL (store.redis_url) or \
+                        REDIS_CLUSTER_URLS (store.redis_cluster_urls), or set \
                         store.allow_memory_store = true for a single process that may forget"
                     .into(),
             );
@@ -330,6 +339,19 @@ mod tests {
         let mut redis = real_provider_config();
         redis.store.redis_url = Some("redis://127.0.0.1:9".to_owned().into());
         assert!(build_gateway(redis, false).is_ok());
+        let mut cluster = real_provider_config();
+        cluster.store.redis_cluster_urls = Some(
+            "redis://127.0.0.1:9, redis://127.0.0.1:10"
+                .to_owned()
+                .into(),
+        );
+        assert!(build_gateway(cluster, false).is_ok());
+        // A single Redis and a cluster at once: refused, as check-config shows.
+        let mut both = real_provider_config();
+        both.store.redis_url = Some("redis://127.0.0.1:9".to_owned().into());
+        both.store.redis_cluster_urls = Some("redis://127.0.0.1:10".to_owned().into());
+        let e = build_gateway(both, false).err().expect("refused");
+        assert!(e.contains("not both"), "{e}");
         // No provider, nothing to pay twice.
         assert!(build_gateway(Config::default(), false).is_ok());
     }

@@ -107,10 +107,9 @@ impl Gateway {
             Some(posture) => posture,
             None => {
                 let require = self.policy().require_persistence;
-                let posture = match self.store.durability().await? {
-                    Some(durability) => durability.posture(require),
-                    None => Posture::Fit(Vec::new()),
-                };
+                // Every server that takes writes (each primary of a cluster): the worst decides.
+                let durability = self.store.durability().await?;
+                let posture = Posture::worst(durability.iter().map(|d| d.posture(require)));
                 let mut slot = self.posture.lock().unwrap_or_else(|p| p.into_inner());
                 let changed = slot.as_ref().map(|(p, _)| p) != Some(&posture);
                 if changed {

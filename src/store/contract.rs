@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::Store;
+use super::{Guard, GuardCopies, Store};
 
 /// Runs the whole contract against `store`. Uses unique keys, so a shared server is fine.
 pub async fn run(store: &dyn Store) {
@@ -120,8 +120,15 @@ pub async fn run(store: &dyn Store) {
     assert_eq!(store.get(&k("ttl")).await.unwrap(), None);
     assert!(store.set_if_absent(&k("ttl"), b"w", None).await.unwrap());
 
-    // A guarded claim writes only while the guard holds, and only once.
+    // A guarded claim writes only while the guard holds, and only once. The guard is written
+    // through its own methods: on a cluster it has a copy in every slot.
     let guard = k("guard");
+    for copies in [GuardCopies::OnePerRange, GuardCopies::Every] {
+        assert_eq!(
+            store.read_guard(&guard, copies).await.unwrap(),
+            Guard::Absent
+        );
+    }
     assert_eq!(
         store
             .set_if_absent_guarded(&guard, b"g1", &k("claim"), b"v", None)
@@ -131,7 +138,14 @@ pub async fn run(store: &dyn Store) {
         "no guard, no write"
     );
     assert_eq!(store.get(&k("claim")).await.unwrap(), None);
-    store.set(&guard, b"g1", None).await.unwrap();
+    assert!(store.init_guard(&guard, b"g1").await.unwrap());
+    assert!(!store.init_guard(&guard, b"g0").await.unwrap(), "kept");
+    for copies in [GuardCopies::OnePerRange, GuardCopies::Every] {
+        assert_eq!(
+            store.read_guard(&guard, copies).await.unwrap(),
+            Guard::Held(b"g1".to_vec())
+        );
+    }
     assert_eq!(
         store
             .set_if_absent_guarded(&guard, b"g2", &k("claim"), b"v", None)
@@ -167,6 +181,27 @@ pub async fn run(store: &dyn Store) {
                 b"v",
                 Some(Duration::from_secs(1))
             )
+            .await
+            .unwrap(),
+        super::GuardedWrite::Written
+    );
+
+    // A replaced guard: claims under the old value fail, under the new one succeed.
+    store.replace_guard(&guard, b"g3").await.unwrap();
+    assert_eq!(
+        store.read_guard(&guard, GuardCopies::Every).await.unwrap(),
+        Guard::Held(b"g3".to_vec())
+    );
+    assert_eq!(
+        store
+            .set_if_absent_guarded(&guard, b"g1", &k("claim-2"), b"v", None)
+            .await
+            .unwrap(),
+        super::GuardedWrite::GuardFailed
+    );
+    assert_eq!(
+        store
+            .set_if_absent_guarded(&guard, b"g3", &k("claim-2"), b"v", None)
             .await
             .unwrap(),
         super::GuardedWrite::Written

@@ -10,7 +10,7 @@
 
 use crate::domain::{PaymentRecord, ProviderId};
 
-use super::{keys, Store, StoreError};
+use super::{keys, Guard, GuardCopies, Store, StoreError};
 
 /// Start of the reference clock: 2026-11-01T00:00:00Z, unix seconds.
 pub const REFERENCE_EPOCH_SECS: i64 = 1_793_491_200;
@@ -37,9 +37,19 @@ pub fn new_identity() -> String {
     format!("store-{}", uuid::Uuid::new_v4().simple())
 }
 
-/// The store's identity; `None` when it has none (a new store, or one that lost data).
+/// The store's identity; `None` when it has none (a new store, or one that lost data; on a
+/// cluster also when a shard lost its copies or they disagree). Reads what the periodic check
+/// needs: on a cluster one copy per slot range, every primary (see the [`super`] module docs).
 pub async fn read(store: &dyn Store) -> Result<Option<Vec<u8>>, StoreError> {
-    store.get(&keys::identity()).await
+    Ok(
+        match store
+            .read_guard(&keys::identity(), GuardCopies::OnePerRange)
+            .await?
+        {
+            Guard::Held(identity) => Some(identity),
+            Guard::Absent | Guard::Broken => None,
+        },
+    )
 }
 
 /// What `init` or `recover` did.
@@ -100,10 +110,23 @@ pub async fn adopt_existing_records(store: &dyn Store) -> Result<usize, StoreErr
 /// First run of a new store (or of a store written by a version without the identity):
 /// makes existing records that are not final permanent ([`adopt_existing_records`]), raises
 /// the reference counters to the clock floor and writes an identity. `None` (nothing changed)
-/// when the store already has one.
+/// when the store already has one (on a cluster: every copy). A cluster where only some
+/// copies exist or they disagree lost data on a shard, or a run was interrupted: an error that
+/// sends the operator to `store recover`.
 pub async fn init(store: &dyn Store, now_ms: i64) -> Result<Option<Seeded>, StoreError> {
-    if read(store).await?.is_some() {
-        return Ok(None);
+    match store
+        .read_guard(&keys::identity(), GuardCopies::Every)
+        .await?
+    {
+        Guard::Held(_) => return Ok(None),
+        Guard::Broken => {
+            return Err(StoreError(
+                "the store identity is missing on part of the cluster (a shard lost data, or \
+                 an earlier init/recover was interrupted): run `billpay-gateway store recover`"
+                    .into(),
+            ))
+        }
+        Guard::Absent => {}
     }
     let adopted = adopt_existing_records(store).await?;
     if adopted > 0 {
@@ -115,7 +138,7 @@ pub async fn init(store: &dyn Store, now_ms: i64) -> Result<Option<Seeded>, Stor
     let counters = raise_counters(store, clock_floor(now_ms)).await?;
     let identity = new_identity();
     if !store
-        .set_if_absent(&keys::identity(), identity.as_bytes(), None)
+        .init_guard(&keys::identity(), identity.as_bytes())
         .await?
     {
         // Another replica initialised it meanwhile.
@@ -136,7 +159,7 @@ pub async fn recover(
     let counters = raise_counters(store, floor).await?;
     let identity = new_identity();
     store
-        .set(&keys::identity(), identity.as_bytes(), None)
+        .replace_guard(&keys::identity(), identity.as_bytes())
         .await?;
     Ok(Seeded { identity, counters })
 }

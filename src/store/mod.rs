@@ -1,7 +1,8 @@
 //! Shared state behind one small [`Store`] trait: idempotency records and the payment journal,
 //! catalog caches, sequence numbers and the reconciliation schedule. Two backends pass the same
 //! test suite: [`memory::MemoryStore`] (one process, the default) and [`redis::RedisStore`]
-//! (shared by every replica, chosen by `REDIS_URL`).
+//! (shared by every replica, chosen by `REDIS_URL`, or on a Redis Cluster by
+//! `REDIS_CLUSTER_URLS`).
 //!
 //! Keys are namespaced and versioned: `billpay:v1:<kind>:<id>` (see [`keys`]), so a change of
 //! record format gets a new prefix instead of misreading old values. Lifetimes:
@@ -16,6 +17,7 @@
 //! | `billpay:v1:seq:reference:<provider>` | provider reference sequence | none |
 //! | `billpay:v1:reconcile` | sorted set: payment id -> next check (unix ms) | none; members removed when final |
 //! | `billpay:v1:store:identity` | the store identity (epoch), see below | none |
+//! | `billpay:v1:store:identity:{<tag>}` | Redis Cluster only: the identity's copy in one hash slot, 16,384 of them | none |
 //! | `billpay:v1:journal` | sorted set: payment id -> creation time (unix ms), the operators' index | none; members of expired records removed when listed |
 //!
 //! ## Detecting data loss
@@ -32,13 +34,45 @@
 //! reads go on. `billpay-gateway store recover` raises every provider's reference counter above
 //! anything used and writes a new identity; running gateways adopt it on their next claim.
 //!
-//! Both keys of the script must live on one node: this holds for a single Redis and for
-//! Sentinel/replica setups. On Redis Cluster the script would fail with CROSSSLOT (payments
-//! refused, never unguarded) until the keys share a hash tag; Cluster is not supported yet.
+//! ## Redis Cluster: which keys share a slot, and why
+//!
+//! A cluster spreads keys over 16,384 hash slots; a Lua script or transaction may only touch
+//! keys of one slot (else CROSSSLOT). Every script here touches one key, except the claim,
+//! which reads the identity and writes the claimed key. So on a cluster the identity is kept
+//! once per slot: `billpay:v1:store:identity:{<tag>}`, where `<tag>` is a short string chosen
+//! to hash to that slot ([`slots`]), and the claim of `billpay:v1:payment:<id>` or
+//! `billpay:v1:op:<id>` uses the copy in that key's own slot: **each claimed key shares a slot
+//! with exactly one identity copy, and nothing else shares a slot on purpose**. No other key
+//! name changes, and none carries a hash tag: a single Redis keeps its one identity key and
+//! its data as before, and cluster slots spread payments evenly.
+//!
+//! Per-slot copies are also what a cluster needs to detect data loss: a shard that restarts
+//! empty (or fails over to an empty replica, or is flushed) loses the copies of its slots,
+//! so claims there are refused (`STORE_DATA_LOST`) while the other shards' data and copies
+//! stay valid. `store init` writes every copy (the plain identity key decides between racing
+//! runs; each run fills the copies still missing with the decided value), `store recover`
+//! overwrites every copy (MSET split per slot by the cluster client, 512 per command). The
+//! periodic check ([`identity::read`]) reads one copy per range of the slot map (`CLUSTER
+//! SLOTS`), so every primary is asked: a shard loses its data whole, never one key (eviction
+//! is refused: `maxmemory-policy` must be `noeviction`), and a claim checks its own slot's copy
+//! atomically anyway, so safety never rests on the sample. Copies that are missing somewhere
+//! or disagree (an interrupted `store recover`) count as no identity until `store recover`
+//! completes.
+//!
+//! The other multi-key operations: the schedule-and-index write at a payment's claim (two
+//! sorted sets, different slots) is a pipeline on a single Redis and two concurrent commands
+//! on a cluster; `keys_with_prefix` SCANs every primary; the durability check reads `CONFIG`
+//! and `ROLE` on every primary and the worst node decides; `WAIT` (`min_replica_acks`) goes
+//! to every primary (the cluster client routes it so) and the smallest count is taken, each
+//! primary counting the writes this process sent it. The reconciliation schedule
+//! (`billpay:v1:reconcile`) and the journal index (`billpay:v1:journal`) stay one key each (so
+//! one slot each): measured in BENCHMARKS.md ("Redis Cluster"), a few commands per payment
+//! plus one poll per replica per `reconcile_poll_ms` are far from making either a hot key.
 
 pub mod identity;
 pub mod memory;
 pub mod redis;
+pub mod slots;
 
 use std::time::Duration;
 
@@ -59,6 +93,28 @@ pub enum GuardedWrite {
     Exists,
     /// The guard key did not hold the expected value; nothing was written.
     GuardFailed,
+}
+
+/// What [`Store::read_guard`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Guard {
+    /// No copy of the guard exists: a new store (or one that lost everything).
+    Absent,
+    /// Every copy read holds this value.
+    Held(Vec<u8>),
+    /// On a cluster: some copies are missing or disagree (a shard lost data, or `store init` /
+    /// `store recover` was interrupted or is running). Claims in the slots concerned fail.
+    Broken,
+}
+
+/// Which copies of a guard [`Store::read_guard`] reads (they differ on a cluster only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardCopies {
+    /// One copy per slot range of the cluster's current map: every primary is asked. Enough
+    /// for the periodic check, see the module docs.
+    OnePerRange,
+    /// All 16,384 copies (operator steps).
+    Every,
 }
 
 /// A key-value store with the few atomic operations the gateway needs.
@@ -93,8 +149,9 @@ pub trait Store: Send + Sync + 'static {
         new: &[u8],
         ttl: Option<Duration>,
     ) -> Result<bool, StoreError>;
-    /// The payment claim: writes `value` at `key` only when `key` is absent AND `guard_key`
-    /// holds `guard_value`, both checked and done in one atomic step (a Lua script in Redis).
+    /// The payment claim: writes `value` at `key` only when `key` is absent AND the guard
+    /// `guard_key` holds `guard_value`, both checked and done in one atomic step (a Lua script
+    /// in Redis; on a cluster with the guard's copy in `key`'s slot).
     /// The journal guards every claim with the store identity (see [`identity`]), so a store
     /// that lost its data (identity gone) can never accept a claim for a `request_id` it no
     /// longer remembers.
@@ -106,6 +163,26 @@ pub trait Store: Send + Sync + 'static {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<GuardedWrite, StoreError>;
+    /// Reads the guard `key` (the store identity) that [`Store::set_if_absent_guarded`] checks.
+    /// A single node keeps it in `key` itself; a cluster keeps one copy per hash slot (see the
+    /// module docs) and `copies` says which of them to read.
+    async fn read_guard(&self, key: &str, copies: GuardCopies) -> Result<Guard, StoreError> {
+        let _ = copies;
+        Ok(match self.get(key).await? {
+            Some(value) => Guard::Held(value),
+            None => Guard::Absent,
+        })
+    }
+    /// Writes the guard `key` where it is absent (every copy on a cluster); `true` when this
+    /// call's `value` is the one kept. Of several racing callers one wins, and the others fill
+    /// any copy still missing with the winner's value.
+    async fn init_guard(&self, key: &str, value: &[u8]) -> Result<bool, StoreError> {
+        self.set_if_absent(key, value, None).await
+    }
+    /// Writes `value` as the guard `key`, replacing any (every copy on a cluster).
+    async fn replace_guard(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.set(key, value, None).await
+    }
     /// Raises the counter at `key` to at least `floor` (a missing counter becomes `floor`) and
     /// returns its value; never lowers it. Atomic.
     async fn raise_counter(&self, key: &str, floor: u64) -> Result<u64, StoreError>;
@@ -167,10 +244,11 @@ pub trait Store: Send + Sync + 'static {
     async fn unschedule(&self, set: &str, member: &str) -> Result<(), StoreError>;
     /// Checks the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
-    /// What the server allows about keeping acknowledged writes (Redis `CONFIG GET`, `ROLE`);
-    /// `None` for a store where it does not apply (memory).
-    async fn durability(&self) -> Result<Option<Durability>, StoreError> {
-        Ok(None)
+    /// What the servers allow about keeping acknowledged writes (Redis `CONFIG GET`, `ROLE`):
+    /// one entry per server that takes writes (every primary of a cluster); empty for a store
+    /// where it does not apply (memory).
+    async fn durability(&self) -> Result<Vec<Durability>, StoreError> {
+        Ok(Vec::new())
     }
     /// Waits until the writes made so far reached `replicas` replicas, at most `timeout`;
     /// returns how many acknowledged them (Redis `WAIT`). A store without replicas answers 0.
@@ -194,6 +272,8 @@ pub struct Durability {
     pub maxmemory_policy: Option<String>,
     /// `ROLE`: `master` or `slave`.
     pub role: Option<String>,
+    /// The node (`host:port`) on a cluster, named in messages; `None` for a single Redis.
+    pub node: Option<String>,
 }
 
 /// What the gateway makes of a store's [`Durability`].
@@ -205,11 +285,47 @@ pub enum Posture {
     Refused(String),
 }
 
+impl Posture {
+    /// The worst of several servers' postures: the first refusal, else every warning once.
+    pub fn worst(postures: impl IntoIterator<Item = Posture>) -> Posture {
+        let mut warnings: Vec<String> = Vec::new();
+        for posture in postures {
+            match posture {
+                Posture::Refused(why) => return Posture::Refused(why),
+                Posture::Fit(more) => {
+                    for w in more {
+                        if !warnings.contains(&w) {
+                            warnings.push(w);
+                        }
+                    }
+                }
+            }
+        }
+        Posture::Fit(warnings)
+    }
+}
+
 impl Durability {
+    /// Judges the settings, naming the node on a cluster.
+    pub fn posture(&self, require_persistence: bool) -> Posture {
+        let Some(node) = &self.node else {
+            return self.judge(require_persistence);
+        };
+        match self.judge(require_persistence) {
+            Posture::Refused(why) => Posture::Refused(format!("Redis node {node}: {why}")),
+            Posture::Fit(warnings) => Posture::Fit(
+                warnings
+                    .into_iter()
+                    .map(|w| format!("Redis node {node}: {w}"))
+                    .collect(),
+            ),
+        }
+    }
+
     /// Judges the settings. An evicting `maxmemory-policy` is refused: it drops payment records
     /// (and with them their `request_id`s) under memory pressure. No persistence at all is a
     /// warning, or refused when `require_persistence`. A replica cannot take writes: refused.
-    pub fn posture(&self, require_persistence: bool) -> Posture {
+    fn judge(&self, require_persistence: bool) -> Posture {
         let mut warnings = Vec::new();
         match self.maxmemory_policy.as_deref() {
             Some("noeviction") => {}
@@ -326,6 +442,7 @@ mod tests {
             save: Some(save.into()),
             maxmemory_policy: Some(policy.into()),
             role: Some("master".into()),
+            node: None,
         }
     }
 
@@ -364,6 +481,25 @@ mod tests {
             ..redis("yes", "", "noeviction")
         };
         assert!(matches!(replica.posture(false), Posture::Refused(_)));
+        // A cluster: the worst node decides, and is named.
+        let nodes = [
+            Durability {
+                node: Some("10.0.0.1:7000".into()),
+                ..redis("yes", "", "noeviction")
+            },
+            Durability {
+                node: Some("10.0.0.2:7000".into()),
+                ..redis("yes", "", "allkeys-lru")
+            },
+        ];
+        assert!(matches!(
+            Posture::worst(nodes.iter().map(|d| d.posture(false))),
+            Posture::Refused(why) if why.starts_with("Redis node 10.0.0.2:7000: ")
+        ));
+        assert_eq!(
+            Posture::worst(nodes[..1].iter().map(|d| d.posture(true))),
+            Posture::Fit(vec![])
+        );
         // Unreadable settings (CONFIG disabled): warnings, not a refusal.
         assert!(matches!(
             Durability::default().posture(true),

@@ -1,15 +1,33 @@
-//! The Redis store: shared by every replica. One multiplexed, auto-reconnecting connection
-//! (`ConnectionManager`), opened lazily so that a gateway started while Redis is down comes up
-//! (not ready) and recovers by itself. Every command has a timeout; any failure is a
-//! [`StoreError`].
+//! The Redis store: shared by every replica, on a single Redis (`store.redis_url`) or a Redis
+//! Cluster (`store.redis_cluster_urls`, the `redis` crate's cluster client). One multiplexed,
+//! auto-reconnecting connection (`ConnectionManager`, or the cluster connection, which keeps one
+//! per node and follows the slot map), opened lazily so that a gateway started while Redis is
+//! down comes up (not ready) and recovers by itself. Every command has a timeout; any failure
+//! is a [`StoreError`]. One implementation serves both: commands go through one connection
+//! type, and only what must differ on a cluster does (the guard's per-slot copies, SCAN and
+//! durability read on every primary, pipelines that would span slots); see the [`super`]
+//! module docs for which keys share a slot.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use async_trait::async_trait;
-use redis::{aio::ConnectionManager, AsyncCommands};
+use futures_util::{StreamExt, TryStreamExt};
+use redis::{
+    aio::ConnectionManager,
+    cluster::ClusterClient,
+    cluster_async::ClusterConnection,
+    cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo},
+    AsyncCommands, Value,
+};
 use tokio::sync::OnceCell;
 
-use super::{Durability, GuardedWrite, Store, StoreError};
+use super::{slots, Durability, Guard, GuardCopies, GuardedWrite, Store, StoreError};
+
+/// Guard copies read or written per command (or at once) on a cluster, so that each step
+/// stays well inside the command timeout.
+const GUARD_CHUNK: usize = 512;
+/// Guard-copy steps in flight at once.
+const GUARD_CONCURRENCY: usize = 8;
 
 /// Increments a counter that starts at a seed when missing.
 const INCREMENT_FROM_SEED: &str = r"
@@ -80,10 +98,52 @@ end
 return current
 ";
 
+/// Where the store connects.
+enum Target {
+    Single(redis::Client),
+    Cluster(Box<ClusterClient>),
+}
+
+/// A connection to either: both speak the same commands; the cluster one routes each to the
+/// node that owns its key's slot.
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 /// A [`Store`] in Redis.
 pub struct RedisStore {
-    client: redis::Client,
-    connection: OnceCell<ConnectionManager>,
+    target: Target,
+    connection: OnceCell<Connection>,
     command_timeout: Duration,
     connect_timeout: Duration,
     cas: redis::Script,
@@ -95,15 +155,53 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
-    /// Parses the URL; connects on first use.
+    /// A single Redis (or a Sentinel-managed primary): parses the URL; connects on first use.
     pub fn new(
         url: &str,
         command_timeout: Duration,
         connect_timeout: Duration,
     ) -> Result<Self, StoreError> {
         let client = redis::Client::open(url).map_err(|e| StoreError(redacted(&e)))?;
-        Ok(Self {
-            client,
+        Ok(Self::with_target(
+            Target::Single(client),
+            command_timeout,
+            connect_timeout,
+        ))
+    }
+
+    /// A Redis Cluster, found through `seeds` (some of its nodes' URLs, comma-separated; the
+    /// rest is discovered): parses them; connects on first use.
+    pub fn cluster(
+        seeds: &str,
+        command_timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let seeds: Vec<&str> = seeds
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        if seeds.is_empty() {
+            return Err(StoreError("store.redis_cluster_urls names no node".into()));
+        }
+        let client = ClusterClient::builder(seeds)
+            .connection_timeout(connect_timeout)
+            .response_timeout(command_timeout)
+            // Redirections (MOVED/ASK while slots move) and reconnections, within the
+            // command timeout `run` applies anyway.
+            .retries(3)
+            .build()
+            .map_err(|e| StoreError(redacted(&e)))?;
+        Ok(Self::with_target(
+            Target::Cluster(Box::new(client)),
+            command_timeout,
+            connect_timeout,
+        ))
+    }
+
+    fn with_target(target: Target, command_timeout: Duration, connect_timeout: Duration) -> Self {
+        Self {
+            target,
             connection: OnceCell::new(),
             command_timeout,
             connect_timeout,
@@ -113,24 +211,37 @@ impl RedisStore {
             raise: redis::Script::new(RAISE_COUNTER),
             increment: redis::Script::new(INCREMENT_FROM_SEED),
             claim: redis::Script::new(CLAIM_DUE),
-        })
+        }
     }
 
-    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+    fn is_cluster(&self) -> bool {
+        matches!(self.target, Target::Cluster(_))
+    }
+
+    async fn connection(&self) -> Result<Connection, StoreError> {
         self.connection
             .get_or_try_init(|| async {
-                let config = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(self.connect_timeout))
-                    .set_response_timeout(Some(self.command_timeout))
-                    .set_number_of_retries(1)
-                    .set_max_delay(Duration::from_millis(500));
-                tokio::time::timeout(
-                    self.connect_timeout * 2,
-                    ConnectionManager::new_with_config(self.client.clone(), config),
-                )
-                .await
-                .map_err(|_| StoreError("redis connect timed out".into()))?
-                .map_err(|e| StoreError(redacted(&e)))
+                let connect = async {
+                    match &self.target {
+                        Target::Single(client) => {
+                            let config = redis::aio::ConnectionManagerConfig::new()
+                                .set_connection_timeout(Some(self.connect_timeout))
+                                .set_response_timeout(Some(self.command_timeout))
+                                .set_number_of_retries(1)
+                                .set_max_delay(Duration::from_millis(500));
+                            ConnectionManager::new_with_config(client.clone(), config)
+                                .await
+                                .map(Connection::Single)
+                        }
+                        Target::Cluster(client) => {
+                            client.get_async_connection().await.map(Connection::Cluster)
+                        }
+                    }
+                };
+                tokio::time::timeout(self.connect_timeout * 2, connect)
+                    .await
+                    .map_err(|_| StoreError("redis connect timed out".into()))?
+                    .map_err(|e| StoreError(redacted(&e)))
             })
             .await
             .cloned()
@@ -139,7 +250,7 @@ impl RedisStore {
     /// Runs one command with the command timeout.
     async fn run<T, F, Fut>(&self, command: F) -> Result<T, StoreError>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Connection) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         let connection = self.connection().await?;
@@ -147,6 +258,106 @@ impl RedisStore {
             .await
             .map_err(|_| StoreError("redis command timed out".into()))?
             .map_err(|e| StoreError(redacted(&e)))
+    }
+
+    /// On a cluster, runs `cmd` on every primary and returns each one's answer by node
+    /// (`host:port`); a node's error is its answer. On a single Redis, that server's answer.
+    async fn on_every_primary(&self, cmd: redis::Cmd) -> Result<Vec<(String, Value)>, StoreError> {
+        self.run(|c| async move {
+            match c {
+                Connection::Single(mut c) => {
+                    let answer = match cmd.query_async::<Value>(&mut c).await {
+                        Ok(v) => v,
+                        Err(e) => match e.try_into() {
+                            Ok(server_error) => Value::ServerError(server_error),
+                            Err(e) => return Err(e),
+                        },
+                    };
+                    Ok(vec![(String::new(), answer)])
+                }
+                Connection::Cluster(mut c) => {
+                    let routing =
+                        RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+                    let Value::Map(by_node) = c.route_command(cmd, routing).await? else {
+                        return Err(
+                            (redis::ErrorKind::Client, "expected one answer per node").into()
+                        );
+                    };
+                    Ok(by_node
+                        .into_iter()
+                        .map(|(node, answer)| {
+                            let node = redis::from_redis_value::<String>(node).unwrap_or_default();
+                            (node, answer)
+                        })
+                        .collect())
+                }
+            }
+        })
+        .await
+    }
+
+    /// SCAN on one node (`host:port`; empty: the single Redis).
+    async fn scan_node(&self, node: &str, pattern: &str) -> Result<Vec<String>, StoreError> {
+        let mut keys = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000);
+            let (next, batch): (u64, Vec<String>) = self
+                .run(|c| async move {
+                    match c {
+                        Connection::Single(mut c) => cmd.query_async(&mut c).await,
+                        Connection::Cluster(mut c) => {
+                            let (host, port) = node.rsplit_once(':').ok_or_else(|| {
+                                redis::RedisError::from((
+                                    redis::ErrorKind::Client,
+                                    "cluster node without a port",
+                                ))
+                            })?;
+                            let routing =
+                                RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                                    host: host.to_owned(),
+                                    port: port.parse().unwrap_or_default(),
+                                });
+                            redis::from_redis_value(c.route_command(cmd, routing).await?)
+                                .map_err(Into::into)
+                        }
+                    }
+                })
+                .await?;
+            keys.extend(batch);
+            if next == 0 {
+                return Ok(keys);
+            }
+            cursor = next;
+        }
+    }
+
+    /// The first slot of each range in the cluster's slot map (`CLUSTER SLOTS`): one per
+    /// primary at least.
+    async fn range_starts(&self) -> Result<Vec<u16>, StoreError> {
+        let ranges: Vec<Value> = self
+            .run(
+                |mut c| async move { redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut c).await },
+            )
+            .await?;
+        let starts: Vec<u16> = ranges
+            .into_iter()
+            .filter_map(|range| match range {
+                Value::Array(mut fields) if !fields.is_empty() => {
+                    redis::from_redis_value::<u16>(fields.swap_remove(0)).ok()
+                }
+                _ => None,
+            })
+            .collect();
+        if starts.is_empty() {
+            return Err(StoreError("redis cluster has no slot map".into()));
+        }
+        Ok(starts)
     }
 }
 
@@ -243,6 +454,12 @@ impl Store for RedisStore {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<GuardedWrite, StoreError> {
+        // On a cluster the guard's copy in `key`'s slot: the script's two keys share a slot.
+        let guard_key = match self.is_cluster() {
+            true => slots::guard_copy(guard_key, slots::slot(key.as_bytes())),
+            false => guard_key.to_owned(),
+        };
+        let guard_key = guard_key.as_str();
         self.run(|mut c| async move {
             let result: i64 = self
                 .guarded_claim
@@ -277,27 +494,10 @@ impl Store for RedisStore {
             pattern.push(c);
         }
         pattern.push('*');
+        // A cluster's keys are spread over its primaries: SCAN each of them.
         let mut keys = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let pattern = pattern.as_str();
-            let (next, batch): (u64, Vec<String>) = self
-                .run(|mut c| async move {
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(pattern)
-                        .arg("COUNT")
-                        .arg(1000)
-                        .query_async(&mut c)
-                        .await
-                })
-                .await?;
-            keys.extend(batch);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
+        for (node, _) in self.on_every_primary(redis::cmd("PING")).await? {
+            keys.extend(self.scan_node(&node, &pattern).await?);
         }
         keys.sort();
         keys.dedup();
@@ -344,6 +544,15 @@ impl Store for RedisStore {
         entries: &[(&str, i64)],
         member: &str,
     ) -> Result<(), StoreError> {
+        if self.is_cluster() {
+            // The sets live in different slots, which one pipeline cannot span: one command
+            // each, all at once.
+            let adds = entries
+                .iter()
+                .map(|(set, due_ms)| self.schedule_if_absent(set, member, *due_ms));
+            futures_util::future::try_join_all(adds).await?;
+            return Ok(());
+        }
         self.run(|mut c| async move {
             let mut pipe = redis::pipe();
             for (set, due_ms) in entries {
@@ -414,39 +623,142 @@ impl Store for RedisStore {
             .await
     }
 
-    async fn durability(&self) -> Result<Option<Durability>, StoreError> {
-        // Each read on its own: a managed Redis may refuse CONFIG (then `None`), but a store
+    async fn durability(&self) -> Result<Vec<Durability>, StoreError> {
+        // Every primary takes writes, so each is judged (the caller takes the worst). Each
+        // setting on its own: a managed Redis may refuse CONFIG (then `None`), but a store
         // that does not answer at all is an error.
         self.ping().await?;
-        let config = |name: &'static str| async move {
-            self.run(|mut c| async move {
-                redis::cmd("CONFIG")
-                    .arg("GET")
-                    .arg(name)
-                    .query_async::<Vec<String>>(&mut c)
-                    .await
-            })
+        let mut nodes: BTreeMap<String, Durability> = BTreeMap::new();
+        let cluster = self.is_cluster();
+        let mut read = BTreeMap::new();
+        for name in ["appendonly", "appendfsync", "save", "maxmemory-policy"] {
+            let mut cmd = redis::cmd("CONFIG");
+            cmd.arg("GET").arg(name);
+            for (at, answer) in self.on_every_primary(cmd).await.unwrap_or_default() {
+                let value = redis::from_redis_value::<Vec<String>>(answer)
+                    .ok()
+                    .and_then(|pair| pair.into_iter().nth(1));
+                read.insert((at, name), value);
+            }
+        }
+        let roles = self
+            .on_every_primary(redis::cmd("ROLE"))
             .await
-            .ok()
-            .and_then(|pair| pair.into_iter().nth(1))
+            .unwrap_or_default();
+        for (at, answer) in roles {
+            let role = redis::from_redis_value::<Vec<Value>>(answer)
+                .ok()
+                .and_then(|v| v.into_iter().next())
+                .and_then(|v| redis::from_redis_value::<String>(v).ok());
+            nodes
+                .entry(at.clone())
+                .or_insert_with(|| Durability {
+                    node: cluster.then(|| at.clone()),
+                    ..Durability::default()
+                })
+                .role = role;
+        }
+        for ((at, name), value) in read {
+            let d = nodes.entry(at.clone()).or_insert_with(|| Durability {
+                node: cluster.then(|| at.clone()),
+                ..Durability::default()
+            });
+            match name {
+                "appendonly" => d.appendonly = value,
+                "appendfsync" => d.appendfsync = value,
+                "save" => d.save = value,
+                _ => d.maxmemory_policy = value,
+            }
+        }
+        if nodes.is_empty() {
+            // Nothing readable at all: judged as unreadable settings (warnings).
+            nodes.insert(String::new(), Durability::default());
+        }
+        Ok(nodes.into_values().collect())
+    }
+
+    async fn read_guard(&self, key: &str, copies: GuardCopies) -> Result<Guard, StoreError> {
+        if !self.is_cluster() {
+            let value: Option<Vec<u8>> = self.run(|mut c| async move { c.get(key).await }).await?;
+            return Ok(value.map_or(Guard::Absent, Guard::Held));
+        }
+        let keys: Vec<String> = match copies {
+            GuardCopies::Every => slots::guard_copies(key).collect(),
+            GuardCopies::OnePerRange => self
+                .range_starts()
+                .await?
+                .into_iter()
+                .map(|slot| slots::guard_copy(key, slot))
+                .collect(),
         };
-        let role = self
-            .run(|mut c| async move {
-                redis::cmd("ROLE")
-                    .query_async::<Vec<redis::Value>>(&mut c)
-                    .await
-            })
-            .await
-            .ok()
-            .and_then(|v| v.into_iter().next())
-            .and_then(|v| redis::from_redis_value::<String>(v).ok());
-        Ok(Some(Durability {
-            appendonly: config("appendonly").await,
-            appendfsync: config("appendfsync").await,
-            save: config("save").await,
-            maxmemory_policy: config("maxmemory-policy").await,
-            role,
-        }))
+        // MGET over many slots: the cluster client splits it per slot and sends the parts
+        // to their nodes at once.
+        let mut reads = Vec::new();
+        for chunk in keys.chunks(GUARD_CHUNK) {
+            let chunk = chunk.to_vec();
+            reads.push(self.run(move |mut c| async move { c.mget(&chunk).await }));
+        }
+        let values: Vec<Vec<Option<Vec<u8>>>> = futures_util::stream::iter(reads)
+            .buffered(GUARD_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut values = values.into_iter().flatten();
+        let first = values.next().flatten();
+        let mut present = first.is_some();
+        let mut all = true;
+        for value in values {
+            present |= value.is_some();
+            all &= value.is_some() && value == first;
+        }
+        Ok(match (&first, present, all) {
+            (Some(_), _, true) => Guard::Held(first.unwrap_or_default()),
+            (_, false, _) => Guard::Absent,
+            _ => Guard::Broken,
+        })
+    }
+
+    async fn init_guard(&self, key: &str, value: &[u8]) -> Result<bool, StoreError> {
+        let won = self.set_if_absent(key, value, None).await?;
+        if !self.is_cluster() {
+            return Ok(won);
+        }
+        // `key` itself decides between racing callers; each then fills the per-slot copies
+        // still missing with the decided value, so an interrupted run is completed by the next.
+        let decided = self
+            .get(key)
+            .await?
+            .ok_or_else(|| StoreError("store identity vanished while being written".into()))?;
+        let decided = decided.as_slice();
+        let copies: Vec<String> = slots::guard_copies(key).collect();
+        let writes: Vec<_> = copies
+            .iter()
+            .map(|copy| self.set_if_absent(copy, decided, None))
+            .collect();
+        futures_util::stream::iter(writes)
+            .buffer_unordered(GUARD_CHUNK)
+            .try_collect::<Vec<bool>>()
+            .await?;
+        Ok(won)
+    }
+
+    async fn replace_guard(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        if self.is_cluster() {
+            // MSET over many slots: split per slot by the cluster client, like MGET.
+            let copies: Vec<String> = slots::guard_copies(key).collect();
+            let mut writes = Vec::new();
+            for chunk in copies.chunks(GUARD_CHUNK) {
+                let pairs: Vec<(String, Vec<u8>)> = chunk
+                    .iter()
+                    .map(|copy| (copy.clone(), value.to_vec()))
+                    .collect();
+                writes.push(self.run(move |mut c| async move { c.mset::<_, _, ()>(&pairs).await }));
+            }
+            futures_util::stream::iter(writes)
+                .buffered(GUARD_CONCURRENCY)
+                .try_collect::<Vec<()>>()
+                .await?;
+        }
+        self.set(key, value, None).await
     }
 
     async fn wait_for_replicas(&self, replicas: u32, timeout: Duration) -> Result<u32, StoreError> {

@@ -2,6 +2,8 @@
 //! read rich error details. Each test binary uses the parts it needs.
 #![allow(dead_code)]
 
+pub mod process;
+pub mod race;
 pub mod redis;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};

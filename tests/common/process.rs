@@ -26,6 +26,7 @@ impl Spawned {
         command
             .args(args)
             .env_remove("REDIS_URL")
+            .env_remove("REDIS_CLUSTER_URLS")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
@@ -55,6 +56,12 @@ impl Spawned {
 
     /// `serve --sandbox --sandbox-url SIM` with `REDIS_URL`.
     pub fn gateway(simulator: &Spawned, redis_url: &str) -> Self {
+        Self::gateway_with(simulator, &[("REDIS_URL", redis_url)])
+    }
+
+    /// `serve --sandbox --sandbox-url SIM` with this environment (the store's, for example
+    /// `REDIS_CLUSTER_URLS`).
+    pub fn gateway_with(simulator: &Spawned, env: &[(&str, &str)]) -> Self {
         let addr = free_addr();
         let sim_url = format!("http://{}", simulator.addr);
         Self::start(
@@ -67,7 +74,7 @@ impl Spawned {
                 &addr,
             ],
             &addr,
-            &[("REDIS_URL", redis_url)],
+            env,
         )
     }
 }

@@ -146,3 +146,158 @@ impl Drop for RedisServer {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A real 3-master Redis Cluster on free loopback ports (`redis-server --cluster-enabled yes`
+/// three times, then `redis-cli --cluster create`), each node with `appendonly yes`. The
+/// servers are this test's child processes, killed by pid on drop.
+pub struct RedisCluster {
+    /// Client ports of the masters.
+    pub ports: Vec<u16>,
+    dir: PathBuf,
+    children: Vec<std::process::Child>,
+}
+
+impl RedisCluster {
+    /// Starts the three masters, creates the cluster and waits until every node reports
+    /// `cluster_state:ok`.
+    pub fn start() -> Self {
+        let first = free_port();
+        let dir = std::env::temp_dir().join(format!(
+            "billpay-redis-cluster-{first}-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cluster = Self {
+            ports: Vec::new(),
+            dir,
+            children: Vec::new(),
+        };
+        for i in 0..3 {
+            let port = if i == 0 { first } else { free_port() };
+            // The cluster bus gets its own free port: the default (port + 10000) may not exist.
+            let bus = free_port();
+            let child = Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--cluster-port",
+                    &bus.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    cluster
+                        .dir
+                        .join(format!("nodes-{port}.conf"))
+                        .to_str()
+                        .unwrap(),
+                    "--dir",
+                    cluster.dir.to_str().unwrap(),
+                    "--appendonly",
+                    "yes",
+                    "--appendfilename",
+                    &format!("appendonly-{port}.aof"),
+                    "--appenddirname",
+                    &format!("aof-{port}"),
+                    "--save",
+                    "",
+                    "--logfile",
+                    cluster
+                        .dir
+                        .join(format!("redis-{port}.log"))
+                        .to_str()
+                        .unwrap(),
+                ])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server must be installed (scripts/test.sh installs it)");
+            cluster.children.push(child);
+            cluster.ports.push(port);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for port in &cluster.ports {
+            while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "redis-server {port} did not come up"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let nodes: Vec<String> = cluster
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        let output = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli must be installed with redis-server");
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for port in &cluster.ports {
+            while !cluster
+                .cli(*port, &["CLUSTER", "INFO"])
+                .contains("cluster_state:ok")
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "cluster node {port} never reported cluster_state:ok"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        cluster
+    }
+
+    /// The seed URLs for `REDIS_CLUSTER_URLS`, comma-separated.
+    pub fn urls(&self) -> String {
+        self.ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// `redis-cli -p PORT ARGS...`, its standard output.
+    pub fn cli(&self, port: u16, args: &[&str]) -> String {
+        let output = Command::new("redis-cli")
+            .args(["-p", &port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli must be installed with redis-server");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// The port of the master that owns `key`'s slot: the others answer `MOVED`.
+    pub fn owner_of(&self, key: &str) -> u16 {
+        self.ports
+            .iter()
+            .copied()
+            .find(|port| !self.cli(*port, &["EXISTS", key]).contains("MOVED"))
+            .unwrap_or_else(|| panic!("no master owns {key}"))
+    }
+
+    /// `FLUSHALL` on one master: its shard loses every key (as a restart without persistence
+    /// would), the others keep theirs.
+    pub fn flush_node(&self, port: u16) {
+        assert!(self.cli(port, &["FLUSHALL"]).contains("OK"));
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
