@@ -85,6 +85,34 @@ pub(super) struct OperationRecord {
     /// because the outcome is recorded by a detached task, outside the caller's scope.
     #[serde(skip)]
     id: String,
+    /// Random, one per claim attempt: two duplicates started in the same millisecond write
+    /// different bytes, so a claimer whose answer was lost knows by the stored bytes whether
+    /// the record is its own (see `Gateway::guarded_claim`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    claim_token: String,
+}
+
+impl OperationRecord {
+    fn new(
+        request_id: &str,
+        kind: Kind,
+        provider: ProviderId,
+        target: &str,
+        fingerprint: String,
+        now_ms: i64,
+    ) -> Self {
+        Self {
+            request_id: request_id.to_owned(),
+            kind,
+            provider,
+            target: target.to_owned(),
+            fingerprint,
+            started_at_ms: now_ms,
+            ended: None,
+            id: operation_id(request_id),
+            claim_token: uuid::Uuid::new_v4().simple().to_string(),
+        }
+    }
 }
 
 /// The operation id of a follow-up's `request_id` for the current RPC's caller: keyed per
@@ -395,16 +423,14 @@ impl Gateway {
         target: &str,
         fingerprint: String,
     ) -> Result<Result<OperationRecord, OperationRecord>, GatewayError> {
-        let record = OperationRecord {
-            request_id: request_id.to_owned(),
+        let record = OperationRecord::new(
+            request_id,
             kind,
             provider,
-            target: target.to_owned(),
+            target,
             fingerprint,
-            started_at_ms: self.clock.now_ms(),
-            ended: None,
-            id: operation_id(request_id),
-        };
+            self.clock.now_ms(),
+        );
         let key = keys::operation(&record.id);
         let bytes = serde_json::to_vec(&record).expect("operation records serialize");
         let ttl = Some(ms(self.payments.record_ttl_ms));
@@ -475,5 +501,32 @@ impl Gateway {
             "operation outcome not recorded"
         );
         record
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A lost claim answer is settled by comparing the stored bytes with the claimer's own:
+    /// two duplicates started in the same millisecond must not write the same bytes.
+    #[test]
+    fn two_claims_of_one_request_in_one_millisecond_write_different_bytes() {
+        let claim = || {
+            OperationRecord::new(
+                "otp-1",
+                Kind::ValidateOtp,
+                ProviderId::OnePipe,
+                "pay_1",
+                "f".into(),
+                1_000,
+            )
+        };
+        let (a, b) = (claim(), claim());
+        assert_eq!(a.id, b.id);
+        assert_ne!(
+            serde_json::to_vec(&a).unwrap(),
+            serde_json::to_vec(&b).unwrap()
+        );
     }
 }

@@ -214,6 +214,8 @@ impl Gateway {
                 Ok(GuardedWrite::Exists) => return Ok(false),
                 Ok(GuardedWrite::GuardFailed) => identity = self.current_identity().await?,
                 // The write may have landed with its answer lost: look before giving up.
+                // Only this claimer wrote these bytes (a payment's fresh provider reference, a
+                // follow-up's claim token), so finding them means this claim won.
                 Err(e) => {
                     return match self.store.get(key).await {
                         Ok(Some(stored)) if stored == value => Ok(true),
