@@ -57,7 +57,7 @@ for part in $PARTS; do
       done ;;
     pay-rate)
       run pay-rate env REDIS_URL="$url" "$load" --scenario pay --provider-latency-ms "$PROVIDER_MS" \
-        --rate "$RATE" --concurrency 2000 --requests $((RATE * 20)) --max-seconds 20 ;;
+        --provider-concurrency 1024 --rate "$RATE" --concurrency 2000 --requests $((RATE * 20)) --max-seconds 20 ;;
     commands)
       redis-cli -p "$port" CONFIG RESETSTAT >/dev/null
       run commands env REDIS_URL="$url" "$load" --scenario pay --concurrency 16 --requests 1000 --max-seconds 60

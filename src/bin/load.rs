@@ -119,6 +119,11 @@ struct Args {
     /// In-process only: fixed delay of every simulated provider answer, milliseconds.
     #[arg(long, default_value_t = 0)]
     provider_latency_ms: u64,
+    /// In-process only: Interswitch's concurrency limit (`limits.max_concurrent_calls`,
+    /// default 64). Payments at R/s with L ms of provider time per payment need R * L / 1000
+    /// slots; beyond the limit calls queue, which measures the limit, not the gateway.
+    #[arg(long)]
+    provider_concurrency: Option<u64>,
     /// Open loop: start this many calls per second (at most --concurrency in flight) instead
     /// of keeping --concurrency calls outstanding.
     #[arg(long, conflicts_with = "rate_fraction")]
@@ -265,7 +270,7 @@ async fn run(args: Args) -> Result<(), String> {
     let (target, sandbox) = match &args.target {
         Some(t) => (t.clone(), None),
         None => {
-            let s = InProcess::start(latency).await?;
+            let s = InProcess::start(latency, args.provider_concurrency).await?;
             (s.url.clone(), Some(s))
         }
     };
@@ -639,7 +644,10 @@ struct InProcess {
 }
 
 impl InProcess {
-    async fn start(provider_latency: Duration) -> Result<Self, String> {
+    async fn start(
+        provider_latency: Duration,
+        provider_concurrency: Option<u64>,
+    ) -> Result<Self, String> {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| format!("simulators: {e}"))?;
@@ -647,6 +655,11 @@ impl InProcess {
             .map_err(|e| format!("simulators: {e}"))?;
         let mut cfg = config::load(None)?;
         cfg.providers = sandbox::providers_config(&sims.base_url());
+        if let (Some(limit), Some(interswitch)) =
+            (provider_concurrency, cfg.providers.interswitch.as_mut())
+        {
+            interswitch.limits.max_concurrent_calls = limit;
+        }
         cfg.server.listen = "127.0.0.1:0".into();
         let store = if cfg.store.redis_url.is_some() {
             "redis"
