@@ -293,9 +293,21 @@ impl Authenticator {
             ..Caller::anonymous()
         });
         let mut callers = Vec::new();
+        let mut names = BTreeSet::new();
         for c in &config.callers {
             if c.name.is_empty() {
                 return Err("auth.callers: every caller needs a name".into());
+            }
+            // A name scopes payment ids and what a caller may see: two callers sharing one
+            // would see, replay and reverse each other's payments.
+            if c.name == Caller::anonymous().name {
+                return Err(format!(
+                    "auth.callers {:?}: the name is reserved for unidentified calls",
+                    c.name
+                ));
+            }
+            if !names.insert(c.name.as_str()) {
+                return Err(format!("auth.callers {:?}: the name is used twice", c.name));
             }
             let key = match config.mode {
                 AuthMode::None => continue,
@@ -329,6 +341,12 @@ impl Authenticator {
                 }
                 Some(set)
             };
+            if callers.iter().any(|(k, _)| *k == key) {
+                return Err(format!(
+                    "auth.callers {:?}: another caller has the same key or identity",
+                    c.name
+                ));
+            }
             callers.push((
                 key,
                 Arc::new(Caller {

@@ -666,3 +666,26 @@ async fn the_operator_sees_and_filters_by_each_payments_caller() {
         .payments;
     assert!(none.is_empty());
 }
+
+/// A caller's name scopes its payment ids and what it may see: two callers with one name (or
+/// one named like unidentified calls), or two with one key, would share payments.
+#[test]
+fn callers_that_would_share_payments_are_refused_at_start() {
+    let with = |edit: &dyn Fn(&mut Vec<CallerConfig>)| {
+        let mut callers = callers();
+        edit(&mut callers);
+        Authenticator::new(&AuthConfig {
+            mode: AuthMode::ApiKey,
+            callers,
+            payment_id_key: Some("test-payment-id-key-5e1f".to_owned().into()),
+            ..Default::default()
+        })
+    };
+    assert!(with(&|_| {}).is_ok());
+    let twice = with(&|c| c[1].name = c[0].name.clone()).unwrap_err();
+    assert!(twice.contains("used twice"), "{twice}");
+    let reserved = with(&|c| c[0].name = "anonymous".into()).unwrap_err();
+    assert!(reserved.contains("reserved"), "{reserved}");
+    let same_key = with(&|c| c[1].api_key_sha256 = c[0].api_key_sha256.clone()).unwrap_err();
+    assert!(same_key.contains("same key"), "{same_key}");
+}

@@ -681,14 +681,17 @@ impl Gateway {
         mut change: impl FnMut(&mut PaymentRecord, i64) -> bool,
     ) -> Result<Option<(PaymentRecord, Vec<u8>)>, StoreError> {
         let key = keys::payment(payment_id);
+        // What the store held after a refused swap, read once for the next try.
+        let mut read_after_refusal = None;
         loop {
             let hinted = known
                 .take()
                 .and_then(|bytes| Some((serde_json::from_slice(&bytes).ok()?, bytes)));
             let from_hint = hinted.is_some();
-            let current = match hinted {
-                Some(current) => Some(current),
-                None => self.load_raw(payment_id).await?,
+            let current = match (hinted, read_after_refusal.take()) {
+                (Some(current), _) => Some(current),
+                (None, Some(read)) => read,
+                (None, None) => self.load_raw(payment_id).await?,
             };
             let (mut record, old) =
                 current.ok_or_else(|| StoreError(format!("payment {payment_id} missing")))?;
@@ -707,11 +710,19 @@ impl Gateway {
                 .is_final()
                 .then(|| ms(self.payments.record_ttl_ms));
             let new = encode(&record);
-            if self
+            let mut swapped = self
                 .store
                 .compare_and_swap_with_ttl(&key, &old, &new, ttl)
-                .await?
-            {
+                .await?;
+            if !swapped {
+                // A client that resends a command after a broken connection (the cluster
+                // client does) answers "refused" for a swap that landed the first time: the
+                // store then holds exactly these bytes.
+                let stored = self.load_raw(payment_id).await?;
+                swapped = matches!(&stored, Some((_, bytes)) if *bytes == new);
+                read_after_refusal = Some(stored);
+            }
+            if swapped {
                 let settled =
                     record.state.is_final() || record.state == PaymentState::NeedsAttention;
                 let rescheduled = match next {

@@ -211,20 +211,41 @@ impl Gateway {
                     self.replicate().await?;
                     return Ok(true);
                 }
-                Ok(GuardedWrite::Exists) => return Ok(false),
+                // "Exists" may be this claim's own write: a client that resends a command
+                // after a broken connection (the cluster client does) gets "exists" for a
+                // write that landed the first time.
+                Ok(GuardedWrite::Exists) => return self.claimed_by_this(key, value, None).await,
                 Ok(GuardedWrite::GuardFailed) => identity = self.current_identity().await?,
                 // The write may have landed with its answer lost: look before giving up.
-                // Only this claimer wrote these bytes (a payment's fresh provider reference, a
-                // follow-up's claim token), so finding them means this claim won.
-                Err(e) => {
-                    return match self.store.get(key).await {
-                        Ok(Some(stored)) if stored == value => Ok(true),
-                        Ok(Some(_)) => Ok(false),
-                        _ => Err(e.into()),
-                    }
-                }
+                Err(e) => return self.claimed_by_this(key, value, Some(e)).await,
             }
         }
         Err(GatewayError::StoreDataLost)
+    }
+
+    /// After a claim that did not plainly say "written": whether the record at `key` is this
+    /// claim's own. Only this claimer wrote these bytes (a payment's fresh provider reference,
+    /// a follow-up's claim token), so finding them means the claim won; it then waits for the
+    /// replicas like a plain win. `error`: the claim's own error, answered when the key cannot
+    /// be read.
+    async fn claimed_by_this(
+        &self,
+        key: &str,
+        value: &[u8],
+        error: Option<crate::store::StoreError>,
+    ) -> Result<bool, GatewayError> {
+        match self.store.get(key).await {
+            Ok(Some(stored)) if stored == value => {
+                self.replicate().await?;
+                Ok(true)
+            }
+            Ok(Some(_)) => Ok(false),
+            Ok(None) => match error {
+                Some(e) => Err(e.into()),
+                // "Exists" and then gone: an expired or deleted record; not this claim's.
+                None => Ok(false),
+            },
+            Err(read) => Err(error.unwrap_or(read).into()),
+        }
     }
 }

@@ -189,9 +189,11 @@ impl TokenCache {
             Err(ProviderError::Auth { status: 401 }) => {
                 tracing::info!("provider refused the token (401); obtaining a new one");
                 self.invalidate(&token).await;
-                // The 401 was a refusal before processing: still nothing done.
-                let token = self.token(source).await.map_err(ProviderError::not_sent)?;
-                call(token).await
+                // Not `not_sent` here: the request did reach the provider, and that a 401 means
+                // "refused before processing" is the providers' word, not proof (a proxy in
+                // front could answer it late), so a payment stays PENDING for the provider to
+                // settle.
+                call(self.token(source).await?).await
             }
             other => other,
         }
