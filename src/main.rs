@@ -75,7 +75,9 @@ enum StoreAction {
         config: Option<PathBuf>,
     },
     /// After the store lost data (payments answer STORE_DATA_LOST): raises every provider's
-    /// reference counter above anything used, then writes a new identity; payments resume.
+    /// reference counter above anything used, puts every payment record back in the journal
+    /// index and every unfinished one on the reconciliation schedule, then writes a new
+    /// identity; payments resume.
     Recover {
         /// TOML configuration file (for `[store]`).
         #[arg(long)]
@@ -212,6 +214,11 @@ async fn run(cli: Cli) -> Result<(), String> {
             for (provider, counter) in &seeded.counters {
                 println!("reference counter {}: {counter}", provider.name());
             }
+            let records = seeded.records;
+            println!(
+                "payment records: {} found, re-indexed {}, rescheduled {}",
+                records.records, records.reindexed, records.rescheduled
+            );
             println!("store identity: {}", seeded.identity);
             Ok(())
         }

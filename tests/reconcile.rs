@@ -555,8 +555,16 @@ impl Store for LostClaimReply {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(key).await
     }
-    async fn increment(&self, key: &str, seed: u64) -> Result<u64, StoreError> {
-        self.inner.increment(key, seed).await
+    async fn increment_guarded(
+        &self,
+        guard_key: &str,
+        guard_value: &[u8],
+        key: &str,
+        seed: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        self.inner
+            .increment_guarded(guard_key, guard_value, key, seed)
+            .await
     }
     async fn schedule(&self, set: &str, member: &str, due_ms: i64) -> Result<(), StoreError> {
         self.inner.schedule(set, member, due_ms).await
@@ -566,7 +574,7 @@ impl Store for LostClaimReply {
         set: &str,
         member: &str,
         due_ms: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         self.inner.schedule_if_absent(set, member, due_ms).await
     }
     async fn due(&self, set: &str, now_ms: i64, limit: usize) -> Result<Vec<String>, StoreError> {

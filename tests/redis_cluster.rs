@@ -2,14 +2,21 @@
 //! `REDIS_CLUSTER_URLS`): the store contract, the cluster-only behaviour (durability and
 //! `WAIT` read on every primary, the identity's per-slot copies), the 500-duplicate race over
 //! two gateway processes (one provider call), and one shard losing its data (its claims
-//! refused with STORE_DATA_LOST, never a second payment, until `store recover`).
+//! refused with STORE_DATA_LOST, never a second payment, until `store recover`; a lost
+//! reference counter refuses payments instead of reusing references; a lost reconciliation
+//! schedule and journal index are rebuilt by `store recover` from the surviving records).
 
 mod common;
 
 use std::{sync::Arc, time::Duration};
 
 use billpay_gateway::{
-    gateway::PaymentSettings,
+    domain::{
+        payment::PaymentKind, Currency, Money, PaymentOrder, PaymentRecord, PaymentSecrets,
+        PaymentState, ProviderId,
+    },
+    error::GatewayError,
+    gateway::{registry, CatalogSettings, Gateway, PaymentSettings},
     pb,
     sandbox::{self, Simulators},
     store::{
@@ -241,5 +248,241 @@ async fn a_shard_that_lost_its_data_refuses_claims_until_store_recover() {
         first.provider_reference
     );
     assert_eq!(sims.calls.get("interswitch", "pay"), 2);
+    gw.stop().await;
+}
+
+/// `billpay-gateway store recover` on `cluster`, as shipped; its standard output.
+fn store_recover(cluster: &RedisCluster, args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_billpay-gateway"))
+        .args(["store", "recover"])
+        .args(args)
+        .env_remove("REDIS_URL")
+        .env("REDIS_CLUSTER_URLS", cluster.urls())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run billpay-gateway store recover");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{stdout} {output:?}");
+    stdout
+}
+
+/// A request id whose payment record lives on a master other than those in `avoid`.
+fn request_id_off(cluster: &RedisCluster, prefix: &str, avoid: &[u16]) -> String {
+    (0..)
+        .map(|i| format!("{prefix}-{i}"))
+        .find(|id| {
+            let key = keys::payment(&PaymentRecord::id_for_request(id));
+            !avoid.contains(&cluster.owner_of(&key))
+        })
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_shard_that_lost_a_reference_counter_refuses_payments_until_store_recover() {
+    let cluster = RedisCluster::start();
+    let store: Arc<dyn Store> = Arc::new(cluster_store(&cluster.urls()));
+    let clock = billpay_gateway::gateway::Clock::default();
+    identity::init(store.as_ref(), clock.now_ms())
+        .await
+        .unwrap()
+        .expect("a new store is initialised");
+    let sims =
+        Simulators::start(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap();
+    // The gateway alone, without the server's once-a-second health check: what refuses the
+    // payment below is the claim's own guarded increment, not an earlier periodic check.
+    let registry = registry::build(sandbox::providers_config(&sims.base_url()), &store).unwrap();
+    let gateway = Gateway::new(
+        registry,
+        store.clone(),
+        PaymentSettings::default(),
+        CatalogSettings::default(),
+        false,
+    );
+    let pay = |request_id: String| {
+        let gateway = gateway.clone();
+        async move {
+            let order = PaymentOrder::new(
+                ProviderId::Interswitch,
+                PaymentKind::Bill,
+                "90101",
+                "0000000000",
+                Money::new(Currency::Ngn, 1_000),
+            );
+            gateway
+                .create_payment(request_id, order, PaymentSecrets::default(), None)
+                .await
+        }
+    };
+    let first = pay("counter-1".into()).await.unwrap();
+    assert_eq!(first.state, PaymentState::Succeeded);
+    assert_eq!(sims.calls.get("interswitch", "pay"), 1);
+
+    // The master holding Interswitch's reference counter loses its data; the next payment's
+    // record lives on another master, whose identity copies survive.
+    let counter = keys::reference_sequence(ProviderId::Interswitch.name());
+    let used: u64 = String::from_utf8(store.get(&counter).await.unwrap().unwrap())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let lost = cluster.owner_of(&counter);
+    let request_id = request_id_off(&cluster, "counter-2", &[lost]);
+    cluster.flush_node(lost);
+
+    // Unguarded, the counter would restart at its clock seed, far below the references used,
+    // and the payment would be sent with one of them.
+    let refused = pay(request_id.clone()).await.unwrap_err();
+    assert!(
+        matches!(refused, GatewayError::StoreDataLost),
+        "{refused:?}"
+    );
+    assert_eq!(store.get(&counter).await.unwrap(), None, "not restarted");
+    assert_eq!(
+        store
+            .get(&keys::payment(&PaymentRecord::id_for_request(&request_id)))
+            .await
+            .unwrap(),
+        None,
+        "not claimed"
+    );
+    assert_eq!(sims.calls.get("interswitch", "pay"), 1, "nothing sent");
+
+    // The operator recovers with a floor above every sequence used (say, from provider
+    // reports); the refused request, retried, pays once with a reference never used before.
+    let stdout = store_recover(&cluster, &["--reference-floor", &used.to_string()]);
+    assert!(
+        stdout.contains(&format!("reference counter interswitch: {used}")),
+        "{stdout}"
+    );
+    let after = pay(request_id).await.unwrap();
+    assert_eq!(sims.calls.get("interswitch", "pay"), 2);
+    let number = |reference: &str| reference.parse::<u64>().unwrap();
+    assert!(
+        number(&after.provider_reference) > number(&first.provider_reference),
+        "new reference {} above the earlier {}",
+        after.provider_reference,
+        first.provider_reference
+    );
+}
+
+/// Every member of the sorted set `set`, whatever its score.
+async fn members(store: &dyn Store, set: &str) -> Vec<String> {
+    let mut all = store
+        .range(set, i64::MIN, i64::MAX, 0, 1_000)
+        .await
+        .unwrap();
+    all.sort();
+    all
+}
+
+#[tokio::test]
+async fn store_recover_puts_unfinished_payments_back_on_a_lost_schedule_and_index() {
+    let cluster = RedisCluster::start();
+    let store: Arc<dyn Store> = Arc::new(cluster_store(&cluster.urls()));
+    identity::init(
+        store.as_ref(),
+        billpay_gateway::gateway::Clock::default().now_ms(),
+    )
+    .await
+    .unwrap()
+    .expect("a new store is initialised");
+    let sims =
+        Simulators::start(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap();
+    let gw = TestGateway::start_with(
+        sandbox::providers_config(&sims.base_url()),
+        store.clone(),
+        PaymentSettings::default(),
+    )
+    .await;
+    gw.gateway.set_operator_enabled(true);
+
+    // Two payments the provider never settles and one that succeeded, with their records on a
+    // master that holds neither the schedule nor the journal index.
+    let schedule = keys::reconcile_schedule();
+    let index = keys::journal_index();
+    let lost = [cluster.owner_of(&schedule), cluster.owner_of(&index)];
+    let mut open = Vec::new();
+    for n in 0..2 {
+        let request_id = request_id_off(&cluster, &format!("orphan-{n}"), &lost);
+        let p = gw
+            .pay(payment_request(&request_id, "90101", "1111111112", 1_000))
+            .await;
+        assert_eq!(state(&p), pb::PaymentState::Pending);
+        open.push(p.payment_id);
+    }
+    open.sort();
+    let request_id = request_id_off(&cluster, "settled", &lost);
+    let settled = gw
+        .pay(payment_request(&request_id, "90101", "0000000000", 1_000))
+        .await;
+    assert_eq!(state(&settled), pb::PaymentState::Succeeded);
+    let mut all = open.clone();
+    all.push(settled.payment_id.clone());
+    all.sort();
+    assert_eq!(members(store.as_ref(), &schedule).await, open);
+    assert_eq!(members(store.as_ref(), &index).await, all);
+
+    // The master(s) holding the schedule and the index lose their data; the records survive.
+    for port in lost {
+        cluster.flush_node(port);
+    }
+    for id in &all {
+        assert!(store.get(&keys::payment(id)).await.unwrap().is_some());
+    }
+    assert!(members(store.as_ref(), &schedule).await.is_empty());
+    let listed = |gw: &TestGateway| {
+        let mut operator =
+            pb::operator_service_client::OperatorServiceClient::new(gw.channel.clone());
+        async move {
+            let mut ids: Vec<String> = operator
+                .list_journal_payments(pb::ListJournalPaymentsRequest::default())
+                .await
+                .unwrap()
+                .into_inner()
+                .payments
+                .into_iter()
+                .filter_map(|p| p.payment.map(|p| p.payment_id))
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    assert!(
+        listed(&gw).await.is_empty(),
+        "orphaned: operators cannot see them"
+    );
+
+    // Recovery scans every primary for payment records and puts them back.
+    let stdout = store_recover(&cluster, &[]);
+    assert!(
+        stdout.contains("payment records: 3 found, re-indexed 3, rescheduled 2"),
+        "{stdout}"
+    );
+    assert_eq!(members(store.as_ref(), &schedule).await, open);
+    assert_eq!(members(store.as_ref(), &index).await, all);
+    assert_eq!(listed(&gw).await, all);
+    // Each at its creation time: a listing by creation time finds them as before.
+    for id in &all {
+        let record: PaymentRecord =
+            serde_json::from_slice(&store.get(&keys::payment(id)).await.unwrap().unwrap()).unwrap();
+        let at = record.created_at_ms;
+        assert_eq!(
+            store.range(&index, at, at + 1, 0, 10).await.unwrap(),
+            vec![id.clone()]
+        );
+    }
+
+    // And the reconciler takes them up again: each gets a status check (they were due at once).
+    let queried = sims.calls.get("interswitch", "query_payment");
+    wait_for_payment_health(&gw, ServingStatus::Serving).await;
+    for _ in 0..100 {
+        if sims.calls.get("interswitch", "query_payment") >= queried + 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        sims.calls.get("interswitch", "query_payment") >= queried + 2,
+        "both orphans checked"
+    );
     gw.stop().await;
 }

@@ -248,8 +248,7 @@ impl Gateway {
         let key = keys::payment(&payment_id);
         let now = self.clock.now_ms();
         let sequence = self
-            .store
-            .increment(
+            .guarded_increment(
                 &keys::reference_sequence(provider.id().name()),
                 crate::store::identity::reference_seed(now),
             )

@@ -2,8 +2,9 @@
 //! its identity (else it lost data: STORE_DATA_LOST until `store recover`), have durability
 //! settings fit for payments (no evicting `maxmemory-policy`, not a replica; persistence warned
 //! about or required), and, with `min_replica_acks`, have replicated the claim and in-flight
-//! writes. Every claim of a payment or follow-up goes through [`Gateway::guarded_claim`]; the
-//! server's health watch asks [`Gateway::store_health`].
+//! writes. Every claim of a payment or follow-up goes through [`Gateway::guarded_claim`], every
+//! provider reference through [`Gateway::guarded_increment`]; the server's health watch asks
+//! [`Gateway::store_health`].
 
 use std::time::Duration;
 
@@ -247,5 +248,34 @@ impl Gateway {
             },
             Err(read) => Err(error.unwrap_or(read).into()),
         }
+    }
+
+    /// The next value of the counter at `key` (a provider's reference sequence; a missing
+    /// counter starts at `seed`), guarded atomically by the store identity like a claim: on a
+    /// cluster the counter's shard can lose it while the payment's own shard is healthy, and a
+    /// restarted counter would reuse references. [`GatewayError::StoreDataLost`] when the store
+    /// lost its identity there.
+    pub(crate) async fn guarded_increment(
+        &self,
+        key: &str,
+        seed: u64,
+    ) -> Result<u64, GatewayError> {
+        let mut identity = match self.known_identity() {
+            Some(identity) => identity,
+            None => self.current_identity().await?,
+        };
+        // Twice at most: the second time with an identity `store recover` wrote meanwhile.
+        for _ in 0..2 {
+            let guard = crate::store::keys::identity();
+            match self
+                .store
+                .increment_guarded(&guard, &identity, key, seed)
+                .await?
+            {
+                Some(value) => return Ok(value),
+                None => identity = self.current_identity().await?,
+            }
+        }
+        Err(GatewayError::StoreDataLost)
     }
 }

@@ -40,22 +40,16 @@ pub async fn run(store: &dyn Store) {
     store.delete(&k("a")).await.unwrap();
     assert_eq!(store.get(&k("a")).await.unwrap(), None);
 
-    assert_eq!(store.increment(&k("seq"), 0).await.unwrap(), 1);
-    assert_eq!(store.increment(&k("seq"), 0).await.unwrap(), 2);
-    // The seed only starts a missing counter.
-    assert_eq!(store.increment(&k("seeded"), 1000).await.unwrap(), 1001);
-    assert_eq!(store.increment(&k("seeded"), 5000).await.unwrap(), 1002);
-
     let set = k("sched");
     store.schedule(&set, "late", 300).await.unwrap();
     store.schedule(&set, "early", 100).await.unwrap();
     store.schedule(&set, "moved", 50).await.unwrap();
     store.schedule(&set, "moved", 200).await.unwrap();
     // Only a new member is added; an existing one keeps its due time.
-    store
+    assert!(!store
         .schedule_if_absent(&set, "moved", 10_000)
         .await
-        .unwrap();
+        .unwrap());
     assert_eq!(store.due(&set, 99, 10).await.unwrap(), Vec::<String>::new());
     assert_eq!(
         store.due(&set, 250, 10).await.unwrap(),
@@ -81,7 +75,7 @@ pub async fn run(store: &dyn Store) {
     );
     let index = k("index");
     for (member, at) in [("a", 10), ("b", 20), ("c", 20), ("d", 30)] {
-        store.schedule_if_absent(&index, member, at).await.unwrap();
+        assert!(store.schedule_if_absent(&index, member, at).await.unwrap());
     }
     assert_eq!(
         store.range(&index, 10, 30, 0, 10).await.unwrap(),
@@ -97,7 +91,7 @@ pub async fn run(store: &dyn Store) {
         .await
         .unwrap()
         .is_empty());
-    store.schedule_if_absent(&set, "fresh", 50).await.unwrap();
+    assert!(store.schedule_if_absent(&set, "fresh", 50).await.unwrap());
     assert_eq!(store.due(&set, 60, 10).await.unwrap(), vec!["fresh"]);
 
     // Both sets at once, each only where the member is absent.
@@ -207,6 +201,49 @@ pub async fn run(store: &dyn Store) {
         super::GuardedWrite::Written
     );
 
+    // Counters move only while the guard holds (on a cluster: its copy in the counter's slot).
+    assert_eq!(
+        store
+            .increment_guarded(&k("no-guard"), b"g3", &k("seq"), 0)
+            .await
+            .unwrap(),
+        None,
+        "no guard, no counter"
+    );
+    assert_eq!(store.get(&k("seq")).await.unwrap(), None);
+    for want in [1, 2] {
+        assert_eq!(
+            store
+                .increment_guarded(&guard, b"g3", &k("seq"), 0)
+                .await
+                .unwrap(),
+            Some(want)
+        );
+    }
+    assert_eq!(
+        store
+            .increment_guarded(&guard, b"g1", &k("seq"), 0)
+            .await
+            .unwrap(),
+        None,
+        "another guard value"
+    );
+    assert_eq!(
+        store.get(&k("seq")).await.unwrap().as_deref(),
+        Some(&b"2"[..]),
+        "unchanged"
+    );
+    // The seed only starts a missing counter.
+    for (seed, want) in [(1000, 1001), (5000, 1002)] {
+        assert_eq!(
+            store
+                .increment_guarded(&guard, b"g3", &k("seeded"), seed)
+                .await
+                .unwrap(),
+            Some(want)
+        );
+    }
+
     // Keys by prefix.
     let prefixed = k("pre");
     store
@@ -228,9 +265,21 @@ pub async fn run(store: &dyn Store) {
     // Counters are raised, never lowered.
     assert_eq!(store.raise_counter(&k("raised"), 500).await.unwrap(), 500);
     assert_eq!(store.raise_counter(&k("raised"), 100).await.unwrap(), 500);
-    assert_eq!(store.increment(&k("raised"), 0).await.unwrap(), 501);
+    assert_eq!(
+        store
+            .increment_guarded(&guard, b"g3", &k("raised"), 0)
+            .await
+            .unwrap(),
+        Some(501)
+    );
     assert_eq!(store.raise_counter(&k("raised"), 900).await.unwrap(), 900);
-    assert_eq!(store.increment(&k("raised"), 0).await.unwrap(), 901);
+    assert_eq!(
+        store
+            .increment_guarded(&guard, b"g3", &k("raised"), 0)
+            .await
+            .unwrap(),
+        Some(901)
+    );
 
     // A swap with a TTL sets it; one without makes the key permanent again.
     store

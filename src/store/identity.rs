@@ -6,9 +6,11 @@
 //! may also have lost (or rolled back) those counters, and a reference the provider already saw
 //! must never be sent again: it would be refused (Interswitch `10001`) and, worse, its status
 //! query would return the old transaction. So both steps first raise every provider's counter
-//! above anything used, then write the identity: an operator-given floor, or the clock.
+//! above anything used, then write the identity: an operator-given floor, or the clock. Both
+//! also put every payment record back in the operators' journal index and every unfinished one
+//! back on the reconciliation schedule ([`repair_records`]).
 
-use crate::domain::{PaymentRecord, ProviderId};
+use crate::domain::{PaymentRecord, PaymentState, ProviderId};
 
 use super::{keys, Guard, GuardCopies, Store, StoreError};
 
@@ -59,6 +61,8 @@ pub struct Seeded {
     pub identity: String,
     /// Every provider's reference counter afterwards.
     pub counters: Vec<(ProviderId, u64)>,
+    /// What [`repair_records`] did.
+    pub records: Repaired,
 }
 
 async fn raise_counters(
@@ -75,41 +79,102 @@ async fn raise_counters(
     Ok(counters)
 }
 
-/// Brings payment records written before the identity existed (an upgrade) under today's
-/// rules: a record that is not final loses its TTL (it must never expire), and every record
-/// joins the operators' journal index. Returns how many records were made permanent.
-pub async fn adopt_existing_records(store: &dyn Store) -> Result<usize, StoreError> {
-    let prefix = keys::payment("");
-    let mut persisted = 0;
-    for key in store.keys_with_prefix(&prefix).await? {
-        let Some(bytes) = store.get(&key).await? else {
-            continue;
-        };
-        let Ok(record) = serde_json::from_slice::<PaymentRecord>(&bytes) else {
-            tracing::warn!(key, "payment record unreadable; left as it is");
-            continue;
-        };
-        store
-            .schedule_if_absent(
-                &keys::journal_index(),
-                &record.payment_id,
-                record.created_at_ms,
-            )
-            .await?;
-        if !record.state.is_final()
-            && store
-                .compare_and_swap_with_ttl(&key, &bytes, &bytes, None)
-                .await?
-        {
-            persisted += 1;
+/// Payment records repaired at once.
+const REPAIR_CONCURRENCY: usize = 32;
+
+/// What [`repair_records`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Repaired {
+    /// Payment records found.
+    pub records: usize,
+    /// Records that were missing from the journal index and were added back.
+    pub reindexed: usize,
+    /// Unsettled records that were missing from the reconciliation schedule and were put back,
+    /// due at once.
+    pub rescheduled: usize,
+}
+
+impl std::ops::Add for Repaired {
+    type Output = Self;
+
+    fn add(self, other: Self) -> Self {
+        Self {
+            records: self.records + other.records,
+            reindexed: self.reindexed + other.reindexed,
+            rescheduled: self.rescheduled + other.rescheduled,
         }
     }
-    Ok(persisted)
+}
+
+/// Puts every payment record (found by a SCAN of every primary) back where the gateway looks
+/// for it: in the operators' journal index at its creation time, and, when its outcome is still
+/// open (not final, not NEEDS_ATTENTION), on the reconciliation schedule due at `now_ms`. Both
+/// only where it is missing (`ZADD NX`): entries that exist keep their time. A record that is
+/// not final also loses any TTL (records written before the identity existed had one; it must
+/// never expire).
+///
+/// Why: the schedule and the index are one sorted set each, so on a cluster one shard holds
+/// each. Should that shard lose its data while the records on the others survive, unfinished
+/// payments would never be reconciled (nor failed as never sent, nor handed to an operator)
+/// and operators would not see them listed. On a single Redis it brings an upgraded store's
+/// records under today's rules.
+pub async fn repair_records(store: &dyn Store, now_ms: i64) -> Result<Repaired, StoreError> {
+    use futures_util::{StreamExt, TryStreamExt};
+    let keys = store.keys_with_prefix(&keys::payment("")).await?;
+    futures_util::stream::iter(keys)
+        .map(|key| repair_record(store, key, now_ms))
+        .buffer_unordered(REPAIR_CONCURRENCY)
+        .try_fold(
+            Repaired::default(),
+            |total, one| async move { Ok(total + one) },
+        )
+        .await
+}
+
+async fn repair_record(
+    store: &dyn Store,
+    key: String,
+    now_ms: i64,
+) -> Result<Repaired, StoreError> {
+    let Some(bytes) = store.get(&key).await? else {
+        // Expired since the scan.
+        return Ok(Repaired::default());
+    };
+    let Ok(record) = serde_json::from_slice::<PaymentRecord>(&bytes) else {
+        tracing::warn!(key, "payment record unreadable; left as it is");
+        return Ok(Repaired::default());
+    };
+    let mut repaired = Repaired {
+        records: 1,
+        ..Repaired::default()
+    };
+    let indexed = store
+        .schedule_if_absent(
+            &keys::journal_index(),
+            &record.payment_id,
+            record.created_at_ms,
+        )
+        .await?;
+    repaired.reindexed = usize::from(indexed);
+    if record.state.is_final() {
+        return Ok(repaired);
+    }
+    // Unchanged bytes, no TTL; a record that changed meanwhile is left to its writer.
+    store
+        .compare_and_swap_with_ttl(&key, &bytes, &bytes, None)
+        .await?;
+    if record.state != PaymentState::NeedsAttention {
+        let scheduled = store
+            .schedule_if_absent(&keys::reconcile_schedule(), &record.payment_id, now_ms)
+            .await?;
+        repaired.rescheduled = usize::from(scheduled);
+    }
+    Ok(repaired)
 }
 
 /// First run of a new store (or of a store written by a version without the identity):
-/// makes existing records that are not final permanent ([`adopt_existing_records`]), raises
-/// the reference counters to the clock floor and writes an identity. `None` (nothing changed)
+/// brings existing records under today's rules ([`repair_records`]), raises the reference
+/// counters to the clock floor and writes an identity. `None` (nothing changed)
 /// when the store already has one (on a cluster: every copy). A cluster where only some
 /// copies exist or they disagree lost data on a shard, or a run was interrupted: an error that
 /// sends the operator to `store recover`.
@@ -128,13 +193,7 @@ pub async fn init(store: &dyn Store, now_ms: i64) -> Result<Option<Seeded>, Stor
         }
         Guard::Absent => {}
     }
-    let adopted = adopt_existing_records(store).await?;
-    if adopted > 0 {
-        tracing::info!(
-            adopted,
-            "payment records that are not final no longer expire"
-        );
-    }
+    let records = repair_records(store, now_ms).await?;
     let counters = raise_counters(store, clock_floor(now_ms)).await?;
     let identity = new_identity();
     if !store
@@ -144,11 +203,17 @@ pub async fn init(store: &dyn Store, now_ms: i64) -> Result<Option<Seeded>, Stor
         // Another replica initialised it meanwhile.
         return Ok(None);
     }
-    Ok(Some(Seeded { identity, counters }))
+    Ok(Some(Seeded {
+        identity,
+        counters,
+        records,
+    }))
 }
 
 /// Recovery after data loss: raises every provider's reference counter to `floor` (default:
-/// the clock floor, [`clock_floor`]), then writes a new identity, which running gateways adopt
+/// the clock floor, [`clock_floor`]), puts every payment record back in the journal index and
+/// every unfinished one back on the reconciliation schedule ([`repair_records`]: a lost shard
+/// may have held either sorted set), then writes a new identity, which running gateways adopt
 /// on their next claim. Counters first: no claim is accepted before they are safe.
 pub async fn recover(
     store: &dyn Store,
@@ -157,11 +222,16 @@ pub async fn recover(
 ) -> Result<Seeded, StoreError> {
     let floor = floor.unwrap_or_else(|| clock_floor(now_ms));
     let counters = raise_counters(store, floor).await?;
+    let records = repair_records(store, now_ms).await?;
     let identity = new_identity();
     store
         .replace_guard(&keys::identity(), identity.as_bytes())
         .await?;
-    Ok(Seeded { identity, counters })
+    Ok(Seeded {
+        identity,
+        counters,
+        records,
+    })
 }
 
 #[cfg(test)]
@@ -208,6 +278,122 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(indexed.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn recover_puts_every_record_back_in_the_index_and_unfinished_ones_on_the_schedule() {
+        use crate::domain::{
+            payment::{CallPhase, PaymentKind},
+            Currency, Money, PaymentOrder,
+        };
+        let store = MemoryStore::default();
+        let order = PaymentOrder::new(
+            ProviderId::Interswitch,
+            PaymentKind::Bill,
+            "p",
+            "c",
+            Money::new(Currency::Ngn, 1),
+        );
+        // Records whose index and schedule entries were lost with another shard.
+        let records = [
+            (
+                "claimed",
+                PaymentState::Pending,
+                CallPhase::Claimed { since_ms: 10 },
+            ),
+            (
+                "in-flight",
+                PaymentState::Pending,
+                CallPhase::InFlight { since_ms: 20 },
+            ),
+            ("pending", PaymentState::Pending, CallPhase::Returned),
+            ("otp", PaymentState::OtpRequired, CallPhase::Returned),
+            (
+                "attention",
+                PaymentState::NeedsAttention,
+                CallPhase::Returned,
+            ),
+            ("done", PaymentState::Succeeded, CallPhase::Returned),
+            ("kept", PaymentState::Pending, CallPhase::Returned),
+        ];
+        let mut ids = std::collections::HashMap::new();
+        for (at, (request_id, state, call)) in records.into_iter().enumerate() {
+            let record = PaymentRecord {
+                state,
+                call,
+                ..PaymentRecord::claimed(request_id.into(), order.clone(), "1".into(), at as i64)
+            };
+            let key = keys::payment(&record.payment_id);
+            store
+                .set(&key, &serde_json::to_vec(&record).unwrap(), None)
+                .await
+                .unwrap();
+            ids.insert(request_id, record.payment_id);
+        }
+        store
+            .set(&keys::payment("garbled"), b"{", None)
+            .await
+            .unwrap();
+        // One record kept its entries: they keep their times.
+        store
+            .schedule(&keys::reconcile_schedule(), &ids["kept"], 5_000)
+            .await
+            .unwrap();
+        store
+            .schedule(&keys::journal_index(), &ids["kept"], 6)
+            .await
+            .unwrap();
+
+        let now = 1_000;
+        let recovered = recover(&store, Some(1), now).await.unwrap();
+        assert_eq!(
+            recovered.records,
+            Repaired {
+                records: 7,
+                reindexed: 6,
+                rescheduled: 4,
+            }
+        );
+        let index = store
+            .range(&keys::journal_index(), 0, 100, 0, 100)
+            .await
+            .unwrap();
+        let in_order: Vec<&str> = [
+            "claimed",
+            "in-flight",
+            "pending",
+            "otp",
+            "attention",
+            "done",
+            "kept",
+        ]
+        .iter()
+        .map(|r| ids[r].as_str())
+        .collect();
+        assert_eq!(index, in_order, "each at its creation time");
+        let mut due = store
+            .due(&keys::reconcile_schedule(), now, 100)
+            .await
+            .unwrap();
+        due.sort();
+        let mut open: Vec<String> = ["claimed", "in-flight", "pending", "otp"]
+            .iter()
+            .map(|r| ids[r].clone())
+            .collect();
+        open.sort();
+        assert_eq!(due, open, "unfinished: due now; settled ones not scheduled");
+        assert_eq!(
+            store
+                .due(&keys::reconcile_schedule(), 5_000, 100)
+                .await
+                .unwrap()
+                .len(),
+            5,
+            "the entry that was there kept its time"
+        );
+        // Run again: nothing is missing any more.
+        let again = recover(&store, Some(1), now).await.unwrap();
+        assert_eq!(again.records.reindexed + again.records.rescheduled, 0);
     }
 
     #[tokio::test]

@@ -193,8 +193,17 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn increment(&self, key: &str, seed: u64) -> Result<u64, StoreError> {
+    async fn increment_guarded(
+        &self,
+        guard_key: &str,
+        guard_value: &[u8],
+        key: &str,
+        seed: u64,
+    ) -> Result<Option<u64>, StoreError> {
         let mut state = self.lock();
+        if Self::live_value(&mut state, guard_key).map(|v| v.as_slice()) != Some(guard_value) {
+            return Ok(None);
+        }
         let current = match Self::live_value(&mut state, key) {
             Some(v) => std::str::from_utf8(v)
                 .ok()
@@ -206,7 +215,7 @@ impl Store for MemoryStore {
         state
             .values
             .insert(key.to_owned(), (next.to_string().into_bytes(), None));
-        Ok(next)
+        Ok(Some(next))
     }
 
     async fn schedule(&self, set: &str, member: &str, due_ms: i64) -> Result<(), StoreError> {
@@ -224,14 +233,15 @@ impl Store for MemoryStore {
         set: &str,
         member: &str,
         due_ms: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut state = self.lock();
         let (ordered, index) = state.schedules.entry(set.to_owned()).or_default();
-        if !index.contains_key(member) {
-            index.insert(member.to_owned(), due_ms);
-            ordered.insert((due_ms, member.to_owned()));
+        if index.contains_key(member) {
+            return Ok(false);
         }
-        Ok(())
+        index.insert(member.to_owned(), due_ms);
+        ordered.insert((due_ms, member.to_owned()));
+        Ok(true)
     }
 
     async fn due(&self, set: &str, now_ms: i64, limit: usize) -> Result<Vec<String>, StoreError> {

@@ -31,25 +31,33 @@
 //! the identity and does the `SET NX` atomically, so no claim lands in a store that lost its
 //! identity, however the loss and the claim interleave. A missing identity stops every mutating
 //! RPC (`UNAVAILABLE`, reason `STORE_DATA_LOST`) and turns PaymentService health NOT_SERVING;
-//! reads go on. `billpay-gateway store recover` raises every provider's reference counter above
-//! anything used and writes a new identity; running gateways adopt it on their next claim.
+//! reads go on. Every provider reference is drawn the same way, by
+//! [`Store::increment_guarded`] with the identity as guard. `billpay-gateway store recover`
+//! raises every provider's reference counter above anything used, puts every payment record
+//! back in the journal index and every unfinished one back on the reconciliation schedule
+//! (either sorted set may have been lost), and writes a new identity; running gateways adopt
+//! it on their next claim.
 //!
 //! ## Redis Cluster: which keys share a slot, and why
 //!
 //! A cluster spreads keys over 16,384 hash slots; a Lua script or transaction may only touch
 //! keys of one slot (else CROSSSLOT). Every script here touches one key, except the claim,
-//! which reads the identity and writes the claimed key. So on a cluster the identity is kept
-//! once per slot: `billpay:v1:store:identity:{<tag>}`, where `<tag>` is a short string chosen
-//! to hash to that slot ([`slots`]), and the claim of `billpay:v1:payment:<id>` or
-//! `billpay:v1:op:<id>` uses the copy in that key's own slot: **each claimed key shares a slot
-//! with exactly one identity copy, and nothing else shares a slot on purpose**. No other key
+//! which reads the identity and writes the claimed key, and the reference counter's guarded
+//! increment, which reads the identity and increments the counter. So on a cluster the
+//! identity is kept once per slot: `billpay:v1:store:identity:{<tag>}`, where `<tag>` is a
+//! short string chosen to hash to that slot ([`slots`]), and the claim of
+//! `billpay:v1:payment:<id>` or `billpay:v1:op:<id>` (or the increment of
+//! `billpay:v1:seq:reference:<provider>`) uses the copy in that key's own slot: **each guarded
+//! key shares a slot with exactly one identity copy, and nothing else shares a slot on
+//! purpose**. No other key
 //! name changes, and none carries a hash tag: a single Redis keeps its one identity key and
 //! its data as before, and cluster slots spread payments evenly.
 //!
 //! Per-slot copies are also what a cluster needs to detect data loss: a shard that restarts
 //! empty (or fails over to an empty replica, or is flushed) loses the copies of its slots,
-//! so claims there are refused (`STORE_DATA_LOST`) while the other shards' data and copies
-//! stay valid. `store init` writes every copy (the plain identity key decides between racing
+//! so claims there are refused (`STORE_DATA_LOST`), and so are new provider references when
+//! the shard held a provider's counter (restarted from its seed it would reuse references a
+//! provider already saw), while the other shards' data and copies stay valid. `store init` writes every copy (the plain identity key decides between racing
 //! runs; each run fills the copies still missing with the decided value), `store recover`
 //! overwrites every copy (MSET split per slot by the cluster client, 512 per command). The
 //! periodic check ([`identity::read`]) reads one copy per range of the slot map (`CLUSTER
@@ -68,6 +76,8 @@
 //! (`billpay:v1:reconcile`) and the journal index (`billpay:v1:journal`) stay one key each (so
 //! one slot each): measured in BENCHMARKS.md ("Redis Cluster"), a few commands per payment
 //! plus one poll per replica per `reconcile_poll_ms` are far from making either a hot key.
+//! A shard that loses one of them leaves the payment records on the other shards orphaned;
+//! `store recover` rebuilds both from the records ([`identity::repair_records`], `ZADD NX`).
 
 pub mod identity;
 pub mod memory;
@@ -191,20 +201,30 @@ pub trait Store: Send + Sync + 'static {
     async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
     /// Removes `key`.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
-    /// Increments the counter at `key` and returns the new value; a missing counter starts at
-    /// `seed`. A clock-derived seed keeps values unique even after the store loses the counter
-    /// (a restarted memory store, a Redis that lost its data), as long as the counter grew more
-    /// slowly than the clock.
-    async fn increment(&self, key: &str, seed: u64) -> Result<u64, StoreError>;
+    /// Increments the counter at `key` and returns the new value, only while the guard
+    /// `guard_key` holds `guard_value` (`None`, nothing changed, when it does not), checked
+    /// and done in one atomic step (a Lua script in Redis; on a cluster with the guard's copy
+    /// in `key`'s slot, as [`Store::set_if_absent_guarded`]). A missing counter starts at
+    /// `seed`. The provider reference counters are guarded by the store identity: on a cluster
+    /// the shard holding a counter can lose it while the payment's own shard is healthy, and a
+    /// counter restarted from its seed would hand out references a provider already saw.
+    async fn increment_guarded(
+        &self,
+        guard_key: &str,
+        guard_value: &[u8],
+        key: &str,
+        seed: u64,
+    ) -> Result<Option<u64>, StoreError>;
     /// Adds or moves `member` in the schedule `set`, due at `due_ms` (unix ms).
     async fn schedule(&self, set: &str, member: &str, due_ms: i64) -> Result<(), StoreError>;
-    /// Adds `member` to `set` at `due_ms` only if it is not there yet (Redis `ZADD NX`).
+    /// Adds `member` to `set` at `due_ms` only if it is not there yet (Redis `ZADD NX`);
+    /// `true` when this call added it.
     async fn schedule_if_absent(
         &self,
         set: &str,
         member: &str,
         due_ms: i64,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
     /// Adds `member` to each `(set, due_ms)` where it is not there yet, in one round trip
     /// where the store can (a Redis pipeline: not atomic, each entry stands alone; on an error
     /// some may be written). The default adds them one by one.

@@ -29,10 +29,15 @@ const GUARD_CHUNK: usize = 512;
 /// Guard-copy steps in flight at once.
 const GUARD_CONCURRENCY: usize = 8;
 
-/// Increments a counter that starts at a seed when missing.
-const INCREMENT_FROM_SEED: &str = r"
-redis.call('SET', KEYS[1], ARGV[1], 'NX')
-return redis.call('INCR', KEYS[1])
+/// The guarded increment: KEYS[1] the guard (store identity), KEYS[2] the counter; ARGV[1]
+/// the expected guard value, ARGV[2] the seed a missing counter starts at. -1 when the guard
+/// does not hold (nothing changed), else the new value. One script, so atomic.
+const GUARDED_INCREMENT_FROM_SEED: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return -1
+end
+redis.call('SET', KEYS[2], ARGV[2], 'NX')
+return redis.call('INCR', KEYS[2])
 ";
 
 /// Moves a due schedule entry to its lease time; 1 when this caller claimed it.
@@ -209,13 +214,22 @@ impl RedisStore {
             cas_ttl: redis::Script::new(COMPARE_AND_SWAP_WITH_TTL),
             guarded_claim: redis::Script::new(GUARDED_SET_IF_ABSENT),
             raise: redis::Script::new(RAISE_COUNTER),
-            increment: redis::Script::new(INCREMENT_FROM_SEED),
+            increment: redis::Script::new(GUARDED_INCREMENT_FROM_SEED),
             claim: redis::Script::new(CLAIM_DUE),
         }
     }
 
     fn is_cluster(&self) -> bool {
         matches!(self.target, Target::Cluster(_))
+    }
+
+    /// The guard key a script that writes `key` checks: on a cluster the guard's copy in
+    /// `key`'s slot (so the script's two keys share a slot), else the guard itself.
+    fn guard_beside(&self, guard_key: &str, key: &str) -> String {
+        match self.is_cluster() {
+            true => slots::guard_copy(guard_key, slots::slot(key.as_bytes())),
+            false => guard_key.to_owned(),
+        }
     }
 
     async fn connection(&self) -> Result<Connection, StoreError> {
@@ -454,11 +468,7 @@ impl Store for RedisStore {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<GuardedWrite, StoreError> {
-        // On a cluster the guard's copy in `key`'s slot: the script's two keys share a slot.
-        let guard_key = match self.is_cluster() {
-            true => slots::guard_copy(guard_key, slots::slot(key.as_bytes())),
-            false => guard_key.to_owned(),
-        };
+        let guard_key = self.guard_beside(guard_key, key);
         let guard_key = guard_key.as_str();
         self.run(|mut c| async move {
             let result: i64 = self
@@ -509,10 +519,26 @@ impl Store for RedisStore {
             .await
     }
 
-    async fn increment(&self, key: &str, seed: u64) -> Result<u64, StoreError> {
-        self.run(
-            |mut c| async move { self.increment.key(key).arg(seed).invoke_async(&mut c).await },
-        )
+    async fn increment_guarded(
+        &self,
+        guard_key: &str,
+        guard_value: &[u8],
+        key: &str,
+        seed: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let guard_key = self.guard_beside(guard_key, key);
+        let guard_key = guard_key.as_str();
+        self.run(|mut c| async move {
+            let value: i64 = self
+                .increment
+                .key(guard_key)
+                .key(key)
+                .arg(guard_value)
+                .arg(seed)
+                .invoke_async(&mut c)
+                .await?;
+            Ok(u64::try_from(value).ok())
+        })
         .await
     }
 
@@ -526,15 +552,16 @@ impl Store for RedisStore {
         set: &str,
         member: &str,
         due_ms: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         self.run(|mut c| async move {
-            redis::cmd("ZADD")
+            let added: u64 = redis::cmd("ZADD")
                 .arg(set)
                 .arg("NX")
                 .arg(due_ms)
                 .arg(member)
-                .query_async::<()>(&mut c)
-                .await
+                .query_async(&mut c)
+                .await?;
+            Ok(added == 1)
         })
         .await
     }
