@@ -410,6 +410,16 @@ pub struct PaymentRecord {
     /// records written before callers were recorded).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub caller: String,
+    /// The number of the provider's reference sequence the reference was made from (0 on
+    /// records written before it was kept). `store recover` raises each provider's counter
+    /// above the largest it finds, so a counter lost on its own shard never reissues a
+    /// reference that a surviving record still holds.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reference_sequence: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl PaymentRecord {
@@ -443,6 +453,7 @@ impl PaymentRecord {
             audit: Vec::new(),
             product: None,
             caller: String::new(),
+            reference_sequence: 0,
         }
     }
 

@@ -269,6 +269,7 @@ impl Gateway {
             claim_identity,
             payment_id: payment_id.clone(),
             caller,
+            reference_sequence: sequence,
             ..PaymentRecord::claimed(request_id, order, provider_reference, now)
         };
         let bytes = encode(&record);
@@ -825,9 +826,13 @@ mod tests {
     use crate::store::memory::MemoryStore;
 
     fn gateway() -> Arc<Gateway> {
+        gateway_over(Arc::new(MemoryStore::default()))
+    }
+
+    fn gateway_over(store: Arc<dyn crate::store::Store>) -> Arc<Gateway> {
         Gateway::new(
             Default::default(),
-            Arc::new(MemoryStore::default()),
+            store,
             Default::default(),
             Default::default(),
             false,
@@ -910,5 +915,152 @@ mod tests {
             .await
             .unwrap();
         assert!(started.is_some(), "the stored record was still claimed");
+    }
+
+    /// A store whose writes land but whose answers are those of a resent command (the cluster
+    /// client resends after a broken connection): a claim answers "exists", a swap "refused".
+    struct ResentAnswers(MemoryStore);
+
+    #[async_trait::async_trait]
+    impl crate::store::Store for ResentAnswers {
+        async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            self.0.get(key).await
+        }
+        async fn set(&self, k: &str, v: &[u8], ttl: Option<Duration>) -> Result<(), StoreError> {
+            self.0.set(k, v, ttl).await
+        }
+        async fn set_if_absent(
+            &self,
+            k: &str,
+            v: &[u8],
+            ttl: Option<Duration>,
+        ) -> Result<bool, StoreError> {
+            self.0.set_if_absent(k, v, ttl).await
+        }
+        async fn compare_and_swap(&self, k: &str, e: &[u8], n: &[u8]) -> Result<bool, StoreError> {
+            self.0.compare_and_swap(k, e, n).await
+        }
+        async fn compare_and_swap_with_ttl(
+            &self,
+            k: &str,
+            e: &[u8],
+            n: &[u8],
+            ttl: Option<Duration>,
+        ) -> Result<bool, StoreError> {
+            // Landed, but answered as the resend that found the new value.
+            self.0.compare_and_swap_with_ttl(k, e, n, ttl).await?;
+            Ok(false)
+        }
+        async fn set_if_absent_guarded(
+            &self,
+            gk: &str,
+            gv: &[u8],
+            k: &str,
+            v: &[u8],
+            ttl: Option<Duration>,
+        ) -> Result<crate::store::GuardedWrite, StoreError> {
+            match self.0.set_if_absent_guarded(gk, gv, k, v, ttl).await? {
+                crate::store::GuardedWrite::Written => Ok(crate::store::GuardedWrite::Exists),
+                other => Ok(other),
+            }
+        }
+        async fn raise_counter(&self, k: &str, floor: u64) -> Result<u64, StoreError> {
+            self.0.raise_counter(k, floor).await
+        }
+        async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+            self.0.keys_with_prefix(prefix).await
+        }
+        async fn delete(&self, k: &str) -> Result<(), StoreError> {
+            self.0.delete(k).await
+        }
+        async fn increment_guarded(
+            &self,
+            gk: &str,
+            gv: &[u8],
+            k: &str,
+            seed: u64,
+        ) -> Result<Option<u64>, StoreError> {
+            self.0.increment_guarded(gk, gv, k, seed).await
+        }
+        async fn schedule(&self, set: &str, m: &str, due: i64) -> Result<(), StoreError> {
+            self.0.schedule(set, m, due).await
+        }
+        async fn schedule_if_absent(
+            &self,
+            set: &str,
+            m: &str,
+            due: i64,
+        ) -> Result<bool, StoreError> {
+            self.0.schedule_if_absent(set, m, due).await
+        }
+        async fn due(&self, set: &str, now: i64, limit: usize) -> Result<Vec<String>, StoreError> {
+            self.0.due(set, now, limit).await
+        }
+        async fn range(
+            &self,
+            set: &str,
+            min: i64,
+            max: i64,
+            offset: usize,
+            limit: usize,
+        ) -> Result<Vec<String>, StoreError> {
+            self.0.range(set, min, max, offset, limit).await
+        }
+        async fn claim_due(
+            &self,
+            set: &str,
+            m: &str,
+            now: i64,
+            lease: i64,
+        ) -> Result<bool, StoreError> {
+            self.0.claim_due(set, m, now, lease).await
+        }
+        async fn unschedule(&self, set: &str, m: &str) -> Result<(), StoreError> {
+            self.0.unschedule(set, m).await
+        }
+        async fn ping(&self) -> Result<(), StoreError> {
+            self.0.ping().await
+        }
+    }
+
+    /// A claim that landed but was answered "exists" is this claim's own: without that, the
+    /// payment would never be sent and would wait for reconciliation to fail it.
+    #[tokio::test]
+    async fn a_claim_answered_exists_by_a_resend_is_won() {
+        let gateway = gateway_over(Arc::new(ResentAnswers(MemoryStore::default())));
+        let key = keys::payment("p3");
+        let mine = encode(&claimed("p3"));
+        assert!(gateway.guarded_claim(&key, &mine, None).await.unwrap());
+        // Someone else's bytes there: lost, as before.
+        let other = encode(&claimed("p3-other"));
+        assert!(!gateway.guarded_claim(&key, &other, None).await.unwrap());
+    }
+
+    /// A swap that landed but was answered "refused" is done once, not reported as refused
+    /// (the in-flight mark would say "settled before its call started" and never call) nor
+    /// applied a second time.
+    #[tokio::test]
+    async fn a_swap_answered_refused_by_a_resend_is_done_once() {
+        let gateway = gateway_over(Arc::new(ResentAnswers(MemoryStore::default())));
+        let key = keys::payment("p4");
+        let written = encode(&claimed("p4"));
+        gateway.store.set(&key, &written, None).await.unwrap();
+        let mut runs = 0;
+        let started = gateway
+            .update_payment_from(Some(written), "p4", Next::Keep, |r, now| {
+                runs += 1;
+                let claimed = matches!(r.call, CallPhase::Claimed { .. });
+                if claimed {
+                    r.call = CallPhase::InFlight { since_ms: now };
+                }
+                claimed
+            })
+            .await
+            .unwrap();
+        assert!(started.is_some(), "the in-flight mark landed");
+        assert_eq!(runs, 1);
+        let stored: PaymentRecord =
+            serde_json::from_slice(&gateway.store.get(&key).await.unwrap().unwrap()).unwrap();
+        assert!(matches!(stored.call, CallPhase::InFlight { .. }));
     }
 }

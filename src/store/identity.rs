@@ -65,14 +65,17 @@ pub struct Seeded {
     pub records: Repaired,
 }
 
+/// Raises each provider's counter to `floor`, and above the largest sequence number in use.
 async fn raise_counters(
     store: &dyn Store,
     floor: u64,
+    in_use: &std::collections::BTreeMap<ProviderId, u64>,
 ) -> Result<Vec<(ProviderId, u64)>, StoreError> {
     let mut counters = Vec::new();
     for id in ProviderId::ALL {
+        let above_used = in_use.get(&id).map_or(0, |n| n.saturating_add(1));
         let value = store
-            .raise_counter(&keys::reference_sequence(id.name()), floor)
+            .raise_counter(&keys::reference_sequence(id.name()), floor.max(above_used))
             .await?;
         counters.push((id, value));
     }
@@ -83,7 +86,7 @@ async fn raise_counters(
 const REPAIR_CONCURRENCY: usize = 32;
 
 /// What [`repair_records`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Repaired {
     /// Payment records found.
     pub records: usize,
@@ -92,16 +95,23 @@ pub struct Repaired {
     /// Unsettled records that were missing from the reconciliation schedule and were put back,
     /// due at once.
     pub rescheduled: usize,
+    /// The largest reference sequence number found, per provider (records that keep it).
+    pub largest_sequence: std::collections::BTreeMap<ProviderId, u64>,
 }
 
 impl std::ops::Add for Repaired {
     type Output = Self;
 
-    fn add(self, other: Self) -> Self {
+    fn add(mut self, other: Self) -> Self {
+        for (provider, sequence) in other.largest_sequence {
+            let largest = self.largest_sequence.entry(provider).or_default();
+            *largest = (*largest).max(sequence);
+        }
         Self {
             records: self.records + other.records,
             reindexed: self.reindexed + other.reindexed,
             rescheduled: self.rescheduled + other.rescheduled,
+            largest_sequence: self.largest_sequence,
         }
     }
 }
@@ -148,6 +158,11 @@ async fn repair_record(
         records: 1,
         ..Repaired::default()
     };
+    if record.reference_sequence > 0 {
+        repaired
+            .largest_sequence
+            .insert(record.order.provider, record.reference_sequence);
+    }
     let indexed = store
         .schedule_if_absent(
             &keys::journal_index(),
@@ -194,7 +209,7 @@ pub async fn init(store: &dyn Store, now_ms: i64) -> Result<Option<Seeded>, Stor
         Guard::Absent => {}
     }
     let records = repair_records(store, now_ms).await?;
-    let counters = raise_counters(store, clock_floor(now_ms)).await?;
+    let counters = raise_counters(store, clock_floor(now_ms), &records.largest_sequence).await?;
     let identity = new_identity();
     if !store
         .init_guard(&keys::identity(), identity.as_bytes())
@@ -210,19 +225,21 @@ pub async fn init(store: &dyn Store, now_ms: i64) -> Result<Option<Seeded>, Stor
     }))
 }
 
-/// Recovery after data loss: raises every provider's reference counter to `floor` (default:
-/// the clock floor, [`clock_floor`]), puts every payment record back in the journal index and
-/// every unfinished one back on the reconciliation schedule ([`repair_records`]: a lost shard
-/// may have held either sorted set), then writes a new identity, which running gateways adopt
-/// on their next claim. Counters first: no claim is accepted before they are safe.
+/// Recovery after data loss: puts every payment record back in the journal index and every
+/// unfinished one back on the reconciliation schedule ([`repair_records`]: a lost shard may
+/// have held either sorted set), raises every provider's reference counter to `floor` (default:
+/// the clock floor, [`clock_floor`]) and above the largest sequence number a surviving record
+/// holds, then writes a new identity, which running gateways adopt on their next claim. No
+/// reference is handed out before the counters are safe: a counter that was lost lost its
+/// identity copy with it, and increments are guarded by the identity.
 pub async fn recover(
     store: &dyn Store,
     floor: Option<u64>,
     now_ms: i64,
 ) -> Result<Seeded, StoreError> {
     let floor = floor.unwrap_or_else(|| clock_floor(now_ms));
-    let counters = raise_counters(store, floor).await?;
     let records = repair_records(store, now_ms).await?;
+    let counters = raise_counters(store, floor, &records.largest_sequence).await?;
     let identity = new_identity();
     store
         .replace_guard(&keys::identity(), identity.as_bytes())
@@ -321,6 +338,8 @@ mod tests {
             let record = PaymentRecord {
                 state,
                 call,
+                // The counter itself was lost: only the records know what was used.
+                reference_sequence: 100 + at as u64,
                 ..PaymentRecord::claimed(request_id.into(), order.clone(), "1".into(), at as i64)
             };
             let key = keys::payment(&record.payment_id);
@@ -352,8 +371,12 @@ mod tests {
                 records: 7,
                 reindexed: 6,
                 rescheduled: 4,
+                largest_sequence: [(ProviderId::Interswitch, 106)].into(),
             }
         );
+        // Above every reference a surviving record holds, though the floor given was 1.
+        assert!(recovered.counters.contains(&(ProviderId::Interswitch, 107)));
+        assert!(recovered.counters.contains(&(ProviderId::OnePipe, 1)));
         let index = store
             .range(&keys::journal_index(), 0, 100, 0, 100)
             .await
