@@ -226,10 +226,28 @@ pub fn apply_env(table: &mut toml::Table, vars: impl IntoIterator<Item = (String
     }
 }
 
+/// Settings that are numbers without a unit suffix (those ending in `_ms` are numbers too).
+/// Any other value stays text: a PIN or a terminal id made of digits is still a string.
+const NUMERIC_KEYS: &[&str] = &[
+    "local_entries",
+    "min_replica_acks",
+    "max_concurrent_calls",
+    "breaker_failures",
+    "request_reference_length",
+    "page_size",
+    "max_pages",
+    "max_request_bytes",
+    "rate_per_second",
+    "burst",
+];
+
 fn env_value(key: &str, value: String) -> toml::Value {
-    if key.ends_with("_ms") {
+    if key.ends_with("_ms") || NUMERIC_KEYS.contains(&key) {
         if let Ok(n) = value.parse::<i64>() {
             return toml::Value::Integer(n);
+        }
+        if let Ok(x) = value.parse::<f64>() {
+            return toml::Value::Float(x);
         }
     }
     match value.as_str() {
@@ -270,6 +288,16 @@ mod tests {
                     "1500".into(),
                 ),
                 ("BILLPAY__SERVER__JSON_LOGS".into(), "true".into()),
+                ("BILLPAY__AUTH__RATE_PER_SECOND".into(), "2.5".into()),
+                ("BILLPAY__AUTH__BURST".into(), "7".into()),
+                (
+                    "BILLPAY__PROVIDERS__INTERSWITCH__LIMITS__MAX_CONCURRENT_CALLS".into(),
+                    "128".into(),
+                ),
+                (
+                    "BILLPAY__PROVIDERS__INTERSWITCH__TERMINAL_ID".into(),
+                    "12345678".into(),
+                ),
                 ("REDIS_URL".into(), "redis://127.0.0.1:6399".into()),
                 (
                     "REDIS_CLUSTER_URLS".into(),
@@ -283,6 +311,11 @@ mod tests {
         use secrecy::ExposeSecret;
         assert_eq!(isw.client_secret.expose_secret(), "from-env");
         assert_eq!(isw.timeout_ms, 1500);
+        // Numbers where the setting is a number; digits stay text where it is text.
+        assert_eq!(config.auth.rate_per_second, 2.5);
+        assert_eq!(config.auth.burst, Some(7));
+        assert_eq!(isw.terminal_id, "12345678");
+        assert_eq!(isw.limits.max_concurrent_calls, 128);
         assert!(config.server.json_logs);
         assert_eq!(config.server.listen, "127.0.0.1:1");
         assert!(config.store.redis_url.is_some());
