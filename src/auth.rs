@@ -69,8 +69,15 @@ pub struct AuthConfig {
     pub callers: Vec<CallerConfig>,
     /// Key of the per-caller payment ids (HMAC-SHA256 of caller and request_id): required
     /// unless mode is `none`. Without it a payment_id cannot be computed from a request_id.
-    /// Changing it makes earlier payment ids unreachable by request_id replays.
+    /// Changing it makes earlier payment ids unreachable by request_id replays, unless the
+    /// old key is listed in `previous_payment_id_keys`.
     pub payment_id_key: Option<secrecy::SecretString>,
+    /// Keys `payment_id_key` had before, comma-separated, newest first: a request_id (payment
+    /// or follow-up) that is not found under the current key is looked up under each of these
+    /// before anything is claimed, so a retry across a key change replays instead of paying
+    /// again. Costs one store read per key for every new request_id; drop a key once
+    /// `payments.record_ttl_ms` has passed since it was replaced.
+    pub previous_payment_id_keys: Option<secrecy::SecretString>,
     /// Default rate limit of a caller without its own, calls per second per replica (each
     /// caller its own bucket); also the anonymous caller's in mode `none`. 0: unlimited.
     pub rate_per_second: f64,
@@ -85,6 +92,7 @@ impl Default for AuthConfig {
             forwarded_header: DEFAULT_FORWARDED_HEADER.to_owned(),
             callers: Vec::new(),
             payment_id_key: None,
+            previous_payment_id_keys: None,
             rate_per_second: 0.0,
             burst: None,
         }
@@ -117,6 +125,13 @@ pub struct CallerConfig {
     pub burst: Option<u32>,
 }
 
+/// The key of per-caller ids, and the keys it replaced (newest first).
+#[derive(Debug)]
+struct ScopeKeys {
+    current: secrecy::SecretSlice<u8>,
+    previous: Vec<secrecy::SecretSlice<u8>>,
+}
+
 /// An identified caller and what it may do.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -126,9 +141,9 @@ pub struct Caller {
     /// `None`: every provider.
     providers: Option<BTreeSet<ProviderId>>,
     operator: bool,
-    /// Key of this caller's payment and operation ids; `None` (the anonymous caller): the
+    /// Keys of this caller's payment and operation ids; `None` (the anonymous caller): the
     /// unkeyed ids, so the sandbox's documented payment ids stay valid.
-    scope_key: Option<Arc<secrecy::SecretSlice<u8>>>,
+    scope_key: Option<Arc<ScopeKeys>>,
     /// Its rate limit; `None`: unlimited.
     limit: Option<Arc<CallLimit>>,
 }
@@ -200,16 +215,43 @@ pub fn check_provider(provider: ProviderId) -> Result<(), GatewayError> {
 /// an id cannot be computed without the key; `None` for the anonymous caller and background
 /// work (their callers use the unkeyed ids).
 fn scoped_id(namespace: &str, request_id: &str) -> Option<String> {
+    let (name, keys) = current_scope()?;
+    Some(keyed_id(&keys.current, namespace, &name, request_id))
+}
+
+/// The ids `request_id` had under the keys `payment_id_key` replaced, newest first (empty
+/// for the anonymous caller).
+fn earlier_scoped_ids(namespace: &str, request_id: &str) -> Vec<String> {
+    current_scope()
+        .map(|(name, keys)| {
+            keys.previous
+                .iter()
+                .map(|key| keyed_id(key, namespace, &name, request_id))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn current_scope() -> Option<(String, Arc<ScopeKeys>)> {
+    CURRENT_CALLER
+        .try_with(|c| Some((c.name.clone(), c.scope_key.clone()?)))
+        .ok()?
+}
+
+fn keyed_id(
+    key: &secrecy::SecretSlice<u8>,
+    namespace: &str,
+    name: &str,
+    request_id: &str,
+) -> String {
     use hmac::{Hmac, Mac};
     use secrecy::ExposeSecret;
-    let (name, key) = CURRENT_CALLER
-        .try_with(|c| Some((c.name.clone(), c.scope_key.clone()?)))
-        .ok()??;
-    let mut mac = Hmac::<Sha256>::new_from_slice(key.expose_secret()).ok()?;
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(key.expose_secret()).expect("HMAC takes any key length");
     // The caller's name is length-prefixed, so no (caller, request_id) pair reads as another.
     mac.update(format!("billpay/{namespace}/{}/{name}/{request_id}", name.len()).as_bytes());
     let digest = mac.finalize().into_bytes();
-    Some(digest.iter().take(16).map(|b| format!("{b:02x}")).collect())
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
 /// The payment id of `request_id` for the current RPC's caller ([`scoped_id`]); `None`: the
@@ -222,6 +264,21 @@ pub fn scoped_payment_id(request_id: &str) -> Option<String> {
 /// `request_id` for the current RPC's caller ([`scoped_id`]); `None`: the unkeyed id.
 pub fn scoped_operation_id(request_id: &str) -> Option<String> {
     scoped_id("operation", request_id)
+}
+
+/// The payment ids `request_id` had for the current caller under `[auth]
+/// previous_payment_id_keys`, newest first: where a retry across a key change finds its
+/// payment.
+pub fn earlier_payment_ids(request_id: &str) -> Vec<String> {
+    earlier_scoped_ids("payment", request_id)
+        .into_iter()
+        .map(|hex| format!("pay_{hex}"))
+        .collect()
+}
+
+/// [`earlier_payment_ids`] for a follow-up operation's `request_id`.
+pub fn earlier_operation_ids(request_id: &str) -> Vec<String> {
+    earlier_scoped_ids("operation", request_id)
 }
 
 /// May the current RPC's caller see a payment recorded for `owner`? Operators, the anonymous
@@ -262,12 +319,26 @@ impl Authenticator {
             (_, AuthMode::None) => None,
             (Some(key), _) => {
                 use secrecy::ExposeSecret;
-                if key.expose_secret().len() < 16 {
-                    return Err("auth.payment_id_key: at least 16 characters".into());
-                }
-                Some(Arc::new(secrecy::SecretSlice::from(
-                    key.expose_secret().as_bytes().to_vec(),
-                )))
+                let secret = |key: &str, what: &str| {
+                    if key.len() < 16 {
+                        return Err(format!("auth.{what}: at least 16 characters each"));
+                    }
+                    Ok(secrecy::SecretSlice::from(key.as_bytes().to_vec()))
+                };
+                let previous = match &config.previous_payment_id_keys {
+                    Some(keys) => keys
+                        .expose_secret()
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|k| !k.is_empty())
+                        .map(|k| secret(k, "previous_payment_id_keys"))
+                        .collect::<Result<Vec<_>, _>>()?,
+                    None => Vec::new(),
+                };
+                Some(Arc::new(ScopeKeys {
+                    current: secret(key.expose_secret(), "payment_id_key")?,
+                    previous,
+                }))
             }
             (None, _) => {
                 return Err(

@@ -689,3 +689,57 @@ fn callers_that_would_share_payments_are_refused_at_start() {
     let same_key = with(&|c| c[1].api_key_sha256 = c[0].api_key_sha256.clone()).unwrap_err();
     assert!(same_key.contains("same key"), "{same_key}");
 }
+
+/// A retry across a change of `payment_id_key` finds the payment made under the old key when
+/// the old key is listed in `previous_payment_id_keys`; without it the retry is a new payment
+/// (what the setting is for).
+#[tokio::test]
+async fn a_retry_across_a_payment_id_key_change_replays_with_the_previous_key_listed() {
+    const OLD: &str = "old-payment-id-key-77a1";
+    const NEW: &str = "new-payment-id-key-2b9c";
+    let store = Arc::new(MemoryStore::default());
+    let config = |key: &str, previous: Option<&str>| AuthConfig {
+        mode: AuthMode::ApiKey,
+        callers: callers(),
+        payment_id_key: Some(key.to_owned().into()),
+        previous_payment_id_keys: previous.map(|p| p.to_owned().into()),
+        ..Default::default()
+    };
+    let pay = |gw: &TestGateway| {
+        let mut client = gw.payments();
+        async move {
+            client
+                .create_payment(bearer(
+                    payment_request("across-keys", "90101", "0000000001", 100_000),
+                    SHOP_KEY,
+                ))
+                .await
+                .expect("answered")
+                .into_inner()
+                .payment
+                .unwrap()
+        }
+    };
+
+    let (sims, gw) = gateway_over(config(OLD, None), store.clone()).await;
+    let first = pay(&gw).await;
+    assert_eq!(sims.calls.get("interswitch", "pay"), 1);
+    gw.stop().await;
+
+    // Rotated, the old key kept as previous: the same payment, nothing sent.
+    let (sims, gw) = gateway_over(config(NEW, Some(OLD)), store.clone()).await;
+    let retried = pay(&gw).await;
+    assert_eq!(retried.payment_id, first.payment_id);
+    assert_eq!(sims.calls.get("interswitch", "pay"), 0);
+    gw.stop().await;
+
+    // Rotated without it: the retry is a second payment.
+    let (sims, gw) = gateway_over(config(NEW, None), store.clone()).await;
+    let second = pay(&gw).await;
+    assert_ne!(second.payment_id, first.payment_id);
+    assert_eq!(sims.calls.get("interswitch", "pay"), 1);
+    gw.stop().await;
+
+    // Previous keys are keys: too short is refused at start.
+    assert!(Authenticator::new(&config(NEW, Some("short"))).is_err());
+}

@@ -400,17 +400,23 @@ impl Gateway {
         ended
     }
 
+    /// The operation record of `request_id`: under its id, else under an id it had before
+    /// `[auth] payment_id_key` changed (`previous_payment_id_keys`).
     pub(super) async fn load_operation(
         &self,
         request_id: &str,
     ) -> Result<Option<OperationRecord>, GatewayError> {
-        let id = operation_id(request_id);
-        let Some(bytes) = self.store.get(&keys::operation(&id)).await? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&bytes)
-            .map(|record| Some(OperationRecord { id, ..record }))
-            .map_err(|e| GatewayError::Internal(format!("operation record unreadable: {e}")))
+        let ids = std::iter::once(operation_id(request_id))
+            .chain(crate::auth::earlier_operation_ids(request_id));
+        for id in ids {
+            let Some(bytes) = self.store.get(&keys::operation(&id)).await? else {
+                continue;
+            };
+            return serde_json::from_slice(&bytes)
+                .map(|record| Some(OperationRecord { id, ..record }))
+                .map_err(|e| GatewayError::Internal(format!("operation record unreadable: {e}")));
+        }
+        Ok(None)
     }
 
     /// Writes the operation's record before its provider call. `Err(existing)` when another

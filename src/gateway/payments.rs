@@ -146,6 +146,12 @@ impl Gateway {
         if let Some(existing) = self.load_payment(&payment_id).await? {
             return replay(existing, &fingerprint, self.payments.in_flight_retry_ms);
         }
+        // Made before `[auth] payment_id_key` changed? Then it is that payment.
+        for earlier in crate::auth::earlier_payment_ids(&request_id) {
+            if let Some(existing) = self.load_payment(&earlier).await? {
+                return replay(existing, &fingerprint, self.payments.in_flight_retry_ms);
+            }
+        }
         if provider
             .capabilities()
             .contains(&Capability::ValidateCustomer)
