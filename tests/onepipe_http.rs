@@ -12,10 +12,15 @@ use std::{collections::HashSet, sync::Arc, time::Duration};
 use base64::{engine::general_purpose::STANDARD, Engine};
 use billpay_gateway::{
     config::ProvidersConfig,
-    gateway::{reconcile::ReconcileStats, PaymentSettings},
+    domain::{
+        options::{OnePipeFundingKind, OnePipeOptions},
+        payment::{CallPhase, PaymentKind},
+        Currency, Money, PaymentOptions, PaymentOrder, PaymentRecord, PaymentState, ProviderId,
+    },
+    gateway::{reconcile::ReconcileStats, Clock, PaymentSettings},
     pb,
     providers::onepipe::{MockMode, OnePipeConfig},
-    store::memory::MemoryStore,
+    store::{keys, memory::MemoryStore, Store},
 };
 use common::*;
 use des::cipher::{BlockDecrypt, KeyInit};
@@ -774,4 +779,108 @@ async fn the_reconciler_settles_a_payment_left_pending_by_a_502() {
     assert_eq!(settled.fulfilment_token, "1253-1167-5843-6580-4889");
     assert_eq!(requests_to(&server, "/transact/query").await.len(), 1);
     gw.stop().await;
+}
+
+/// What a replica that died between claiming a OnePipe payment and calling `/transact`
+/// leaves behind: the record marked claimed, its in-flight time over, due for reconciliation.
+async fn strand_claimed(store: &MemoryStore, request_id: &str) -> String {
+    let now = Clock::default().now_ms();
+    let mut order = PaymentOrder::new(
+        ProviderId::OnePipe,
+        PaymentKind::Bill,
+        "IKEDCPR-TOKEN",
+        "45000000001",
+        Money::new(Currency::Ngn, 5_000),
+    );
+    order.biller_id = "IKEDCPR".into();
+    order.options = PaymentOptions::OnePipe(OnePipeOptions {
+        order_reference: "OPT-1".into(),
+        funding: OnePipeFundingKind::Card,
+    });
+    let record = PaymentRecord {
+        call: CallPhase::Claimed {
+            since_ms: now - 10_000,
+        },
+        ..PaymentRecord::claimed(
+            request_id.into(),
+            order,
+            format!("billpay-{request_id}"),
+            now - 10_000,
+        )
+    };
+    let payment_id = record.payment_id.clone();
+    store
+        .set(
+            &keys::payment(&payment_id),
+            &serde_json::to_vec(&record).unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+    store
+        .schedule(&keys::reconcile_schedule(), &payment_id, now - 1)
+        .await
+        .unwrap();
+    payment_id
+}
+
+#[tokio::test]
+async fn a_not_found_looking_query_answer_never_fails_a_claimed_payment_as_never_sent() {
+    // OnePipe documents no "no such transaction" answer, so neither a 404 nor a Failed
+    // without a transaction proves the claimed call never went out: the payment is
+    // reconciled as one whose call returned with an unknown outcome, not FAILED.
+    for (name, answer) in [
+        (
+            "404",
+            ResponseTemplate::new(404).set_body_string("not found"),
+        ),
+        (
+            "failed",
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"status": "Failed", "message": "Transaction not found"})),
+        ),
+    ] {
+        let server = MockServer::start().await;
+        mock(&server, "/transact/query", answer).await;
+        let store = Arc::new(MemoryStore::default());
+        let settings = PaymentSettings {
+            in_flight_expiry_ms: 1_000,
+            ..PaymentSettings::default()
+        };
+        let gw = TestGateway::start_with(
+            ProvidersConfig {
+                onepipe: Some(config(&server, 5_000)),
+                ..Default::default()
+            },
+            store.clone(),
+            settings,
+        )
+        .await;
+        let payment_id = strand_claimed(&store, &format!("claimed-{name}")).await;
+        gw.gateway
+            .reconcile_due(&ReconcileStats::default())
+            .await
+            .unwrap();
+        let queries = requests_to(&server, "/transact/query").await;
+        assert_eq!(queries.len(), 1, "{name}: asked OnePipe first");
+        let b = assert_signed(&queries[0]);
+        assert_eq!(
+            b["transaction"]["transaction_ref"],
+            format!("billpay-claimed-{name}")
+        );
+        let record = gw.gateway.load_payment(&payment_id).await.unwrap().unwrap();
+        assert_eq!(record.state, PaymentState::Pending, "{name}");
+        assert_eq!(
+            record.call,
+            CallPhase::Returned,
+            "{name}: may have gone out"
+        );
+        assert!(
+            !record.provider_message.contains("never sent"),
+            "{name}: {}",
+            record.provider_message
+        );
+        assert!(requests_to(&server, "/transact").await.is_empty(), "{name}");
+        gw.stop().await;
+    }
 }

@@ -594,7 +594,11 @@ impl Provider for OnePipe {
                 ),
             )
             .await?;
-        // A query answering 404 knows no such transaction yet: outcome still unknown.
+        // OnePipe documents no "no transaction with this reference" answer (the Pay
+        // Electricity page shows no /transact/query response at all), so none is read as
+        // one: a 404, like a Failed without a transaction (wire.rs), is an unknown outcome and
+        // never `reference_not_found`. A payment left claimed is then not failed as never
+        // sent on that word; it is reconciled and, failing news, handed to an operator.
         if raw.status == 404 {
             return Ok(PaymentOutcome::unknown(
                 "OnePipe has no transaction with this reference yet",

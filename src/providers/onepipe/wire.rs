@@ -2,6 +2,14 @@
 //! `transaction`) and the response envelope (`status`, `message`, `data`), read leniently (a
 //! field of the wrong JSON type is treated as absent) and mapped to domain outcomes. Amounts
 //! are kobo integers. Field names follow PROVIDER-NOTES.md §4.5-4.6.
+//!
+//! No answer is checked against the journal's identity (`AnswerIdentity`): the documents show
+//! no field that echoes which payment an answer is about. The `/transact` answer's
+//! `provider_response.reference` is OnePipe's own (the options answer carries one before any
+//! payment exists), `transaction_final_amount` is the final charge (the sample answers 20000
+//! with a 5000 fee to a request of 10000), not the order's amount echoed, and
+//! neither `customer_ref` nor `biller_id`/`biller_item_id` come back; the `/transact/query`
+//! answer is not shown at all. Comparing any of these would be a guess.
 
 use std::collections::BTreeMap;
 
@@ -341,6 +349,29 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_answer_names_onepipes_reference_and_the_final_charge_not_ours() {
+        // The Pay Electricity /transact sample, for a request of amount 10000.
+        let r = parse(
+            r#"{"status":"Successful","message":"Transaction processed successfully",
+            "data":{"provider_response_code":"00","provider":"Beeceptor","errors":null,
+            "error":null,"provider_response":{"reference":"000022200225154318222333334432",
+            "payment_status":"Successful","fulfillment_status":"Succesful",
+            "transaction_final_amount":20000,"transaction_fee":5000,"narration":"My narration",
+            "token":"1253-1167-5843-6580-4889"}}}"#,
+        );
+        let o = r.payment_outcome();
+        assert_eq!(o.effective_state(), PaymentState::Succeeded);
+        assert_eq!(o.mismatch, None);
+        assert!(!o.reference_not_found);
+        assert_eq!(
+            o.provider_transaction_id.as_deref(),
+            Some("000022200225154318222333334432")
+        );
+        assert_eq!(o.extras.total, Some(Money::new(Currency::Ngn, 20_000)));
+        assert_eq!(o.extras.approved_amount, None, "not an approved amount");
+    }
+
+    #[test]
     fn successful_with_an_error_or_a_processing_payment_is_pending() {
         for body in [
             r#"{"status":"Successful","data":{"error":"insufficient funds"}}"#,
@@ -370,6 +401,8 @@ mod tests {
     fn a_failed_query_without_a_transaction_is_not_a_failed_payment() {
         let r = parse(r#"{"status":"Failed","message":"not found","data":{}}"#);
         assert!(r.follow_up_outcome().is_unknown());
+        // No "not found" answer is documented: this is not one, whatever its message says.
+        assert!(!r.follow_up_outcome().reference_not_found);
         assert_eq!(r.payment_outcome().state, PaymentState::Failed);
         let r = parse(
             r#"{"status":"Failed","data":{"provider_response":{"payment_status":"Failed"}}}"#,
