@@ -756,3 +756,108 @@ async fn a_payment_without_a_token_is_failed_not_sent() {
         .is_empty());
     gw.stop().await;
 }
+
+/// The billers spec documents no code for "no transaction with this reference" (only `00` is
+/// documented; `25` comes from the sibling Airtime API and also means "missing configuration").
+/// So a `bill_status` answering `25` never lets the gateway conclude a payment was not sent: a
+/// payment left claimed is not FAILED "never sent", and a payment whose call timed out stays
+/// PENDING. Nothing is paid again.
+#[tokio::test]
+async fn a_status_answer_25_never_fails_a_payment_as_not_sent() {
+    use billpay_gateway::{
+        domain::{
+            payment::{CallPhase, PaymentKind},
+            Currency, Money, PaymentOrder, PaymentRecord, PaymentState, ProviderId,
+        },
+        gateway::{reconcile::ReconcileStats, Clock, PaymentSettings},
+        store::{keys, memory::MemoryStore, Store},
+    };
+
+    let server = MockServer::start().await;
+    Tokens::default().mount(&server).await;
+    mock_service(&server, "bill_payment/", ResponseTemplate::new(502)).await;
+    mock_service(&server, "bill_status/", ok("25", "Transaction not found")).await;
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+    // What a replica that died between claiming the payment and calling InterIntel leaves:
+    // the record, claimed a minute ago (past the in-flight expiry), due for reconciliation.
+    let now = Clock::default().now_ms();
+    let order = PaymentOrder::new(
+        ProviderId::InterIntel,
+        PaymentKind::Bill,
+        "101",
+        "1000000001",
+        Money::new(Currency::Kes, 250_000),
+    );
+    let record = PaymentRecord::claimed(
+        "ii-claimed".into(),
+        order,
+        "BPG000000000007".into(),
+        now - 60_000,
+    );
+    let claimed_id = record.payment_id.clone();
+    store
+        .set(
+            &keys::payment(&claimed_id),
+            &serde_json::to_vec(&record).unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+    store
+        .schedule(&keys::reconcile_schedule(), &claimed_id, now - 1)
+        .await
+        .unwrap();
+    let gw = TestGateway::start_with(
+        ProvidersConfig {
+            interintel: Some(config(&server, "")),
+            ..ProvidersConfig::default()
+        },
+        store,
+        PaymentSettings {
+            in_flight_expiry_ms: 30_000,
+            ..PaymentSettings::default()
+        },
+    )
+    .await;
+
+    let stats = ReconcileStats::default();
+    assert_eq!(gw.gateway.reconcile_due(&stats).await.unwrap(), 1);
+    let [r] = &requests(&server, &format!("{API}/bill_status/")).await[..] else {
+        panic!("reconciliation asks bill_status once")
+    };
+    assert_eq!(body(r)["ext_outbound_id"], "BPG000000000007");
+    let after = gw.gateway.load_payment(&claimed_id).await.unwrap().unwrap();
+    assert_eq!(
+        after.state,
+        PaymentState::Pending,
+        "{}",
+        after.provider_message
+    );
+    assert_eq!(
+        after.call,
+        CallPhase::Returned,
+        "reconciled as possibly sent"
+    );
+    let seen = gw.get(&claimed_id).await;
+    assert_eq!(state(&seen), pb::PaymentState::Pending);
+
+    // A payment whose call failed upstream: its status query answering 25 settles nothing.
+    let paid = gw
+        .pay(pay_request("ii-upstream", "101", "1000000002", 250_000))
+        .await;
+    assert_eq!(state(&paid), pb::PaymentState::Pending);
+    let seen = gw.get(&paid.payment_id).await;
+    assert_eq!(state(&seen), pb::PaymentState::Pending);
+    assert_ne!(
+        seen.provider_code, "25",
+        "an unknown outcome records no code"
+    );
+    assert_eq!(
+        requests(&server, &format!("{API}/bill_payment/"))
+            .await
+            .len(),
+        1,
+        "nothing is paid again"
+    );
+    gw.stop().await;
+}

@@ -10,7 +10,9 @@ use crate::domain::PaymentState;
 /// The request succeeded.
 pub const SUCCESS: &str = "00";
 
-/// Nothing known under the reference (status query): the outcome is still unknown.
+/// "Not found or missing configuration" in the sibling Airtime API; the billers spec documents
+/// no code for "no transaction with this reference". A status query answering it leaves the
+/// outcome unknown and never tells the gateway that the payment was not sent.
 pub const NOT_FOUND: &str = "25";
 
 /// Accepted for asynchronous processing: the answer comes later, from `bill_status`.

@@ -9,6 +9,15 @@
 //!
 //! Two API generations differ: the 2023 one wants `gateway_host` and `credentials` in every
 //! body, the current one (base `/api/v1`) dropped both; they are sent only when configured.
+//!
+//! What an answer cannot say: the spec documents only `response_status` and `response` in the
+//! `bill_payment` and `bill_status` answers, so no answer echoes which payment it is about (no
+//! reference, account number, product item or amount) and no [`AnswerIdentity`] can be
+//! filled: an answer about another payment cannot be detected here. Nor does the billers spec
+//! document a code for "no transaction with this reference" (see [`codes::NOT_FOUND`]), so no
+//! answer is ever `reference_not_found`.
+//!
+//! [`AnswerIdentity`]: crate::domain::AnswerIdentity
 
 pub mod auth;
 pub mod codes;
@@ -367,6 +376,33 @@ fn message(answer: &ServiceAnswer, code: &str) -> String {
     }
 }
 
+/// Maps a `bill_status` answer about `payment`. The answer carries nothing that identifies the
+/// payment (see the module documentation), so it is taken as about the `ext_outbound_id` sent.
+fn status_outcome(answer: &ServiceAnswer, payment: &PaymentRecord) -> PaymentOutcome {
+    // The payment's own status when the answer separates it from the query's code.
+    let code = match answer.overall_status.as_str() {
+        "" => answer.response_status.clone(),
+        overall => overall.to_owned(),
+    };
+    if code == codes::NOT_FOUND {
+        // Unknown, not `reference_not_found`: the billers spec documents no "not found" code,
+        // and `25` (sibling Airtime API) also means "missing configuration", so it cannot
+        // prove that a payment was never sent.
+        return PaymentOutcome::unknown(format!(
+            "InterIntel answered {code} (not found or missing configuration) for this \
+             ext_outbound_id: outcome unknown"
+        ));
+    }
+    let mut outcome =
+        PaymentOutcome::answered(codes::payment_state(&code), &code, message(answer, &code));
+    if outcome.state == PaymentState::Pending && payment.state == PaymentState::Scheduled {
+        // Still waiting for its time: it stays SCHEDULED.
+        outcome.state = PaymentState::Scheduled;
+        outcome.extras.scheduled_at_ms = InterIntel::scheduled_ms(&payment.order);
+    }
+    outcome
+}
+
 #[async_trait]
 impl Provider for InterIntel {
     fn id(&self) -> ProviderId {
@@ -506,25 +542,7 @@ impl Provider for InterIntel {
         };
         let raw = self.post("query_payment", "/bill_status/", &body).await?;
         let answer = answer(raw, "bill_status")?;
-        // The payment's own status when the answer separates it from the query's code.
-        let code = match answer.overall_status.as_str() {
-            "" => answer.response_status.clone(),
-            overall => overall.to_owned(),
-        };
-        if code == codes::NOT_FOUND {
-            return Ok(PaymentOutcome::unknown(
-                "InterIntel has no payment with this ext_outbound_id yet",
-            ));
-        }
-        let mut outcome =
-            PaymentOutcome::answered(codes::payment_state(&code), &code, message(&answer, &code));
-        let scheduled = Self::scheduled_ms(order);
-        if outcome.state == PaymentState::Pending && payment.state == PaymentState::Scheduled {
-            // Still waiting for its time: it stays SCHEDULED.
-            outcome.state = PaymentState::Scheduled;
-            outcome.extras.scheduled_at_ms = scheduled;
-        }
-        Ok(outcome)
+        Ok(status_outcome(&answer, payment))
     }
 
     async fn lookup_bill(
@@ -654,6 +672,55 @@ mod tests {
             status,
             body: body.as_bytes().to_vec(),
         }
+    }
+
+    fn status(body: &str, state: PaymentState) -> PaymentOutcome {
+        let order = crate::domain::PaymentOrder::new(
+            ProviderId::InterIntel,
+            crate::domain::payment::PaymentKind::Bill,
+            "101",
+            "1000000001",
+            Money::new(Currency::Kes, 250_000),
+        );
+        let record = PaymentRecord {
+            state,
+            ..PaymentRecord::claimed("r".into(), order, "BPG000000000001".into(), 0)
+        };
+        status_outcome(&answer(raw(200, body), "t").unwrap(), &record)
+    }
+
+    #[test]
+    fn a_status_answer_is_never_reference_not_found_and_never_a_mismatch() {
+        // `25`, as `response_status` or `overall_status`: unknown, not "not found" (the
+        // billers spec documents no such code).
+        for body in [
+            r#"{"response_status":"25","response":"Transaction not found"}"#,
+            r#"{"response_status":"00","overall_status":25}"#,
+        ] {
+            let o = status(body, PaymentState::Pending);
+            assert!(o.is_unknown(), "{body}: {o:?}");
+            assert!(!o.reference_not_found, "{body}");
+            assert!(o.provider_message.contains("25"), "{body}");
+        }
+        // Nothing in the answer identifies the payment, so none is a mismatch; an undocumented
+        // field that looks like an echo is not read.
+        let paid = status(
+            r#"{"response_status":"00","response":"ok","ext_outbound_id":"BPG999"}"#,
+            PaymentState::Pending,
+        );
+        assert_eq!(
+            (paid.state, paid.mismatch, paid.reference_not_found),
+            (PaymentState::Succeeded, None, false)
+        );
+        assert_eq!(paid.provider_code, "00");
+        let declined = status(r#"{"response_status":"51"}"#, PaymentState::Pending);
+        assert_eq!(declined.state, PaymentState::Failed);
+        assert_eq!(declined.provider_message, "insufficient float");
+        let waiting = status(r#"{"response_status":"09"}"#, PaymentState::Scheduled);
+        assert_eq!(waiting.state, PaymentState::Scheduled);
+        let processing = status(r#"{"response_status":"09"}"#, PaymentState::Pending);
+        assert_eq!(processing.state, PaymentState::Pending);
+        assert!(!processing.is_unknown(), "an answer, with its code");
     }
 
     #[test]
