@@ -393,6 +393,22 @@ fn status_outcome(answer: &ServiceAnswer, payment: &PaymentRecord) -> PaymentOut
              ext_outbound_id: outcome unknown"
         ));
     }
+    if codes::is_failure(&code) {
+        // A refusal code answering `bill_payment` refuses that payment. Answering `bill_status`
+        // it may refuse the query itself (`92`: the product item is gone, say): the billers API
+        // documents no codes but `00`, and these come from the Airtime API. A FAILED the
+        // provider did not clearly say would let the caller pay again, so the payment stays
+        // PENDING and ends with an operator if nothing settles it.
+        return PaymentOutcome::answered(
+            PaymentState::Pending,
+            &code,
+            format!(
+                "InterIntel answered {code} ({}) to the status query; the billers API does not \
+                 say whether that refuses the query or describes the payment: outcome unknown",
+                message(answer, &code)
+            ),
+        );
+    }
     let mut outcome =
         PaymentOutcome::answered(codes::payment_state(&code), &code, message(answer, &code));
     if outcome.state == PaymentState::Pending && payment.state == PaymentState::Scheduled {
@@ -713,9 +729,18 @@ mod tests {
             (PaymentState::Succeeded, None, false)
         );
         assert_eq!(paid.provider_code, "00");
+        // A refusal code on the status query does not say the payment failed.
         let declined = status(r#"{"response_status":"51"}"#, PaymentState::Pending);
-        assert_eq!(declined.state, PaymentState::Failed);
-        assert_eq!(declined.provider_message, "insufficient float");
+        assert_eq!(declined.state, PaymentState::Pending);
+        assert!(!declined.is_unknown(), "answered: it uses a schedule step");
+        assert_eq!(declined.provider_code, "51");
+        assert!(
+            declined
+                .provider_message
+                .contains("51 (insufficient float) to the status query"),
+            "{}",
+            declined.provider_message
+        );
         let waiting = status(r#"{"response_status":"09"}"#, PaymentState::Scheduled);
         assert_eq!(waiting.state, PaymentState::Scheduled);
         let processing = status(r#"{"response_status":"09"}"#, PaymentState::Pending);
