@@ -3,11 +3,26 @@
 //! ApiAuth headers with Content-MD5 and the signature recomputed here (with the hmac and md-5
 //! crates directly, not the gateway's signing code) under the documented reading, the body's
 //! PascalCase field names, and whole-shilling amounts. Bad orders are refused before any call.
+//! An answer echoing another RequestId, CustomerId or Amount never settles a payment: it ends
+//! NEEDS_ATTENTION with the difference; IP2 documents no "not found" answer, so a claimed
+//! payment missing from the listing is reconciled, never failed as "not sent".
 
 mod common;
 
 use base64::{engine::general_purpose::STANDARD, Engine};
-use billpay_gateway::{config::ProvidersConfig, pb};
+use std::sync::Arc;
+
+use billpay_gateway::{
+    config::ProvidersConfig,
+    domain::{
+        options::Ip2Options,
+        payment::{CallPhase, PaymentKind},
+        Currency, Money, PaymentOptions, PaymentOrder, PaymentRecord, PaymentState, ProviderId,
+    },
+    gateway::{reconcile::ReconcileStats, registry, CatalogSettings, Gateway, PaymentSettings},
+    pb,
+    store::{keys, memory::MemoryStore, Store},
+};
 use common::*;
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
@@ -271,6 +286,7 @@ async fn a_debit_sends_the_documented_body_signed_and_succeeds() {
             ResponseTemplate::new(200).set_body_json(json!({
                 "ResponseCode": 0, "ResponseMessage": "Request accepted",
                 "Data": {"TransactionId": "IP2T1", "RequestId": request_id, "Amount": 25000,
+                         "CurrencyCode": "UGX", "CustomerId": "cust-42", "ProductId": "AIRTIME-MTN",
                          "TransactionStatus": "Successful", "StatusMessage": "Transaction completed"}}))
         })
         .mount(&server)
@@ -388,7 +404,6 @@ async fn a_credit_goes_to_transactions_credits() {
     assert!(requests_to(&server, "/transactions/debits")
         .await
         .is_empty());
-    gw.stop().await;
 }
 
 #[tokio::test]
@@ -493,7 +508,8 @@ async fn get_payment_finds_a_pending_debit_by_its_request_id() {
             {"TransactionId": "IP2T1", "RequestId": "OTHER-1", "CurrencyCode": "UGX", "Amount": 7000,
              "TransactionStatus": "Failed"},
             {"TransactionId": "IP2T2", "RequestId": payment.provider_reference, "CurrencyCode": "UGX",
-             "Amount": 7000, "TransactionStatus": "Successful", "StatusMessage": "Completed", "Fee": 100}
+             "Amount": 7000, "CustomerId": "256772000001", "TransactionType": "Debit",
+             "TransactionStatus": "Successful", "StatusMessage": "Completed", "Fee": 100}
         ])))
         .mount(&server)
         .await;
@@ -601,4 +617,214 @@ async fn bad_orders_are_refused_before_any_http_call() {
         .collect();
     assert_eq!(calls, ["/accounts"], "no debit was sent");
     gw.stop().await;
+}
+
+/// A debit that IP2 accepts (ResponseCode 0) without deciding it.
+async fn mock_accepted_debits(server: &MockServer) {
+    Mock::given(method("POST"))
+        .and(path("/transactions/debits"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "ResponseCode": 0, "ResponseMessage": "Request accepted", "Data": {}})))
+        .mount(server)
+        .await;
+}
+
+async fn mock_listing(server: &MockServer, items: Value) {
+    Mock::given(method("GET"))
+        .and(path("/transactions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(items))
+        .mount(server)
+        .await;
+}
+
+#[tokio::test]
+async fn a_debit_answer_about_another_request_id_needs_an_operator() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/transactions/debits"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "ResponseCode": 0, "ResponseMessage": "Request accepted",
+            "Data": {"TransactionId": "IP2T8", "RequestId": "BPG999999999999", "Amount": 5000,
+                     "TransactionStatus": "Successful", "StatusMessage": "Completed"}})))
+        .mount(&server)
+        .await;
+    mock_listing(&server, json!([])).await;
+    let gw = gateway_for(&server, 100).await;
+    let payment = gw
+        .pay(debit_request("ip2-other-ref", ugx(5_000), "Top up"))
+        .await;
+    assert_eq!(state(&payment), pb::PaymentState::NeedsAttention);
+    assert!(
+        payment
+            .provider_message
+            .contains(r#"reference "BPG999999999999""#),
+        "{}",
+        payment.provider_message
+    );
+    assert!(
+        payment.provider_message.contains("Completed"),
+        "the provider's answer is kept: {}",
+        payment.provider_message
+    );
+    // An operator's payment now: asking again never settles it.
+    let again = gw.get(&payment.payment_id).await;
+    assert_eq!(state(&again), pb::PaymentState::NeedsAttention);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_listed_transaction_for_another_customer_or_amount_never_settles() {
+    let server = MockServer::start().await;
+    mock_accepted_debits(&server).await;
+    let gw = gateway_for(&server, 100).await;
+    let customer = gw
+        .pay(debit_request("ip2-other-customer", ugx(7_000), "Top up"))
+        .await;
+    let amount = gw
+        .pay(debit_request("ip2-other-amount", ugx(7_000), "Top up"))
+        .await;
+    assert_eq!(state(&customer), pb::PaymentState::Pending);
+    assert_eq!(state(&amount), pb::PaymentState::Pending);
+    // Both RequestIds are listed as Successful, each for another payment's details.
+    mock_listing(
+        &server,
+        json!([
+            {"TransactionId": "IP2T3", "RequestId": customer.provider_reference,
+             "CurrencyCode": "UGX", "Amount": 7000, "CustomerId": "256772000999",
+             "TransactionType": "Debit", "TransactionStatus": "Successful"},
+            {"TransactionId": "IP2T4", "RequestId": amount.provider_reference,
+             "CurrencyCode": "UGX", "Amount": 7001, "CustomerId": "256772000001",
+             "TransactionType": "Debit", "TransactionStatus": "Successful"}
+        ]),
+    )
+    .await;
+    for (payment, difference) in [
+        (
+            &customer,
+            r#"customer "256772000999" (ours "256772000001")"#,
+        ),
+        (&amount, "amount 7001 UGX (ours 7000 UGX)"),
+    ] {
+        let checked = gw.get(&payment.payment_id).await;
+        assert_eq!(state(&checked), pb::PaymentState::NeedsAttention);
+        assert_eq!(
+            checked.provider_code, "Successful",
+            "the provider's answer is kept"
+        );
+        assert!(
+            checked.provider_message.contains(difference),
+            "{}",
+            checked.provider_message
+        );
+        assert_eq!(
+            state(&gw.get(&payment.payment_id).await),
+            pb::PaymentState::NeedsAttention
+        );
+    }
+    gw.stop().await;
+}
+
+/// A debit record left at `call` by a replica that died, due for reconciliation now.
+async fn strand(store: &dyn Store, request_id: &str, reference: &str, call: CallPhase) -> String {
+    let mut order = PaymentOrder::new(
+        ProviderId::IntelworldIp2,
+        PaymentKind::Bill,
+        "",
+        "256772000001",
+        Money::new(Currency::Ugx, 5_000),
+    );
+    order.description = "Top up".into();
+    order.options = PaymentOptions::Ip2(Ip2Options {
+        payment_method_id: "MTNMM".into(),
+        payment_method_reference: [("MSISDN".to_owned(), "256772000001".to_owned())].into(),
+        ..Ip2Options::default()
+    });
+    let now = billpay_gateway::gateway::Clock::default().now_ms();
+    let record = PaymentRecord {
+        call,
+        ..PaymentRecord::claimed(request_id.into(), order, reference.into(), now - 120_000)
+    };
+    store
+        .set(
+            &keys::payment(&record.payment_id),
+            &serde_json::to_vec(&record).unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+    store
+        .schedule(&keys::reconcile_schedule(), &record.payment_id, now)
+        .await
+        .unwrap();
+    record.payment_id
+}
+
+#[tokio::test]
+async fn reconciliation_never_fails_a_claim_ip2_does_not_list_and_flags_a_mismatch() {
+    let server = MockServer::start().await;
+    let now = billpay_gateway::gateway::Clock::default().now_ms();
+    // Lists only another payment's transaction behind the in-flight payment's RequestId.
+    mock_listing(
+        &server,
+        json!([{"TransactionId": "IP2T5", "RequestId": "BPG000000000902", "CurrencyCode": "UGX",
+                "Amount": 4000, "TransactionType": "Debit", "TransactionStatus": "Successful"}]),
+    )
+    .await;
+    // The gateway alone, without a server: no background reconciler races the pass below.
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+    let providers = ProvidersConfig {
+        intelworld_ip2: Some(ip2_config(&server.uri(), 100, 2_000)),
+        ..ProvidersConfig::default()
+    };
+    let gateway = Gateway::new(
+        registry::build(providers, &store).unwrap(),
+        store.clone(),
+        PaymentSettings {
+            in_flight_expiry_ms: 30_000,
+            ..PaymentSettings::default()
+        },
+        CatalogSettings::default(),
+        false,
+    );
+    let since_ms = now - 60_000;
+    let claimed = strand(
+        store.as_ref(),
+        "ip2-claimed",
+        "BPG000000000901",
+        CallPhase::Claimed { since_ms },
+    )
+    .await;
+    let in_flight = strand(
+        store.as_ref(),
+        "ip2-in-flight",
+        "BPG000000000902",
+        CallPhase::InFlight { since_ms },
+    )
+    .await;
+    let stats = ReconcileStats::default();
+    assert_eq!(gateway.reconcile_due(&stats).await.unwrap(), 2);
+    // Not listed: IP2 documents no "no such transaction" answer, so the claim may still have
+    // gone out; it is reconciled further, never FAILED as not sent.
+    let record = gateway.load_payment(&claimed).await.unwrap().unwrap();
+    assert_eq!(
+        record.state,
+        PaymentState::Pending,
+        "{}",
+        record.provider_message
+    );
+    assert_eq!(record.call, CallPhase::Returned);
+    // Listed for another amount: handed to an operator, never settled.
+    let record = gateway.load_payment(&in_flight).await.unwrap().unwrap();
+    assert_eq!(record.state, PaymentState::NeedsAttention);
+    assert!(
+        record
+            .provider_message
+            .contains("amount 4000 UGX (ours 5000 UGX)"),
+        "{}",
+        record.provider_message
+    );
+    assert_eq!(requests_to(&server, "/transactions").await.len(), 2);
+    assert!(requests_to(&server, "/transactions/debits")
+        .await
+        .is_empty());
 }

@@ -11,7 +11,12 @@
 //!   its creation time by `RequestId`;
 //! - a debit or credit answer decides a payment only through a clear transaction status word
 //!   ([`codes`]); `ResponseCode` 0 alone means "accepted" (PENDING); HTTP 400/422 with an
-//!   error body means the request was refused (FAILED); anything else stays PENDING.
+//!   error body means the request was refused (FAILED); anything else stays PENDING;
+//! - an answer (debit, credit or listed transaction) echoing a RequestId, CustomerId,
+//!   ProductId or Amount other than ours is about another transaction: it never settles the
+//!   payment, which goes to an operator (NEEDS_ATTENTION);
+//! - IP2 documents no "no transaction with this reference" answer, so a RequestId missing
+//!   from the listing leaves the outcome unknown (never `reference_not_found`).
 
 pub mod auth;
 pub mod codes;
@@ -30,9 +35,9 @@ use serde::{de::DeserializeOwned, Deserialize};
 use serde_json::Value;
 
 use crate::domain::{
-    options::Ip2Options, payment::PaymentKind, Account, Balance, BalanceQuery, Capability,
-    Currency, Money, PaymentMethod, PaymentOptions, PaymentOrder, PaymentOutcome, PaymentRecord,
-    PaymentSecrets, Product, Provider, ProviderError, ProviderId, ProviderPage,
+    options::Ip2Options, payment::PaymentKind, Account, AnswerIdentity, Balance, BalanceQuery,
+    Capability, Currency, Money, PaymentMethod, PaymentOptions, PaymentOrder, PaymentOutcome,
+    PaymentRecord, PaymentSecrets, Product, Provider, ProviderError, ProviderId, ProviderPage,
     ProviderTransaction, TransactionQuery,
 };
 use crate::providers::{
@@ -459,21 +464,7 @@ fn pay_outcome(raw: RawResponse, payment: &PaymentRecord) -> Result<PaymentOutco
             message,
         ));
     }
-    if !answer.request_id.is_empty() && answer.request_id != payment.provider_reference {
-        return Err(ProviderError::Unreadable(format!(
-            "the answer is about RequestId {}, not {}",
-            answer.request_id, payment.provider_reference
-        )));
-    }
     let currency = payment.order.amount.currency;
-    if let Some(amount) = wire::from_ip2_amount(currency, &answer.amount) {
-        if amount != payment.order.amount {
-            return Err(ProviderError::Unreadable(format!(
-                "the answer is for {} minor units, not {}",
-                amount.minor_units, payment.order.amount.minor_units
-            )));
-        }
-    }
     let mut outcome = if !answer.transaction_status.is_empty() {
         let state = codes::transaction_state(&answer.transaction_status);
         let code = if code.is_empty() {
@@ -486,54 +477,70 @@ fn pay_outcome(raw: RawResponse, payment: &PaymentRecord) -> Result<PaymentOutco
         // Accepted (0) or a code nobody has documented: the transaction list decides.
         PaymentOutcome::answered(crate::domain::PaymentState::Pending, code, message)
     } else {
-        return Ok(PaymentOutcome::unknown(
-            "IP2 answered without a response code or a transaction status",
-        ));
+        PaymentOutcome::unknown("IP2 answered without a response code or a transaction status")
     };
-    outcome.provider_transaction_id = Some(answer.transaction_id).filter(|t| !t.is_empty());
+    outcome.provider_transaction_id = Some(answer.transaction_id.clone()).filter(|t| !t.is_empty());
     outcome.extras.fee = wire::from_ip2_amount(currency, &answer.fee).filter(|f| f.minor_units > 0);
-    Ok(outcome)
+    Ok(checked(&answer.identity(currency), payment, outcome))
 }
 
-/// Maps the transaction found by our RequestId. An entry for another amount or of the other
-/// direction is another transaction behind a reused reference: it never settles this payment.
-fn found_outcome(
-    item: TransactionItem,
+/// `outcome`, marked as a mismatch when the echoed fields are not those of `payment` (the
+/// answer is about another transaction behind our RequestId: it never settles this payment).
+/// `CustomerId` is compared with what was sent as CustomerId: `ip2.customer_reference` when
+/// set, else the payment's customer_id.
+fn checked(
+    identity: &AnswerIdentity,
     payment: &PaymentRecord,
-) -> Result<PaymentOutcome, ProviderError> {
-    let currency = payment.order.amount.currency;
-    let amount = wire::from_ip2_amount(currency, &item.amount);
-    if amount != Some(payment.order.amount) {
-        return Err(ProviderError::Unreadable(format!(
-            "transaction {} for RequestId {} has amount {}, not this payment's {}",
-            item.transaction_id,
-            item.request_id,
-            wire::value_text(&item.amount),
-            payment.order.amount.minor_units
-        )));
+    mut outcome: PaymentOutcome,
+) -> PaymentOutcome {
+    let mut identity = identity.clone();
+    let sent_reference = Ip2::options(&payment.order)
+        .map(|o| o.customer_reference.as_str())
+        .filter(|r| !r.is_empty());
+    if let Some(sent) = sent_reference {
+        if let Some(theirs) = identity.customer_id.take().filter(|t| t.trim() != sent) {
+            outcome = outcome.contradicting(format!(
+                "the provider's answer is not about this payment: customer {theirs:?} (ours {sent:?})"
+            ));
+        }
     }
+    identity.check(payment, outcome)
+}
+
+/// Maps the transaction found by our RequestId. An entry for another customer, product or
+/// amount, or of the other direction, is another transaction behind a reused reference: it is
+/// marked as a mismatch and never settles this payment.
+fn found_outcome(item: TransactionItem, payment: &PaymentRecord) -> PaymentOutcome {
+    let currency = payment.order.amount.currency;
+    let (status, message) = item.status();
+    let mut outcome = if status.is_empty() {
+        PaymentOutcome::unknown(format!(
+            "transaction {} has no status yet",
+            item.transaction_id
+        ))
+    } else if item.identity(currency).amount.is_none() {
+        // Every listed transaction shows its Amount: one without it does not decide.
+        PaymentOutcome::unknown(format!(
+            "transaction {} lists no amount",
+            item.transaction_id
+        ))
+    } else {
+        PaymentOutcome::answered(item.state(), status, message)
+    };
+    outcome.provider_transaction_id = Some(item.transaction_id.clone()).filter(|t| !t.is_empty());
+    outcome.extras.fee = wire::from_ip2_amount(currency, &item.fee).filter(|f| f.minor_units > 0);
     let listed_type = item.transaction_type.to_ascii_lowercase();
     let expected_type = match payment.order.kind {
         PaymentKind::Bill => "debit",
         PaymentKind::Collection => "credit",
     };
     if !listed_type.is_empty() && !listed_type.contains(expected_type) {
-        return Err(ProviderError::Unreadable(format!(
-            "transaction {} for RequestId {} is a {}, not a {expected_type}",
-            item.transaction_id, item.request_id, item.transaction_type
-        )));
+        outcome = outcome.contradicting(format!(
+            "the provider's answer is not about this payment: a {} (ours a {expected_type})",
+            item.transaction_type
+        ));
     }
-    let (status, message) = item.status();
-    if status.is_empty() {
-        return Ok(PaymentOutcome::unknown(format!(
-            "transaction {} has no status yet",
-            item.transaction_id
-        )));
-    }
-    let mut outcome = PaymentOutcome::answered(item.state(), status, message);
-    outcome.provider_transaction_id = Some(item.transaction_id.clone()).filter(|t| !t.is_empty());
-    outcome.extras.fee = wire::from_ip2_amount(currency, &item.fee).filter(|f| f.minor_units > 0);
-    Ok(outcome)
+    checked(&item.identity(currency), payment, outcome)
 }
 
 /// A balance answer: a number, a numeric string, or an object with `Balance`.
@@ -824,12 +831,15 @@ impl Provider for Ip2 {
                 .into_iter()
                 .find(|t| t.request_id == payment.provider_reference)
             {
-                return found_outcome(item, payment);
+                return Ok(found_outcome(item, payment));
             }
             if !full {
                 break;
             }
         }
+        // IP2 documents no "no such transaction" answer: a RequestId missing from the listing
+        // may be outside the window or not listed yet, so this is unknown, never
+        // `reference_not_found`.
         Ok(PaymentOutcome::unknown(format!(
             "IP2 lists no transaction with RequestId {} yet",
             payment.provider_reference
@@ -895,16 +905,58 @@ mod tests {
             Err(ProviderError::Unreadable(_))
         ));
         // An answer about another amount or RequestId is not this payment's.
-        assert!(out(
+        for body in [
+            r#"{"ResponseCode":0,"Data":{"Amount":5001,"TransactionStatus":"Successful"}}"#,
+            r#"{"RequestId":"BPG9","TransactionStatus":"Successful"}"#,
+            r#"{"ResponseCode":0,"Data":{"CustomerId":"256700000009","TransactionStatus":"Successful"}}"#,
+            r#"{"ResponseCode":0,"Data":{"ProductId":"UMEME-YAKA"}}"#,
+            r#"{"ResponseCode":0,"Data":{"Amount":"5000.5"}}"#,
+        ] {
+            let answer = out(200, body).unwrap();
+            assert_eq!(
+                answer.effective_state(),
+                PaymentState::NeedsAttention,
+                "{body}"
+            );
+            assert!(
+                answer.mismatch.unwrap().contains("not about this payment"),
+                "{body}"
+            );
+        }
+        let echoed = out(
             200,
-            r#"{"ResponseCode":0,"Data":{"Amount":5001,"TransactionStatus":"Successful"}}"#
+            r#"{"ResponseCode":0,"Data":{"RequestId":"BPG000000000001","CustomerId":"256700000001","Amount":5000,"CurrencyCode":"UGX","TransactionStatus":"Successful"}}"#,
         )
-        .is_err());
-        assert!(out(
-            200,
-            r#"{"RequestId":"BPG9","TransactionStatus":"Successful"}"#
-        )
-        .is_err());
+        .unwrap();
+        assert_eq!(echoed.effective_state(), PaymentState::Succeeded);
+    }
+
+    #[test]
+    fn customer_id_is_compared_with_the_customer_reference_sent() {
+        let mut p = record(5_000);
+        p.order.options = PaymentOptions::Ip2(Ip2Options {
+            customer_reference: "cust-42".into(),
+            ..Ip2Options::default()
+        });
+        let item = |json: &str| serde_json::from_str::<TransactionItem>(json).unwrap();
+        let ours = found_outcome(
+            item(
+                r#"{"RequestId":"BPG000000000001","CustomerId":"cust-42","Amount":5000,"TransactionStatus":"Successful"}"#,
+            ),
+            &p,
+        );
+        assert_eq!(ours.effective_state(), PaymentState::Succeeded);
+        let theirs = found_outcome(
+            item(
+                r#"{"RequestId":"BPG000000000001","CustomerId":"256700000001","Amount":5000,"TransactionStatus":"Successful"}"#,
+            ),
+            &p,
+        );
+        assert_eq!(theirs.effective_state(), PaymentState::NeedsAttention);
+        assert!(theirs
+            .mismatch
+            .unwrap()
+            .contains(r#"customer "256700000001" (ours "cust-42")"#));
     }
 
     #[test]
@@ -912,40 +964,76 @@ mod tests {
         let p = record(5_000);
         let item = |json: &str| serde_json::from_str::<TransactionItem>(json).unwrap();
         let done = found_outcome(
-            item(r#"{"RequestId":"BPG000000000001","Amount":5000,"TransactionStatus":"Successful","Fee":100}"#),
+            item(
+                r#"{"RequestId":"BPG000000000001","CustomerId":"256700000001","Amount":5000,"CurrencyCode":"UGX","TransactionStatus":"Successful","Fee":100}"#,
+            ),
             &p,
-        )
-        .unwrap();
-        assert_eq!(done.state, PaymentState::Succeeded);
+        );
+        assert_eq!(done.effective_state(), PaymentState::Succeeded);
         assert_eq!(done.extras.fee, Some(Money::new(Currency::Ugx, 100)));
         let waiting = found_outcome(
             item(
                 r#"{"RequestId":"BPG000000000001","Amount":5000,"TransactionStatus":"Processing"}"#,
             ),
             &p,
-        )
-        .unwrap();
-        assert_eq!(waiting.state, PaymentState::Pending);
-        assert!(
-            found_outcome(
-                item(r#"{"RequestId":"BPG000000000001","Amount":5000,"TransactionType":"Credit","TransactionStatus":"Successful"}"#),
-                &p
-            )
-            .is_err(),
+        );
+        assert_eq!(waiting.effective_state(), PaymentState::Pending);
+        let credit = found_outcome(
+            item(
+                r#"{"RequestId":"BPG000000000001","Amount":5000,"TransactionType":"Credit","TransactionStatus":"Successful"}"#,
+            ),
+            &p,
+        );
+        assert_eq!(
+            credit.effective_state(),
+            PaymentState::NeedsAttention,
             "a credit never settles a debit"
         );
-        assert!(found_outcome(
-            item(
-                r#"{"RequestId":"BPG000000000001","Amount":5001,"TransactionStatus":"Successful"}"#
+        for (json, why) in [
+            (
+                r#"{"RequestId":"BPG000000000001","Amount":5001,"TransactionStatus":"Successful"}"#,
+                "amount 5001 UGX (ours 5000 UGX)",
             ),
-            &p
-        )
-        .is_err());
+            (
+                r#"{"RequestId":"BPG000000000001","Amount":5000,"CurrencyCode":"KES","TransactionStatus":"Successful"}"#,
+                "amount 500000 KES",
+            ),
+            (
+                r#"{"RequestId":"BPG000000000001","Amount":"five","TransactionStatus":"Successful"}"#,
+                "unreadable amount \"five\"",
+            ),
+            (
+                r#"{"RequestId":"BPG000000000001","Amount":5000,"CustomerId":"256700000009","TransactionStatus":"Successful"}"#,
+                "customer \"256700000009\"",
+            ),
+            (
+                r#"{"RequestId":"BPG000000000001","Amount":5000,"ProductId":"UMEME-YAKA","TransactionStatus":"Successful"}"#,
+                "product \"UMEME-YAKA\" (ours \"\")",
+            ),
+            // Still no status, but already about another payment.
+            (
+                r#"{"RequestId":"BPG000000000001","Amount":4000}"#,
+                "amount 4000 UGX",
+            ),
+        ] {
+            let outcome = found_outcome(item(json), &p);
+            assert_eq!(
+                outcome.effective_state(),
+                PaymentState::NeedsAttention,
+                "{json}"
+            );
+            let mismatch = outcome.mismatch.unwrap();
+            assert!(mismatch.contains(why), "{json}: {mismatch}");
+        }
         assert!(
             found_outcome(item(r#"{"RequestId":"BPG000000000001","Amount":5000}"#), &p)
-                .unwrap()
                 .is_unknown()
         );
+        assert!(found_outcome(
+            item(r#"{"RequestId":"BPG000000000001","TransactionStatus":"Successful"}"#),
+            &p
+        )
+        .is_unknown());
     }
 
     #[test]

@@ -5,6 +5,11 @@
 //! examples are UGX, which has no minor unit). The gateway sends whole units only, as an
 //! integer, and refuses an amount the currency's unit cannot hold exactly. Answers are read
 //! exactly from integers, decimal numbers or numeric strings.
+//!
+//! Identity: the spec's transaction record (`GET transactions`) echoes our `RequestId`, the
+//! `CustomerId` and `ProductId` we sent and the `Amount` with its `CurrencyCode`;
+//! [`TransactionItem::identity`] and [`TransactionAnswer::identity`] read them for
+//! [`AnswerIdentity`] so an answer about another payment never settles ours.
 
 use std::collections::BTreeMap;
 
@@ -12,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::domain::{
-    transaction_details as keys, Account, Currency, Money, PaymentMethod, PaymentState, Product,
-    ProviderError, ProviderTransaction, TransactionKind,
+    transaction_details as keys, Account, AnswerIdentity, Currency, Money, PaymentMethod,
+    PaymentState, Product, ProviderError, ProviderTransaction, TransactionKind,
 };
 
 use super::{codes, dates};
@@ -112,6 +117,9 @@ pub struct TransactionAnswer {
     pub transaction_status: String,
     pub status_message: String,
     pub amount: Value,
+    pub currency_code: String,
+    pub customer_id: String,
+    pub product_id: String,
     pub fee: Value,
 }
 
@@ -141,6 +149,15 @@ impl TransactionAnswer {
             if answer.amount.is_null() {
                 answer.amount = data.amount;
             }
+            if answer.currency_code.is_empty() {
+                answer.currency_code = data.currency_code;
+            }
+            if answer.customer_id.is_empty() {
+                answer.customer_id = data.customer_id;
+            }
+            if answer.product_id.is_empty() {
+                answer.product_id = data.product_id;
+            }
             if answer.fee.is_null() {
                 answer.fee = data.fee;
             }
@@ -151,6 +168,63 @@ impl TransactionAnswer {
     /// `ResponseCode` as text ("" when absent), whether sent as a number or a string.
     pub fn code(&self) -> String {
         value_text(&self.response_code)
+    }
+
+    /// The transaction-record fields the answer echoes (the spec shows none for a debit or
+    /// credit answer; they count only when the answer carries a transaction record).
+    pub fn identity(&self, ours: Currency) -> AnswerIdentity {
+        identity(
+            &self.request_id,
+            &self.customer_id,
+            &self.product_id,
+            &self.amount,
+            &self.currency_code,
+            ours,
+        )
+    }
+}
+
+/// An [`AnswerIdentity`] from echoed fields; empty ones are absent. The amount is read in its
+/// `CurrencyCode` (the payment's currency when none is given): an amount in another currency
+/// differs from ours, and one that does not convert exactly (or names a currency the gateway
+/// does not know) is `Err` with its text.
+fn identity(
+    request_id: &str,
+    customer_id: &str,
+    product_id: &str,
+    amount: &Value,
+    currency_code: &str,
+    ours: Currency,
+) -> AnswerIdentity {
+    let present = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+    let amount = match amount {
+        Value::Null => None,
+        Value::String(s) if s.trim().is_empty() => None,
+        value => {
+            let code = currency_code.trim().to_ascii_uppercase();
+            let currency = if code.is_empty() {
+                Some(ours)
+            } else {
+                Currency::from_code(&code)
+            };
+            Some(
+                currency
+                    .and_then(|c| from_ip2_amount(c, value))
+                    .ok_or_else(|| {
+                        let text = match value {
+                            Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        format!("{text} {code}").trim_end().to_owned()
+                    }),
+            )
+        }
+    };
+    AnswerIdentity {
+        reference: present(request_id),
+        customer_id: present(customer_id),
+        product_id: present(product_id),
+        amount,
     }
 }
 
@@ -340,6 +414,19 @@ impl TransactionItem {
         codes::transaction_state(self.status().0)
     }
 
+    /// The fields that say which payment the transaction is: RequestId, CustomerId,
+    /// ProductId, Amount (in CurrencyCode).
+    pub fn identity(&self, ours: Currency) -> AnswerIdentity {
+        identity(
+            &self.request_id,
+            &self.customer_id,
+            &self.product_id,
+            &self.amount,
+            &self.currency_code,
+            ours,
+        )
+    }
+
     /// The domain transaction; `None` when its amount cannot be read exactly.
     pub fn into_transaction(self, fallback: Currency) -> Option<ProviderTransaction> {
         let currency = currency_or(&self.currency_code, fallback);
@@ -447,6 +534,72 @@ mod tests {
         assert_eq!(nested.code(), "7");
         assert_eq!(nested.transaction_id, "T1");
         assert_eq!(nested.status_message, "no");
+    }
+
+    #[test]
+    fn transactions_echo_request_customer_product_and_amount() {
+        let item: TransactionItem = serde_json::from_value(json!({
+            "RequestId": " BPG000000000001 ", "CustomerId": "256772000001",
+            "ProductId": "AIRTIME-MTN", "Amount": 5000, "CurrencyCode": "UGX",
+            "BatchId": "ignored"
+        }))
+        .unwrap();
+        assert_eq!(
+            item.identity(Currency::Ugx),
+            AnswerIdentity {
+                reference: Some("BPG000000000001".into()),
+                customer_id: Some("256772000001".into()),
+                product_id: Some("AIRTIME-MTN".into()),
+                amount: Some(Ok(Money::new(Currency::Ugx, 5_000))),
+            }
+        );
+        let amount = |v: Value| {
+            let item: TransactionItem = serde_json::from_value(v).unwrap();
+            item.identity(Currency::Ugx).amount
+        };
+        // Absent fields stay absent; no CurrencyCode means the payment's currency.
+        let bare: TransactionItem =
+            serde_json::from_value(json!({"CustomerId": "", "Amount": null})).unwrap();
+        assert_eq!(bare.identity(Currency::Ugx), AnswerIdentity::default());
+        assert_eq!(amount(json!({"Amount": ""})), None);
+        assert_eq!(
+            amount(json!({"Amount": "5000"})),
+            Some(Ok(Money::new(Currency::Ugx, 5_000)))
+        );
+        // Another currency is another amount; inexact or unknown ones do not convert.
+        assert_eq!(
+            amount(json!({"Amount": 50, "CurrencyCode": "kes"})),
+            Some(Ok(Money::new(Currency::Kes, 5_000)))
+        );
+        assert_eq!(
+            amount(json!({"Amount": 0.5, "CurrencyCode": "UGX"})),
+            Some(Err("0.5 UGX".into()))
+        );
+        assert_eq!(
+            amount(json!({"Amount": 5000, "CurrencyCode": "USD"})),
+            Some(Err("5000 USD".into()))
+        );
+        assert_eq!(amount(json!({"Amount": "5k"})), Some(Err("5k".into())));
+    }
+
+    #[test]
+    fn debit_answers_echo_the_same_fields_at_top_level_or_in_data() {
+        let answer = TransactionAnswer::parse(
+            br#"{"ResponseCode":0,"Data":{"RequestId":"R1","CustomerId":"C","ProductId":"P","Amount":"700","CurrencyCode":"UGX"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            answer.identity(Currency::Ugx),
+            AnswerIdentity {
+                reference: Some("R1".into()),
+                customer_id: Some("C".into()),
+                product_id: Some("P".into()),
+                amount: Some(Ok(Money::new(Currency::Ugx, 700))),
+            }
+        );
+        // The spec's credit answer: `Data: {}` echoes nothing.
+        let empty = TransactionAnswer::parse(br#"{"ResponseCode":0,"Data":{}}"#).unwrap();
+        assert_eq!(empty.identity(Currency::Ugx), AnswerIdentity::default());
     }
 
     #[test]
