@@ -25,9 +25,7 @@ use billpay_gateway::{
 };
 use common::{process::Spawned, redis::RedisCluster, *};
 use tonic::Code;
-use tonic_health::pb::{
-    health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
-};
+use tonic_health::pb::health_check_response::ServingStatus;
 
 fn cluster_store(urls: &str) -> RedisStore {
     RedisStore::cluster(urls, Duration::from_secs(2), Duration::from_secs(2)).unwrap()
@@ -94,27 +92,6 @@ async fn one_request_id_one_provider_call_across_two_replicas_on_a_cluster() {
     let b = Spawned::gateway_with(&sim, &[("REDIS_CLUSTER_URLS", &urls)]);
     let request_id = format!("cluster-race-{}", uuid::Uuid::new_v4().simple());
     common::race::one_request_id_one_provider_call(&sim, &a, &b, &request_id).await;
-}
-
-async fn payment_health(gw: &TestGateway) -> i32 {
-    HealthClient::new(gw.channel.clone())
-        .check(HealthCheckRequest {
-            service: "billpay.v1.PaymentService".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-}
-
-async fn wait_for_payment_health(gw: &TestGateway, want: ServingStatus) {
-    for _ in 0..100 {
-        if payment_health(gw).await == want as i32 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("payment service health never became {want:?}");
 }
 
 /// A key (of the contract's kind, `billpay:v1:payment:...`) owned by the master at `port`,
@@ -391,10 +368,16 @@ async fn store_recover_puts_unfinished_payments_back_on_a_lost_schedule_and_inde
     .expect("a new store is initialised");
     let sims =
         Simulators::start(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap();
+    // A short lease: on a loaded machine (this binary starts four clusters at once) a store
+    // command can time out after the reconciler leased an entry; the entry then comes due
+    // again when the lease ends, and the wait below covers a few leases.
     let gw = TestGateway::start_with(
         sandbox::providers_config(&sims.base_url()),
         store.clone(),
-        PaymentSettings::default(),
+        PaymentSettings {
+            in_flight_expiry_ms: 2_000,
+            ..PaymentSettings::default()
+        },
     )
     .await;
     gw.gateway.set_operator_enabled(true);
@@ -478,7 +461,7 @@ async fn store_recover_puts_unfinished_payments_back_on_a_lost_schedule_and_inde
     // And the reconciler takes them up again: each gets a status check (they were due at once).
     let queried = sims.calls.get("interswitch", "query_payment");
     wait_for_payment_health(&gw, ServingStatus::Serving).await;
-    for _ in 0..100 {
+    for _ in 0..300 {
         if sims.calls.get("interswitch", "query_payment") >= queried + 2 {
             break;
         }

@@ -62,27 +62,6 @@ async fn simulators() -> Simulators {
     Simulators::start(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap()
 }
 
-async fn payment_health(gw: &TestGateway) -> i32 {
-    HealthClient::new(gw.channel.clone())
-        .check(HealthCheckRequest {
-            service: "billpay.v1.PaymentService".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-}
-
-async fn wait_for_payment_health(gw: &TestGateway, want: ServingStatus) {
-    for _ in 0..100 {
-        if payment_health(gw).await == want as i32 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("payment service health never became {want:?}");
-}
-
 #[tokio::test]
 async fn redis_down_stops_payments_not_reads_and_recovers() {
     // A Redis that keeps what it acknowledged: an outage, not a data loss.

@@ -296,3 +296,29 @@ pub fn retry_delay(status: &Status) -> Option<Duration> {
 pub fn state(p: &pb::Payment) -> pb::PaymentState {
     pb::PaymentState::try_from(p.state).unwrap()
 }
+
+/// PaymentService's health as the gateway reports it.
+pub async fn payment_health(gw: &TestGateway) -> i32 {
+    tonic_health::pb::health_client::HealthClient::new(gw.channel.clone())
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "billpay.v1.PaymentService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+}
+
+/// Polls PaymentService's health until it is `want` (10 s at most).
+pub async fn wait_for_payment_health(
+    gw: &TestGateway,
+    want: tonic_health::pb::health_check_response::ServingStatus,
+) {
+    for _ in 0..100 {
+        if payment_health(gw).await == want as i32 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("payment service health never became {want:?}");
+}
