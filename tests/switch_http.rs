@@ -452,6 +452,44 @@ async fn payments_send_the_plan_with_exact_naira_strings() {
 }
 
 #[tokio::test]
+async fn the_documented_answer_shape_settles_as_before() {
+    // The documents show `/bills/pay` answering only HTTP 200 + message (no body that echoes
+    // the customer, plan or amount) and errors as HTTP 400 + message: nothing to match, so a
+    // 200 settles SUCCEEDED and the documented PIN error FAILED, as before.
+    for (status, message, expected) in [
+        (200, "Bill payment successful", pb::PaymentState::Succeeded),
+        (
+            400,
+            "Pin should be a 4-digit number",
+            pb::PaymentState::Failed,
+        ),
+    ] {
+        let server = MockServer::start().await;
+        mount_login(&server).await;
+        mount_plans(&server).await;
+        mount_pay(
+            &server,
+            ResponseTemplate::new(status).set_body_json(json!({ "message": message })),
+        )
+        .await;
+        let gw = gateway_for(&server).await;
+        let p = gw
+            .pay(switch_payment(&format!("sw-doc-{status}"), "01", 1_460_000))
+            .await;
+        assert_eq!(state(&p), expected, "{status}");
+        assert_eq!(
+            (p.provider_code.as_str(), p.provider_message.as_str()),
+            (status.to_string().as_str(), message)
+        );
+        assert_eq!(p.provider_transaction_id, "", "{status}");
+        let again = gw.get(&p.payment_id).await;
+        assert_eq!(state(&again), expected, "{status}");
+        assert_eq!(requests_to(&server, "/bills/pay").await.len(), 1);
+        gw.stop().await;
+    }
+}
+
+#[tokio::test]
 async fn a_scheduled_payment_is_scheduled_and_never_reconciled() {
     let server = MockServer::start().await;
     mount_login(&server).await;

@@ -546,6 +546,13 @@ fn answer<T: DeserializeOwned + Default>(
 
 /// Maps a `/bills/pay` answer (see [`codes`]). `scheduled_at_ms` is the start date sent, if
 /// any; `fee` and `total` are what the payment was priced at.
+///
+/// No answer is checked against the journal's identity (`AnswerIdentity`): the documents show
+/// no `/bills/pay` response body at all (PROVIDER-NOTES.md §2.4: "HTTP 200 + message"), so no
+/// field is known to echo the customer (`consumer_id_field`), plan or amount sent, and our
+/// reference is never sent. Nor is any answer read as "no transaction with this reference"
+/// (`reference_not_found`): Switch has no status query and documents no such answer; a 404
+/// here is Switch refusing the payment itself (`codes`).
 fn pay_outcome(
     raw: RawResponse,
     scheduled_at_ms: Option<i64>,
@@ -869,6 +876,39 @@ mod tests {
             pay_outcome(raw(401, "{}"), None, 0, 1),
             Err(ProviderError::Auth { status: 401 })
         ));
+    }
+
+    #[test]
+    fn the_documented_answer_shapes_settle_as_before_with_nothing_to_match() {
+        // HTTP 200 with a message is the only success shape the documents give; no body field
+        // echoes the payment, so nothing can contradict it.
+        let ok = pay_outcome(
+            raw(200, r#"{"message":"Bill payment successful"}"#),
+            None,
+            8_400,
+            1_468_400,
+        )
+        .unwrap();
+        assert_eq!(ok.effective_state(), PaymentState::Succeeded);
+        assert_eq!(
+            (ok.mismatch.as_deref(), ok.reference_not_found),
+            (None, false)
+        );
+        assert_eq!(ok.provider_transaction_id, None);
+        // The documented error (HTTP 400 + message) and a 404 refuse the payment: FAILED, never
+        // "no transaction with this reference".
+        for (status, body) in [
+            (400, r#"{"message":"Pin should be a 4-digit number"}"#),
+            (404, r#"{"message":"Vendor not found"}"#),
+        ] {
+            let refused = pay_outcome(raw(status, body), None, 0, 1).unwrap();
+            assert_eq!(refused.effective_state(), PaymentState::Failed, "{status}");
+            assert_eq!(
+                (refused.mismatch.as_deref(), refused.reference_not_found),
+                (None, false),
+                "{status}"
+            );
+        }
     }
 
     fn parse(text: &str) -> SwitchConfig {
