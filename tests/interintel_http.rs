@@ -804,7 +804,7 @@ async fn a_status_answer_25_never_fails_a_payment_as_not_sent() {
         .await
         .unwrap();
     store
-        .schedule(&keys::reconcile_schedule(), &claimed_id, now - 1)
+        .schedule(&keys::reconcile_schedule(), &claimed_id, now - 60_000)
         .await
         .unwrap();
     let gw = TestGateway::start_with(
