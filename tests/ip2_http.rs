@@ -756,7 +756,11 @@ async fn strand(store: &dyn Store, request_id: &str, reference: &str, call: Call
     // 2 ms behind it (both truncate to whole milliseconds), so an entry due "now" by this
     // clock can still be in the gateway's future.
     store
-        .schedule(&keys::reconcile_schedule(), &record.payment_id, now - 60_000)
+        .schedule(
+            &keys::reconcile_schedule(),
+            &record.payment_id,
+            now - 60_000,
+        )
         .await
         .unwrap();
     record.payment_id

@@ -29,6 +29,14 @@ const GUARD_CHUNK: usize = 512;
 /// Guard-copy steps in flight at once.
 const GUARD_CONCURRENCY: usize = 8;
 
+/// One range of a cluster's slot map and the primary that owns it.
+struct SlotRange {
+    first: u16,
+    last: u16,
+    host: String,
+    port: u16,
+}
+
 /// The guarded increment: KEYS[1] the guard (store identity), KEYS[2] the counter; ARGV[1]
 /// the expected guard value, ARGV[2] the seed a missing counter starts at. -1 when the guard
 /// does not hold (nothing changed), else the new value. One script, so atomic.
@@ -351,33 +359,131 @@ impl RedisStore {
         }
     }
 
-    /// The first slot of each range in the cluster's slot map (`CLUSTER SLOTS`): one per
-    /// primary at least.
-    async fn range_starts(&self) -> Result<Vec<u16>, StoreError> {
+    /// The cluster's slot map (`CLUSTER SLOTS`): each range's first and last slot and the
+    /// address of the primary that owns it.
+    async fn slot_ranges(&self) -> Result<Vec<SlotRange>, StoreError> {
         let ranges: Vec<Value> = self
             .run(
                 |mut c| async move { redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut c).await },
             )
             .await?;
-        let starts: Vec<u16> = ranges
+        let ranges: Vec<SlotRange> = ranges
             .into_iter()
-            .filter_map(|range| match range {
-                Value::Array(mut fields) if !fields.is_empty() => {
-                    redis::from_redis_value::<u16>(fields.swap_remove(0)).ok()
-                }
-                _ => None,
+            .filter_map(|range| {
+                let (first, last, primary): (u16, u16, Vec<Value>) =
+                    redis::from_redis_value(range).ok()?;
+                let mut primary = primary.into_iter();
+                let host: String = redis::from_redis_value(primary.next()?).ok()?;
+                let port: u16 = redis::from_redis_value(primary.next()?).ok()?;
+                Some(SlotRange {
+                    first,
+                    last,
+                    host,
+                    port,
+                })
             })
             .collect();
-        if starts.is_empty() {
+        if ranges.is_empty() {
             return Err(StoreError("redis cluster has no slot map".into()));
         }
-        Ok(starts)
+        Ok(ranges)
+    }
+
+    /// The first slot of each range in the cluster's slot map: one per primary at least.
+    async fn range_starts(&self) -> Result<Vec<u16>, StoreError> {
+        Ok(self
+            .slot_ranges()
+            .await?
+            .into_iter()
+            .map(|range| range.first)
+            .collect())
+    }
+
+    /// Runs `command` on guard `key`'s copy in each of `slots` and answers in the order of
+    /// `slots`. The commands go to each copy's primary in pipelines of [`GUARD_CHUNK`]: one
+    /// round trip per chunk rather than one command per slot (16,384 single commands queued on
+    /// a loaded machine outlived the command timeout). A copy whose slot moved meanwhile
+    /// answers MOVED, which fails the whole run: the caller's retry reads the new map.
+    async fn on_guard_copies(
+        &self,
+        key: &str,
+        slots: &[u16],
+        command: impl Fn(String) -> redis::Cmd,
+    ) -> Result<Vec<Value>, StoreError> {
+        let ranges = self.slot_ranges().await?;
+        let mut by_primary: BTreeMap<(&str, u16), Vec<usize>> = BTreeMap::new();
+        for (index, &slot) in slots.iter().enumerate() {
+            let owner = ranges
+                .iter()
+                .find(|range| (range.first..=range.last).contains(&slot))
+                .ok_or_else(|| StoreError(format!("redis cluster slot {slot} has no primary")))?;
+            by_primary
+                .entry((owner.host.as_str(), owner.port))
+                .or_default()
+                .push(index);
+        }
+        let mut batches = Vec::new();
+        for ((host, port), indexes) in by_primary {
+            for chunk in indexes.chunks(GUARD_CHUNK) {
+                let mut pipeline = redis::pipe();
+                for &index in chunk {
+                    pipeline.add_command(command(slots::guard_copy(key, slots[index])));
+                }
+                let route = SingleNodeRoutingInfo::ByAddress {
+                    host: host.to_owned(),
+                    port,
+                };
+                let count = chunk.len();
+                let chunk = chunk.to_vec();
+                batches.push(async move {
+                    let values = self
+                        .run(|c| async move {
+                            match c {
+                                Connection::Cluster(mut c) => {
+                                    c.route_pipeline(pipeline, 0, count, route).await
+                                }
+                                Connection::Single(mut c) => {
+                                    pipeline.query_async::<Vec<Value>>(&mut c).await
+                                }
+                            }
+                        })
+                        .await?;
+                    Ok::<_, StoreError>((chunk, values))
+                });
+            }
+        }
+        let answered: Vec<_> = futures_util::stream::iter(batches)
+            .buffer_unordered(GUARD_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut answers = vec![Value::Nil; slots.len()];
+        for (chunk, values) in answered {
+            if values.len() != chunk.len() {
+                return Err(StoreError(format!(
+                    "redis pipeline answered {} of {} commands",
+                    values.len(),
+                    chunk.len()
+                )));
+            }
+            for (index, value) in chunk.into_iter().zip(values) {
+                if let Value::ServerError(error) = value {
+                    return Err(StoreError(redacted(&error.into())));
+                }
+                answers[index] = value;
+            }
+        }
+        Ok(answers)
     }
 }
 
 /// Redis errors can quote the URL; keep only the kind and detail.
 fn redacted(e: &redis::RedisError) -> String {
-    format!("redis {:?}: {}", e.kind(), e.detail().unwrap_or(""))
+    match e.kind() {
+        // An I/O error has no detail; its own text (for example "Connection refused") names
+        // no URL and is what an operator needs.
+        redis::ErrorKind::Io => format!("redis I/O error: {e}"),
+        kind => format!("redis {kind:?}: {}", e.detail().unwrap_or("")),
+    }
 }
 
 fn px(ttl: Option<Duration>) -> Option<u64> {
@@ -709,27 +815,23 @@ impl Store for RedisStore {
             let value: Option<Vec<u8>> = self.run(|mut c| async move { c.get(key).await }).await?;
             return Ok(value.map_or(Guard::Absent, Guard::Held));
         }
-        let keys: Vec<String> = match copies {
-            GuardCopies::Every => slots::guard_copies(key).collect(),
-            GuardCopies::OnePerRange => self
-                .range_starts()
-                .await?
-                .into_iter()
-                .map(|slot| slots::guard_copy(key, slot))
-                .collect(),
+        let slots: Vec<u16> = match copies {
+            GuardCopies::Every => (0..slots::SLOTS).collect(),
+            GuardCopies::OnePerRange => self.range_starts().await?,
         };
-        // MGET over many slots: the cluster client splits it per slot and sends the parts
-        // to their nodes at once.
-        let mut reads = Vec::new();
-        for chunk in keys.chunks(GUARD_CHUNK) {
-            let chunk = chunk.to_vec();
-            reads.push(self.run(move |mut c| async move { c.mget(&chunk).await }));
-        }
-        let values: Vec<Vec<Option<Vec<u8>>>> = futures_util::stream::iter(reads)
-            .buffered(GUARD_CONCURRENCY)
-            .try_collect()
-            .await?;
-        let mut values = values.into_iter().flatten();
+        let get = |copy: String| {
+            let mut cmd = redis::cmd("GET");
+            cmd.arg(copy);
+            cmd
+        };
+        let values = self
+            .on_guard_copies(key, &slots, get)
+            .await?
+            .into_iter()
+            .map(redis::from_redis_value::<Option<Vec<u8>>>)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError(redacted(&e.into())))?;
+        let mut values = values.into_iter();
         let first = values.next().flatten();
         let mut present = first.is_some();
         let mut all = true;
@@ -756,34 +858,25 @@ impl Store for RedisStore {
             .await?
             .ok_or_else(|| StoreError("store identity vanished while being written".into()))?;
         let decided = decided.as_slice();
-        let copies: Vec<String> = slots::guard_copies(key).collect();
-        let writes: Vec<_> = copies
-            .iter()
-            .map(|copy| self.set_if_absent(copy, decided, None))
-            .collect();
-        futures_util::stream::iter(writes)
-            .buffer_unordered(GUARD_CHUNK)
-            .try_collect::<Vec<bool>>()
-            .await?;
+        let set_if_absent = |copy: String| {
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(copy).arg(decided).arg("NX");
+            cmd
+        };
+        let every: Vec<u16> = (0..slots::SLOTS).collect();
+        self.on_guard_copies(key, &every, set_if_absent).await?;
         Ok(won)
     }
 
     async fn replace_guard(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         if self.is_cluster() {
-            // MSET over many slots: split per slot by the cluster client, like MGET.
-            let copies: Vec<String> = slots::guard_copies(key).collect();
-            let mut writes = Vec::new();
-            for chunk in copies.chunks(GUARD_CHUNK) {
-                let pairs: Vec<(String, Vec<u8>)> = chunk
-                    .iter()
-                    .map(|copy| (copy.clone(), value.to_vec()))
-                    .collect();
-                writes.push(self.run(move |mut c| async move { c.mset::<_, _, ()>(&pairs).await }));
-            }
-            futures_util::stream::iter(writes)
-                .buffered(GUARD_CONCURRENCY)
-                .try_collect::<Vec<()>>()
-                .await?;
+            let set = |copy: String| {
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(copy).arg(value);
+                cmd
+            };
+            let every: Vec<u16> = (0..slots::SLOTS).collect();
+            self.on_guard_copies(key, &every, set).await?;
         }
         self.set(key, value, None).await
     }

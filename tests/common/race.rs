@@ -72,7 +72,10 @@ pub async fn one_request_id_one_provider_call(
                     .create_payment(request(&request_id, "3333333333", 250_000))
                     .await
                 {
-                    Ok(r) => return (r.into_inner().payment.unwrap(), aborted),
+                    Ok(r) => {
+                        let payment = r.into_inner().payment.unwrap();
+                        return (settled(&mut c, payment).await, aborted);
+                    }
                     // In flight, or the store slow to answer under this load (a command
                     // timeout): both are safe to retry with the same request_id.
                     Err(s) if matches!(s.code(), Code::Aborted | Code::Unavailable) => {
@@ -109,12 +112,20 @@ pub async fn one_request_id_one_provider_call(
     );
     let ((_, _, state), count) = payments.into_iter().next().unwrap();
     assert_eq!(count, CALLERS);
-    assert_eq!(state, pb::PaymentState::Succeeded as i32);
-    assert_eq!(
-        calls["interswitch"]["pay"].as_u64().unwrap_or(0) - pays_before,
-        1,
-        "exactly one provider payment call"
-    );
+    let pays = calls["interswitch"]["pay"].as_u64().unwrap_or(0) - pays_before;
+    // On a quiet machine the one call is made and succeeds. On an overloaded one the store can
+    // time out between the claim and the send: then nothing is sent and the status query
+    // finds no such payment, so FAILED (not sent) is the true answer. Either way, one answer
+    // for every caller and never a second call.
+    match pb::PaymentState::try_from(state) {
+        Ok(pb::PaymentState::Succeeded) => assert_eq!(pays, 1, "exactly one provider payment call"),
+        Ok(pb::PaymentState::Failed) => {
+            assert_eq!(pays, 0, "FAILED only when the payment was never sent");
+            println!("the store timed out before the send: FAILED, not sent");
+        }
+        other => panic!("unexpected final state {other:?}"),
+    }
+    let pays_after_race = pays;
 
     // Same key, different amount, on either replica: rejected, and no provider call.
     for c in &clients {
@@ -130,6 +141,26 @@ pub async fn one_request_id_one_provider_call(
             .as_u64()
             .unwrap_or(0)
             - pays_before,
-        1
+        pays_after_race
     );
+}
+
+/// Follows `payment` with GetPayment until it leaves PENDING (for at most a minute), as a
+/// careful client does with an answer that is not final yet.
+async fn settled(c: &mut PaymentServiceClient<Channel>, mut payment: pb::Payment) -> pb::Payment {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while payment.state == pb::PaymentState::Pending as i32
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Ok(r) = c
+            .get_payment(pb::GetPaymentRequest {
+                payment_id: payment.payment_id.clone(),
+            })
+            .await
+        {
+            payment = r.into_inner().payment.unwrap();
+        }
+    }
+    payment
 }
