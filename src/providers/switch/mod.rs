@@ -281,7 +281,8 @@ impl Switch {
     }
 
     /// Sends with the session token; a 401 invalidates it and the call is made once more with a
-    /// new one (a 401 is a refusal before processing, so this never pays twice).
+    /// new one. For reads, saved-bill deletion and the OTP request, which pay nothing; a
+    /// payment goes through [`Switch::call_once`].
     async fn call(
         &self,
         operation: &'static str,
