@@ -2,8 +2,8 @@
 //! wiremock server that plays InterIntel. Every request's exact HTTP is checked: method, path
 //! (trailing slashes, the hyphen of `biller-float`), the Bearer header, the JSON body, shilling
 //! amount strings at the edges and `scheduled_send` text. The token lifecycle (cached,
-//! refreshed near expiry, re-obtained after a failed refresh, a 401 invalidating the token and
-//! retrying once) runs under paused tokio time: the clock is paused only to jump it, never
+//! refreshed near expiry, re-obtained after a failed refresh, a 401 invalidating the token:
+//! a read retried once, a payment never resent) runs under paused tokio time: the clock is paused only to jump it, never
 //! while a socket is waited on.
 
 mod common;
@@ -608,6 +608,7 @@ async fn token_lifecycle_cached_refreshed_reobtained_and_replaced_on_401() {
     let tokens = Tokens::default();
     tokens.mount(&server).await;
     mock_service(&server, "biller-float/", ok("00", "500")).await;
+    mock_service(&server, "bill_status/", ok("00", "Bill payment successful")).await;
     // bill_payment refuses the first token it sees with 401, then pays.
     let refused: Arc<Mutex<Option<String>>> = Arc::default();
     let first = refused.clone();
@@ -673,17 +674,20 @@ async fn token_lifecycle_cached_refreshed_reobtained_and_replaced_on_401() {
     );
     tokens.refresh_fails.store(false, Ordering::SeqCst);
 
-    // A payment refused with 401: the token is invalidated, a new one obtained (refresh
-    // first), and the payment sent once more: exactly two bill_payment calls, one payment.
-    let paid = gw
+    // A payment refused with 401: the token is invalidated but the payment is not sent again
+    // (a resend could pay twice): PENDING. bill_status, a read, gets a new token (refresh
+    // first) and decides.
+    let pending = gw
         .pay(pay_request("ii-401", "101", "1000000001", 10_000))
         .await;
-    assert_eq!(state(&paid), pb::PaymentState::Succeeded);
+    assert_eq!(state(&pending), pb::PaymentState::Pending);
     let calls = requests(&server, &format!("{API}/bill_payment/")).await;
-    assert_eq!(calls.len(), 2);
+    assert_eq!(calls.len(), 1, "never resent");
     assert_eq!(refused.lock().unwrap().as_deref(), Some("Bearer pw-3"));
-    assert_eq!(header(&calls[1], "Authorization"), "Bearer rt-4");
-    assert_eq!(body(&calls[0]), body(&calls[1]), "the same payment, resent");
+    let paid = gw.get(&pending.payment_id).await;
+    assert_eq!(state(&paid), pb::PaymentState::Succeeded);
+    let status = requests(&server, &format!("{API}/bill_status/")).await;
+    assert_eq!(header(&status[0], "Authorization"), "Bearer rt-4");
     // The new token is the stored one now.
     balance(&gw, "101").await;
     assert_eq!(float_tokens().await.last().unwrap(), "Bearer rt-4");
@@ -691,8 +695,12 @@ async fn token_lifecycle_cached_refreshed_reobtained_and_replaced_on_401() {
     gw.stop().await;
 }
 
+/// A 401 on `bill_payment` is not followed by a new token and a resend: InterIntel documents
+/// neither that a 401 comes before any processing nor a duplicate check on `ext_outbound_id`,
+/// so the resend could pay twice. The payment is PENDING (a credential problem never makes it
+/// FAILED); the refused token is dropped, and `bill_status` gets a new one and decides.
 #[tokio::test]
-async fn a_second_401_is_not_retried_again() {
+async fn a_401_on_bill_payment_is_not_resent_and_bill_status_decides() {
     let server = MockServer::start().await;
     Tokens::default().mount(&server).await;
     mock_service(
@@ -701,20 +709,29 @@ async fn a_second_401_is_not_retried_again() {
         ResponseTemplate::new(401).set_body_json(json!({"detail": "no"})),
     )
     .await;
+    mock_service(&server, "bill_status/", ok("00", "Bill payment successful")).await;
     let gw = gateway(&server, "").await;
     let paid = gw
-        .pay(pay_request("twice-401", "101", "1000000001", 10_000))
+        .pay(pay_request("once-401", "101", "1000000001", 10_000))
         .await;
-    // Refused twice: the second 401 is the answer (no third call). The payment stays PENDING
-    // (outcome unknown) for reconciliation; a credential problem never marks it FAILED.
     assert_eq!(state(&paid), pb::PaymentState::Pending);
     assert_eq!(
         requests(&server, &format!("{API}/bill_payment/"))
             .await
             .len(),
-        2
+        1,
+        "never resent"
     );
-    assert_eq!(requests(&server, &format!("{API}/token")).await.len(), 2);
+    assert_eq!(requests(&server, &format!("{API}/token")).await.len(), 1);
+    let settled = gw.get(&paid.payment_id).await;
+    assert_eq!(state(&settled), pb::PaymentState::Succeeded);
+    let status = requests(&server, &format!("{API}/bill_status/")).await;
+    assert_eq!(status.len(), 1);
+    assert_service_call(&status[0], "rt-2");
+    assert_eq!(
+        body(&status[0])["ext_outbound_id"],
+        json!(paid.provider_reference)
+    );
     gw.stop().await;
 }
 

@@ -671,6 +671,68 @@ async fn payment_faults_leave_the_payment_pending() {
     }
 }
 
+/// A duplicate-reference answer (`30020` "duplicate transfer code", `10001` "check for a
+/// duplicate request reference, query the transaction") is about an earlier request with our
+/// reference, not a refusal: PENDING whatever the grouping says, and the transaction query
+/// decides. A 401 on the advice is not resent either (signed per request, no token to renew):
+/// PENDING, and the query decides.
+#[tokio::test]
+async fn a_duplicate_reference_answer_is_pending_and_the_query_decides() {
+    let answers = [
+        (
+            "30020",
+            ResponseTemplate::new(200).set_body_json(json!({
+                "ResponseCode": "30020", "ResponseCodeGrouping": "FAILED",
+                "ResponseDescription": "Duplicate transfer code"})),
+        ),
+        (
+            "10001",
+            ResponseTemplate::new(400).set_body_json(json!({
+                "errors": [{"code": "10001", "message": "Unknown error"}],
+                "ResponseCodeGrouping": "FAILED"})),
+        ),
+        (
+            "401",
+            ResponseTemplate::new(401).set_body_json(json!({"message": "bad signature"})),
+        ),
+    ];
+    for (name, response) in answers {
+        let server = MockServer::start().await;
+        mock_validation(&server, 0, "0").await;
+        mock_advice(&server, response).await;
+        let gw = gateway_for(&server, SignatureMethod::Sha1, 5_000).await;
+        let p = gw
+            .pay(payment_request(
+                &format!("dup-{name}"),
+                "90101",
+                "0000000001",
+                5_000,
+            ))
+            .await;
+        assert_eq!(state(&p), pb::PaymentState::Pending, "{name}: never FAILED");
+        assert_eq!(
+            requests_to(&server, "/payments/advices").await.len(),
+            1,
+            "{name}: never resent"
+        );
+        Mock::given(method("GET"))
+            .and(path(format!("{API}/transactions")))
+            .and(query_param(
+                "requestreference",
+                p.provider_reference.as_str(),
+            ))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "ResponseCode": "90000", "TransactionResponseCode": "90000",
+                "transactionRef": "ISW|7", "amount": "5000"})))
+            .mount(&server)
+            .await;
+        let settled = gw.get(&p.payment_id).await;
+        assert_eq!(state(&settled), pb::PaymentState::Succeeded, "{name}");
+        assert_eq!(requests_to(&server, "/transactions").await.len(), 1);
+        gw.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn declined_payment_is_ok_with_state_failed() {
     let server = MockServer::start().await;

@@ -524,6 +524,51 @@ async fn get_payment_finds_a_pending_debit_by_its_request_id() {
     gw.stop().await;
 }
 
+/// IP2 publishes no codes: a debit answered 400 or 422 does not say that no money moved. The
+/// answer is recorded, the payment is PENDING, and the transaction list decides (here: it
+/// was paid). Never FAILED, which would let the caller pay again; never sent again.
+#[tokio::test]
+async fn a_debit_answered_400_or_422_is_pending_and_the_listing_decides() {
+    for status in [400, 422] {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/transactions/debits"))
+            .respond_with(ResponseTemplate::new(status).set_body_json(json!({
+                "ResponseCode": 17, "ResponseMessage": "Could not process request"})))
+            .mount(&server)
+            .await;
+        let gw = gateway_for(&server, 100).await;
+        let payment = gw
+            .pay(debit_request(
+                &format!("ip2-{status}"),
+                ugx(6_000),
+                "Top up",
+            ))
+            .await;
+        assert_eq!(state(&payment), pb::PaymentState::Pending, "{status}");
+        assert_eq!(payment.provider_code, "17");
+        assert!(
+            payment
+                .provider_message
+                .contains("Could not process request"),
+            "{}",
+            payment.provider_message
+        );
+        mock_listing(
+            &server,
+            json!([{"TransactionId": "IP2T5", "RequestId": payment.provider_reference,
+                    "CurrencyCode": "UGX", "Amount": 6000, "CustomerId": "256772000001",
+                    "TransactionType": "Debit", "TransactionStatus": "Successful"}]),
+        )
+        .await;
+        let refreshed = gw.get(&payment.payment_id).await;
+        assert_eq!(state(&refreshed), pb::PaymentState::Succeeded, "{status}");
+        assert_eq!(refreshed.provider_transaction_id, "IP2T5");
+        assert_eq!(requests_to(&server, "/transactions/debits").await.len(), 1);
+        gw.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn a_debit_without_an_answer_stays_pending() {
     let server = MockServer::start().await;

@@ -614,6 +614,56 @@ async fn declines_and_contradictory_successes() {
     }
 }
 
+/// `Failed` is cross-checked with `provider_response.payment_status` like `Successful` is: a
+/// Failed envelope whose payment_status says Successful is not a refusal (PENDING, the query
+/// asks again), and a query's Failed with an empty `provider_response: {}` is a Failed without
+/// a transaction (unknown). The payment ends as the provider finally says: SUCCEEDED.
+#[tokio::test]
+async fn a_failed_that_payment_status_contradicts_is_pending_until_the_query_agrees() {
+    let server = MockServer::start().await;
+    mock(
+        &server,
+        "/transact",
+        envelope(
+            "Failed",
+            json!({"reference": "OP-21", "payment_status": "Successful"}),
+        ),
+    )
+    .await;
+    Mock::given(method("POST"))
+        .and(path("/v2/transact/query"))
+        .respond_with(envelope("Failed", json!({})))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    mock(
+        &server,
+        "/transact/query",
+        envelope("Successful", success("OP-21")),
+    )
+    .await;
+    let gw = gateway_for(&server, 5_000).await;
+    let p = gw.pay(request("contra-failed", 5_000, card())).await;
+    assert_eq!(state(&p), pb::PaymentState::Pending, "never FAILED");
+    assert!(
+        p.provider_message.contains("payment_status \"Successful\""),
+        "{}",
+        p.provider_message
+    );
+    let still = gw.get(&p.payment_id).await;
+    assert_eq!(
+        state(&still),
+        pb::PaymentState::Pending,
+        "{{}} is no transaction"
+    );
+    let settled = gw.get(&p.payment_id).await;
+    assert_eq!(state(&settled), pb::PaymentState::Succeeded);
+    assert_eq!(requests_to(&server, "/transact").await.len(), 1);
+    assert_eq!(requests_to(&server, "/transact/query").await.len(), 2);
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn faults_leave_the_payment_pending_and_the_query_settles_it() {
     let faults = [

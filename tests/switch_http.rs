@@ -489,6 +489,94 @@ async fn the_documented_answer_shape_settles_as_before() {
     }
 }
 
+/// Only HTTP 400 with a message is Switch's documented refusal. Any other 4xx, a 400 with
+/// another JSON body (even `{}`), and a 2xx without the documented message are answers Switch
+/// does not define; it has no status query to correct a guess, so the payment goes to an
+/// operator (NEEDS_ATTENTION) with Switch's status and answer recorded, never FAILED (which
+/// would let the caller pay again) and never sent again.
+#[tokio::test]
+async fn an_undocumented_pay_answer_goes_to_an_operator_never_failed() {
+    for (i, (status, body)) in [
+        (402, json!({"message": "Insufficient funds"})),
+        (404, json!({"message": "Vendor not found"})),
+        (422, json!({"message": "Unprocessable"})),
+        (400, json!({})),
+        (400, json!({"error": "bad request"})),
+        (200, json!({})),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let server = MockServer::start().await;
+        mount_login(&server).await;
+        mount_plans(&server).await;
+        mount_pay(&server, ResponseTemplate::new(status).set_body_json(&body)).await;
+        let gw = gateway_for(&server).await;
+        let p = gw
+            .pay(switch_payment(&format!("sw-undoc-{i}"), "01", 1_460_000))
+            .await;
+        assert_eq!(
+            state(&p),
+            pb::PaymentState::NeedsAttention,
+            "{status} {body}"
+        );
+        assert_eq!(p.provider_code, status.to_string(), "{status} {body}");
+        assert!(
+            p.provider_message.contains("no status query")
+                && p.provider_message.ends_with(&body.to_string()),
+            "the answer is recorded for the operator: {}",
+            p.provider_message
+        );
+        assert_eq!(
+            state(&gw.get(&p.payment_id).await),
+            pb::PaymentState::NeedsAttention
+        );
+        assert_eq!(requests_to(&server, "/bills/pay").await.len(), 1);
+        gw.stop().await;
+    }
+}
+
+/// A 401 on `/bills/pay` is not followed by a new login and a resend: Switch takes no
+/// reference of ours, so the resend would be a second payment (with the same OTP). The
+/// payment goes to an operator; the refused session is dropped, so the next call logs in.
+#[tokio::test]
+async fn a_401_on_pay_is_never_resent_and_the_next_call_logs_in_again() {
+    let server = MockServer::start().await;
+    let logins = mount_login(&server).await;
+    mount_plans(&server).await;
+    Mock::given(method("POST"))
+        .and(path("/bills/pay"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({"message": "jwt expired"})))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    mount_pay(&server, paid()).await;
+    let gw = gateway_for(&server).await;
+    let p = gw.pay(switch_payment("sw-401", "01", 1_460_000)).await;
+    assert_eq!(state(&p), pb::PaymentState::NeedsAttention);
+    assert_eq!(p.provider_code, "401");
+    assert!(
+        p.provider_message.contains("jwt expired"),
+        "{}",
+        p.provider_message
+    );
+    let pays = requests_to(&server, "/bills/pay").await;
+    assert_eq!(pays.len(), 1, "the payment was not sent again");
+    assert_switch_headers(&pays[0], "POST", Some("session-1"));
+    assert_eq!(logins.load(Ordering::SeqCst), 1);
+    // The next payment logs in again and goes out once with the new session.
+    let next = gw
+        .pay(switch_payment("sw-after-401", "01", 1_460_000))
+        .await;
+    assert_eq!(state(&next), pb::PaymentState::Succeeded);
+    assert_eq!(logins.load(Ordering::SeqCst), 2);
+    let pays = requests_to(&server, "/bills/pay").await;
+    assert_eq!(pays.len(), 2);
+    assert_switch_headers(&pays[1], "POST", Some("session-2"));
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn a_scheduled_payment_is_scheduled_and_never_reconciled() {
     let server = MockServer::start().await;

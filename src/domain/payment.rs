@@ -203,11 +203,13 @@ pub struct PaymentOutcome {
     pub fulfilment_token: Option<String>,
     pub extras: PaymentExtras,
     /// Set when the answer does not match the journal (another reference, customer, product or
-    /// amount behind our reference, or only part of the amount approved): why. Such an answer
-    /// never settles a payment; the gateway records it and hands the payment to an operator
-    /// (NEEDS_ATTENTION). Adapters set it with [`PaymentOutcome::contradicting`] or
-    /// [`AnswerIdentity::check`]; [`PaymentOutcome::checked_against`] adds the partial-approval
-    /// rule for every provider.
+    /// amount behind our reference, or only part of the amount approved), or when it is an
+    /// answer the provider's documents do not define from a provider with no status query to
+    /// learn more ([`PaymentOutcome::undocumented`]): why. Such an answer never settles a
+    /// payment; the gateway records it and hands the payment to an operator (NEEDS_ATTENTION).
+    /// Adapters set it with [`PaymentOutcome::contradicting`], [`AnswerIdentity::check`] or
+    /// [`PaymentOutcome::undocumented`]; [`PaymentOutcome::checked_against`] adds the
+    /// partial-approval rule for every provider.
     pub mismatch: Option<String>,
     /// The provider says it has no payment with this reference at all (Interswitch `30010`):
     /// an unknown outcome that also tells the gateway a payment it never confirmed as sent was
@@ -284,6 +286,18 @@ impl PaymentOutcome {
             provider_message: provider_message.into(),
             ..Self::default()
         }
+    }
+
+    /// An answer the provider's documents do not define, from a provider that has no status
+    /// query: neither a success nor a refusal can be read from it, and nothing can be asked
+    /// later, so the payment goes to an operator (NEEDS_ATTENTION) with the answer recorded:
+    /// `code` (the HTTP status, say) and `answer` (what the provider said), and `why`.
+    pub fn undocumented(
+        code: impl Into<String>,
+        answer: impl Into<String>,
+        why: impl Into<String>,
+    ) -> Self {
+        Self::answered(PaymentState::Pending, code, answer).contradicting(why)
     }
 
     /// An outcome the gateway could not learn: the payment keeps its state (PENDING for a new
@@ -487,11 +501,14 @@ impl PaymentRecord {
         let settled = self.state.is_final() || self.state == PaymentState::NeedsAttention;
         let target = outcome.effective_state();
         if let Some(why) = &outcome.mismatch {
+            // An answer that names no state (undocumented) is quoted without one.
+            let state = match outcome.state {
+                PaymentState::Pending => String::new(),
+                state => format!("{} ", state.name()),
+            };
             outcome.provider_message = format!(
-                "{why}; the provider answered {} {:?}: {}",
-                outcome.state.name(),
-                outcome.provider_code,
-                outcome.provider_message
+                "{why}; the provider answered {state}{:?}: {}",
+                outcome.provider_code, outcome.provider_message
             );
         }
         let allowed = match (self.state, target) {
@@ -668,6 +685,21 @@ mod tests {
         assert!(done.contradicted_by(&outcome(PaymentState::Failed)));
         assert!(!done.contradicted_by(&outcome(PaymentState::Succeeded)));
         assert!(!done.contradicted_by(&outcome(PaymentState::Reversed)));
+    }
+
+    #[test]
+    fn an_undocumented_answer_goes_to_an_operator_with_the_answer_recorded() {
+        let answer = PaymentOutcome::undocumented("422", "{\"error\":\"x\"}", "not documented");
+        assert!(!answer.is_unknown());
+        assert_eq!(answer.effective_state(), PaymentState::NeedsAttention);
+        let mut r = record(PaymentState::Pending);
+        r.apply(answer, 1);
+        assert_eq!(r.state, PaymentState::NeedsAttention);
+        assert_eq!(r.provider_code, "422");
+        assert_eq!(
+            r.provider_message,
+            "not documented; the provider answered \"422\": {\"error\":\"x\"}"
+        );
     }
 
     #[test]

@@ -8,8 +8,11 @@
 //! lifetime); a replica that loses the lock waits for the token the winner stores. A refresh
 //! token is tried first; a failed refresh falls back to the credentials. A 401 on a call
 //! invalidates the token it used (only if it is still the stored one, so a newer token another
-//! replica stored survives) and the call is retried once with a new token: a 401 means the
-//! provider refused the request before processing it, so the retry cannot pay twice.
+//! replica stored survives). A read ([`TokenCache::authorized`]) is then sent once more with a
+//! new token. A payment call ([`TokenCache::authorized_once`]) is not: that a 401 means
+//! "refused before processing" is the providers' word, not proof, and where a resend is a new
+//! payment (a provider that takes no reference of ours, a one-time OTP) it could pay twice. The
+//! payment's outcome is then unknown, and the new token serves the next call.
 
 use std::{sync::Arc, time::Duration};
 
@@ -172,7 +175,8 @@ impl TokenCache {
     }
 
     /// Runs `call` with a token; on HTTP 401 invalidates that token and runs `call` once more
-    /// with a new one. Safe for payments: a 401 is a refusal before any processing.
+    /// with a new one. For reads and other calls a resend cannot turn into a second payment;
+    /// payment calls use [`TokenCache::authorized_once`].
     pub async fn authorized<T, F, Fut>(
         &self,
         source: &dyn TokenSource,
@@ -194,6 +198,33 @@ impl TokenCache {
                 // front could answer it late), so a payment stays PENDING for the provider to
                 // settle.
                 call(self.token(source).await?).await
+            }
+            other => other,
+        }
+    }
+
+    /// Runs `call` once with a token: a payment call. On HTTP 401 the token is invalidated (so
+    /// the next call obtains a new one) and the 401 is returned; the call is never sent again,
+    /// because the request did reach the provider and a resend may be a second payment. Without
+    /// a token nothing is sent (`NotSent`), as with [`TokenCache::authorized`].
+    pub async fn authorized_once<T, F, Fut>(
+        &self,
+        source: &dyn TokenSource,
+        call: F,
+    ) -> Result<T, ProviderError>
+    where
+        F: FnOnce(Token) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ProviderError>>,
+    {
+        let token = self.token(source).await.map_err(ProviderError::not_sent)?;
+        match call(token.clone()).await {
+            Err(ProviderError::Auth { status: 401 }) => {
+                tracing::warn!(
+                    "provider refused the token (401) on a call that is never resent; \
+                     the next call obtains a new one"
+                );
+                self.invalidate(&token).await;
+                Err(ProviderError::Auth { status: 401 })
             }
             other => other,
         }
@@ -362,6 +393,33 @@ mod tests {
             })
             .await;
         assert!(matches!(twice, Err(ProviderError::Auth { status: 401 })));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_401_on_a_call_made_once_is_not_resent_and_the_next_call_gets_a_new_token() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let (cache, source) = (cache(&store), Numbered::new(false));
+        let calls = AtomicU32::new(0);
+        let refused = cache
+            .authorized_once(&source, |token| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    assert_eq!(token.secret(), "password-1");
+                    Err::<(), _>(ProviderError::Auth { status: 401 })
+                }
+            })
+            .await;
+        assert!(matches!(refused, Err(ProviderError::Auth { status: 401 })));
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "never sent again");
+        // The refused token is gone: the next call runs with a new one (refresh grant first).
+        let next = cache
+            .authorized_once(&source, |token| async move {
+                Ok::<_, ProviderError>(token.secret().to_owned())
+            })
+            .await
+            .unwrap();
+        assert_eq!(next, "refreshed-1");
+        assert_eq!(source.obtained.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test(start_paused = true)]

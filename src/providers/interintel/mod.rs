@@ -37,7 +37,7 @@ use crate::domain::{
 use crate::providers::{
     guard::{CallGuard, CallLimits},
     http::{self, RawResponse},
-    token_cache::{TokenCache, TokenSettings},
+    token_cache::{Token, TokenCache, TokenSettings},
 };
 use crate::store::Store;
 use auth::{OAuth, Refresh};
@@ -299,8 +299,8 @@ impl InterIntel {
     }
 
     /// `POST {base_url}{path}` with a Bearer token. A 401 invalidates the token and the call
-    /// is sent once more with a new one: InterIntel refuses an unknown or expired token before
-    /// processing the request, so even a payment cannot be made twice this way.
+    /// is sent once more with a new one. Only for calls that move no money (status, query,
+    /// float): a payment goes through [`InterIntel::post_once`].
     async fn post(
         &self,
         operation: &'static str,
@@ -308,31 +308,58 @@ impl InterIntel {
         body: &ServiceRequest<'_>,
     ) -> Result<RawResponse, ProviderError> {
         let bytes = serde_json::to_vec(body).expect("a service request serializes");
-        let url = format!("{}{path}", self.base_url);
         self.tokens
             .authorized(&self.oauth, |token| {
-                let request = self
-                    .http
-                    .post(&url)
-                    .bearer_auth(token.secret())
-                    .header("Content-Type", "application/json")
-                    .header("Accept", "application/json")
-                    .body(bytes.clone());
-                async move {
-                    let raw = self
-                        .guard
-                        .run(
-                            http::send("interintel", operation, request),
-                            http::transport_failure,
-                        )
-                        .await?;
-                    match raw.status {
-                        401 => Err(ProviderError::Auth { status: 401 }),
-                        _ => Ok(raw),
-                    }
-                }
+                self.send_with(operation, path, bytes.clone(), token)
             })
             .await
+    }
+
+    /// `POST {base_url}{path}` with a Bearer token, sent once: a 401 invalidates the token (the
+    /// next call obtains a new one) and is returned. For `bill_payment`: that InterIntel refuses
+    /// a bad token before processing is not documented, and it documents no duplicate check on
+    /// `ext_outbound_id` (PROVIDER-NOTES §1.7), so a resend could pay twice. The payment is
+    /// PENDING and `bill_status` decides.
+    async fn post_once(
+        &self,
+        operation: &'static str,
+        path: &'static str,
+        body: &ServiceRequest<'_>,
+    ) -> Result<RawResponse, ProviderError> {
+        let bytes = serde_json::to_vec(body).expect("a service request serializes");
+        self.tokens
+            .authorized_once(&self.oauth, |token| {
+                self.send_with(operation, path, bytes, token)
+            })
+            .await
+    }
+
+    /// One `POST` with `token`; a 401 is `Err(Auth)` so the token cache drops the token.
+    async fn send_with(
+        &self,
+        operation: &'static str,
+        path: &'static str,
+        bytes: Vec<u8>,
+        token: Token,
+    ) -> Result<RawResponse, ProviderError> {
+        let request = self
+            .http
+            .post(format!("{}{path}", self.base_url))
+            .bearer_auth(token.secret())
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json")
+            .body(bytes);
+        let raw = self
+            .guard
+            .run(
+                http::send("interintel", operation, request),
+                http::transport_failure,
+            )
+            .await?;
+        match raw.status {
+            401 => Err(ProviderError::Auth { status: 401 }),
+            _ => Ok(raw),
+        }
     }
 
     fn amount(&self, money: Money) -> Result<String, ProviderError> {
@@ -528,7 +555,7 @@ impl Provider for InterIntel {
                 .transpose()?,
             ..self.body(&order.product_id)
         };
-        let raw = self.post("pay", "/bill_payment/", &body).await?;
+        let raw = self.post_once("pay", "/bill_payment/", &body).await?;
         let answer = answer(raw, "bill_payment")?;
         let code = answer.response_status.clone();
         let mut state = codes::payment_state(&code);

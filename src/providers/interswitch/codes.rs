@@ -14,6 +14,19 @@ pub const SUCCESS: &str = "90000";
 /// "Transaction not found" on a status query: the advice may not have arrived (yet).
 pub const TRANSACTION_NOT_FOUND: &str = "30010";
 
+/// Codes that say the request reference (or transfer code) was seen before: "unknown error,
+/// check for a duplicate request reference, query the transaction" (`10001`) and "duplicate
+/// transfer code" (`30020`). A duplicate answer is about an earlier request with our reference,
+/// whose outcome it does not give: never a refusal (a FAILED would let the caller pay again
+/// while the first request may have paid). The payment is PENDING, whatever the grouping says,
+/// and the transaction query decides.
+pub const DUPLICATES: &[&str] = &["10001", "30020"];
+
+/// True for a duplicate-reference answer.
+pub fn is_duplicate(code: &str) -> bool {
+    DUPLICATES.contains(&code)
+}
+
 /// Codes that approve only part of the amount ("Approved, partial"). The payment is not
 /// SUCCEEDED for the amount the caller asked: the gateway hands it to an operator with the
 /// approved amount (`ApprovedAmount`) when Interswitch gives it.
@@ -32,8 +45,7 @@ pub enum CodeMeaning {
     Pending,
 }
 
-/// Known codes. `10001` ("unknown error, check for a duplicate request reference, query the
-/// transaction") is deliberately PENDING.
+/// Known codes. The [`DUPLICATES`] are deliberately PENDING.
 pub const CODES: &[(&str, CodeMeaning, &str)] = &[
     ("90000", CodeMeaning::Succeeded, "Successful"),
     ("90010", CodeMeaning::Succeeded, "Approved, partial"),
@@ -69,7 +81,11 @@ pub const CODES: &[(&str, CodeMeaning, &str)] = &[
     ("20061", CodeMeaning::Failed, "Entity location disabled"),
     ("20062", CodeMeaning::Failed, "Entity disabled"),
     ("30010", CodeMeaning::Pending, "Transaction not found"),
-    ("30020", CodeMeaning::Failed, "Duplicate transfer code"),
+    (
+        "30020",
+        CodeMeaning::Pending,
+        "Duplicate transfer code: query the transaction",
+    ),
     ("30030", CodeMeaning::Failed, "Bank authorization needed"),
     (
         "40010",
@@ -102,6 +118,7 @@ pub fn payment_state(code: &str, grouping: Option<&str>) -> PaymentState {
         .find(|(c, _, _)| *c == code)
         .map(|(_, m, _)| *m);
     let meaning = match (from_table, from_grouping) {
+        _ if is_duplicate(code) => CodeMeaning::Pending,
         (Some(t), Some(g)) if t != g => CodeMeaning::Pending,
         (Some(t), _) => t,
         (None, _) => CodeMeaning::Pending,
@@ -165,6 +182,20 @@ mod tests {
             payment_state("90000", Some("PENDING")),
             PaymentState::Pending
         );
+    }
+
+    #[test]
+    fn a_duplicate_reference_is_never_a_refusal() {
+        for code in DUPLICATES {
+            assert_eq!(describe(code).map(|d| d.contains("query")), Some(true));
+            for grouping in [None, Some("FAILED"), Some("PENDING"), Some("SUCCESSFUL")] {
+                assert_eq!(
+                    payment_state(code, grouping),
+                    PaymentState::Pending,
+                    "{code} {grouping:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -445,6 +445,10 @@ impl Provider for Interswitch {
         })
         .expect("advice serializes");
         let path = format!("{API}/payments/advices");
+        // Sent once, never again, not even after a 401: InterswitchAuth signs every request
+        // with the client secret (there is no token to renew), and although the advice carries
+        // our unique requestReference, Interswitch answers a reused one as a duplicate (10001)
+        // without saying what became of the first: the transaction query decides instead.
         let raw = self
             .call("pay", reqwest::Method::POST, &path, Some(body))
             .await?;

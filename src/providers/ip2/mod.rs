@@ -10,8 +10,13 @@
 //! - IP2 has no "get one transaction": a payment is found again in `GET transactions` around
 //!   its creation time by `RequestId`;
 //! - a debit or credit answer decides a payment only through a clear transaction status word
-//!   ([`codes`]); `ResponseCode` 0 alone means "accepted" (PENDING); HTTP 400/422 with an
-//!   error body means the request was refused (FAILED); anything else stays PENDING;
+//!   ([`codes`]); `ResponseCode` 0 alone means "accepted" (PENDING); HTTP 400/422 are
+//!   PENDING with IP2's code and message recorded: IP2 publishes no codes, so nothing says the
+//!   request was refused before any money moved, and the transaction list decides; anything
+//!   else stays PENDING too;
+//! - a debit or credit is sent once, never again, not even after a 401: every request is signed
+//!   with the API password (there is no token to renew), and IP2 documents no duplicate check
+//!   on `RequestId` that would make a resend safe;
 //! - an answer (debit, credit or listed transaction) echoing a RequestId, CustomerId,
 //!   ProductId or Amount other than ours is about another transaction: it never settles the
 //!   payment, which goes to an operator (NEEDS_ATTENTION);
@@ -433,8 +438,10 @@ impl Ip2 {
     }
 }
 
-/// Maps a debit or credit answer. Only a clear status word settles the payment; HTTP 400/422
-/// with an error body is a refusal; 5xx, other statuses and unreadable bodies are unknown.
+/// Maps a debit or credit answer. Only a clear status word in a 2xx answer settles the
+/// payment. HTTP 400/422 with a code or message are recorded but PENDING: IP2 publishes no
+/// codes, so the answer does not say that no money moved, and the transaction list decides.
+/// 5xx, other statuses and unreadable bodies are unknown.
 fn pay_outcome(raw: RawResponse, payment: &PaymentRecord) -> Result<PaymentOutcome, ProviderError> {
     match raw.status {
         200..=299 | 400 | 422 => {}
@@ -459,9 +466,13 @@ fn pay_outcome(raw: RawResponse, payment: &PaymentRecord) -> Result<PaymentOutco
             code
         };
         return Ok(PaymentOutcome::answered(
-            crate::domain::PaymentState::Failed,
+            crate::domain::PaymentState::Pending,
             code,
-            message,
+            format!(
+                "IP2 answered HTTP {} ({message}); IP2 publishes no codes, so this does not say \
+                 that no money moved: the transaction list decides",
+                raw.status
+            ),
         ));
     }
     let currency = payment.order.amount.currency;
@@ -891,8 +902,14 @@ mod tests {
         .unwrap();
         assert_eq!(declined.state, PaymentState::Failed);
         assert_eq!(declined.provider_message, "Insufficient balance");
-        let refused = out(400, r#"{"ResponseCode":400,"ResponseMessage":"Memo"}"#).unwrap();
-        assert_eq!(refused.state, PaymentState::Failed);
+        // IP2 publishes no codes: a 400/422 is recorded, but PENDING for the listing to decide.
+        for status in [400, 422] {
+            let refused = out(status, r#"{"ResponseCode":400,"ResponseMessage":"Memo"}"#).unwrap();
+            assert_eq!(refused.state, PaymentState::Pending);
+            assert!(!refused.is_unknown());
+            assert_eq!(refused.provider_code, "400");
+            assert!(refused.provider_message.contains("(Memo)"));
+        }
         assert!(out(200, "{}").unwrap().is_unknown());
         assert!(matches!(out(502, ""), Err(ProviderError::Upstream { .. })));
         assert!(matches!(

@@ -3,7 +3,9 @@
 //! The documented `status` values (Pay Electricity, "Possible response codes") decide; any other
 //! status is PENDING: the gateway asks again rather than guess that money did not move. A
 //! `Successful` that carries a non-empty `data.error` or `errors` is not a success (OnePipe's
-//! own plugin treats it so); it is PENDING until a query says more. Matching ignores ASCII case
+//! own plugin treats it so); it is PENDING until a query says more. `Successful` and `Failed`
+//! are both cross-checked against `provider_response.payment_status`: one that says otherwise
+//! makes the payment PENDING, never SUCCEEDED or FAILED. Matching ignores ASCII case
 //! (samples disagree on the casing of other fields, e.g. `mock_mode`).
 
 use crate::domain::{payment::FulfilmentState, PaymentState};
@@ -54,6 +56,13 @@ pub fn payment_status_contradicts_success(payment_status: &str) -> bool {
         && fulfilment_state(payment_status) != Some(FulfilmentState::Delivered)
 }
 
+/// Whether `provider_response.payment_status` contradicts a `Failed` envelope (anything but
+/// a failure or nothing at all): the payment is then PENDING, never FAILED.
+pub fn payment_status_contradicts_failure(payment_status: &str) -> bool {
+    !payment_status.trim().is_empty()
+        && fulfilment_state(payment_status) != Some(FulfilmentState::Failed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,5 +97,11 @@ mod tests {
         assert!(payment_status_contradicts_success("Processing"));
         assert!(!payment_status_contradicts_success(""));
         assert!(!payment_status_contradicts_success("Successful"));
+        assert!(payment_status_contradicts_failure("Successful"));
+        assert!(payment_status_contradicts_failure("Succesful"));
+        assert!(payment_status_contradicts_failure("Processing"));
+        assert!(payment_status_contradicts_failure("Reversed?"));
+        assert!(!payment_status_contradicts_failure("failed"));
+        assert!(!payment_status_contradicts_failure(" "));
     }
 }

@@ -506,6 +506,10 @@ impl Provider for OnePipe {
         let secure = self.encrypt(&plaintext);
         drop(plaintext);
         let request_ref = new_request_ref();
+        // Sent once, never again, not even after a 401: the API key is static (no token to
+        // renew), and although `transaction_ref` is ours, OnePipe documents no duplicate
+        // handling for it (PROVIDER-NOTES §4.7), so a resend could be a second charge. A 401 is
+        // an unknown outcome; `/transact/query` decides.
         let raw = self
             .call(
                 "pay",

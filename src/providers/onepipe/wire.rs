@@ -152,9 +152,13 @@ fn error_words(v: &Value) -> String {
 }
 
 impl Response {
-    /// `data.provider_response`, or null.
+    /// `data.provider_response`, or null. An empty object says nothing and counts as none.
     pub fn provider_response(&self) -> &Value {
-        &self.data["provider_response"]
+        static NONE: Value = Value::Null;
+        match &self.data["provider_response"] {
+            Value::Object(o) if o.is_empty() => &NONE,
+            pr => pr,
+        }
     }
 
     /// The error the answer carries in `data.error`, `data.errors` or `errors`, if any.
@@ -232,6 +236,16 @@ impl Response {
                 return PaymentOutcome::unknown(format!(
                     "OnePipe answered Failed without a transaction: {message}"
                 ));
+            }
+            // Cross-checked like a success: a Failed envelope whose payment_status says
+            // anything but Failed (Successful, Processing, ...) is not a refusal. PENDING: the
+            // status query asks again, and an operator settles it if it never agrees.
+            if codes::payment_status_contradicts_failure(&text(&pr["payment_status"])) {
+                state = PaymentState::Pending;
+                message = format!(
+                    "Failed but payment_status {:?}: not a refusal ({message})",
+                    text(&pr["payment_status"])
+                );
             }
         }
         if self.status.trim().is_empty() {
@@ -395,6 +409,39 @@ mod tests {
         );
         assert!(parse(r#"{"message":"?"}"#).payment_outcome().is_unknown());
         assert!(parse(r#"{"status":null}"#).payment_outcome().is_unknown());
+    }
+
+    #[test]
+    fn failed_is_cross_checked_with_payment_status_like_successful() {
+        for body in [
+            r#"{"status":"Failed","message":"x","data":{"provider_response":{"payment_status":"Successful"}}}"#,
+            r#"{"status":"Failed","data":{"error":"timeout","provider_response":{"payment_status":"Processing"}}}"#,
+        ] {
+            let r = parse(body);
+            for o in [r.payment_outcome(), r.follow_up_outcome()] {
+                assert_eq!(o.state, PaymentState::Pending, "{body}");
+                assert!(!o.is_unknown(), "{body}");
+                assert!(o.provider_message.contains("not a refusal"), "{body}");
+            }
+        }
+        // payment_status agreeing, or absent, leaves the refusal standing.
+        for body in [
+            r#"{"status":"Failed","data":{"provider_response":{"payment_status":"Failed"}}}"#,
+            r#"{"status":"Failed","data":{"provider_response":{"reference":"OP-9"}}}"#,
+        ] {
+            let r = parse(body);
+            assert_eq!(r.payment_outcome().state, PaymentState::Failed, "{body}");
+            assert_eq!(r.follow_up_outcome().state, PaymentState::Failed, "{body}");
+        }
+    }
+
+    #[test]
+    fn an_empty_provider_response_counts_as_none() {
+        let r = parse(r#"{"status":"Failed","message":"x","data":{"provider_response":{}}}"#);
+        assert!(r.follow_up_outcome().is_unknown());
+        assert_eq!(r.payment_outcome().state, PaymentState::Failed);
+        let ok = parse(r#"{"status":"Successful","data":{"provider_response":{}}}"#);
+        assert_eq!(ok.payment_outcome().state, PaymentState::Succeeded);
     }
 
     #[test]

@@ -8,7 +8,10 @@
 //! vat and total are checked before anything is recorded or sent. Switch takes no client
 //! reference and has no status query: a payment whose answer is lost stays PENDING and ends
 //! with an operator (NEEDS_ATTENTION); it is never sent again (the journal holds its
-//! `request_id`). The reference the gateway stores (`SWI<sequence>`) is its own and never sent.
+//! `request_id`), not even after a 401 and a new login (a resend would be a second payment,
+//! with the same one-time OTP). An answer the documents do not define goes straight to an
+//! operator with the answer recorded ([`codes`]). The reference the gateway stores
+//! (`SWI<sequence>`) is its own and never sent.
 
 pub mod auth;
 pub mod codes;
@@ -278,7 +281,8 @@ impl Switch {
     }
 
     /// Sends with the session token; a 401 invalidates it and the call is made once more with a
-    /// new one (a 401 is a refusal before processing, so this never pays twice).
+    /// new one. For reads, saved-bill deletion and the OTP request, which pay nothing; a
+    /// payment goes through [`Switch::call_once`].
     async fn call(
         &self,
         operation: &'static str,
@@ -298,6 +302,37 @@ impl Switch {
                     }
                     Ok(raw)
                 }
+            })
+            .await
+    }
+
+    /// Sends a payment with the session token, once: a 401 invalidates the token (the next call
+    /// logs in again) and is returned as `Err(Auth)`, with the body Switch sent in `refusal`.
+    /// Switch takes no reference of ours, so a resend after a new login would be a second
+    /// payment.
+    async fn call_once(
+        &self,
+        operation: &'static str,
+        path: &str,
+        body: Vec<u8>,
+        refusal: &std::sync::Mutex<Vec<u8>>,
+    ) -> Result<RawResponse, ProviderError> {
+        self.tokens
+            .authorized_once(self, |token| async move {
+                let raw = self
+                    .send(
+                        operation,
+                        reqwest::Method::POST,
+                        path,
+                        Some(body),
+                        Some(&token),
+                    )
+                    .await?;
+                if raw.status == 401 {
+                    *refusal.lock().unwrap_or_else(|p| p.into_inner()) = raw.body;
+                    return Err(ProviderError::Auth { status: 401 });
+                }
+                Ok(raw)
             })
             .await
     }
@@ -545,46 +580,60 @@ fn answer<T: DeserializeOwned + Default>(
 }
 
 /// Maps a `/bills/pay` answer (see [`codes`]). `scheduled_at_ms` is the start date sent, if
-/// any; `fee` and `total` are what the payment was priced at.
+/// any; `fee` and `total` are what the payment was priced at; `secrets` are kept out of the
+/// answer recorded for an operator.
 ///
 /// No answer is checked against the journal's identity (`AnswerIdentity`): the documents show
 /// no `/bills/pay` response body at all (PROVIDER-NOTES.md §2.4: "HTTP 200 + message"), so no
 /// field is known to echo the customer (`consumer_id_field`), plan or amount sent, and our
 /// reference is never sent. Nor is any answer read as "no transaction with this reference"
-/// (`reference_not_found`): Switch has no status query and documents no such answer; a 404
-/// here is Switch refusing the payment itself (`codes`).
+/// (`reference_not_found`): Switch has no status query and documents no such answer.
 fn pay_outcome(
     raw: RawResponse,
     scheduled_at_ms: Option<i64>,
     fee: i64,
     total: i64,
+    secrets: &PaymentSecrets,
 ) -> Result<PaymentOutcome, ProviderError> {
-    let Some(meaning) = codes::pay_meaning(raw.status) else {
-        return Err(match raw.status {
-            401 | 403 => ProviderError::Auth { status: raw.status },
-            status => ProviderError::Upstream { status },
-        });
-    };
-    let body: Value = match serde_json::from_slice(&raw.body) {
-        Ok(v @ Value::Object(_)) => v,
-        _ => {
-            return Err(ProviderError::Unreadable(format!(
-                "payment answered HTTP {} without a JSON object",
-                raw.status
-            )))
-        }
-    };
     let text = |v: &Value| match v {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     };
-    let message = text(&body["message"]).unwrap_or_default();
-    let mut outcome = PaymentOutcome::answered(
-        codes::pay_state(meaning, scheduled_at_ms.is_some()),
-        raw.status.to_string(),
+    let body = match serde_json::from_slice(&raw.body) {
+        Ok(v @ Value::Object(_)) => Some(v),
+        _ => None,
+    };
+    let message = body
+        .as_ref()
+        .and_then(|b| text(&b["message"]))
+        .filter(|m| !m.trim().is_empty());
+    let meaning = codes::pay_meaning(raw.status, message.is_some());
+    let (Some(body), Some(message), Some(state)) = (
+        body,
         message,
-    );
+        codes::pay_state(meaning, scheduled_at_ms.is_some()),
+    ) else {
+        return match meaning {
+            codes::PayMeaning::Unknown => Err(ProviderError::Upstream { status: raw.status }),
+            _ => Ok(PaymentOutcome::undocumented(
+                raw.status.to_string(),
+                recorded_answer(&raw.body, secrets),
+                format!(
+                    "Switch answered the payment with HTTP {}{}, an answer its documents do not \
+                     define (paid: HTTP 200 with a message; refused: HTTP 400 with a message), \
+                     and Switch has no status query: settle it with Switch",
+                    raw.status,
+                    if raw.status == 401 {
+                        " (session refused; not resent, the next call logs in again)"
+                    } else {
+                        ""
+                    }
+                ),
+            )),
+        };
+    };
+    let mut outcome = PaymentOutcome::answered(state, raw.status.to_string(), message);
     if meaning == codes::PayMeaning::Accepted {
         // The answer's `data` is undocumented: a reference and a token are read when present
         // under these assumed names.
@@ -599,6 +648,30 @@ fn pay_outcome(
         outcome.extras.scheduled_at_ms = scheduled_at_ms;
     }
     Ok(outcome)
+}
+
+/// Longest part of an undocumented answer kept for the operator, in characters.
+const RECORDED_ANSWER_CHARS: usize = 500;
+
+/// The body of an answer as the operator sees it: text, cut to [`RECORDED_ANSWER_CHARS`], with
+/// the PIN and OTP sent blanked out should Switch echo them.
+fn recorded_answer(body: &[u8], secrets: &PaymentSecrets) -> String {
+    let mut text: String = String::from_utf8_lossy(body)
+        .trim()
+        .chars()
+        .take(RECORDED_ANSWER_CHARS)
+        .collect();
+    for secret in [&secrets.pin, &secrets.otp].into_iter().flatten() {
+        let secret = secret.expose_secret();
+        if !secret.is_empty() {
+            text = text.replace(secret, "[redacted]");
+        }
+    }
+    if text.is_empty() {
+        "(empty body)".into()
+    } else {
+        text
+    }
 }
 
 /// The `exp` of a JWT session token, unix seconds, when the token is a readable JWT.
@@ -756,10 +829,17 @@ impl Provider for Switch {
             _ => None,
         };
         let bytes = serde_json::to_vec(&body).expect("payment body serializes");
-        let raw = self
-            .call("pay", reqwest::Method::POST, "/bills/pay", Some(bytes))
-            .await?;
-        pay_outcome(raw, scheduled_at_ms, fee, total)
+        let refusal = std::sync::Mutex::new(Vec::new());
+        let raw = match self.call_once("pay", "/bills/pay", bytes, &refusal).await {
+            // Switch refused the session token: its documents do not say whether it looked at
+            // the payment first, it cannot be asked, and a resend could pay twice.
+            Err(ProviderError::Auth { status: 401 }) => RawResponse {
+                status: 401,
+                body: refusal.into_inner().unwrap_or_else(|p| p.into_inner()),
+            },
+            other => other?,
+        };
+        pay_outcome(raw, scheduled_at_ms, fee, total, secrets)
     }
 
     async fn list_saved_bills(
@@ -837,6 +917,17 @@ mod tests {
         }
     }
 
+    fn pin(pin: &str) -> PaymentSecrets {
+        PaymentSecrets {
+            pin: Some(SecretString::from(pin.to_owned())),
+            ..PaymentSecrets::default()
+        }
+    }
+
+    fn pay(status: u16, body: &str) -> Result<PaymentOutcome, ProviderError> {
+        pay_outcome(raw(status, body), None, 0, 1, &pin("4821"))
+    }
+
     #[test]
     fn pay_answers_map_to_states() {
         let ok = pay_outcome(
@@ -844,6 +935,7 @@ mod tests {
             None,
             8_400,
             1_468_400,
+            &pin("4821"),
         )
         .unwrap();
         assert_eq!(ok.state, PaymentState::Succeeded);
@@ -852,30 +944,68 @@ mod tests {
             ("200", "Bill paid")
         );
         assert_eq!(ok.extras.total.unwrap().minor_units, 1_468_400);
-        let later = pay_outcome(raw(200, r#"{"message":"scheduled"}"#), Some(5), 0, 1).unwrap();
-        assert_eq!(later.state, PaymentState::Scheduled);
-        assert_eq!(later.extras.scheduled_at_ms, Some(5));
-        let refused = pay_outcome(
-            raw(400, r#"{"message":"Pin should be a 4-digit number"}"#),
-            None,
+        let later = pay_outcome(
+            raw(200, r#"{"message":"scheduled"}"#),
+            Some(5),
             0,
             1,
+            &pin("4821"),
         )
         .unwrap();
+        assert_eq!(later.state, PaymentState::Scheduled);
+        assert_eq!(later.extras.scheduled_at_ms, Some(5));
+        let refused = pay(400, r#"{"message":"Pin should be a 4-digit number"}"#).unwrap();
         assert_eq!(refused.state, PaymentState::Failed);
         assert_eq!(refused.provider_message, "Pin should be a 4-digit number");
         assert!(matches!(
-            pay_outcome(raw(502, ""), None, 0, 1),
+            pay(502, ""),
             Err(ProviderError::Upstream { status: 502 })
         ));
         assert!(matches!(
-            pay_outcome(raw(200, "<html>"), None, 0, 1),
-            Err(ProviderError::Unreadable(_))
+            pay(302, "{}"),
+            Err(ProviderError::Upstream { status: 302 })
         ));
-        assert!(matches!(
-            pay_outcome(raw(401, "{}"), None, 0, 1),
-            Err(ProviderError::Auth { status: 401 })
-        ));
+    }
+
+    #[test]
+    fn an_undocumented_answer_goes_to_an_operator_with_the_answer_recorded() {
+        for (status, body) in [
+            (400, "{}"),
+            (400, r#"{"error":"Pin should be a 4-digit number"}"#),
+            (400, r#"{"message":"  "}"#),
+            (402, r#"{"message":"Insufficient funds"}"#),
+            (404, r#"{"message":"Vendor not found"}"#),
+            (422, r#"{"message":"Unprocessable"}"#),
+            (401, r#"{"message":"jwt expired"}"#),
+            (403, ""),
+            (200, "{}"),
+            (200, "<html>ok</html>"),
+            (200, r#"["paid"]"#),
+            (202, r#"{"message":"Accepted"}"#),
+        ] {
+            let answer = pay(status, body).unwrap();
+            assert_eq!(
+                answer.effective_state(),
+                PaymentState::NeedsAttention,
+                "{status} {body}"
+            );
+            assert_eq!(answer.provider_code, status.to_string());
+            let expected = if body.is_empty() {
+                "(empty body)"
+            } else {
+                body
+            };
+            assert_eq!(answer.provider_message, expected);
+            assert!(answer.mismatch.unwrap().contains("no status query"));
+        }
+        // An echoed PIN is not recorded; a long answer is cut.
+        let echoed = pay(422, r#"{"message":"bad pin 4821"}"#).unwrap();
+        assert_eq!(
+            echoed.provider_message,
+            r#"{"message":"bad pin [redacted]"}"#
+        );
+        let long = pay(422, &"x".repeat(2_000)).unwrap();
+        assert_eq!(long.provider_message.len(), RECORDED_ANSWER_CHARS);
     }
 
     #[test]
@@ -887,6 +1017,7 @@ mod tests {
             None,
             8_400,
             1_468_400,
+            &pin("4821"),
         )
         .unwrap();
         assert_eq!(ok.effective_state(), PaymentState::Succeeded);
@@ -895,20 +1026,14 @@ mod tests {
             (None, false)
         );
         assert_eq!(ok.provider_transaction_id, None);
-        // The documented error (HTTP 400 + message) and a 404 refuse the payment: FAILED, never
-        // "no transaction with this reference".
-        for (status, body) in [
-            (400, r#"{"message":"Pin should be a 4-digit number"}"#),
-            (404, r#"{"message":"Vendor not found"}"#),
-        ] {
-            let refused = pay_outcome(raw(status, body), None, 0, 1).unwrap();
-            assert_eq!(refused.effective_state(), PaymentState::Failed, "{status}");
-            assert_eq!(
-                (refused.mismatch.as_deref(), refused.reference_not_found),
-                (None, false),
-                "{status}"
-            );
-        }
+        // The documented error (HTTP 400 + message) refuses the payment: FAILED, never "no
+        // transaction with this reference".
+        let refused = pay(400, r#"{"message":"Pin should be a 4-digit number"}"#).unwrap();
+        assert_eq!(refused.effective_state(), PaymentState::Failed);
+        assert_eq!(
+            (refused.mismatch.as_deref(), refused.reference_not_found),
+            (None, false)
+        );
     }
 
     fn parse(text: &str) -> SwitchConfig {
