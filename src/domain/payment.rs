@@ -707,6 +707,25 @@ mod tests {
         assert!(!done.contradicted_by(&outcome(PaymentState::Reversed)));
     }
 
+    /// A record without a follow-up writes no `follow_up` field (its bytes stay those older
+    /// replicas write), and a mark holds until its expiry only.
+    #[test]
+    fn a_follow_up_mark_is_optional_and_expires() {
+        let mut r = record(PaymentState::OtpRequired);
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(!json.contains("follow_up"), "{json}");
+        assert_eq!(serde_json::from_str::<PaymentRecord>(&json).unwrap(), r);
+        r.follow_up = Some(FollowUpMark {
+            kind: FollowUpKind::OtpValidation,
+            request_id: "otp-1".into(),
+            expires_at_ms: 1_000,
+        });
+        assert!(r.live_follow_up(999).is_some());
+        assert!(r.live_follow_up(1_000).is_none());
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<PaymentRecord>(&json).unwrap(), r);
+    }
+
     #[test]
     fn payment_id_is_stable_per_request_id() {
         let a = PaymentRecord::id_for_request("abc");

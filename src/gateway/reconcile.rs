@@ -133,9 +133,12 @@ impl Gateway {
                 // Not made yet, as the provider said: nothing for an operator. The schedule
                 // starts again at the scheduled time.
                 self.update_payment(payment_id, Next::Keep, |r, _| {
-                    r.reconcile_checks = 0;
-                    r.unanswered_checks = 0;
-                    true
+                    let waiting = r.state == PaymentState::Scheduled;
+                    if waiting {
+                        r.reconcile_checks = 0;
+                        r.unanswered_checks = 0;
+                    }
+                    waiting
                 })
                 .await?;
                 return self.store.schedule(&set, payment_id, at).await;
