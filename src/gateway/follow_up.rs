@@ -8,6 +8,13 @@
 //! request still running answers REQUEST_IN_FLIGHT. Secrets (the OTP, validation fields) are
 //! never part of the record or its fingerprint.
 //!
+//! One OTP validation or reversal of a payment at a time: before its provider call the payment
+//! itself is marked with it (a `FollowUpMark`, set with compare-and-swap on the stored record
+//! after checking its state there), and the mark is cleared in the same write as the outcome.
+//! While the mark holds, a follow-up under another `request_id` answers REQUEST_IN_FLIGHT
+//! (`in_flight=another_request`) and is not sent; a caller whose deadline comes first hears
+//! REQUEST_IN_FLIGHT (`in_flight=this_request`), never the unchanged payment.
+//!
 //! Like payment ids, a follow-up's `request_id` is per caller: its operation id is keyed with
 //! the caller (`[auth] payment_id_key`), so two callers' equal request_ids are two operations
 //! and an operation id cannot be computed without the key. The anonymous caller (mode `none`)
