@@ -52,6 +52,16 @@ pub enum GatewayError {
         request_id: String,
         retry_after: std::time::Duration,
     },
+    /// A follow-up of the payment (OTP validation, reversal) is still running: this request's
+    /// own (`this_request`: its provider call outlasted the caller's deadline) or another
+    /// request's, in which case nothing was sent for this one.
+    #[error("payment {payment_id}: {} is still in flight", if *this_request { "this follow-up" } else { "another follow-up" })]
+    FollowUpInFlight {
+        payment_id: String,
+        request_id: String,
+        this_request: bool,
+        retry_after: std::time::Duration,
+    },
     /// The payment's state does not allow the operation.
     #[error("payment {payment_id} is {state}: {operation} is not possible")]
     PaymentStateConflict {

@@ -63,6 +63,7 @@ pub fn build_gateway(
     sandbox: bool,
 ) -> Result<(Arc<Gateway>, ServerConfig), String> {
     config.payments.validate()?;
+    crate::providers::call_time::check(&config.providers, config.payments.in_flight_expiry_ms)?;
     if config.store.min_replica_acks > 0
         && config.store.replica_ack_timeout_ms >= config.store.command_timeout_ms
     {

@@ -3,6 +3,11 @@
 //! duplicates, replays answer what the first call learned, a different request under the same
 //! key is refused, the payment's state gates each operation, and an unknown OTP outcome leaves
 //! the payment to reconciliation. The providers' own HTTP is covered by their `*_http.rs` tests.
+//!
+//! One follow-up at a time is shown over real HTTP: OnePipe's `/transact/validate` and
+//! `/transact/reverse` played by wiremock with a slow answer, through a real tonic client.
+
+mod common;
 
 use std::{
     collections::VecDeque,
@@ -235,7 +240,10 @@ async fn concurrent_duplicates_make_one_provider_call() {
         match t.await.unwrap() {
             Ok(r) if r.state == PaymentState::Succeeded => settled += 1,
             Ok(r) => assert_eq!(r.state, PaymentState::OtpRequired),
-            Err(GatewayError::RequestInFlight { .. }) => {}
+            // A duplicate of the running request: its own follow-up is in flight.
+            Err(GatewayError::FollowUpInFlight {
+                this_request: true, ..
+            }) => {}
             Err(e) => panic!("unexpected {e}"),
         }
     }
@@ -333,4 +341,309 @@ async fn a_saved_bill_is_deleted_once_per_request_id() {
         Err(GatewayError::IdempotencyKeyReused { .. })
     ));
     assert_eq!(provider.delete_calls.load(Ordering::SeqCst), 1);
+}
+
+// ---- One follow-up at a time, over HTTP (OnePipe played by wiremock) ----
+
+mod one_at_a_time {
+    use std::time::Duration;
+
+    use billpay_gateway::{
+        config::ProvidersConfig,
+        pb,
+        providers::onepipe::{MockMode, OnePipeConfig},
+    };
+    use serde_json::{json, Value};
+    use tonic::Code;
+    use tonic_types::StatusExt;
+    use wiremock::{
+        matchers::{method, path},
+        Mock, MockServer, ResponseTemplate,
+    };
+
+    use super::common::*;
+
+    fn config(server: &MockServer) -> OnePipeConfig {
+        OnePipeConfig {
+            base_url: format!("{}/v2", server.uri()),
+            api_key: "wiremock-onepipe-api-key".to_owned().into(),
+            client_secret: "wiremock-onepipe-secret".to_owned().into(),
+            mock_mode: MockMode::Inspect,
+            auth_provider: "Beeceptor".to_owned(),
+            transaction_ref_prefix: "bp-once-".to_owned(),
+            timeout_ms: 30_000,
+            connect_timeout_ms: 1_000,
+            limits: Default::default(),
+        }
+    }
+
+    fn envelope(status: &str, provider_response: Value) -> ResponseTemplate {
+        ResponseTemplate::new(200).set_body_json(json!({
+            "status": status, "message": format!("{status} message"),
+            "data": {"provider_response_code": "00", "provider": "Beeceptor",
+                     "errors": null, "error": null, "provider_response": provider_response}
+        }))
+    }
+
+    fn success(reference: &str) -> Value {
+        json!({"reference": reference, "payment_status": "Successful",
+               "fulfillment_status": "Succesful", "transaction_final_amount": 250_000,
+               "transaction_fee": 0, "token": "1253-1167-5843-6580-4889"})
+    }
+
+    fn pay_request(request_id: &str) -> pb::CreatePaymentRequest {
+        pb::CreatePaymentRequest {
+            request_id: request_id.into(),
+            provider: pb::Provider::Onepipe as i32,
+            biller_id: "IKEDCPR".into(),
+            product_id: "IKEDCPR-TOKEN".into(),
+            customer_id: "45000000001".into(),
+            amount: ngn(250_000),
+            contact: Some(pb::Contact {
+                mobile_number: "2348023431320".into(),
+                email: "uju@example.com".into(),
+                first_name: "Uju".into(),
+                last_name: "Usmanu".into(),
+            }),
+            provider_options: Some(pb::create_payment_request::ProviderOptions::Onepipe(
+                pb::OnePipePaymentOptions {
+                    order_reference: "101638163628490752".into(),
+                    funding: Some(pb::one_pipe_payment_options::Funding::Card(
+                        pb::OnePipeCard {
+                            pan: "5060990580000217499".into(),
+                            cvv: "111".into(),
+                            expiry_mmyy: "2203".into(),
+                            pin: "1234".into(),
+                        },
+                    )),
+                },
+            )),
+            ..Default::default()
+        }
+    }
+
+    async fn mount(server: &MockServer, suffix: &str, response: ResponseTemplate, times: u64) {
+        Mock::given(method("POST"))
+            .and(path(format!("/v2{suffix}")))
+            .respond_with(response)
+            .expect(times)
+            .mount(server)
+            .await;
+    }
+
+    /// Waits (without a deadline of its own beyond a generous bound) until wiremock has
+    /// received `n` requests to `suffix`.
+    async fn received(server: &MockServer, suffix: &str, n: usize) {
+        for _ in 0..2_000 {
+            let count = server
+                .received_requests()
+                .await
+                .unwrap()
+                .iter()
+                .filter(|r| r.url.path() == format!("/v2{suffix}"))
+                .count();
+            if count >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("{suffix} never received {n} requests");
+    }
+
+    fn in_flight_meta(status: &tonic::Status) -> String {
+        assert_error(status, Code::Aborted, "REQUEST_IN_FLIGHT");
+        assert!(retry_delay(status).is_some(), "RetryInfo: {status:?}");
+        status
+            .get_error_details()
+            .error_info()
+            .unwrap()
+            .metadata
+            .get("in_flight")
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn validate(request_id: &str, payment_id: &str, otp: &str) -> pb::ValidatePaymentOtpRequest {
+        pb::ValidatePaymentOtpRequest {
+            request_id: request_id.into(),
+            payment_id: payment_id.into(),
+            otp: otp.into(),
+            fields: Default::default(),
+        }
+    }
+
+    /// A second OTP under another request_id while the first is at OnePipe is refused and
+    /// never sent: its quick refusal could otherwise make FAILED what the slow first one made
+    /// SUCCEEDED.
+    #[tokio::test]
+    async fn a_second_otp_while_the_first_is_at_the_provider_is_never_sent() {
+        let server = MockServer::start().await;
+        mount(
+            &server,
+            "/transact",
+            envelope("WaitingForOTP", json!({})),
+            1,
+        )
+        .await;
+        // One validation only (`expect(1)`), answered slowly: success.
+        mount(
+            &server,
+            "/transact/validate",
+            envelope("Successful", success("OP-1")).set_delay(Duration::from_millis(1_500)),
+            1,
+        )
+        .await;
+        let gw = TestGateway::start(ProvidersConfig {
+            onepipe: Some(config(&server)),
+            ..Default::default()
+        })
+        .await;
+        let p = gw.pay(pay_request("once-otp")).await;
+        assert_eq!(state(&p), pb::PaymentState::OtpRequired);
+
+        let mut first_client = gw.payments();
+        let first_request = validate("once-otp-v1", &p.payment_id, "123456");
+        let first =
+            tokio::spawn(async move { first_client.validate_payment_otp(first_request).await });
+        received(&server, "/transact/validate", 1).await;
+
+        let second = gw
+            .payments()
+            .validate_payment_otp(validate("once-otp-v2", &p.payment_id, "000000"))
+            .await
+            .unwrap_err();
+        assert_eq!(in_flight_meta(&second), "another_request");
+
+        let first = first.await.unwrap().unwrap().into_inner().payment.unwrap();
+        assert_eq!(state(&first), pb::PaymentState::Succeeded);
+        // The mark went with the outcome: the payment stays SUCCEEDED, and a later OTP is
+        // refused by state, not sent.
+        let late = gw
+            .payments()
+            .validate_payment_otp(validate("once-otp-v3", &p.payment_id, "000000"))
+            .await
+            .unwrap_err();
+        assert_error(&late, Code::FailedPrecondition, "PAYMENT_STATE_CONFLICT");
+        let record = gw
+            .gateway
+            .load_payment(&p.payment_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            record.state,
+            billpay_gateway::domain::PaymentState::Succeeded
+        );
+        assert!(record.follow_up.is_none(), "{:?}", record.follow_up);
+        server.verify().await;
+        gw.stop().await;
+    }
+
+    /// A caller deadline during its own OTP validation answers REQUEST_IN_FLIGHT with
+    /// `in_flight=this_request`, not the unchanged OTP_REQUIRED payment a wrong OTP gives.
+    #[tokio::test]
+    async fn a_deadline_during_an_otp_validation_is_not_a_wrong_otp() {
+        let server = MockServer::start().await;
+        mount(
+            &server,
+            "/transact",
+            envelope("WaitingForOTP", json!({})),
+            1,
+        )
+        .await;
+        mount(
+            &server,
+            "/transact/validate",
+            envelope("Successful", success("OP-2")).set_delay(Duration::from_millis(2_500)),
+            1,
+        )
+        .await;
+        let gw = TestGateway::start(ProvidersConfig {
+            onepipe: Some(config(&server)),
+            ..Default::default()
+        })
+        .await;
+        let p = gw.pay(pay_request("deadline-otp")).await;
+        let mut request = tonic::Request::new(validate("deadline-otp-v1", &p.payment_id, "123456"));
+        // The gateway answers 250 ms before the deadline: 750 ms here, well before OnePipe.
+        request.set_timeout(Duration::from_millis(1_000));
+        let status = gw
+            .payments()
+            .validate_payment_otp(request)
+            .await
+            .unwrap_err();
+        assert_eq!(in_flight_meta(&status), "this_request");
+        // A retry of the same request answers the same until the call ends, then the outcome.
+        let mut settled = None;
+        for _ in 0..400 {
+            match gw
+                .payments()
+                .validate_payment_otp(validate("deadline-otp-v1", &p.payment_id, "123456"))
+                .await
+            {
+                Ok(answer) => {
+                    settled = answer.into_inner().payment;
+                    break;
+                }
+                Err(status) => {
+                    assert_eq!(in_flight_meta(&status), "this_request");
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+            }
+        }
+        assert_eq!(
+            state(&settled.expect("the validation ends")),
+            pb::PaymentState::Succeeded
+        );
+        server.verify().await;
+        gw.stop().await;
+    }
+
+    /// Reversal has the same window: a second reversal under another request_id while the
+    /// first is at OnePipe is refused and never sent.
+    #[tokio::test]
+    async fn a_second_reversal_while_the_first_is_at_the_provider_is_never_sent() {
+        let server = MockServer::start().await;
+        mount(
+            &server,
+            "/transact",
+            envelope("Successful", success("OP-3")),
+            1,
+        )
+        .await;
+        mount(
+            &server,
+            "/transact/reverse",
+            envelope("Successful", json!({"reference": "OPR-3"}))
+                .set_delay(Duration::from_millis(1_500)),
+            1,
+        )
+        .await;
+        let gw = TestGateway::start(ProvidersConfig {
+            onepipe: Some(config(&server)),
+            ..Default::default()
+        })
+        .await;
+        let p = gw.pay(pay_request("once-rev")).await;
+        assert_eq!(state(&p), pb::PaymentState::Succeeded);
+        let reverse = |request_id: &str| pb::ReversePaymentRequest {
+            request_id: request_id.into(),
+            payment_id: p.payment_id.clone(),
+            reason: "customer changed their mind".into(),
+        };
+        let mut first_client = gw.payments();
+        let first_request = reverse("once-rev-1");
+        let first = tokio::spawn(async move { first_client.reverse_payment(first_request).await });
+        received(&server, "/transact/reverse", 1).await;
+        let second = gw
+            .payments()
+            .reverse_payment(reverse("once-rev-2"))
+            .await
+            .unwrap_err();
+        assert_eq!(in_flight_meta(&second), "another_request");
+        let first = first.await.unwrap().unwrap().into_inner().payment.unwrap();
+        assert_eq!(state(&first), pb::PaymentState::Reversed);
+        server.verify().await;
+        gw.stop().await;
+    }
 }

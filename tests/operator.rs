@@ -241,3 +241,78 @@ async fn operators_list_and_resolve_payments_needing_attention() {
     assert_eq!(sims.calls.get("interswitch", "pay"), 2);
     gw.stop().await;
 }
+
+/// A payment whose call may still be running is not resolved: an OTP validation or reversal
+/// at the provider (a live follow-up mark) could still settle it otherwise. Once the mark is
+/// gone it resolves as usual.
+#[tokio::test]
+async fn a_payment_with_a_follow_up_at_the_provider_is_not_resolved() {
+    use billpay_gateway::{
+        domain::{
+            payment::{CallPhase, FollowUpKind, FollowUpMark, PaymentKind},
+            Currency, Money, PaymentOrder, PaymentRecord, PaymentState, ProviderId,
+        },
+        gateway::Clock,
+        store::keys,
+    };
+    let gw = TestGateway::start(Default::default()).await;
+    gw.gateway.set_operator_enabled(true);
+    let now = Clock::default().now_ms();
+    let order = PaymentOrder::new(
+        ProviderId::OnePipe,
+        PaymentKind::Bill,
+        "IKEDCPR-TOKEN",
+        "45000000001",
+        Money::new(Currency::Ngn, 250_000),
+    );
+    let mut record = PaymentRecord {
+        // A status query answered "pending" while the OTP is being checked.
+        state: PaymentState::Pending,
+        call: CallPhase::Returned,
+        follow_up: Some(FollowUpMark {
+            kind: FollowUpKind::OtpValidation,
+            request_id: "otp-at-provider".into(),
+            expires_at_ms: now + 600_000,
+        }),
+        ..PaymentRecord::claimed("op-fu".into(), order, "bp-op-fu".into(), now)
+    };
+    let key = keys::payment(&record.payment_id);
+    let store = gw.gateway.store().clone();
+    store
+        .set(&key, &serde_json::to_vec(&record).unwrap(), None)
+        .await
+        .unwrap();
+    let refused = operator(&gw)
+        .resolve_payment(resolve(
+            "fix-fu",
+            &record.payment_id,
+            pb::PaymentState::Failed,
+        ))
+        .await
+        .unwrap_err();
+    assert_error(&refused, Code::FailedPrecondition, "PAYMENT_STATE_CONFLICT");
+    let stored: PaymentRecord =
+        serde_json::from_slice(&store.get(&key).await.unwrap().unwrap()).unwrap();
+    assert_eq!(stored.state, PaymentState::Pending);
+    assert!(stored.audit.is_empty());
+
+    // The follow-up ended (its outcome cleared the mark): now an operator may settle it.
+    record.follow_up = None;
+    store
+        .set(&key, &serde_json::to_vec(&record).unwrap(), None)
+        .await
+        .unwrap();
+    let resolved = operator(&gw)
+        .resolve_payment(resolve(
+            "fix-fu",
+            &record.payment_id,
+            pb::PaymentState::Failed,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .payment
+        .unwrap();
+    assert_eq!(state(&resolved.payment.unwrap()), pb::PaymentState::Failed);
+    gw.stop().await;
+}

@@ -16,7 +16,7 @@ use std::{
 use async_trait::async_trait;
 use billpay_gateway::{
     domain::{
-        payment::{CallPhase, PaymentKind},
+        payment::{CallPhase, FollowUpKind, FollowUpMark, PaymentKind},
         Capability, Currency, Money, PaymentOrder, PaymentOutcome, PaymentRecord, PaymentSecrets,
         PaymentState, Provider, ProviderError, ProviderId,
     },
@@ -855,4 +855,95 @@ async fn a_recheck_that_contradicts_a_final_payment_changes_nothing_and_is_count
     assert_eq!(rechecked.state, PaymentState::Succeeded, "final state kept");
     assert_eq!(provider.query_calls.load(Ordering::SeqCst), 2);
     assert_eq!(counter.get(), before + 1);
+}
+
+/// Writes `record` and puts it on the schedule, due a minute ago.
+async fn put_due(store: &dyn Store, record: &PaymentRecord) {
+    let now = billpay_gateway::gateway::Clock::default().now_ms();
+    store
+        .set(
+            &keys::payment(&record.payment_id),
+            &serde_json::to_vec(record).unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+    store
+        .schedule(
+            &keys::reconcile_schedule(),
+            &record.payment_id,
+            now - 60_000,
+        )
+        .await
+        .unwrap();
+}
+
+/// A payment whose OTP validation (or reversal) is at the provider is neither asked about nor
+/// handed to an operator while the follow-up's mark holds; once it expired, it is.
+#[tokio::test(start_paused = true)]
+async fn a_payment_with_a_follow_up_at_the_provider_is_left_alone() {
+    let (gateway, provider, store) = setup(vec![]);
+    let now = billpay_gateway::gateway::Clock::default().now_ms();
+    let record = PaymentRecord {
+        state: PaymentState::OtpRequired,
+        call: CallPhase::Returned,
+        // Out of steps: the next pass would hand it to an operator.
+        reconcile_checks: 3,
+        follow_up: Some(FollowUpMark {
+            kind: FollowUpKind::OtpValidation,
+            request_id: "otp-at-provider".into(),
+            expires_at_ms: now + 20_000,
+        }),
+        ..PaymentRecord::claimed("fu-1".into(), order(), "ref-fu-1".into(), now)
+    };
+    put_due(store.as_ref(), &record).await;
+    let stats = Arc::new(ReconcileStats::default());
+    tokio::spawn(gateway.clone().run_reconciler(stats.clone()));
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let left = state_of(&gateway, &record.payment_id).await;
+    assert_eq!(left.state, PaymentState::OtpRequired);
+    assert_eq!(provider.query_calls.load(Ordering::SeqCst), 0);
+    assert_eq!(stats.needs_attention.load(Ordering::Relaxed), 0);
+    // The mark expired (its process stopped): reconciled as any payment.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let after = state_of(&gateway, &record.payment_id).await;
+    assert_eq!(after.state, PaymentState::NeedsAttention);
+}
+
+/// An InterIntel-style scheduled send: SCHEDULED for a time an hour away. Its checks before
+/// that time find nothing new; it is not handed to an operator for being out of steps or older
+/// than the maximum age, and its schedule starts again at the scheduled time.
+#[tokio::test(start_paused = true)]
+async fn a_scheduled_payment_is_not_flagged_before_its_scheduled_time() {
+    let settings = PaymentSettings {
+        max_pending_age_ms: 60_000,
+        ..test_settings()
+    };
+    let (gateway, provider, store) = setup_with(vec![], settings);
+    let now = billpay_gateway::gateway::Clock::default().now_ms();
+    let mut record = PaymentRecord {
+        state: PaymentState::Scheduled,
+        call: CallPhase::Returned,
+        ..PaymentRecord::claimed("sched-1".into(), order(), "ref-sched-1".into(), now)
+    };
+    record.extras.scheduled_at_ms = Some(now + 3_600_000);
+    put_due(store.as_ref(), &record).await;
+    let stats = Arc::new(ReconcileStats::default());
+    tokio::spawn(gateway.clone().run_reconciler(stats.clone()));
+    tokio::time::sleep(Duration::from_secs(30 * 60)).await;
+    let waiting = state_of(&gateway, &record.payment_id).await;
+    assert_eq!(waiting.state, PaymentState::Scheduled);
+    assert_eq!(stats.needs_attention.load(Ordering::Relaxed), 0);
+    let checks_before = provider.query_calls.load(Ordering::SeqCst);
+    assert!(checks_before >= 3, "{checks_before}");
+    // Made at its time: the next checks find it.
+    provider
+        .queries
+        .lock()
+        .unwrap()
+        .push_back(PaymentState::Succeeded);
+    tokio::time::sleep(Duration::from_secs(31 * 60)).await;
+    let made = state_of(&gateway, &record.payment_id).await;
+    assert_eq!(made.state, PaymentState::Succeeded);
+    assert_eq!(stats.needs_attention.load(Ordering::Relaxed), 0);
 }

@@ -80,6 +80,25 @@ pub fn to_status(error: GatewayError) -> Status {
             retry_after: Some(retry_after),
             ..Mapped::new(Code::Aborted, "REQUEST_IN_FLIGHT").meta("request_id", request_id)
         },
+        GatewayError::FollowUpInFlight {
+            payment_id,
+            request_id,
+            this_request,
+            retry_after,
+        } => Mapped {
+            retry_after: Some(retry_after),
+            ..Mapped::new(Code::Aborted, "REQUEST_IN_FLIGHT")
+                .meta("request_id", request_id)
+                .meta("payment_id", payment_id)
+                .meta(
+                    "in_flight",
+                    if this_request {
+                        "this_request"
+                    } else {
+                        "another_request"
+                    },
+                )
+        },
         GatewayError::PaymentStateConflict {
             payment_id, state, ..
         } => Mapped::new(Code::FailedPrecondition, "PAYMENT_STATE_CONFLICT")

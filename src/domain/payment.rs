@@ -135,6 +135,34 @@ pub enum CallPhase {
     Returned,
 }
 
+/// Which follow-up of a payment is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FollowUpKind {
+    OtpValidation,
+    Reversal,
+}
+
+/// A follow-up (OTP validation or reversal) whose provider call may be running: set on the
+/// payment with compare-and-swap before the call and cleared in the same write as its outcome,
+/// so a second follow-up under another `request_id` is refused instead of sent. It expires (a
+/// process that stopped mid-call cannot clear it) `payments.in_flight_expiry_ms` after it was
+/// set, which is longer than any provider's longest call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowUpMark {
+    pub kind: FollowUpKind,
+    /// The follow-up's own `request_id`.
+    pub request_id: String,
+    /// Unix milliseconds after which the mark no longer holds.
+    pub expires_at_ms: i64,
+}
+
+impl FollowUpMark {
+    /// True while the mark holds at `now_ms`.
+    pub fn live(&self, now_ms: i64) -> bool {
+        now_ms < self.expires_at_ms
+    }
+}
+
 /// Whether the biller delivered what was paid for (a payment can succeed while delivery is
 /// still processing or failed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -430,6 +458,9 @@ pub struct PaymentRecord {
     /// reference that a surviving record still holds.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub reference_sequence: u64,
+    /// The follow-up whose provider call may be running (see [`FollowUpMark`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow_up: Option<FollowUpMark>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -468,7 +499,13 @@ impl PaymentRecord {
             product: None,
             caller: String::new(),
             reference_sequence: 0,
+            follow_up: None,
         }
+    }
+
+    /// The follow-up mark that still holds at `now_ms`, if any.
+    pub fn live_follow_up(&self, now_ms: i64) -> Option<&FollowUpMark> {
+        self.follow_up.as_ref().filter(|m| m.live(now_ms))
     }
 
     /// The payment id for an idempotency key: stable, so the key alone finds the payment.
@@ -685,6 +722,25 @@ mod tests {
         assert!(done.contradicted_by(&outcome(PaymentState::Failed)));
         assert!(!done.contradicted_by(&outcome(PaymentState::Succeeded)));
         assert!(!done.contradicted_by(&outcome(PaymentState::Reversed)));
+    }
+
+    /// A record without a follow-up writes no `follow_up` field (its bytes stay those older
+    /// replicas write), and a mark holds until its expiry only.
+    #[test]
+    fn a_follow_up_mark_is_optional_and_expires() {
+        let mut r = record(PaymentState::OtpRequired);
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(!json.contains("follow_up"), "{json}");
+        assert_eq!(serde_json::from_str::<PaymentRecord>(&json).unwrap(), r);
+        r.follow_up = Some(FollowUpMark {
+            kind: FollowUpKind::OtpValidation,
+            request_id: "otp-1".into(),
+            expires_at_ms: 1_000,
+        });
+        assert!(r.live_follow_up(999).is_some());
+        assert!(r.live_follow_up(1_000).is_none());
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<PaymentRecord>(&json).unwrap(), r);
     }
 
     #[test]

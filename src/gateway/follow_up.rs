@@ -8,6 +8,13 @@
 //! request still running answers REQUEST_IN_FLIGHT. Secrets (the OTP, validation fields) are
 //! never part of the record or its fingerprint.
 //!
+//! One OTP validation or reversal of a payment at a time: before its provider call the payment
+//! itself is marked with it (a `FollowUpMark`, set with compare-and-swap on the stored record
+//! after checking its state there), and the mark is cleared in the same write as the outcome.
+//! While the mark holds, a follow-up under another `request_id` answers REQUEST_IN_FLIGHT
+//! (`in_flight=another_request`) and is not sent; a caller whose deadline comes first hears
+//! REQUEST_IN_FLIGHT (`in_flight=this_request`), never the unchanged payment.
+//!
 //! Like payment ids, a follow-up's `request_id` is per caller: its operation id is keyed with
 //! the caller (`[auth] payment_id_key`), so two callers' equal request_ids are two operations
 //! and an operation id cannot be computed without the key. The anonymous caller (mode `none`)
@@ -25,14 +32,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
-use super::{
-    ms,
-    payments::{Next, Source},
-    Gateway,
-};
+use super::{ms, payments::Next, Gateway};
 use crate::domain::{
-    payment::CallPhase, Capability, PaymentOutcome, PaymentRecord, PaymentSecrets, PaymentState,
-    ProviderError, ProviderId,
+    payment::{CallPhase, FollowUpKind, FollowUpMark},
+    Capability, PaymentOutcome, PaymentRecord, PaymentSecrets, PaymentState, ProviderError,
+    ProviderId,
 };
 use crate::error::GatewayError;
 use crate::store::keys;
@@ -210,9 +214,9 @@ impl Gateway {
             &detail,
             ready,
             answer_within,
-            move |this, payment| async move {
+            move |this, payment, request_id| async move {
                 let result = provider.validate_payment(&payment, &secrets).await;
-                this.settle_follow_up(&payment, Kind::ValidateOtp, result)
+                this.settle_follow_up(&payment, Kind::ValidateOtp, &request_id, result)
                     .await
             },
         )
@@ -239,9 +243,10 @@ impl Gateway {
             &detail,
             |p| p.state == PaymentState::Succeeded,
             answer_within,
-            move |this, payment| async move {
+            move |this, payment, request_id| async move {
                 let result = provider.reverse_payment(&payment, &reason).await;
-                this.settle_follow_up(&payment, Kind::Reverse, result).await
+                this.settle_follow_up(&payment, Kind::Reverse, &request_id, result)
+                    .await
             },
         )
         .await
@@ -290,8 +295,16 @@ impl Gateway {
             .ok_or_else(|| GatewayError::NotFound(format!("payment {payment_id}")))
     }
 
-    /// The shared path of OTP validation and reversal: replay or claim, check the payment's
-    /// state, run `call` detached, answer the payment as it then stands.
+    /// The shared path of OTP validation and reversal: replay or claim, mark the payment (the
+    /// state checked again in the same compare-and-swap), run `call` detached, answer the
+    /// payment as it then stands.
+    ///
+    /// The mark is what keeps follow-ups one at a time: a second follow-up under another
+    /// `request_id` while it holds answers REQUEST_IN_FLIGHT (`in_flight=another_request`) and
+    /// sends nothing, so a quick refusal of a second OTP can never overwrite what a slow first
+    /// one settled. A caller whose deadline comes before the provider answers is told
+    /// REQUEST_IN_FLIGHT (`in_flight=this_request`), not the unchanged payment (which would
+    /// read as "wrong OTP").
     #[allow(clippy::too_many_arguments)]
     async fn payment_follow_up<F, Fut>(
         self: &Arc<Self>,
@@ -304,14 +317,16 @@ impl Gateway {
         call: F,
     ) -> Result<PaymentRecord, GatewayError>
     where
-        F: FnOnce(Arc<Self>, PaymentRecord) -> Fut + Send + 'static,
+        F: FnOnce(Arc<Self>, PaymentRecord, String) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Ended> + Send + 'static,
     {
+        let deadline = answer_within.map(|d| tokio::time::Instant::now() + d);
         let provider = payment.order.provider;
         let print = fingerprint(kind, provider, &payment.payment_id, detail);
         if let Some(existing) = self.load_operation(&request_id).await? {
             return self.replay_operation(existing, &print).await;
         }
+        // Checked on the snapshot for a quick answer; checked again under the mark.
         if !ready(&payment) {
             return Err(GatewayError::PaymentStateConflict {
                 payment_id: payment.payment_id,
@@ -319,44 +334,170 @@ impl Gateway {
                 operation: kind.name(),
             });
         }
-        let record = match self
-            .claim_operation(
-                &request_id,
-                kind,
-                provider,
-                &payment.payment_id,
-                print.clone(),
-            )
-            .await?
-        {
-            Ok(won) => won,
-            Err(existing) => return self.replay_operation(existing, &print).await,
-        };
         let payment_id = payment.payment_id.clone();
+        let (marked, set) = self
+            .mark_follow_up(kind, &request_id, &payment_id, &ready)
+            .await?;
+        let record = match self
+            .claim_operation(&request_id, kind, provider, &payment_id, print.clone())
+            .await
+        {
+            Ok(Ok(won)) => won,
+            // A duplicate of this request_id claimed it: the mark is its own.
+            Ok(Err(existing)) => return self.replay_operation(existing, &print).await,
+            Err(e) => {
+                if let Some(mark) = set {
+                    self.unmark_follow_up(&payment_id, &mark).await;
+                }
+                return Err(e);
+            }
+        };
         let (done_tx, done_rx) = oneshot::channel();
         let this = self.clone();
+        let own_request = request_id.clone();
         self.tasks.spawn(async move {
-            let ended = call(this.clone(), payment).await;
+            let ended = call(this.clone(), marked, own_request).await;
             let done = this.finish_operation(record, ended).await;
             let _ = done_tx.send(done);
         });
-        let deadline = answer_within.map(|d| tokio::time::Instant::now() + d);
         let finished = match deadline {
             Some(at) => tokio::time::timeout_at(at, done_rx).await.ok(),
             None => Some(done_rx.await),
         };
-        if let Some(Ok(done)) = finished {
-            answer(&done)?;
+        match finished {
+            Some(Ok(done)) => answer(&done)?,
+            // Still running: the caller can tell "still checking" from "wrong OTP".
+            None => {
+                return Err(GatewayError::FollowUpInFlight {
+                    payment_id,
+                    request_id,
+                    this_request: true,
+                    retry_after: ms(self.payments.in_flight_retry_ms),
+                })
+            }
+            Some(Err(_)) => {}
         }
-        // Answered, or still running: the payment as it stands.
         self.payment_or_not_found(&payment_id).await
     }
 
-    /// Applies a follow-up's provider result to the payment and says how the call ended.
+    /// Sets the follow-up mark of `request_id` on the payment with compare-and-swap, after
+    /// checking `ready` on the stored record. Answers the marked payment, and the mark when
+    /// this call set it (`None`: a duplicate of the same `request_id` holds it). Another
+    /// request's live mark answers REQUEST_IN_FLIGHT (`in_flight=another_request`).
+    async fn mark_follow_up(
+        &self,
+        kind: Kind,
+        request_id: &str,
+        payment_id: &str,
+        ready: &impl Fn(&PaymentRecord) -> bool,
+    ) -> Result<(PaymentRecord, Option<FollowUpMark>), GatewayError> {
+        enum Found {
+            Set(FollowUpMark),
+            Ours,
+            Another,
+            NotReady(&'static str),
+        }
+        let mark_kind = match kind {
+            Kind::Reverse => FollowUpKind::Reversal,
+            _ => FollowUpKind::OtpValidation,
+        };
+        let expiry = self.payments.in_flight_expiry_ms as i64;
+        let mut found = Found::Ours;
+        let updated = self
+            .update_payment(payment_id, Next::Keep, |r, now| {
+                if let Some(mark) = r.live_follow_up(now) {
+                    found = if mark.request_id == request_id {
+                        Found::Ours
+                    } else {
+                        Found::Another
+                    };
+                    return false;
+                }
+                if !ready(r) {
+                    found = Found::NotReady(r.state.name());
+                    return false;
+                }
+                let mark = FollowUpMark {
+                    kind: mark_kind,
+                    request_id: request_id.to_owned(),
+                    expires_at_ms: now + expiry,
+                };
+                r.follow_up = Some(mark.clone());
+                found = Found::Set(mark);
+                true
+            })
+            .await?;
+        match found {
+            Found::Set(mark) => {
+                let record = updated.ok_or_else(|| GatewayError::Internal("mark lost".into()))?;
+                Ok((record, Some(mark)))
+            }
+            Found::Ours => Ok((self.payment_or_not_found(payment_id).await?, None)),
+            Found::Another => Err(GatewayError::FollowUpInFlight {
+                payment_id: payment_id.to_owned(),
+                request_id: request_id.to_owned(),
+                this_request: false,
+                retry_after: ms(self.payments.in_flight_retry_ms),
+            }),
+            Found::NotReady(state) => Err(GatewayError::PaymentStateConflict {
+                payment_id: payment_id.to_owned(),
+                state,
+                operation: kind.name(),
+            }),
+        }
+    }
+
+    /// Removes `mark` (exactly it) from the payment: its follow-up sent nothing, or ended.
+    /// Left in place on a store error; it expires.
+    async fn unmark_follow_up(&self, payment_id: &str, mark: &FollowUpMark) {
+        let removed = self
+            .update_payment(payment_id, Next::Keep, |r, _| {
+                let ours = r.follow_up.as_ref() == Some(mark);
+                if ours {
+                    r.follow_up = None;
+                }
+                ours
+            })
+            .await;
+        if let Err(e) = removed {
+            tracing::warn!(payment_id, error = %e, "follow-up mark not removed; it expires");
+        }
+    }
+
+    /// Removes the follow-up mark of `request_id`, retrying through a short store outage: until
+    /// it is gone (or expired) no other follow-up of the payment can start.
+    async fn clear_follow_up(&self, payment_id: &str, request_id: &str) {
+        let mut pause = Duration::from_millis(100);
+        for _ in 0..6 {
+            let cleared = self
+                .update_payment(payment_id, Next::Keep, |r, _| {
+                    let ours = r
+                        .follow_up
+                        .as_ref()
+                        .is_some_and(|m| m.request_id == request_id);
+                    super::payments::clear_follow_up(r, request_id);
+                    ours
+                })
+                .await;
+            match cleared {
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!(payment_id, error = %e, "follow-up mark not cleared yet; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+            }
+        }
+        tracing::error!(payment_id, "follow-up mark not cleared; it expires");
+    }
+
+    /// Applies a follow-up's provider result to the payment, clears the follow-up's mark in the
+    /// same write, and says how the call ended.
     async fn settle_follow_up(
         &self,
         payment: &PaymentRecord,
         kind: Kind,
+        request_id: &str,
         result: Result<PaymentOutcome, ProviderError>,
     ) -> Ended {
         let ended = ended(&result);
@@ -367,12 +508,13 @@ impl Gateway {
                     kind == Kind::Reverse && outcome.state != PaymentState::Reversed;
                 if refused_reversal {
                     // The provider answered but did not reverse: the payment stands.
+                    self.clear_follow_up(id, request_id).await;
                     return Ended::Refused {
                         code: outcome.provider_code,
                         message: outcome.provider_message,
                     };
                 }
-                self.record_outcome(id, outcome, Source::Payment).await;
+                self.record_outcome_clearing(id, outcome, request_id).await;
             }
             (Ended::Unknown { message }, _) if kind == Kind::ValidateOtp => {
                 // The OTP may have completed the payment: only the provider can say now.
@@ -388,14 +530,19 @@ impl Gateway {
                             r.provider_message = message.clone();
                             r.updated_at_ms = now;
                         }
-                        waiting
+                        let marked = r
+                            .follow_up
+                            .as_ref()
+                            .is_some_and(|m| m.request_id == request_id);
+                        super::payments::clear_follow_up(r, request_id);
+                        waiting || marked
                     })
                     .await;
                 if let Err(e) = moved {
                     tracing::error!(payment_id = id, error = %e, "OTP outcome unknown and not recorded; reconciliation still asks the provider");
                 }
             }
-            _ => {}
+            _ => self.clear_follow_up(id, request_id).await,
         }
         ended
     }
@@ -471,8 +618,10 @@ impl Gateway {
         let abandoned =
             self.clock.now_ms() - existing.started_at_ms > self.payments.in_flight_expiry_ms as i64;
         if existing.ended.is_none() && !abandoned {
-            return Err(GatewayError::RequestInFlight {
+            return Err(GatewayError::FollowUpInFlight {
+                payment_id: existing.target,
                 request_id: existing.request_id,
+                this_request: true,
                 retry_after: ms(self.payments.in_flight_retry_ms),
             });
         }

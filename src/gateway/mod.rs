@@ -48,8 +48,10 @@ pub struct PaymentSettings {
     /// How often the background reconciler looks for due payments, milliseconds.
     pub reconcile_poll_ms: u64,
     /// A record still in flight this long after its call started is treated as abandoned by a
-    /// crashed replica and handed to reconciliation, milliseconds. Must exceed every provider
-    /// timeout.
+    /// crashed replica and handed to reconciliation, milliseconds; a follow-up's mark (OTP
+    /// validation, reversal) expires after as long. 180 s. The gateway refuses to start when it
+    /// is shorter than some configured provider's longest payment call (token lock, token
+    /// request, call, retry after a 401; see `providers::call_time`).
     pub in_flight_expiry_ms: u64,
 }
 
@@ -64,7 +66,7 @@ impl Default for PaymentSettings {
             ],
             max_pending_age_ms: 72 * 3600 * 1000,
             reconcile_poll_ms: 1_000,
-            in_flight_expiry_ms: 60_000,
+            in_flight_expiry_ms: 180_000,
         }
     }
 }

@@ -2,7 +2,8 @@
 //! time (from the journal index), recheck one with its provider now, and resolve one whose
 //! outcome the gateway could not learn (NEEDS_ATTENTION or PENDING) with the operator's evidence,
 //! kept as an audit entry on the payment. A final state, whether the provider confirmed it or an
-//! operator resolved it before, is never overwritten.
+//! operator resolved it before, is never overwritten, and a payment whose call may still be
+//! running (in flight, or an OTP validation or reversal at the provider) is not resolved.
 
 use std::sync::atomic::Ordering;
 
@@ -166,8 +167,14 @@ impl Gateway {
                     result = Resolved::Conflict(record.state.name());
                     return false;
                 }
+                // A call that may still be running (the payment's own, or an OTP validation
+                // or reversal at the provider) could still settle it otherwise.
                 if record.call != CallPhase::Returned {
                     result = Resolved::Conflict("in flight");
+                    return false;
+                }
+                if record.live_follow_up(now).is_some() {
+                    result = Resolved::Conflict("follow-up in flight");
                     return false;
                 }
                 if !matches!(

@@ -377,7 +377,7 @@ impl Gateway {
                 ..PaymentOutcome::default()
             };
             return self
-                .record_outcome_from(in_flight_bytes, &payment_id, outcome, Source::Payment)
+                .record_outcome_from(in_flight_bytes, &payment_id, outcome, Source::Payment, None)
                 .await;
         }
         tracing::info!(
@@ -406,7 +406,7 @@ impl Gateway {
             },
             Err(e) => PaymentOutcome::unknown(format!("outcome unknown: {e}")),
         };
-        self.record_outcome_from(in_flight_bytes, &payment_id, outcome, Source::Payment)
+        self.record_outcome_from(in_flight_bytes, &payment_id, outcome, Source::Payment, None)
             .await
     }
 
@@ -510,7 +510,20 @@ impl Gateway {
         outcome: PaymentOutcome,
         source: Source,
     ) -> Option<PaymentRecord> {
-        self.record_outcome_from(None, payment_id, outcome, source)
+        self.record_outcome_from(None, payment_id, outcome, source, None)
+            .await
+    }
+
+    /// [`Self::record_outcome`] of a follow-up's provider call: the follow-up mark of
+    /// `request_id` is cleared in the same write, so no second follow-up can start between the
+    /// outcome and the mark's removal (nor find the mark still set after the outcome).
+    pub(crate) async fn record_outcome_clearing(
+        &self,
+        payment_id: &str,
+        outcome: PaymentOutcome,
+        request_id: &str,
+    ) -> Option<PaymentRecord> {
+        self.record_outcome_from(None, payment_id, outcome, Source::Payment, Some(request_id))
             .await
     }
 
@@ -522,6 +535,7 @@ impl Gateway {
         payment_id: &str,
         outcome: PaymentOutcome,
         source: Source,
+        clearing: Option<&str>,
     ) -> Option<PaymentRecord> {
         let give_up = tokio::time::Instant::now()
             + match source {
@@ -545,6 +559,9 @@ impl Gateway {
                     mismatch = outcome.mismatch.clone();
                     record.apply(outcome, now);
                     record.call = CallPhase::Returned;
+                    if let Some(request_id) = clearing {
+                        clear_follow_up(record, request_id);
+                    }
                     if source != Source::Payment {
                         record.status_checks += 1;
                     }
@@ -812,6 +829,17 @@ fn replay(
         });
     }
     Ok(existing)
+}
+
+/// Removes the follow-up mark of `request_id` (a later follow-up's mark is left alone).
+pub(crate) fn clear_follow_up(record: &mut PaymentRecord, request_id: &str) {
+    if record
+        .follow_up
+        .as_ref()
+        .is_some_and(|m| m.request_id == request_id)
+    {
+        record.follow_up = None;
+    }
 }
 
 fn encode(record: &PaymentRecord) -> Vec<u8> {

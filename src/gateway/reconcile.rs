@@ -4,6 +4,13 @@
 //! The schedule lives in the store, so any replica can pick up any payment, including one left
 //! in flight by a replica that died. A payment left claimed is FAILED "never sent" only once
 //! that is verified (see [`Gateway::settle_claimed`]).
+//!
+//! Nothing is taken from a call that may still be running: a payment in flight is left alone
+//! until its in-flight mark expires (`in_flight_expiry_ms`, longer than any provider's longest
+//! call), and one with a live follow-up mark (an OTP validation or reversal at the provider)
+//! until that ends or expires. A SCHEDULED payment whose scheduled time has not come (InterIntel
+//! scheduled sends) is never handed to an operator for being old or out of steps: its schedule
+//! and its age start again at its scheduled time.
 
 use futures_util::StreamExt;
 use std::sync::{
@@ -16,7 +23,7 @@ use super::{
     payments::{Next, Source},
     Gateway,
 };
-use crate::domain::{payment::CallPhase, Capability, PaymentRecord};
+use crate::domain::{payment::CallPhase, Capability, PaymentRecord, PaymentState};
 use crate::error::GatewayError;
 use crate::store::{keys, StoreError};
 
@@ -86,6 +93,14 @@ impl Gateway {
         let Some(record) = self.load_payment(payment_id).await? else {
             return self.store.unschedule(&set, payment_id).await;
         };
+        // An OTP validation or reversal at the provider: asked about once it ended (the
+        // outcome reschedules it) or its mark expired.
+        if let Some(mark) = record.live_follow_up(now) {
+            return self
+                .store
+                .schedule(&set, payment_id, mark.expires_at_ms)
+                .await;
+        }
         match record.call {
             CallPhase::Claimed { since_ms } | CallPhase::InFlight { since_ms } => {
                 let expires = since_ms + self.payments.in_flight_expiry_ms as i64;
@@ -106,8 +121,29 @@ impl Gateway {
         }
         let out_of_steps =
             record.reconcile_checks as usize >= self.payments.reconcile_backoff_ms.len();
-        let age_ms = now - record.created_at_ms;
+        // A scheduled payment is as old as the time since it was due to be made.
+        let scheduled_at = record
+            .extras
+            .scheduled_at_ms
+            .filter(|_| record.state == PaymentState::Scheduled);
+        let age_ms = now - record.created_at_ms.max(scheduled_at.unwrap_or(i64::MIN));
         let too_old = age_ms >= self.payments.max_pending_age_ms as i64;
+        if let Some(at) = scheduled_at.filter(|at| *at > now) {
+            if out_of_steps || too_old {
+                // Not made yet, as the provider said: nothing for an operator. The schedule
+                // starts again at the scheduled time.
+                self.update_payment(payment_id, Next::Keep, |r, _| {
+                    let waiting = r.state == PaymentState::Scheduled;
+                    if waiting {
+                        r.reconcile_checks = 0;
+                        r.unanswered_checks = 0;
+                    }
+                    waiting
+                })
+                .await?;
+                return self.store.schedule(&set, payment_id, at).await;
+            }
+        }
         if out_of_steps || too_old {
             let why = if out_of_steps {
                 format!(

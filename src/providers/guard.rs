@@ -1,5 +1,5 @@
 //! Per-provider protection around every HTTP call: a concurrency limit (calls beyond it wait
-//! for a slot) and a circuit breaker that counts transport failures (timeouts, connection
+//! for a slot, at most `max_slot_wait_ms`: a call that gets none is not sent) and a circuit breaker that counts transport failures (timeouts, connection
 //! errors, 5xx) but never declines or other answers. After `breaker_failures` failures in a row
 //! the circuit opens for `breaker_open_ms`: calls fail fast, and payments are refused before
 //! they are recorded, so nothing is sent into an outage. When the time is up calls go through
@@ -25,6 +25,11 @@ pub struct CallLimits {
     /// How long an open circuit refuses calls, milliseconds.
     #[serde(deserialize_with = "number")]
     pub breaker_open_ms: u64,
+    /// Longest wait for a free slot, milliseconds; a call that gets none in time is not sent
+    /// (`NotSent`: a payment ends FAILED "not sent", nothing moved). Bounded so that a
+    /// payment's whole call fits in `payments.in_flight_expiry_ms` (see `providers::call_time`).
+    #[serde(deserialize_with = "number")]
+    pub max_slot_wait_ms: u64,
 }
 
 impl Default for CallLimits {
@@ -33,6 +38,7 @@ impl Default for CallLimits {
             max_concurrent_calls: 64,
             breaker_failures: 5,
             breaker_open_ms: 10_000,
+            max_slot_wait_ms: 2_000,
         }
     }
 }
@@ -61,6 +67,7 @@ struct Breaker {
 pub struct CallGuard {
     provider: &'static str,
     slots: Semaphore,
+    slot_wait: Duration,
     breaker: Mutex<Breaker>,
     failures_to_open: u64,
     open_for: Duration,
@@ -72,6 +79,7 @@ impl CallGuard {
         Self {
             provider,
             slots: Semaphore::new(limits.max_concurrent_calls.clamp(1, 100_000) as usize),
+            slot_wait: Duration::from_millis(limits.max_slot_wait_ms),
             breaker: Mutex::new(Breaker::default()),
             failures_to_open: limits.breaker_failures.max(1),
             open_for: Duration::from_millis(limits.breaker_open_ms),
@@ -100,11 +108,19 @@ impl CallGuard {
         transport_failure: impl FnOnce(&Result<T, ProviderError>) -> bool,
     ) -> Result<T, ProviderError> {
         self.check()?;
-        let _slot = self
-            .slots
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
+        let Ok(slot) = tokio::time::timeout(self.slot_wait, self.slots.acquire()).await else {
+            tracing::warn!(
+                provider = self.provider,
+                wait_ms = self.slot_wait.as_millis() as u64,
+                "no call slot free in time; not sent"
+            );
+            return Err(ProviderError::Transport(format!(
+                "no free call slot within {} ms (limits.max_concurrent_calls reached)",
+                self.slot_wait.as_millis()
+            ))
+            .not_sent());
+        };
+        let _slot = slot.expect("the semaphore is never closed");
         let result = call.await;
         let transport_failure = transport_failure(&result);
         let mut breaker = self.lock();
@@ -149,6 +165,7 @@ mod tests {
                 max_concurrent_calls: limit,
                 breaker_failures: 3,
                 breaker_open_ms: 1_000,
+                max_slot_wait_ms: 500,
             },
         )
     }
@@ -270,6 +287,49 @@ mod tests {
             c.await.unwrap().unwrap();
         }
         assert_eq!(most.load(Ordering::SeqCst), 2);
+    }
+
+    /// A call that waits longer than `max_slot_wait_ms` for a slot is not sent, and says so;
+    /// one that gets a slot in time runs.
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_for_a_slot_is_bounded_and_a_call_without_one_is_not_sent() {
+        let g = Arc::new(guard(1));
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let holder = {
+            let g = g.clone();
+            tokio::spawn(async move {
+                g.run(
+                    async {
+                        let _ = released.await;
+                        Ok::<(), ProviderError>(())
+                    },
+                    transport,
+                )
+                .await
+            })
+        };
+        tokio::task::yield_now().await;
+        let ran = AtomicUsize::new(0);
+        let started = Instant::now();
+        let refused = g
+            .run(
+                async {
+                    ran.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                },
+                transport,
+            )
+            .await;
+        assert!(
+            matches!(&refused, Err(ProviderError::NotSent(_))),
+            "{refused:?}"
+        );
+        assert_eq!(ran.load(Ordering::SeqCst), 0, "nothing was sent");
+        assert!(started.elapsed() >= Duration::from_millis(500));
+        assert!(g.check().is_ok(), "a full limit is not a provider failure");
+        release.send(()).unwrap();
+        holder.await.unwrap().unwrap();
+        assert!(g.run(async { Ok(()) }, transport).await.is_ok());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! beside it, its auth/signing, and its response codes kept as data. Shared HTTP plumbing lives
 //! in [`http`].
 
+pub mod call_time;
 pub mod guard;
 pub mod http;
 pub mod interintel;

@@ -13,6 +13,10 @@
 //! "refused before processing" is the providers' word, not proof, and where a resend is a new
 //! payment (a provider that takes no reference of ours, a one-time OTP) it could pay twice. The
 //! payment's outcome is then unknown, and the new token serves the next call.
+//!
+//! Waiting for another task's or replica's token request is bounded by the lock's lifetime
+//! (`lock_for`): a call that gets no token by then is not sent. With the slot wait and the
+//! HTTP timeouts this bounds a payment's whole call (see `providers::call_time`).
 
 use std::{sync::Arc, time::Duration};
 
@@ -124,7 +128,12 @@ impl TokenCache {
         if let Some(token) = self.fresh().await {
             return Ok(token);
         }
-        let _flight = self.flight.lock().await;
+        // Another holder's request is waited for at most the lock's lifetime: a token
+        // request longer than that has lost its lock anyway.
+        let give_up = tokio::time::Instant::now() + self.settings.lock_for;
+        let Ok(_flight) = tokio::time::timeout_at(give_up, self.flight.lock()).await else {
+            return Err(self.waited_too_long());
+        };
         loop {
             // Another task or replica may have stored one while this one waited.
             if let Some(token) = self.fresh().await {
@@ -147,8 +156,18 @@ impl TokenCache {
                 let _ = self.store.delete(&self.lock_key).await;
                 return result;
             }
+            if tokio::time::Instant::now() >= give_up {
+                return Err(self.waited_too_long());
+            }
             tokio::time::sleep(self.settings.poll_every).await;
         }
+    }
+
+    fn waited_too_long(&self) -> ProviderError {
+        ProviderError::Transport(format!(
+            "no token: another token request held the lock for {} ms",
+            self.settings.lock_for.as_millis()
+        ))
     }
 
     /// Forgets `used` if it is still the stored token (keeping its refresh token for the next
@@ -197,7 +216,12 @@ impl TokenCache {
                 // "refused before processing" is the providers' word, not proof (a proxy in
                 // front could answer it late), so a payment stays PENDING for the provider to
                 // settle.
-                call(self.token(source).await?).await
+                // Nor is a retry that was not sent (no call slot free, say) "not sent" for
+                // the payment: the first request did reach the provider.
+                match call(self.token(source).await?).await {
+                    Err(ProviderError::NotSent(why)) => Err(*why),
+                    other => other,
+                }
             }
             other => other,
         }
@@ -393,6 +417,59 @@ mod tests {
             })
             .await;
         assert!(matches!(twice, Err(ProviderError::Auth { status: 401 })));
+    }
+
+    /// A token request of another replica that holds the lock and never finishes is waited
+    /// for at most `lock_for`: then the call gives up, not sent, without a request of its own.
+    #[tokio::test(start_paused = true)]
+    async fn a_stuck_token_lock_is_waited_for_at_most_its_lifetime() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let (cache, source) = (cache(&store), Numbered::new(false));
+        // Held without a lifetime: a stuck holder.
+        assert!(store
+            .set_if_absent(&cache.lock_key, b"1", None)
+            .await
+            .unwrap());
+        let started = tokio::time::Instant::now();
+        let calls = AtomicU32::new(0);
+        let refused = cache
+            .authorized(&source, |_| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async { Ok(()) }
+            })
+            .await;
+        assert!(
+            matches!(&refused, Err(ProviderError::NotSent(_))),
+            "{refused:?}"
+        );
+        assert!(started.elapsed() >= TokenSettings::default().lock_for);
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+        assert_eq!(source.obtained.load(Ordering::SeqCst), 0);
+    }
+
+    /// After a 401 the first request did reach the provider: a retry that is not sent does
+    /// not make the whole call "not sent" (a payment would end FAILED while the provider may
+    /// hold it).
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_after_401_that_is_not_sent_is_not_reported_as_not_sent() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let (cache, source) = (cache(&store), Numbered::new(false));
+        let calls = AtomicU32::new(0);
+        let answer = cache
+            .authorized(&source, |_| {
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    match n {
+                        0 => Err::<(), _>(ProviderError::Auth { status: 401 }),
+                        _ => Err(ProviderError::Transport("no free call slot".into()).not_sent()),
+                    }
+                }
+            })
+            .await;
+        assert!(
+            matches!(&answer, Err(ProviderError::Transport(_))),
+            "{answer:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
