@@ -113,7 +113,21 @@ fn body(request: &Request) -> Value {
     serde_json::from_slice(&request.body).expect("JSON body")
 }
 
+/// Biller 901 lists product 90101 (a payment's product is checked against the catalog).
+async fn mock_items(server: &MockServer) {
+    Mock::given(method("GET"))
+        .and(path(format!("{API}/billers/901/paymentitems")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"paymentitems": [
+            {"categoryid": "1", "billerid": "901", "isAmountFixed": false,
+             "paymentitemid": "01", "paymentitemname": "Prepaid token", "amount": "0",
+             "code": "01", "currencyCode": "566", "paymentCode": "90101", "itemFee": "0"}]})))
+        .mount(server)
+        .await;
+}
+
+/// The customer validation a payment makes (and the catalog it checks first).
 async fn mock_validation(server: &MockServer, amount_type: u8, amount_kobo: &str) {
+    mock_items(server).await;
     Mock::given(method("POST"))
         .and(path(format!("{API}/customers/validations")))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
@@ -267,6 +281,7 @@ async fn validation_posts_the_documented_body() {
             provider: pb::Provider::Interswitch as i32,
             product_id: "13701".into(),
             customer_id: "0434556574".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -297,6 +312,7 @@ async fn refused_customer_is_a_precondition_with_the_provider_code() {
             provider: pb::Provider::Interswitch as i32,
             product_id: "90101".into(),
             customer_id: "x".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
