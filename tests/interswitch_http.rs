@@ -117,10 +117,12 @@ fn body(request: &Request) -> Value {
 async fn mock_items(server: &MockServer) {
     Mock::given(method("GET"))
         .and(path(format!("{API}/billers/901/paymentitems")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"paymentitems": [
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"paymentitems": [
             {"categoryid": "1", "billerid": "901", "isAmountFixed": false,
              "paymentitemid": "01", "paymentitemname": "Prepaid token", "amount": "0",
-             "code": "01", "currencyCode": "566", "paymentCode": "90101", "itemFee": "0"}]})))
+             "code": "01", "currencyCode": "566", "paymentCode": "90101", "itemFee": "0"}]})),
+        )
         .mount(server)
         .await;
 }
