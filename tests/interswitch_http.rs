@@ -113,23 +113,9 @@ fn body(request: &Request) -> Value {
     serde_json::from_slice(&request.body).expect("JSON body")
 }
 
-/// Biller 901 lists product 90101 (a payment's product is checked against the catalog).
-async fn mock_items(server: &MockServer) {
-    Mock::given(method("GET"))
-        .and(path(format!("{API}/billers/901/paymentitems")))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"paymentitems": [
-            {"categoryid": "1", "billerid": "901", "isAmountFixed": false,
-             "paymentitemid": "01", "paymentitemname": "Prepaid token", "amount": "0",
-             "code": "01", "currencyCode": "566", "paymentCode": "90101", "itemFee": "0"}]})),
-        )
-        .mount(server)
-        .await;
-}
-
 /// The customer validation a payment makes (and the catalog it checks first).
 async fn mock_validation(server: &MockServer, amount_type: u8, amount_kobo: &str) {
-    mock_items(server).await;
+    mock_interswitch_items(server).await;
     Mock::given(method("POST"))
         .and(path(format!("{API}/customers/validations")))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
