@@ -188,3 +188,85 @@ impl Gateway {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+
+    fn gateway() -> Arc<Gateway> {
+        Gateway::new(
+            Default::default(),
+            Arc::new(MemoryStore::default()),
+            Default::default(),
+            Default::default(),
+            false,
+        )
+    }
+
+    /// Two gateways over one store stand for two replicas.
+    fn replicas() -> (Arc<Gateway>, Arc<Gateway>) {
+        let store: Arc<dyn crate::store::Store> = Arc::new(MemoryStore::default());
+        let one = || {
+            Gateway::new(
+                Default::default(),
+                store.clone(),
+                Default::default(),
+                Default::default(),
+                false,
+            )
+        };
+        (one(), one())
+    }
+
+    #[tokio::test]
+    async fn a_lease_is_held_then_shares_its_result() {
+        let (a, b) = replicas();
+        let ttl = Duration::from_secs(10);
+        let Leased::Mine(lease) = a.take_lease::<u32>("k", ttl).await.unwrap() else {
+            panic!("the first taker holds the lease");
+        };
+        assert!(matches!(
+            b.take_lease::<u32>("k", ttl).await.unwrap(),
+            Leased::Busy
+        ));
+        a.finish_lease(lease, Some(&7u32), ttl).await;
+        assert!(matches!(
+            b.take_lease::<u32>("k", ttl).await.unwrap(),
+            Leased::Shared(7)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_lease_released_without_a_result_is_taken_again_at_once() {
+        let gateway = gateway();
+        let ttl = Duration::from_secs(10);
+        let Leased::Mine(lease) = gateway.take_lease::<u32>("k", ttl).await.unwrap() else {
+            panic!("free lease");
+        };
+        gateway.finish_lease::<u32>(lease, None, ttl).await;
+        assert!(matches!(
+            gateway.take_lease::<u32>("k", ttl).await.unwrap(),
+            Leased::Mine(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn only_the_holder_ends_a_lease() {
+        let (a, b) = replicas();
+        let ttl = Duration::from_secs(10);
+        let Leased::Mine(stale) = a.take_lease::<u32>("k", ttl).await.unwrap() else {
+            panic!("free lease");
+        };
+        // The lease ran out and another replica holds it now.
+        a.store.delete("k").await.unwrap();
+        let Leased::Mine(_current) = b.take_lease::<u32>("k", ttl).await.unwrap() else {
+            panic!("expired lease");
+        };
+        a.finish_lease(stale, Some(&1u32), ttl).await;
+        assert!(matches!(
+            a.take_lease::<u32>("k", ttl).await.unwrap(),
+            Leased::Busy
+        ));
+    }
+}
