@@ -43,6 +43,14 @@ pub enum GatewayError {
     /// No such payment, biller, product or customer.
     #[error("{0} not found")]
     NotFound(String),
+    /// The provider's catalog lists no such product (of `biller_id`, where products are listed
+    /// per biller); nothing was recorded or sent.
+    #[error("{provider} lists no product {product_id:?}{}", biller_text(biller_id))]
+    ProductNotFound {
+        provider: ProviderId,
+        biller_id: String,
+        product_id: String,
+    },
     /// Same request_id, different request.
     #[error("request_id {request_id} was already used for a different request")]
     IdempotencyKeyReused { request_id: String },
@@ -125,5 +133,13 @@ impl GatewayError {
                 source,
             },
         }
+    }
+}
+
+fn biller_text(biller_id: &str) -> String {
+    if biller_id.is_empty() {
+        String::new()
+    } else {
+        format!(" for biller {biller_id:?}")
     }
 }

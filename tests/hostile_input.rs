@@ -311,6 +311,7 @@ async fn random_field_values_in_well_formed_requests_answer_with_error_info() {
                 provider,
                 product_id: rng.string(),
                 customer_id: rng.string(),
+                biller_id: rng.string(),
             })
             .await
         {

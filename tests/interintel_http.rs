@@ -448,7 +448,10 @@ async fn amount_strings_at_the_edges() {
     // A fixed-amount item takes only its amount.
     let status = gw
         .payments()
-        .create_payment(pay_request("fixed", "301", "1000000001", 260_000))
+        .create_payment(pb::CreatePaymentRequest {
+            biller_id: "dstv_ke".into(),
+            ..pay_request("fixed", "301", "1000000001", 260_000)
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);

@@ -113,7 +113,9 @@ fn body(request: &Request) -> Value {
     serde_json::from_slice(&request.body).expect("JSON body")
 }
 
+/// The customer validation a payment makes (and the catalog it checks first).
 async fn mock_validation(server: &MockServer, amount_type: u8, amount_kobo: &str) {
+    mock_interswitch_items(server).await;
     Mock::given(method("POST"))
         .and(path(format!("{API}/customers/validations")))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
@@ -267,6 +269,7 @@ async fn validation_posts_the_documented_body() {
             provider: pb::Provider::Interswitch as i32,
             product_id: "13701".into(),
             customer_id: "0434556574".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -297,6 +300,7 @@ async fn refused_customer_is_a_precondition_with_the_provider_code() {
             provider: pb::Provider::Interswitch as i32,
             product_id: "90101".into(),
             customer_id: "x".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -291,6 +291,14 @@ async fn a_debit_sends_the_documented_body_signed_and_succeeds() {
         })
         .mount(&server)
         .await;
+    // The product is one IP2 lists (checked before anything is recorded or sent).
+    Mock::given(method("GET"))
+        .and(path("/products"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            {"ProductId": "AIRTIME-MTN", "Name": "MTN airtime", "CurrencyCode": "UGX", "CountryCode": "UG"}
+        ])))
+        .mount(&server)
+        .await;
     let gw = gateway_for(&server, 100).await;
     let mut request = debit_request("ip2-debit-1", ugx(25_000), "Airtime for Okello");
     request.product_id = "AIRTIME-MTN".into();

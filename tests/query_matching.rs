@@ -16,6 +16,7 @@ use wiremock::{
 const API: &str = "/api/v2/quickteller";
 
 async fn gateway_for(server: &MockServer) -> TestGateway {
+    mock_interswitch_items(server).await;
     Mock::given(method("POST"))
         .and(path(format!("{API}/customers/validations")))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({

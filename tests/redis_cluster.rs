@@ -278,13 +278,16 @@ async fn a_shard_that_lost_a_reference_counter_refuses_payments_until_store_reco
     let pay = |request_id: String| {
         let gateway = gateway.clone();
         async move {
-            let order = PaymentOrder::new(
-                ProviderId::Interswitch,
-                PaymentKind::Bill,
-                "90101",
-                "0000000000",
-                Money::new(Currency::Ngn, 1_000),
-            );
+            let order = PaymentOrder {
+                biller_id: "901".into(),
+                ..PaymentOrder::new(
+                    ProviderId::Interswitch,
+                    PaymentKind::Bill,
+                    "90101",
+                    "0000000000",
+                    Money::new(Currency::Ngn, 1_000),
+                )
+            };
             gateway
                 .create_payment(request_id, order, PaymentSecrets::default(), None)
                 .await

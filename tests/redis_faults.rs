@@ -104,6 +104,7 @@ async fn redis_down_stops_payments_not_reads_and_recovers() {
             provider: pb::Provider::Interswitch as i32,
             product_id: "90101".into(),
             customer_id: "0000000001".into(),
+            ..Default::default()
         })
         .await
         .expect("validation works without Redis");

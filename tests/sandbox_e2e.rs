@@ -55,6 +55,7 @@ async fn walkthrough_flow_against_the_simulator() {
             provider: isw,
             product_id: "90101".into(),
             customer_id: "0000000005".into(),
+            ..Default::default()
         })
         .await
         .unwrap()

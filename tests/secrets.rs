@@ -147,6 +147,7 @@ async fn no_secret_in_any_log_line_or_error() {
         .respond_with(ResponseTemplate::new(503))
         .mount(&server)
         .await;
+    mock_interswitch_items(&server).await;
     Mock::given(method("POST"))
         .and(path(format!("{api}/customers/validations")))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
@@ -453,6 +454,14 @@ async fn interintel_session() -> Vec<tonic::Status> {
         username = "company1"
         password = "{II_PASSWORD}"
         send_body_credentials = true
+        [[products]]
+        id = "101"
+        name = "Prepaid tokens"
+        biller = "kplc"
+        [[products]]
+        id = "102"
+        name = "Postpaid"
+        biller = "kplc"
         "#,
         server.uri()
     ))

@@ -22,11 +22,12 @@ impl CustomerService for Api {
         let id = v.provider("provider", r.provider);
         v.text("product_id", &r.product_id, MAX_PRODUCT_ID);
         v.text("customer_id", &r.customer_id, MAX_CUSTOMER_ID);
+        v.optional_text("biller_id", &r.biller_id, 50);
         v.finish()?;
         let id = id.expect("checked above");
         let validation = self
             .gateway
-            .validate_customer(id, &r.product_id, &r.customer_id)
+            .validate_customer(id, &r.biller_id, &r.product_id, &r.customer_id)
             .await?;
         Ok(Response::new(convert::validation(validation)))
     }

@@ -22,6 +22,8 @@ struct Mapped {
     metadata: HashMap<String, String>,
     violations: Vec<FieldViolation>,
     retry_after: Option<Duration>,
+    /// A ResourceInfo: (type, name, owner, description).
+    resource: Option<(String, String, String, String)>,
 }
 
 impl Mapped {
@@ -32,6 +34,7 @@ impl Mapped {
             metadata: HashMap::new(),
             violations: Vec::new(),
             retry_after: None,
+            resource: None,
         }
     }
 
@@ -69,6 +72,26 @@ pub fn to_status(error: GatewayError) -> Status {
         GatewayError::NotFound(what) => {
             Mapped::new(Code::NotFound, "NOT_FOUND").meta("resource", what)
         }
+        GatewayError::ProductNotFound {
+            provider,
+            biller_id,
+            product_id,
+        } => Mapped {
+            resource: Some((
+                "billpay.v1.Product".to_owned(),
+                if biller_id.is_empty() {
+                    product_id.clone()
+                } else {
+                    format!("billers/{biller_id}/products/{product_id}")
+                },
+                provider.to_string(),
+                message.clone(),
+            )),
+            ..Mapped::new(Code::NotFound, "PRODUCT_NOT_FOUND")
+                .meta("provider", provider)
+                .meta("biller_id", biller_id)
+                .meta("product_id", product_id)
+        },
         GatewayError::IdempotencyKeyReused { request_id } => {
             Mapped::new(Code::AlreadyExists, "IDEMPOTENCY_KEY_REUSED")
                 .meta("request_id", request_id)
@@ -150,6 +173,9 @@ pub fn to_status(error: GatewayError) -> Status {
     }
     if let Some(delay) = mapped.retry_after {
         details.set_retry_info(Some(delay));
+    }
+    if let Some((kind, name, owner, description)) = mapped.resource {
+        details.set_resource_info(kind, name, owner, description);
     }
     Status::with_error_details(mapped.code, message, details)
 }

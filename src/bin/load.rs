@@ -596,6 +596,7 @@ async fn call(plan: &Plan, n: u64) -> Result<&'static str, Status> {
                     provider: isw,
                     product_id: PRODUCT.into(),
                     customer_id: CUSTOMER.into(),
+                    ..Default::default()
                 }))
                 .await?;
             Ok("validated")

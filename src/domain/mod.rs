@@ -20,4 +20,4 @@ pub use customer::{AmountRule, AmountRuleKind, CustomerValidation};
 pub use money::{Currency, Money};
 pub use options::{PaymentOptions, PaymentSecrets};
 pub use payment::{AnswerIdentity, PaymentOrder, PaymentOutcome, PaymentRecord, PaymentState};
-pub use provider::{Capability, Provider, ProviderError, ProviderId};
+pub use provider::{Capability, ProductCatalog, Provider, ProviderError, ProviderId};

@@ -150,6 +150,23 @@ impl ProviderError {
     }
 }
 
+/// Where a provider lists the products a payment may name: the gateway checks every payment's
+/// product against that list (cached) before anything is recorded or sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProductCatalog {
+    /// No product list to check against (OnePipe: what a customer can pay for comes per
+    /// customer from `/transact/options`, quoted by an order_reference the provider checks).
+    Unlisted,
+    /// One list for the whole provider: `list_products` ignores the biller (IP2).
+    Whole,
+    /// Listed per biller, so a payment must name its biller (Switch plans, Interswitch
+    /// payment items).
+    PerBiller,
+    /// Listed per biller; a payment that names no biller is looked up in every biller's list
+    /// (InterIntel's configured items, which carry their biller).
+    PerBillerOrAny,
+}
+
 /// One bill-payment provider. Implementations speak the provider's HTTP exactly and map its
 /// answers to domain types; they know nothing of gRPC, caches or idempotency.
 #[async_trait]
@@ -172,6 +189,12 @@ pub trait Provider: Send + Sync + 'static {
     /// recorded, so no payment is started into an outage.
     fn accepting_calls(&self) -> Result<(), ProviderError> {
         Ok(())
+    }
+
+    /// Where this provider lists the products a payment may name. A provider that lists
+    /// products must say so: the default checks nothing.
+    fn product_catalog(&self) -> ProductCatalog {
+        ProductCatalog::Unlisted
     }
 
     /// True when a payment needs its product from the catalog (the gateway then looks it up in

@@ -8,6 +8,11 @@
 //! cold miss asks the provider once: once per process by the single flight, and once across
 //! replicas by the same lock (the others wait a bounded time for the copy); a store outage
 //! fetches directly.
+//!
+//! Payments name products: [`Gateway::listed_product`] checks the name against the cached list
+//! before anything is recorded or sent, and reads the list again from the provider once when
+//! the product is missing from a copy older than the check (one read shared by concurrent
+//! misses), so a product the provider added since is found and an unlisted one is refused.
 
 use std::{any::Any, future::Future, sync::Arc, time::Duration};
 
@@ -15,8 +20,8 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::{ms, Gateway};
 use crate::domain::{
-    Biller, Capability, Category, CustomerValidation, PaymentMethod, Product, ProviderError,
-    ProviderId,
+    Biller, Capability, Category, CustomerValidation, PaymentMethod, Product, ProductCatalog,
+    ProviderError, ProviderId,
 };
 use crate::error::GatewayError;
 use crate::store::keys;
@@ -55,6 +60,9 @@ fn count_cache(result: &str) {
         })
         .inc();
 }
+
+/// A product list read again from the provider after a miss: shared by concurrent misses.
+pub(crate) type Refreshed = Result<Arc<Vec<Product>>, ProviderError>;
 
 #[derive(Serialize, Deserialize)]
 struct Cached<I> {
@@ -128,17 +136,134 @@ impl Gateway {
         .await
     }
 
-    /// Validates a customer (never cached: amounts due change).
+    /// Validates a customer (never cached: amounts due change). With a `biller_id` the product
+    /// is first checked against the provider's catalog, as a payment's is.
     pub async fn validate_customer(
-        &self,
+        self: &Arc<Self>,
         id: ProviderId,
+        biller_id: &str,
         product_id: &str,
         customer_id: &str,
     ) -> Result<CustomerValidation, GatewayError> {
-        let p = self.provider(id, Capability::ValidateCustomer)?;
+        let p = self.provider(id, Capability::ValidateCustomer)?.clone();
+        if !biller_id.is_empty() {
+            self.listed_product(id, biller_id, product_id).await?;
+        }
         p.validate_customer(product_id, customer_id)
             .await
             .map_err(|e| GatewayError::provider(id, "validate_customer", e))
+    }
+
+    /// The product `product_id` as the provider lists it (of `biller_id` where products are
+    /// listed per biller), or NOT_FOUND/PRODUCT_NOT_FOUND. `None` when the provider lists no
+    /// products to check against, or when no product is named. A catalog that cannot be read
+    /// answers its provider error (UNAVAILABLE for an outage), never NOT_FOUND.
+    pub(crate) async fn listed_product(
+        self: &Arc<Self>,
+        id: ProviderId,
+        biller_id: &str,
+        product_id: &str,
+    ) -> Result<Option<Product>, GatewayError> {
+        let catalog = self.providers.get(&id).map(|p| p.product_catalog());
+        let Some(catalog) = catalog.filter(|c| *c != ProductCatalog::Unlisted) else {
+            return Ok(None);
+        };
+        if product_id.is_empty() {
+            return Ok(None);
+        }
+        let billers = match catalog {
+            ProductCatalog::Whole => vec![String::new()],
+            ProductCatalog::PerBiller if biller_id.is_empty() => {
+                return Err(GatewayError::invalid(
+                    "biller_id",
+                    format!("required for {id}: its products are listed per biller"),
+                ));
+            }
+            ProductCatalog::PerBillerOrAny if biller_id.is_empty() => self
+                .list_billers(id, None)
+                .await?
+                .into_iter()
+                .map(|b| b.biller_id)
+                .collect(),
+            _ => vec![biller_id.to_owned()],
+        };
+        let started_ms = self.clock.now_ms();
+        for biller in billers {
+            if let Some(product) = self
+                .find_product(id, &biller, product_id, started_ms)
+                .await?
+            {
+                return Ok(Some(product));
+            }
+        }
+        Err(GatewayError::ProductNotFound {
+            provider: id,
+            biller_id: biller_id.to_owned(),
+            product_id: product_id.to_owned(),
+        })
+    }
+
+    /// `product_id` in the cached list of `biller`; on a miss in a copy read before
+    /// `started_ms`, in the list read again from the provider. An unknown biller lists nothing.
+    async fn find_product(
+        self: &Arc<Self>,
+        id: ProviderId,
+        biller: &str,
+        product_id: &str,
+        started_ms: i64,
+    ) -> Result<Option<Product>, GatewayError> {
+        let p = self.provider(id, Capability::ListProducts)?.clone();
+        let scope = format!("biller:{biller}");
+        let fetch = {
+            let (p, biller) = (p.clone(), biller.to_owned());
+            move || {
+                let (p, biller) = (p.clone(), biller.clone());
+                async move { p.list_products(&biller).await }
+            }
+        };
+        let (products, fetched_at_ms) = match self
+            .cached_copy(id, "products", &scope, "list_products", fetch)
+            .await
+        {
+            Ok(copy) => copy,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if let Some(product) = products.iter().find(|p| p.product_id == product_id) {
+            return Ok(Some(product.clone()));
+        }
+        if fetched_at_ms >= started_ms {
+            // Read from the provider since this check began: the miss is the provider's.
+            return Ok(None);
+        }
+        let key = keys::catalog(id.name(), "products", &scope);
+        let this = self.clone();
+        let (biller, flight_key) = (biller.to_owned(), key.clone());
+        let refreshed = self
+            .product_refreshes
+            .run(&flight_key, async move {
+                count_cache("miss_refresh");
+                let items = p.list_products(&biller).await?;
+                this.write_catalog(&key, &items).await;
+                let items = Arc::new(items);
+                this.local_catalog
+                    .insert(
+                        key,
+                        LocalCopy {
+                            fetched_at_ms: this.clock.now_ms(),
+                            items: Arc::new(items.as_ref().clone()),
+                        },
+                    )
+                    .await;
+                Ok(items)
+            })
+            .await
+            .map_err(|_| GatewayError::Internal("catalog refresh task ended early".into()))?;
+        match refreshed {
+            Ok(items) => Ok(items.iter().find(|p| p.product_id == product_id).cloned()),
+            Err(ProviderError::NotFound(_)) => Ok(None),
+            Err(e) => Err(GatewayError::provider(id, "list_products", e)),
+        }
     }
 
     /// Drops every catalog list held in this process (the store's copies stay): the next read
@@ -165,12 +290,31 @@ impl Gateway {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<T>, ProviderError>> + Send + 'static,
     {
+        self.cached_copy(provider, what, scope, operation, fetch)
+            .await
+            .map(|(items, _)| items)
+    }
+
+    /// The cached list with when the provider answered it (unix ms).
+    async fn cached_copy<T, F, Fut>(
+        self: &Arc<Self>,
+        provider: ProviderId,
+        what: &str,
+        scope: &str,
+        operation: &'static str,
+        fetch: F,
+    ) -> Result<(Vec<T>, i64), GatewayError>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<T>, ProviderError>> + Send + 'static,
+    {
         let key = keys::catalog(provider.name(), what, scope);
         if let Some(copy) = self.local_catalog.get(&key).await {
             if self.is_fresh(copy.fetched_at_ms) {
                 if let Some(items) = copy.items.downcast_ref::<Vec<T>>() {
                     count_cache("local");
-                    return Ok(items.clone());
+                    return Ok((items.clone(), copy.fetched_at_ms));
                 }
             }
             // Stale here: look at the store again (it may hold a refreshed copy).
@@ -184,11 +328,14 @@ impl Gateway {
             })
             .await
             .map_err(|e| GatewayError::provider(provider, operation, (*e).clone()))?;
-        Ok(loaded
-            .items
-            .downcast_ref::<Vec<T>>()
-            .expect("a catalog key always holds one item type")
-            .clone())
+        Ok((
+            loaded
+                .items
+                .downcast_ref::<Vec<T>>()
+                .expect("a catalog key always holds one item type")
+                .clone(),
+            loaded.fetched_at_ms,
+        ))
     }
 
     /// A local miss: one store read; on a stale copy, a background refresh; on a cold miss,
@@ -308,4 +455,15 @@ fn local_copy<T: Send + Sync + 'static>(cached: Cached<Vec<T>>) -> LocalCopy {
         fetched_at_ms: cached.fetched_at_ms,
         items: Arc::new(cached.items),
     }
+}
+
+/// A catalog read that says the list's owner (the biller) does not exist.
+fn is_not_found(e: &GatewayError) -> bool {
+    matches!(
+        e,
+        GatewayError::Provider {
+            source: ProviderError::NotFound(_),
+            ..
+        }
+    )
 }

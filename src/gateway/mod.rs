@@ -4,7 +4,9 @@
 
 pub mod catalog;
 pub mod clock;
+pub mod flight;
 pub mod follow_up;
+pub mod lease;
 pub mod operator;
 pub mod payments;
 pub mod reads;
@@ -144,6 +146,10 @@ pub struct Gateway {
     store_policy: std::sync::RwLock<StorePolicy>,
     /// Whether the operator service answers (`[operator] enabled`).
     operator_enabled: std::sync::atomic::AtomicBool,
+    /// Customer validations in progress, shared by concurrent duplicates (see `lease.rs`).
+    validations: flight::Flights<lease::SharedValidation>,
+    /// Product lists being read again after a product miss, shared by concurrent misses.
+    product_refreshes: flight::Flights<catalog::Refreshed>,
 }
 
 impl Gateway {
@@ -169,6 +175,8 @@ impl Gateway {
             posture: std::sync::Mutex::new(None),
             store_policy: std::sync::RwLock::new(StorePolicy::default()),
             operator_enabled: std::sync::atomic::AtomicBool::new(false),
+            validations: flight::Flights::default(),
+            product_refreshes: flight::Flights::default(),
         })
     }
 

@@ -152,12 +152,24 @@ impl Gateway {
                 return replay(existing, &fingerprint, self.payments.in_flight_retry_ms);
             }
         }
+        // A product the provider does not list is refused here (NOT_FOUND), nothing recorded
+        // or sent: checked against the cached catalog, read again once on a miss.
+        let listed = self
+            .listed_product(order.provider, &order.biller_id, &order.product_id)
+            .await?;
         if provider
             .capabilities()
             .contains(&Capability::ValidateCustomer)
         {
+            // Once for all concurrent duplicates of this request, across replicas.
             let customer = self
-                .validate_customer(order.provider, &order.product_id, &order.customer_id)
+                .validate_once(
+                    provider.clone(),
+                    &request_id,
+                    &payment_id,
+                    &fingerprint,
+                    &order,
+                )
                 .await?;
             customer
                 .amount_rule
@@ -168,7 +180,9 @@ impl Gateway {
         // The provider's own rules, with the cached catalog entry where it pays from one:
         // refused here, nothing is recorded or sent.
         let product = if provider.pays_from_catalog() {
-            Some(self.catalog_product(&order).await?)
+            Some(listed.ok_or_else(|| {
+                GatewayError::invalid("product_id", format!("required for {}", order.provider))
+            })?)
         } else {
             None
         };
@@ -408,29 +422,6 @@ impl Gateway {
         };
         self.record_outcome_from(in_flight_bytes, &payment_id, outcome, Source::Payment, None)
             .await
-    }
-
-    /// The catalog entry an order pays for, from the cached `list_products(biller_id)`.
-    async fn catalog_product(
-        self: &Arc<Self>,
-        order: &PaymentOrder,
-    ) -> Result<Product, GatewayError> {
-        if order.biller_id.is_empty() {
-            return Err(GatewayError::invalid(
-                "biller_id",
-                format!("required for {}", order.provider),
-            ));
-        }
-        self.list_products(order.provider, order.biller_id.clone())
-            .await?
-            .into_iter()
-            .find(|p| p.product_id == order.product_id)
-            .ok_or_else(|| {
-                GatewayError::invalid(
-                    "product_id",
-                    format!("not a product of biller {}", order.biller_id),
-                )
-            })
     }
 
     /// The payment, refreshed from the provider first when it is not final (bounded by

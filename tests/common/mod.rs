@@ -322,3 +322,21 @@ pub async fn wait_for_payment_health(
     }
     panic!("payment service health never became {want:?}");
 }
+
+/// Makes a wiremock Interswitch list product 90101 under biller 901, as the sandbox does: a
+/// payment's product is checked against the provider's catalog before anything is sent.
+pub async fn mock_interswitch_items(server: &wiremock::MockServer) {
+    use wiremock::matchers::{method, path};
+    wiremock::Mock::given(method("GET"))
+        .and(path("/api/v2/quickteller/billers/901/paymentitems"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "paymentitems": [{"categoryid": "1", "billerid": "901", "isAmountFixed": false,
+                    "paymentitemid": "01", "paymentitemname": "Prepaid token", "amount": "0",
+                    "code": "01", "currencyCode": "566", "paymentCode": "90101",
+                    "itemFee": "0"}]
+            })),
+        )
+        .mount(server)
+        .await;
+}

@@ -1,8 +1,9 @@
 //! The cross-replica idempotency race, shared by the single-Redis and the Redis Cluster
 //! tests: 500 concurrent CreatePayment calls with one request_id spread over two gateway
 //! processes sharing one store and one standalone simulator. Every caller must end with the
-//! same payment, and the provider must see exactly one payment call. Callers that arrive while
-//! the call is in flight get ABORTED (REQUEST_IN_FLIGHT) and retry with the same request_id.
+//! same payment, and the provider must see exactly one payment call and one customer
+//! validation. Callers that arrive while the validation or the call is in flight get ABORTED
+//! (REQUEST_IN_FLIGHT) and retry with the same request_id.
 #![allow(dead_code)]
 
 use std::{collections::BTreeMap, time::Duration};
@@ -56,7 +57,9 @@ pub async fn one_request_id_one_provider_call(
     request_id: &str,
 ) {
     let clients = [client(&a.addr).await, client(&b.addr).await];
-    let pays_before = sim_calls(sim).await["interswitch"]["pay"]
+    let before = sim_calls(sim).await;
+    let pays_before = before["interswitch"]["pay"].as_u64().unwrap_or(0);
+    let validations_before = before["interswitch"]["validate_customer"]
         .as_u64()
         .unwrap_or(0);
 
@@ -114,6 +117,12 @@ pub async fn one_request_id_one_provider_call(
     let ((_, _, state), count) = payments.into_iter().next().unwrap();
     assert_eq!(count, CALLERS);
     let pays = calls["interswitch"]["pay"].as_u64().unwrap_or(0) - pays_before;
+    // The customer is validated before the claim: once for every duplicate, not once each.
+    let validations = calls["interswitch"]["validate_customer"]
+        .as_u64()
+        .unwrap_or(0)
+        - validations_before;
+    assert_eq!(validations, 1, "one customer validation for all duplicates");
     // On a quiet machine the one call is made and succeeds. On an overloaded one the store can
     // time out between the claim and the send: then nothing is sent and the status query
     // finds no such payment, so FAILED (not sent) is the true answer. Either way, one answer

@@ -448,6 +448,12 @@ fn status_outcome(answer: &ServiceAnswer, payment: &PaymentRecord) -> PaymentOut
 
 #[async_trait]
 impl Provider for InterIntel {
+    /// The configured product items, each with its biller: InterIntel has no list API, and
+    /// answers an unknown product_item_id only after accepting the payment (code 92).
+    fn product_catalog(&self) -> crate::domain::ProductCatalog {
+        crate::domain::ProductCatalog::PerBillerOrAny
+    }
+
     fn id(&self) -> ProviderId {
         ProviderId::InterIntel
     }

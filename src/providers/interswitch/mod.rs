@@ -315,6 +315,11 @@ fn query_outcome(
 
 #[async_trait]
 impl Provider for Interswitch {
+    /// Payment items are listed per biller (`/billers/{id}/paymentitems`).
+    fn product_catalog(&self) -> crate::domain::ProductCatalog {
+        crate::domain::ProductCatalog::PerBiller
+    }
+
     fn id(&self) -> ProviderId {
         ProviderId::Interswitch
     }

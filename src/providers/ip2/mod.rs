@@ -567,6 +567,11 @@ fn balance_amount(value: &Value, currency: Currency) -> Option<Money> {
 
 #[async_trait]
 impl Provider for Ip2 {
+    /// One product list (`/products`) for the whole account.
+    fn product_catalog(&self) -> crate::domain::ProductCatalog {
+        crate::domain::ProductCatalog::Whole
+    }
+
     fn id(&self) -> ProviderId {
         ProviderId::IntelworldIp2
     }

@@ -323,6 +323,12 @@ const MAX_EXACT_JSON_INTEGER: i64 = (1 << 53) - 1;
 
 #[async_trait]
 impl Provider for OnePipe {
+    /// OnePipe lists no products: what a customer can pay for comes per customer from
+    /// `/transact/options`, and a payment quotes its order_reference, which OnePipe checks.
+    fn product_catalog(&self) -> crate::domain::ProductCatalog {
+        crate::domain::ProductCatalog::Unlisted
+    }
+
     fn id(&self) -> ProviderId {
         ProviderId::OnePipe
     }

@@ -741,6 +741,11 @@ impl TokenSource for Switch {
 
 #[async_trait]
 impl Provider for Switch {
+    /// Plans are listed per vendor (`/user/bills/vendors/{id}/plans`).
+    fn product_catalog(&self) -> crate::domain::ProductCatalog {
+        crate::domain::ProductCatalog::PerBiller
+    }
+
     fn id(&self) -> ProviderId {
         ProviderId::Switch
     }
