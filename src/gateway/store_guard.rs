@@ -1,29 +1,42 @@
 //! The gateway's guard over its store: before money moves, the store must answer, still hold
-//! its identity (else it lost data: STORE_DATA_LOST until `store recover`), have durability
-//! settings fit for payments (no evicting `maxmemory-policy`, not a replica; persistence warned
-//! about or required), and, with `min_replica_acks`, have replicated the claim and in-flight
-//! writes. Every claim of a payment or follow-up goes through [`Gateway::guarded_claim`], every
-//! provider reference through [`Gateway::guarded_increment`]; the server's health watch asks
-//! [`Gateway::store_health`].
+//! its identity (else it lost data: STORE_DATA_LOST until `store recover`), have a durability
+//! posture that loses no acknowledged write, or one an operator accepted by name (see
+//! [`crate::store::posture`]; else STORE_POSTURE_REFUSED), read again at least every
+//! `posture_recheck_ms` and after a reconnect, and, with `min_replica_acks` or `WAITAOF`, have
+//! replicated or fsynced the claim and in-flight writes. Every claim of a payment or follow-up
+//! goes through [`Gateway::guarded_claim`], every provider reference through
+//! [`Gateway::guarded_increment`], every provider call through [`Gateway::before_send`]; the
+//! server's health watch asks [`Gateway::store_health`].
 
 use std::time::Duration;
 
 use super::Gateway;
 use crate::error::GatewayError;
+use crate::store::posture::{self, LossWindow, Posture, PosturePolicy};
 
 /// What the gateway asks of the store's durability (`[store]` settings).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StorePolicy {
-    /// Refuse a store without persistence instead of warning.
-    pub require_persistence: bool,
     /// Replicas that must acknowledge claim and in-flight writes; 0: no waiting.
     pub min_replica_acks: u32,
-    /// How long to wait for them.
+    /// How long to wait for them (and for `WAITAOF`).
     pub replica_ack_timeout: Duration,
+    /// The loss window an operator accepted by name (`[store] accept_loss_window`).
+    pub accept_loss_window: Option<LossWindow>,
+    /// How often the posture is read again; no payment is sent on an older read.
+    pub posture_recheck: Duration,
 }
 
-/// How often the store's durability settings are read again while it stays reachable.
-const POSTURE_RECHECK_EVERY: Duration = Duration::from_secs(60);
+impl Default for StorePolicy {
+    fn default() -> Self {
+        Self {
+            min_replica_acks: 0,
+            replica_ack_timeout: Duration::from_millis(500),
+            accept_loss_window: None,
+            posture_recheck: Duration::from_secs(10),
+        }
+    }
+}
 
 /// What the store health check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,9 +52,14 @@ pub enum StoreHealth {
 }
 
 impl Gateway {
-    /// Sets what the gateway asks of the store's durability.
+    /// Sets what the gateway asks of the store's durability; the posture is judged again at
+    /// its next use.
     pub fn set_store_policy(&self, policy: StorePolicy) {
         *self.store_policy.write().unwrap_or_else(|p| p.into_inner()) = policy;
+        self.posture
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .reread = true;
     }
 
     fn policy(&self) -> StorePolicy {
@@ -81,59 +99,98 @@ impl Gateway {
             Err(GatewayError::StoreDataLost) => return StoreHealth::DataLost,
             Err(_) => {
                 // A reconnect may reach another server: read its settings again.
-                *self.posture.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                self.posture
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .reread = true;
                 return StoreHealth::Unreachable;
             }
         }
         match self.check_posture().await {
-            Ok(()) => StoreHealth::Up,
-            Err(GatewayError::StoreUnfit(_)) => StoreHealth::Refused,
+            Ok(_) => StoreHealth::Up,
+            Err(GatewayError::StoreUnfit { .. }) => StoreHealth::Refused,
             Err(_) => StoreHealth::Unreachable,
         }
     }
 
-    /// Fails with [`GatewayError::StoreUnfit`] when the store's durability settings are unfit
-    /// for payments (read at the first use, after a reconnect and every minute; logged when
-    /// read: an error when refused, warnings when merely weak).
-    pub(crate) async fn check_posture(&self) -> Result<(), GatewayError> {
-        use crate::store::Posture;
+    /// The store's posture, read again when the last read is older than `posture_recheck` or a
+    /// reconnect happened; [`GatewayError::StoreUnfit`] when it is refused for payments (logged
+    /// when it changes: an error when refused, a warning for an accepted loss window; exported
+    /// as `billpay_store_posture`). A store that cannot be read is a store error: nothing is
+    /// sent on a posture read longer ago than the recheck.
+    pub(crate) async fn check_posture(&self) -> Result<Posture, GatewayError> {
+        let policy = self.policy();
         let cached = self
             .posture
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .filter(|(_, at)| at.elapsed() < POSTURE_RECHECK_EVERY)
-            .map(|(posture, _)| posture);
+            .fresh(policy.posture_recheck);
         let posture = match cached {
             Some(posture) => posture,
             None => {
-                let require = self.policy().require_persistence;
                 // Every server that takes writes (each primary of a cluster): the worst decides.
                 let durability = self.store.durability().await?;
-                let posture = Posture::worst(durability.iter().map(|d| d.posture(require)));
-                let mut slot = self.posture.lock().unwrap_or_else(|p| p.into_inner());
-                let changed = slot.as_ref().map(|(p, _)| p) != Some(&posture);
-                if changed {
-                    match &posture {
-                        Posture::Refused(why) => tracing::error!(
-                            why,
-                            "store refused for payments: payments NOT_SERVING until it is fixed"
-                        ),
-                        Posture::Fit(warnings) => {
-                            for why in warnings {
-                                tracing::warn!(why, "store durability is weak");
-                            }
-                        }
-                    }
+                let posture = posture::assess(
+                    &durability,
+                    &PosturePolicy {
+                        min_replica_acks: policy.min_replica_acks,
+                        accept_loss_window: policy.accept_loss_window,
+                        simulated: self.sandbox,
+                    },
+                );
+                let mut cache = self.posture.lock().unwrap_or_else(|p| p.into_inner());
+                let before = cache.last.as_ref().map(|(p, _)| p.clone());
+                if before.as_ref() != Some(&posture) {
+                    report(&posture);
+                    posture::export(before.as_ref(), &posture);
                 }
-                *slot = Some((posture.clone(), tokio::time::Instant::now()));
+                cache.last = Some((posture.clone(), tokio::time::Instant::now()));
+                cache.reread = false;
                 posture
             }
         };
-        match posture {
-            Posture::Fit(_) => Ok(()),
-            Posture::Refused(why) => Err(GatewayError::StoreUnfit(why)),
+        if posture.accepted() {
+            return Ok(posture);
         }
+        Err(GatewayError::StoreUnfit {
+            posture: posture.name.clone(),
+            why: posture.why.clone(),
+            last_read_ago_ms: self
+                .posture
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .last_read_ago_ms()
+                .unwrap_or_default(),
+        })
+    }
+
+    /// Right before a provider is called, after the claim and in-flight mark were written: the
+    /// posture must still be accepted (read again if the last read is older than the recheck),
+    /// and the writes must be on the replicas (`min_replica_acks`) or on disk (`WAITAOF`, when
+    /// the posture relies on it). Any failure: nothing is sent.
+    pub(crate) async fn before_send(&self) -> Result<(), GatewayError> {
+        let posture = match self.check_posture().await {
+            Ok(posture) => posture,
+            Err(e) => {
+                if matches!(e, GatewayError::StoreUnfit { .. }) {
+                    crate::metrics::global().store_posture_refusals.inc();
+                    tracing::warn!(error = %e, "payment not sent: store posture refused");
+                }
+                return Err(e);
+            }
+        };
+        self.replicate().await?;
+        if posture.wait_aof {
+            let timeout = self.policy().replica_ack_timeout;
+            if !self.store.wait_for_fsync(timeout).await? {
+                tracing::error!("store write not fsynced in time (WAITAOF): not sent");
+                return Err(GatewayError::Store(crate::store::StoreError(format!(
+                    "write not fsynced to the append-only file within {} ms",
+                    timeout.as_millis()
+                ))));
+            }
+        }
+        Ok(())
     }
 
     /// Reads the store identity. A missing one is a data loss: reported (error log, metric)
@@ -277,5 +334,28 @@ impl Gateway {
             }
         }
         Err(GatewayError::StoreDataLost)
+    }
+}
+
+/// Logs a posture just read that differs from the last one.
+fn report(posture: &Posture) {
+    use crate::store::posture::Verdict;
+    match posture.verdict {
+        Verdict::Refused => tracing::error!(
+            posture = %posture.name,
+            why = %posture.why,
+            "store refused for payments: payments NOT_SERVING until it is fixed"
+        ),
+        Verdict::OptIn | Verdict::Sandbox => tracing::warn!(
+            posture = %posture.name,
+            why = %posture.why,
+            "store has a loss window: accepted"
+        ),
+        Verdict::Accepted => {
+            tracing::info!(posture = %posture.name, "store durability posture accepted")
+        }
+    }
+    for why in &posture.warnings {
+        tracing::warn!(why, "store durability is weak");
     }
 }
