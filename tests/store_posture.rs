@@ -284,6 +284,29 @@ async fn with_the_everysec_opt_in_a_host_crash_takes_back_acknowledged_writes() 
     let lost = gw.pay(request("tail-lost")).await;
     assert_eq!(state(&lost), pb::PaymentState::Succeeded);
     assert_eq!(sims.calls.get("interswitch", "pay"), 2);
+    // The provider's own log (what scripts/chaos.sh counts): both advices, one reference each.
+    let log: serde_json::Value = reqwest::get(format!(
+        "{}/interswitch/_sandbox/advices",
+        sims.base_url().trim_end_matches('/')
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let references: Vec<&str> = log["advices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["requestReference"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        references,
+        [
+            kept.provider_reference.as_str(),
+            lost.provider_reference.as_str()
+        ]
+    );
     redis.kill();
     redis.cut_aof_to(before_tail);
     redis.restart();
