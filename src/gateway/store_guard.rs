@@ -359,3 +359,209 @@ fn report(posture: &Posture) {
         tracing::warn!(why, "store durability is weak");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The WAITAOF path (Redis >= 7.2 with `appendfsync everysec`) cannot run against this
+    //! machine's Redis 7.0: a store that reports 7.2 settings and answers `WAITAOF` as told
+    //! checks that the gateway waits before every send and sends nothing when the wait fails.
+
+    use std::sync::{
+        atomic::{AtomicBool, AtomicU32, Ordering},
+        Arc,
+    };
+
+    use super::*;
+    use crate::store::{memory::MemoryStore, Durability, GuardedWrite, Store, StoreError};
+
+    /// The memory store, reporting the durability settings `version` with `appendfsync
+    /// everysec`, and answering `WAITAOF` with `fsynced`.
+    struct EverysecRedis {
+        inner: MemoryStore,
+        version: std::sync::Mutex<&'static str>,
+        fsynced: AtomicBool,
+        waits: AtomicU32,
+    }
+
+    #[async_trait::async_trait]
+    impl Store for EverysecRedis {
+        async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get(key).await
+        }
+        async fn set(&self, k: &str, v: &[u8], ttl: Option<Duration>) -> Result<(), StoreError> {
+            self.inner.set(k, v, ttl).await
+        }
+        async fn set_if_absent(
+            &self,
+            k: &str,
+            v: &[u8],
+            ttl: Option<Duration>,
+        ) -> Result<bool, StoreError> {
+            self.inner.set_if_absent(k, v, ttl).await
+        }
+        async fn compare_and_swap(&self, k: &str, e: &[u8], n: &[u8]) -> Result<bool, StoreError> {
+            self.inner.compare_and_swap(k, e, n).await
+        }
+        async fn compare_and_swap_with_ttl(
+            &self,
+            k: &str,
+            e: &[u8],
+            n: &[u8],
+            ttl: Option<Duration>,
+        ) -> Result<bool, StoreError> {
+            self.inner.compare_and_swap_with_ttl(k, e, n, ttl).await
+        }
+        async fn set_if_absent_guarded(
+            &self,
+            gk: &str,
+            gv: &[u8],
+            k: &str,
+            v: &[u8],
+            ttl: Option<Duration>,
+        ) -> Result<GuardedWrite, StoreError> {
+            self.inner.set_if_absent_guarded(gk, gv, k, v, ttl).await
+        }
+        async fn raise_counter(&self, k: &str, floor: u64) -> Result<u64, StoreError> {
+            self.inner.raise_counter(k, floor).await
+        }
+        async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+            self.inner.keys_with_prefix(prefix).await
+        }
+        async fn delete(&self, k: &str) -> Result<(), StoreError> {
+            self.inner.delete(k).await
+        }
+        async fn increment_guarded(
+            &self,
+            gk: &str,
+            gv: &[u8],
+            k: &str,
+            seed: u64,
+        ) -> Result<Option<u64>, StoreError> {
+            self.inner.increment_guarded(gk, gv, k, seed).await
+        }
+        async fn schedule(&self, set: &str, m: &str, due: i64) -> Result<(), StoreError> {
+            self.inner.schedule(set, m, due).await
+        }
+        async fn schedule_if_absent(
+            &self,
+            set: &str,
+            m: &str,
+            due: i64,
+        ) -> Result<bool, StoreError> {
+            self.inner.schedule_if_absent(set, m, due).await
+        }
+        async fn due(&self, set: &str, now: i64, limit: usize) -> Result<Vec<String>, StoreError> {
+            self.inner.due(set, now, limit).await
+        }
+        async fn range(
+            &self,
+            set: &str,
+            min: i64,
+            max: i64,
+            offset: usize,
+            limit: usize,
+        ) -> Result<Vec<String>, StoreError> {
+            self.inner.range(set, min, max, offset, limit).await
+        }
+        async fn claim_due(
+            &self,
+            set: &str,
+            m: &str,
+            now: i64,
+            lease: i64,
+        ) -> Result<bool, StoreError> {
+            self.inner.claim_due(set, m, now, lease).await
+        }
+        async fn unschedule(&self, set: &str, m: &str) -> Result<(), StoreError> {
+            self.inner.unschedule(set, m).await
+        }
+        async fn ping(&self) -> Result<(), StoreError> {
+            self.inner.ping().await
+        }
+        async fn durability(&self) -> Result<Vec<Durability>, StoreError> {
+            Ok(vec![Durability {
+                appendonly: Some("yes".into()),
+                appendfsync: Some("everysec".into()),
+                save: Some(String::new()),
+                maxmemory_policy: Some("noeviction".into()),
+                role: Some("master".into()),
+                node: None,
+                redis_version: Some((*self.version.lock().unwrap()).into()),
+                connected_replicas: Some(0),
+                min_replicas_to_write: Some(0),
+            }])
+        }
+        async fn wait_for_fsync(&self, _timeout: Duration) -> Result<bool, StoreError> {
+            self.waits.fetch_add(1, Ordering::SeqCst);
+            Ok(self.fsynced.load(Ordering::SeqCst))
+        }
+    }
+
+    fn over(version: &'static str) -> (Arc<Gateway>, Arc<EverysecRedis>) {
+        let store = Arc::new(EverysecRedis {
+            inner: MemoryStore::default(),
+            version: std::sync::Mutex::new(version),
+            fsynced: AtomicBool::new(true),
+            waits: AtomicU32::new(0),
+        });
+        let gateway = Gateway::new(
+            Default::default(),
+            store.clone(),
+            Default::default(),
+            Default::default(),
+            false,
+        );
+        (gateway, store)
+    }
+
+    #[tokio::test]
+    async fn everysec_on_redis_7_2_waits_for_the_fsync_before_every_send() {
+        let (gateway, store) = over("7.2.4");
+        assert_eq!(gateway.check_posture().await.unwrap().name, "waitaof");
+        gateway.before_send().await.unwrap();
+        gateway.before_send().await.unwrap();
+        assert_eq!(store.waits.load(Ordering::SeqCst), 2);
+        // Not fsynced in time: nothing may be sent.
+        store.fsynced.store(false, Ordering::SeqCst);
+        let refused = gateway.before_send().await.unwrap_err();
+        assert!(matches!(refused, GatewayError::Store(_)), "{refused:?}");
+        assert_eq!(store.waits.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn everysec_before_redis_7_2_is_refused_without_waiting() {
+        let (gateway, store) = over("7.0.15");
+        let refused = gateway.before_send().await.unwrap_err();
+        assert!(
+            matches!(&refused, GatewayError::StoreUnfit { posture, .. } if posture == "everysec"),
+            "{refused:?}"
+        );
+        assert_eq!(store.waits.load(Ordering::SeqCst), 0);
+        // Opted in: sent without waiting (the window is accepted, not closed).
+        gateway.set_store_policy(StorePolicy {
+            accept_loss_window: Some(LossWindow::Everysec),
+            ..StorePolicy::default()
+        });
+        gateway.before_send().await.unwrap();
+        assert_eq!(store.waits.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_posture_older_than_the_recheck_is_read_again_before_a_send() {
+        let (gateway, store) = over("7.2.4");
+        gateway.before_send().await.unwrap();
+        // A failover to an older Redis: the cached posture holds until the recheck (10 s).
+        *store.version.lock().unwrap() = "7.0.15";
+        tokio::time::advance(Duration::from_millis(9_999)).await;
+        gateway.before_send().await.unwrap();
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let refused = gateway.before_send().await.unwrap_err();
+        assert!(
+            matches!(
+                &refused,
+                GatewayError::StoreUnfit { posture, last_read_ago_ms: 0, .. } if posture == "everysec"
+            ),
+            "{refused:?}"
+        );
+    }
+}
