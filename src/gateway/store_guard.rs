@@ -164,6 +164,12 @@ impl Gateway {
         })
     }
 
+    /// The store posture as last read, if it was.
+    pub fn last_store_posture(&self) -> Option<Posture> {
+        let cache = self.posture.lock().unwrap_or_else(|p| p.into_inner());
+        cache.last.as_ref().map(|(p, _)| p.clone())
+    }
+
     /// Right before a provider is called, after the claim and in-flight mark were written: the
     /// posture must still be accepted (read again if the last read is older than the recheck),
     /// and the writes must be on the replicas (`min_replica_acks`) or on disk (`WAITAOF`, when

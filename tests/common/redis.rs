@@ -20,6 +20,18 @@ pub struct RedisServer {
     extra_args: Vec<String>,
 }
 
+/// Where test servers keep their files: `/dev/shm` (memory) where it exists, so that
+/// `appendfsync always` costs no disk flush while other builds load the disk; else the
+/// temporary directory.
+fn data_root() -> PathBuf {
+    let shm = PathBuf::from("/dev/shm");
+    if shm.is_dir() {
+        shm
+    } else {
+        std::env::temp_dir()
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -60,7 +72,7 @@ impl RedisServer {
 
     fn start_with_all(persistent: bool, extra_args: Vec<String>) -> Self {
         let port = free_port();
-        let dir = std::env::temp_dir().join(format!("billpay-redis-{port}-{}", std::process::id()));
+        let dir = data_root().join(format!("billpay-redis-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let server = Self {
             port,
@@ -229,7 +241,7 @@ impl RedisCluster {
     /// `cluster_state:ok`.
     pub fn start() -> Self {
         let first = free_port();
-        let dir = std::env::temp_dir().join(format!(
+        let dir = data_root().join(format!(
             "billpay-redis-cluster-{first}-{}",
             std::process::id()
         ));
