@@ -14,8 +14,9 @@
 #
 # Scenarios:
 #   kill             appendfsync always; Redis kill -9 mid-run, restarted with its AOF
-#   always-crash     appendfsync always; host crash: Redis killed and its AOF cut to what was
-#                    fsynced (everything acknowledged: always fsyncs before answering)
+#   always-crash     appendfsync always; host crash right after a run: Redis killed, its AOF
+#                    left as fsynced, which with always is every acknowledged write (nothing
+#                    acknowledged is in a tail a crash could cut)
 #   everysec-crash   appendfsync everysec, default posture: refused up-front (STORE_POSTURE_REFUSED);
 #                    Redis killed and the AOF's tail cut; nothing was acknowledged, nothing lost
 #   everysec-opt-in  appendfsync everysec with accept_loss_window = "everysec": what the window
@@ -218,7 +219,7 @@ for s in $SCENARIOS; do
       drive check 0 0
       gateways_stop; redis_kill ;;
     always-crash)
-      scenario "host crash, AOF cut to what was fsynced (appendfsync always, default posture)"
+      scenario "host crash after a run, AOF as fsynced (appendfsync always, default posture)"
       redis_start always; REDIS_URL=redis://127.0.0.1:$redis_port "$bin" store init >/dev/null
       gateways_start ""
       drive pay $n "$PAYMENTS"
