@@ -123,10 +123,20 @@ pub struct StoreConfig {
     /// `request_id` and payment on restart, so a retried request could pay again: `serve`
     /// refuses it unless this is `true`. `--sandbox` always may use it.
     pub allow_memory_store: bool,
-    /// Refuse payments (instead of logging a warning) when Redis keeps nothing across a
-    /// restart (`appendonly no` and no `save` rules). An evicting `maxmemory-policy` is always
-    /// refused.
+    /// Kept so that older configuration files still load; no effect any more: every store
+    /// that can lose acknowledged writes (no persistence among them) is refused for payments
+    /// with real providers unless `accept_loss_window` names its window.
     pub require_persistence: bool,
+    /// The one loss window an operator accepts for payments with real providers, by name:
+    /// `everysec` (appendfsync everysec without WAITAOF: a host crash loses about the last
+    /// second), `appendfsync-no`, `snapshot` (RDB only), `none` (no persistence) or
+    /// `unverified` (CONFIG disabled or renamed). Unset (the default): every such store is
+    /// refused (STORE_POSTURE_REFUSED). Logged at start and exported as
+    /// `billpay_store_loss_window_accepted`. Env: `BILLPAY__STORE__ACCEPT_LOSS_WINDOW`.
+    pub accept_loss_window: Option<String>,
+    /// How often the store's posture is read again, milliseconds (at most 10,000): no payment
+    /// is sent while the last successful read is older.
+    pub posture_recheck_ms: u64,
     /// Replicas that must acknowledge a payment's claim and in-flight writes (Redis `WAIT`)
     /// before the provider is called; 0 (the default) does not wait. A write not acknowledged
     /// in time answers STORE_UNAVAILABLE and nothing is sent.
@@ -144,6 +154,8 @@ impl Default for StoreConfig {
             connect_timeout_ms: 1_000,
             allow_memory_store: false,
             require_persistence: false,
+            accept_loss_window: None,
+            posture_recheck_ms: 10_000,
             min_replica_acks: 0,
             replica_ack_timeout_ms: 500,
         }

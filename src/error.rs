@@ -105,10 +105,14 @@ pub enum GatewayError {
     /// operator runs `billpay-gateway store recover`.
     #[error("the store lost data (its identity is missing): payments are stopped until an operator runs `billpay-gateway store recover`")]
     StoreDataLost,
-    /// The store's durability settings are unfit for payments (for example an evicting
-    /// `maxmemory-policy`): why.
-    #[error("the store is refused for payments: {0}")]
-    StoreUnfit(String),
+    /// The store's durability posture is refused for payments (it can lose acknowledged
+    /// writes, or evicts keys): its name, why, and how long ago it was read.
+    #[error("the store is refused for payments (posture {posture}): {why}")]
+    StoreUnfit {
+        posture: String,
+        why: String,
+        last_read_ago_ms: u64,
+    },
     /// A bug.
     #[error("internal error: {0}")]
     Internal(String),

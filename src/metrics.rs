@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 
@@ -67,6 +67,22 @@ pub struct CallerName {
     pub caller: String,
 }
 
+/// Labels of the store posture gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PostureLabels {
+    /// `always`, `replicas`, `waitaof`, a loss window (`everysec`, `appendfsync-no`,
+    /// `snapshot`, `none`, `unverified`), `evicting`, `replica` or `memory`.
+    pub posture: String,
+    /// `yes`, `opt_in` (`[store] accept_loss_window`), `sandbox` or `no`.
+    pub accepted: String,
+}
+
+/// Labels of the accepted loss window gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WindowLabels {
+    pub window: String,
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_buckets() -> Histogram {
@@ -94,6 +110,12 @@ pub struct Metrics {
     pub store_data_lost: Counter,
     /// Calls refused by the caller's rate limit.
     pub rate_limited: Family<CallerName, Counter>,
+    /// The store posture last read: 1 for the current one.
+    pub store_posture: Family<PostureLabels, Gauge>,
+    /// Payments (and follow-ups) refused because of the store posture.
+    pub store_posture_refusals: Counter,
+    /// `[store] accept_loss_window` as configured: 1 for the window accepted.
+    pub store_loss_window_accepted: Family<WindowLabels, Gauge>,
     registry: Registry,
 }
 
@@ -113,6 +135,9 @@ impl Metrics {
             contradictions: Family::default(),
             store_data_lost: Counter::default(),
             rate_limited: Family::default(),
+            store_posture: Family::default(),
+            store_posture_refusals: Counter::default(),
+            store_loss_window_accepted: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -170,6 +195,23 @@ impl Metrics {
             "rate_limited",
             "Calls refused by the caller's rate limit ([auth] rate_per_second, burst), per replica",
             m.rate_limited.clone(),
+        );
+        registry.register(
+            "store_posture",
+            "The store's durability posture as last read (1 = current): accepted yes, opt_in \
+             ([store] accept_loss_window), sandbox or no",
+            m.store_posture.clone(),
+        );
+        registry.register(
+            "store_posture_refusals",
+            "Payments and follow-ups refused because the store's posture can lose acknowledged \
+             writes or was not read recently",
+            m.store_posture_refusals.clone(),
+        );
+        registry.register(
+            "store_loss_window_accepted",
+            "[store] accept_loss_window as configured (1 = the window an operator accepted)",
+            m.store_loss_window_accepted.clone(),
         );
         Self { registry, ..m }
     }

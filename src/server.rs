@@ -55,6 +55,42 @@ pub fn build_store(config: &crate::config::StoreConfig) -> Result<Arc<dyn Store>
     })
 }
 
+/// `[store] accept_loss_window` and `posture_recheck_ms`, checked; an accepted window is
+/// logged (warning: what it risks) and exported as `billpay_store_loss_window_accepted`.
+fn accept_loss_window(
+    config: &crate::config::StoreConfig,
+) -> Result<Option<crate::store::posture::LossWindow>, String> {
+    use crate::store::posture::LossWindow;
+    if config.posture_recheck_ms == 0 || config.posture_recheck_ms > 10_000 {
+        return Err(format!(
+            "store.posture_recheck_ms must be between 1 and 10000 (got {})",
+            config.posture_recheck_ms
+        ));
+    }
+    let Some(name) = config.accept_loss_window.as_deref() else {
+        return Ok(None);
+    };
+    let window = LossWindow::parse(name).ok_or_else(|| {
+        let names: Vec<&str> = LossWindow::ALL.iter().map(|w| w.name()).collect();
+        format!(
+            "store.accept_loss_window = {name:?} names no loss window: use one of {}",
+            names.join(", ")
+        )
+    })?;
+    tracing::warn!(
+        window = window.name(),
+        risk = window.risk(),
+        "store.accept_loss_window: payments go on over a store that can lose acknowledged writes"
+    );
+    crate::metrics::global()
+        .store_loss_window_accepted
+        .get_or_create(&crate::metrics::WindowLabels {
+            window: window.name().to_owned(),
+        })
+        .set(1);
+    Ok(Some(window))
+}
+
 /// Builds the gateway from configuration. `sandbox` labels the providers as simulated and
 /// allows the in-memory store; outside the sandbox, real providers over the in-memory store are
 /// refused unless `store.allow_memory_store` says so (a restart forgets every payment).
@@ -69,6 +105,7 @@ pub fn build_gateway(
     {
         return Err("store.replica_ack_timeout_ms must be below store.command_timeout_ms".into());
     }
+    let accept_loss_window = accept_loss_window(&config.store)?;
     let store = build_store(&config.store)?;
     let providers = registry::build(config.providers, &store)?;
     let in_memory = config.store.redis_url.is_none() && config.store.redis_cluster_urls.is_none();
@@ -108,9 +145,10 @@ pub fn build_gateway(
     let gateway = Gateway::new(providers, store, config.payments, config.catalog, sandbox);
     gateway.set_operator_enabled(config.operator.enabled);
     gateway.set_store_policy(crate::gateway::StorePolicy {
-        require_persistence: config.store.require_persistence,
         min_replica_acks: config.store.min_replica_acks,
         replica_ack_timeout: Duration::from_millis(config.store.replica_ack_timeout_ms),
+        accept_loss_window,
+        posture_recheck: Duration::from_millis(config.store.posture_recheck_ms),
     });
     Ok((gateway, server))
 }

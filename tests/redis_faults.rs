@@ -278,7 +278,7 @@ async fn redis_restarted_empty_stops_payments_until_an_operator_recovers_it() {
 
     // Redis restarts without its data: every record, the counters and the identity are gone.
     redis.kill();
-    redis.restart();
+    redis.restart_empty();
     wait_for_payment_health(&gw, ServingStatus::NotServing).await;
 
     // The client retries its request: the store no longer knows it, and must not pay it again.
@@ -417,7 +417,8 @@ async fn an_evicting_redis_is_refused_for_payments() {
         .create_payment(payment_request("evict-1", "90101", "0000000000", 1_000))
         .await
         .unwrap_err();
-    assert_error(&status, Code::Unavailable, "STORE_UNAVAILABLE");
+    assert_error(&status, Code::Unavailable, "STORE_POSTURE_REFUSED");
+    assert_eq!(error_meta(&status, "posture").as_deref(), Some("evicting"));
     assert!(
         status.message().contains("maxmemory-policy is allkeys-lru"),
         "{}",
@@ -487,9 +488,9 @@ async fn a_claim_no_replica_acknowledged_sends_nothing() {
     let gw = gateway(&sims, &redis, PaymentSettings::default()).await;
     gw.gateway
         .set_store_policy(billpay_gateway::gateway::StorePolicy {
-            require_persistence: false,
             min_replica_acks: 1,
             replica_ack_timeout: Duration::from_millis(100),
+            ..Default::default()
         });
     let status = gw
         .payments()

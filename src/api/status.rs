@@ -160,7 +160,17 @@ pub fn to_status(error: GatewayError) -> Status {
             ..Mapped::new(Code::ResourceExhausted, "RATE_LIMITED").meta("caller", caller)
         },
         GatewayError::StoreDataLost => Mapped::new(Code::Unavailable, "STORE_DATA_LOST"),
-        GatewayError::StoreUnfit(_) => Mapped::new(Code::Unavailable, "STORE_UNAVAILABLE"),
+        GatewayError::StoreUnfit {
+            posture,
+            last_read_ago_ms,
+            ..
+        } => {
+            crate::metrics::global().store_posture_refusals.inc();
+            tracing::warn!(%posture, "refused: store posture can lose acknowledged writes");
+            Mapped::new(Code::Unavailable, "STORE_POSTURE_REFUSED")
+                .meta("posture", posture)
+                .meta("posture_last_read_ago_ms", last_read_ago_ms)
+        }
         GatewayError::Internal(detail) => {
             tracing::error!(detail, "internal error");
             Mapped::new(Code::Internal, "INTERNAL")

@@ -139,9 +139,9 @@ pub struct Gateway {
     identity: std::sync::Mutex<Option<Vec<u8>>>,
     /// True while the store is known to have lost data (reported once per loss).
     data_lost: std::sync::atomic::AtomicBool,
-    /// The store's durability verdict and when it was reached; `None` until checked, and again
-    /// after the store was unreachable (a reconnect may reach another server).
-    posture: std::sync::Mutex<Option<(crate::store::Posture, tokio::time::Instant)>>,
+    /// The store's durability verdict and when it was read; read again after the recheck
+    /// interval and after the store was unreachable (a reconnect may reach another server).
+    posture: std::sync::Mutex<crate::store::posture::PostureCache>,
     /// How much the gateway asks of the store's durability.
     store_policy: std::sync::RwLock<StorePolicy>,
     /// Whether the operator service answers (`[operator] enabled`).
@@ -172,7 +172,7 @@ impl Gateway {
             tasks: tokio_util::task::TaskTracker::new(),
             identity: std::sync::Mutex::new(None),
             data_lost: std::sync::atomic::AtomicBool::new(false),
-            posture: std::sync::Mutex::new(None),
+            posture: std::sync::Mutex::default(),
             store_policy: std::sync::RwLock::new(StorePolicy::default()),
             operator_enabled: std::sync::atomic::AtomicBool::new(false),
             validations: flight::Flights::default(),

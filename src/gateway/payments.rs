@@ -384,7 +384,8 @@ impl Gateway {
         }
         // With `min_replica_acks`, the in-flight mark must reach the replicas before the call:
         // otherwise a failover could bring back a record that says claimed for a payment sent.
-        if let Err(e) = self.replicate().await {
+        // With WAITAOF it must be on disk; and the posture must have been read recently.
+        if let Err(e) = self.before_send().await {
             let outcome = PaymentOutcome {
                 state: PaymentState::Failed,
                 provider_message: format!("not sent: {e}"),

@@ -1,29 +1,42 @@
 //! The gateway's guard over its store: before money moves, the store must answer, still hold
-//! its identity (else it lost data: STORE_DATA_LOST until `store recover`), have durability
-//! settings fit for payments (no evicting `maxmemory-policy`, not a replica; persistence warned
-//! about or required), and, with `min_replica_acks`, have replicated the claim and in-flight
-//! writes. Every claim of a payment or follow-up goes through [`Gateway::guarded_claim`], every
-//! provider reference through [`Gateway::guarded_increment`]; the server's health watch asks
-//! [`Gateway::store_health`].
+//! its identity (else it lost data: STORE_DATA_LOST until `store recover`), have a durability
+//! posture that loses no acknowledged write, or one an operator accepted by name (see
+//! [`crate::store::posture`]; else STORE_POSTURE_REFUSED), read again at least every
+//! `posture_recheck_ms` and after a reconnect, and, with `min_replica_acks` or `WAITAOF`, have
+//! replicated or fsynced the claim and in-flight writes. Every claim of a payment or follow-up
+//! goes through [`Gateway::guarded_claim`], every provider reference through
+//! [`Gateway::guarded_increment`], every provider call through [`Gateway::before_send`]; the
+//! server's health watch asks [`Gateway::store_health`].
 
 use std::time::Duration;
 
 use super::Gateway;
 use crate::error::GatewayError;
+use crate::store::posture::{self, LossWindow, Posture, PosturePolicy};
 
 /// What the gateway asks of the store's durability (`[store]` settings).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StorePolicy {
-    /// Refuse a store without persistence instead of warning.
-    pub require_persistence: bool,
     /// Replicas that must acknowledge claim and in-flight writes; 0: no waiting.
     pub min_replica_acks: u32,
-    /// How long to wait for them.
+    /// How long to wait for them (and for `WAITAOF`).
     pub replica_ack_timeout: Duration,
+    /// The loss window an operator accepted by name (`[store] accept_loss_window`).
+    pub accept_loss_window: Option<LossWindow>,
+    /// How often the posture is read again; no payment is sent on an older read.
+    pub posture_recheck: Duration,
 }
 
-/// How often the store's durability settings are read again while it stays reachable.
-const POSTURE_RECHECK_EVERY: Duration = Duration::from_secs(60);
+impl Default for StorePolicy {
+    fn default() -> Self {
+        Self {
+            min_replica_acks: 0,
+            replica_ack_timeout: Duration::from_millis(500),
+            accept_loss_window: None,
+            posture_recheck: Duration::from_secs(10),
+        }
+    }
+}
 
 /// What the store health check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,9 +52,14 @@ pub enum StoreHealth {
 }
 
 impl Gateway {
-    /// Sets what the gateway asks of the store's durability.
+    /// Sets what the gateway asks of the store's durability; the posture is judged again at
+    /// its next use.
     pub fn set_store_policy(&self, policy: StorePolicy) {
         *self.store_policy.write().unwrap_or_else(|p| p.into_inner()) = policy;
+        self.posture
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .reread = true;
     }
 
     fn policy(&self) -> StorePolicy {
@@ -81,59 +99,104 @@ impl Gateway {
             Err(GatewayError::StoreDataLost) => return StoreHealth::DataLost,
             Err(_) => {
                 // A reconnect may reach another server: read its settings again.
-                *self.posture.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                self.posture
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .reread = true;
                 return StoreHealth::Unreachable;
             }
         }
         match self.check_posture().await {
-            Ok(()) => StoreHealth::Up,
-            Err(GatewayError::StoreUnfit(_)) => StoreHealth::Refused,
+            Ok(_) => StoreHealth::Up,
+            Err(GatewayError::StoreUnfit { .. }) => StoreHealth::Refused,
             Err(_) => StoreHealth::Unreachable,
         }
     }
 
-    /// Fails with [`GatewayError::StoreUnfit`] when the store's durability settings are unfit
-    /// for payments (read at the first use, after a reconnect and every minute; logged when
-    /// read: an error when refused, warnings when merely weak).
-    pub(crate) async fn check_posture(&self) -> Result<(), GatewayError> {
-        use crate::store::Posture;
+    /// The store's posture, read again when the last read is older than `posture_recheck` or a
+    /// reconnect happened; [`GatewayError::StoreUnfit`] when it is refused for payments (logged
+    /// when it changes: an error when refused, a warning for an accepted loss window; exported
+    /// as `billpay_store_posture`). A store that cannot be read is a store error: nothing is
+    /// sent on a posture read longer ago than the recheck.
+    pub(crate) async fn check_posture(&self) -> Result<Posture, GatewayError> {
+        let policy = self.policy();
         let cached = self
             .posture
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .filter(|(_, at)| at.elapsed() < POSTURE_RECHECK_EVERY)
-            .map(|(posture, _)| posture);
+            .fresh(policy.posture_recheck);
         let posture = match cached {
             Some(posture) => posture,
             None => {
-                let require = self.policy().require_persistence;
                 // Every server that takes writes (each primary of a cluster): the worst decides.
                 let durability = self.store.durability().await?;
-                let posture = Posture::worst(durability.iter().map(|d| d.posture(require)));
-                let mut slot = self.posture.lock().unwrap_or_else(|p| p.into_inner());
-                let changed = slot.as_ref().map(|(p, _)| p) != Some(&posture);
-                if changed {
-                    match &posture {
-                        Posture::Refused(why) => tracing::error!(
-                            why,
-                            "store refused for payments: payments NOT_SERVING until it is fixed"
-                        ),
-                        Posture::Fit(warnings) => {
-                            for why in warnings {
-                                tracing::warn!(why, "store durability is weak");
-                            }
-                        }
-                    }
+                let posture = posture::assess(
+                    &durability,
+                    &PosturePolicy {
+                        min_replica_acks: policy.min_replica_acks,
+                        accept_loss_window: policy.accept_loss_window,
+                        simulated: self.sandbox,
+                    },
+                );
+                let mut cache = self.posture.lock().unwrap_or_else(|p| p.into_inner());
+                let before = cache.last.as_ref().map(|(p, _)| p.clone());
+                if before.as_ref() != Some(&posture) {
+                    report(&posture);
+                    posture::export(before.as_ref(), &posture);
                 }
-                *slot = Some((posture.clone(), tokio::time::Instant::now()));
+                cache.last = Some((posture.clone(), tokio::time::Instant::now()));
+                cache.reread = false;
                 posture
             }
         };
-        match posture {
-            Posture::Fit(_) => Ok(()),
-            Posture::Refused(why) => Err(GatewayError::StoreUnfit(why)),
+        if posture.accepted() {
+            return Ok(posture);
         }
+        Err(GatewayError::StoreUnfit {
+            posture: posture.name.clone(),
+            why: posture.why.clone(),
+            last_read_ago_ms: self
+                .posture
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .last_read_ago_ms()
+                .unwrap_or_default(),
+        })
+    }
+
+    /// The store posture as last read, if it was.
+    pub fn last_store_posture(&self) -> Option<Posture> {
+        let cache = self.posture.lock().unwrap_or_else(|p| p.into_inner());
+        cache.last.as_ref().map(|(p, _)| p.clone())
+    }
+
+    /// Right before a provider is called, after the claim and in-flight mark were written: the
+    /// posture must still be accepted (read again if the last read is older than the recheck),
+    /// and the writes must be on the replicas (`min_replica_acks`) or on disk (`WAITAOF`, when
+    /// the posture relies on it). Any failure: nothing is sent.
+    pub(crate) async fn before_send(&self) -> Result<(), GatewayError> {
+        let posture = match self.check_posture().await {
+            Ok(posture) => posture,
+            Err(e) => {
+                if matches!(e, GatewayError::StoreUnfit { .. }) {
+                    crate::metrics::global().store_posture_refusals.inc();
+                    tracing::warn!(error = %e, "payment not sent: store posture refused");
+                }
+                return Err(e);
+            }
+        };
+        self.replicate().await?;
+        if posture.wait_aof {
+            let timeout = self.policy().replica_ack_timeout;
+            if !self.store.wait_for_fsync(timeout).await? {
+                tracing::error!("store write not fsynced in time (WAITAOF): not sent");
+                return Err(GatewayError::Store(crate::store::StoreError(format!(
+                    "write not fsynced to the append-only file within {} ms",
+                    timeout.as_millis()
+                ))));
+            }
+        }
+        Ok(())
     }
 
     /// Reads the store identity. A missing one is a data loss: reported (error log, metric)
@@ -277,5 +340,234 @@ impl Gateway {
             }
         }
         Err(GatewayError::StoreDataLost)
+    }
+}
+
+/// Logs a posture just read that differs from the last one.
+fn report(posture: &Posture) {
+    use crate::store::posture::Verdict;
+    match posture.verdict {
+        Verdict::Refused => tracing::error!(
+            posture = %posture.name,
+            why = %posture.why,
+            "store refused for payments: payments NOT_SERVING until it is fixed"
+        ),
+        Verdict::OptIn | Verdict::Sandbox => tracing::warn!(
+            posture = %posture.name,
+            why = %posture.why,
+            "store has a loss window: accepted"
+        ),
+        Verdict::Accepted => {
+            tracing::info!(posture = %posture.name, "store durability posture accepted")
+        }
+    }
+    for why in &posture.warnings {
+        tracing::warn!(why, "store durability is weak");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The WAITAOF path (Redis >= 7.2 with `appendfsync everysec`) cannot run against this
+    //! machine's Redis 7.0: a store that reports 7.2 settings and answers `WAITAOF` as told
+    //! checks that the gateway waits before every send and sends nothing when the wait fails.
+
+    use std::sync::{
+        atomic::{AtomicBool, AtomicU32, Ordering},
+        Arc,
+    };
+
+    use super::*;
+    use crate::store::{memory::MemoryStore, Durability, GuardedWrite, Store, StoreError};
+
+    /// The memory store, reporting the durability settings `version` with `appendfsync
+    /// everysec`, and answering `WAITAOF` with `fsynced`.
+    struct EverysecRedis {
+        inner: MemoryStore,
+        version: std::sync::Mutex<&'static str>,
+        fsynced: AtomicBool,
+        waits: AtomicU32,
+    }
+
+    #[async_trait::async_trait]
+    impl Store for EverysecRedis {
+        async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get(key).await
+        }
+        async fn set(&self, k: &str, v: &[u8], ttl: Option<Duration>) -> Result<(), StoreError> {
+            self.inner.set(k, v, ttl).await
+        }
+        async fn set_if_absent(
+            &self,
+            k: &str,
+            v: &[u8],
+            ttl: Option<Duration>,
+        ) -> Result<bool, StoreError> {
+            self.inner.set_if_absent(k, v, ttl).await
+        }
+        async fn compare_and_swap(&self, k: &str, e: &[u8], n: &[u8]) -> Result<bool, StoreError> {
+            self.inner.compare_and_swap(k, e, n).await
+        }
+        async fn compare_and_swap_with_ttl(
+            &self,
+            k: &str,
+            e: &[u8],
+            n: &[u8],
+            ttl: Option<Duration>,
+        ) -> Result<bool, StoreError> {
+            self.inner.compare_and_swap_with_ttl(k, e, n, ttl).await
+        }
+        async fn set_if_absent_guarded(
+            &self,
+            gk: &str,
+            gv: &[u8],
+            k: &str,
+            v: &[u8],
+            ttl: Option<Duration>,
+        ) -> Result<GuardedWrite, StoreError> {
+            self.inner.set_if_absent_guarded(gk, gv, k, v, ttl).await
+        }
+        async fn raise_counter(&self, k: &str, floor: u64) -> Result<u64, StoreError> {
+            self.inner.raise_counter(k, floor).await
+        }
+        async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+            self.inner.keys_with_prefix(prefix).await
+        }
+        async fn delete(&self, k: &str) -> Result<(), StoreError> {
+            self.inner.delete(k).await
+        }
+        async fn increment_guarded(
+            &self,
+            gk: &str,
+            gv: &[u8],
+            k: &str,
+            seed: u64,
+        ) -> Result<Option<u64>, StoreError> {
+            self.inner.increment_guarded(gk, gv, k, seed).await
+        }
+        async fn schedule(&self, set: &str, m: &str, due: i64) -> Result<(), StoreError> {
+            self.inner.schedule(set, m, due).await
+        }
+        async fn schedule_if_absent(
+            &self,
+            set: &str,
+            m: &str,
+            due: i64,
+        ) -> Result<bool, StoreError> {
+            self.inner.schedule_if_absent(set, m, due).await
+        }
+        async fn due(&self, set: &str, now: i64, limit: usize) -> Result<Vec<String>, StoreError> {
+            self.inner.due(set, now, limit).await
+        }
+        async fn range(
+            &self,
+            set: &str,
+            min: i64,
+            max: i64,
+            offset: usize,
+            limit: usize,
+        ) -> Result<Vec<String>, StoreError> {
+            self.inner.range(set, min, max, offset, limit).await
+        }
+        async fn claim_due(
+            &self,
+            set: &str,
+            m: &str,
+            now: i64,
+            lease: i64,
+        ) -> Result<bool, StoreError> {
+            self.inner.claim_due(set, m, now, lease).await
+        }
+        async fn unschedule(&self, set: &str, m: &str) -> Result<(), StoreError> {
+            self.inner.unschedule(set, m).await
+        }
+        async fn ping(&self) -> Result<(), StoreError> {
+            self.inner.ping().await
+        }
+        async fn durability(&self) -> Result<Vec<Durability>, StoreError> {
+            Ok(vec![Durability {
+                appendonly: Some("yes".into()),
+                appendfsync: Some("everysec".into()),
+                save: Some(String::new()),
+                maxmemory_policy: Some("noeviction".into()),
+                role: Some("master".into()),
+                node: None,
+                redis_version: Some((*self.version.lock().unwrap()).into()),
+                connected_replicas: Some(0),
+                min_replicas_to_write: Some(0),
+            }])
+        }
+        async fn wait_for_fsync(&self, _timeout: Duration) -> Result<bool, StoreError> {
+            self.waits.fetch_add(1, Ordering::SeqCst);
+            Ok(self.fsynced.load(Ordering::SeqCst))
+        }
+    }
+
+    fn over(version: &'static str) -> (Arc<Gateway>, Arc<EverysecRedis>) {
+        let store = Arc::new(EverysecRedis {
+            inner: MemoryStore::default(),
+            version: std::sync::Mutex::new(version),
+            fsynced: AtomicBool::new(true),
+            waits: AtomicU32::new(0),
+        });
+        let gateway = Gateway::new(
+            Default::default(),
+            store.clone(),
+            Default::default(),
+            Default::default(),
+            false,
+        );
+        (gateway, store)
+    }
+
+    #[tokio::test]
+    async fn everysec_on_redis_7_2_waits_for_the_fsync_before_every_send() {
+        let (gateway, store) = over("7.2.4");
+        assert_eq!(gateway.check_posture().await.unwrap().name, "waitaof");
+        gateway.before_send().await.unwrap();
+        gateway.before_send().await.unwrap();
+        assert_eq!(store.waits.load(Ordering::SeqCst), 2);
+        // Not fsynced in time: nothing may be sent.
+        store.fsynced.store(false, Ordering::SeqCst);
+        let refused = gateway.before_send().await.unwrap_err();
+        assert!(matches!(refused, GatewayError::Store(_)), "{refused:?}");
+        assert_eq!(store.waits.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn everysec_before_redis_7_2_is_refused_without_waiting() {
+        let (gateway, store) = over("7.0.15");
+        let refused = gateway.before_send().await.unwrap_err();
+        assert!(
+            matches!(&refused, GatewayError::StoreUnfit { posture, .. } if posture == "everysec"),
+            "{refused:?}"
+        );
+        assert_eq!(store.waits.load(Ordering::SeqCst), 0);
+        // Opted in: sent without waiting (the window is accepted, not closed).
+        gateway.set_store_policy(StorePolicy {
+            accept_loss_window: Some(LossWindow::Everysec),
+            ..StorePolicy::default()
+        });
+        gateway.before_send().await.unwrap();
+        assert_eq!(store.waits.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_posture_older_than_the_recheck_is_read_again_before_a_send() {
+        let (gateway, store) = over("7.2.4");
+        gateway.before_send().await.unwrap();
+        // A failover to an older Redis: the cached posture holds until the recheck (10 s).
+        *store.version.lock().unwrap() = "7.0.15";
+        tokio::time::advance(Duration::from_millis(9_999)).await;
+        gateway.before_send().await.unwrap();
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let refused = gateway.before_send().await.unwrap_err();
+        assert!(
+            matches!(
+                &refused,
+                GatewayError::StoreUnfit { posture, last_read_ago_ms: 0, .. } if posture == "everysec"
+            ),
+            "{refused:?}"
+        );
     }
 }

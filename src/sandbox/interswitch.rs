@@ -4,7 +4,9 @@
 //! Timestamp within 5 minutes, a Nonce never seen before, and the Signature recomputed from
 //! the URL the client called) and answers HTTP 401 when any is wrong. Payments apply the
 //! customer's amountType rule, remember each requestReference (a reused one answers 10001),
-//! and are found again by the transaction query.
+//! and are found again by the transaction query. `GET /interswitch/_sandbox/advices` lists
+//! every payment advice received, in order (a reused reference included), so that a test or
+//! `scripts/chaos.sh` can count payments made twice and references reused.
 //!
 //! Test data (product `90101`, Ikeja Electric prepaid token, unless stated):
 //!
@@ -141,6 +143,9 @@ struct Sim {
     calls: Arc<CallCounter>,
     nonces: Mutex<HashSet<String>>,
     transactions: Mutex<HashMap<String, Transaction>>,
+    /// Every advice received that passed its checks, in order: reference, customerId, amount
+    /// and the answer's transaction code.
+    advices: Mutex<Vec<Value>>,
 }
 
 /// The simulator's routes, to be nested under `/interswitch`.
@@ -149,7 +154,9 @@ pub fn router(calls: Arc<CallCounter>) -> Router<Arc<CallCounter>> {
         calls,
         nonces: Mutex::new(HashSet::new()),
         transactions: Mutex::new(HashMap::new()),
+        advices: Mutex::new(Vec::new()),
     });
+    let log = Router::new().route("/_sandbox/advices", get(advices));
     Router::new()
         .route("/api/v2/quickteller/categorys", get(categories))
         .route("/api/v2/quickteller/billers", get(billers))
@@ -165,7 +172,18 @@ pub fn router(calls: Arc<CallCounter>) -> Router<Arc<CallCounter>> {
         .route("/api/v2/quickteller/payments/advices", post(advice))
         .route("/api/v2/quickteller/transactions", get(query))
         .layer(middleware::from_fn_with_state(sim.clone(), check_auth))
+        .merge(log)
         .with_state(sim)
+}
+
+/// Every advice received, in order.
+async fn advices(State(sim): State<Arc<Sim>>) -> Response {
+    let advices = sim
+        .advices
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    Json(json!({ "advices": advices })).into_response()
 }
 
 fn unauthorized(sim: &Sim, why: &str) -> Response {
@@ -391,7 +409,17 @@ async fn advice(State(sim): State<Arc<Sim>>, Json(body): Json<Value>) -> Respons
     };
     {
         let mut txns = sim.transactions.lock().unwrap_or_else(|p| p.into_inner());
-        if txns.contains_key(&reference) {
+        let reused = txns.contains_key(&reference);
+        sim.advices
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(json!({
+                "requestReference": reference,
+                "customerId": customer_id,
+                "amount": amount,
+                "code": if reused { "10001" } else { txn_code },
+            }));
+        if reused {
             return answer("10001", "PENDING", &reference, None);
         }
         txns.insert(

@@ -81,8 +81,11 @@
 
 pub mod identity;
 pub mod memory;
+pub mod posture;
 pub mod redis;
 pub mod slots;
+
+pub use posture::{Durability, Posture};
 
 use std::time::Duration;
 
@@ -264,7 +267,8 @@ pub trait Store: Send + Sync + 'static {
     async fn unschedule(&self, set: &str, member: &str) -> Result<(), StoreError>;
     /// Checks the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
-    /// What the servers allow about keeping acknowledged writes (Redis `CONFIG GET`, `ROLE`):
+    /// What the servers allow about keeping acknowledged writes (Redis `CONFIG GET`, `ROLE`,
+    /// `INFO`):
     /// one entry per server that takes writes (every primary of a cluster); empty for a store
     /// where it does not apply (memory).
     async fn durability(&self) -> Result<Vec<Durability>, StoreError> {
@@ -276,129 +280,13 @@ pub trait Store: Send + Sync + 'static {
         let _ = (replicas, timeout);
         Ok(0)
     }
-}
-
-/// A Redis server's durability settings; `None` fields could not be read (a managed Redis may
-/// disable `CONFIG`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Durability {
-    /// `appendonly`: `yes` or `no`.
-    pub appendonly: Option<String>,
-    /// `appendfsync`: `always`, `everysec` or `no`.
-    pub appendfsync: Option<String>,
-    /// `save`: RDB snapshot rules; empty means none.
-    pub save: Option<String>,
-    /// `maxmemory-policy`: only `noeviction` never drops keys.
-    pub maxmemory_policy: Option<String>,
-    /// `ROLE`: `master` or `slave`.
-    pub role: Option<String>,
-    /// The node (`host:port`) on a cluster, named in messages; `None` for a single Redis.
-    pub node: Option<String>,
-}
-
-/// What the gateway makes of a store's [`Durability`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Posture {
-    /// Fit for payments; the strings are warnings to log.
-    Fit(Vec<String>),
-    /// Not fit for payments: why.
-    Refused(String),
-}
-
-impl Posture {
-    /// The worst of several servers' postures: the first refusal, else every warning once.
-    pub fn worst(postures: impl IntoIterator<Item = Posture>) -> Posture {
-        let mut warnings: Vec<String> = Vec::new();
-        for posture in postures {
-            match posture {
-                Posture::Refused(why) => return Posture::Refused(why),
-                Posture::Fit(more) => {
-                    for w in more {
-                        if !warnings.contains(&w) {
-                            warnings.push(w);
-                        }
-                    }
-                }
-            }
-        }
-        Posture::Fit(warnings)
-    }
-}
-
-impl Durability {
-    /// Judges the settings, naming the node on a cluster.
-    pub fn posture(&self, require_persistence: bool) -> Posture {
-        let Some(node) = &self.node else {
-            return self.judge(require_persistence);
-        };
-        match self.judge(require_persistence) {
-            Posture::Refused(why) => Posture::Refused(format!("Redis node {node}: {why}")),
-            Posture::Fit(warnings) => Posture::Fit(
-                warnings
-                    .into_iter()
-                    .map(|w| format!("Redis node {node}: {w}"))
-                    .collect(),
-            ),
-        }
-    }
-
-    /// Judges the settings. An evicting `maxmemory-policy` is refused: it drops payment records
-    /// (and with them their `request_id`s) under memory pressure. No persistence at all is a
-    /// warning, or refused when `require_persistence`. A replica cannot take writes: refused.
-    fn judge(&self, require_persistence: bool) -> Posture {
-        let mut warnings = Vec::new();
-        match self.maxmemory_policy.as_deref() {
-            Some("noeviction") => {}
-            Some(policy) => {
-                return Posture::Refused(format!(
-                    "Redis maxmemory-policy is {policy}: it evicts keys under memory pressure, \
-                     payment records and their request_ids with them (a retry would pay twice). \
-                     Set maxmemory-policy noeviction"
-                ))
-            }
-            None => warnings.push(
-                "could not read Redis maxmemory-policy (CONFIG disabled?): make sure it is \
-                 noeviction"
-                    .to_owned(),
-            ),
-        }
-        if self.role.as_deref() == Some("slave") {
-            return Posture::Refused(
-                "Redis is a replica (ROLE slave): point store.redis_url at the primary".into(),
-            );
-        }
-        let aof = self.appendonly.as_deref();
-        let rdb = self.save.as_deref().map(str::trim);
-        match (aof, rdb) {
-            (Some("no"), Some("")) => {
-                let why = "Redis has no persistence (appendonly no, save \"\"): a restart \
-                           loses every payment in flight; the gateway detects it \
-                           (STORE_DATA_LOST) but an operator must recover. Enable appendonly";
-                if require_persistence {
-                    return Posture::Refused(why.to_owned());
-                }
-                warnings.push(why.to_owned());
-            }
-            (Some("no"), _) => warnings.push(
-                "Redis persists by RDB snapshots only (appendonly no): a restart loses the \
-                 writes since the last snapshot. Enable appendonly"
-                    .to_owned(),
-            ),
-            (None, _) | (_, None) => warnings.push(
-                "could not read Redis persistence settings (CONFIG disabled?): make sure \
-                 appendonly is on"
-                    .to_owned(),
-            ),
-            _ => {}
-        }
-        if aof == Some("yes") && self.appendfsync.as_deref() == Some("no") {
-            warnings.push(
-                "Redis appendfsync no: the OS decides when writes reach disk; use everysec or \
-                 always"
-                    .to_owned(),
-            );
-        }
-        Posture::Fit(warnings)
+    /// Waits until the writes made so far on this connection are fsynced to the server's
+    /// append-only file, at most `timeout`; `true` when they are (Redis >= 7.2 `WAITAOF 1 0`,
+    /// used with `appendfsync everysec`, see [`posture`]). A store without one answers `false`:
+    /// nothing is confirmed on disk.
+    async fn wait_for_fsync(&self, timeout: Duration) -> Result<bool, StoreError> {
+        let _ = timeout;
+        Ok(false)
     }
 }
 
@@ -450,80 +338,3 @@ pub mod keys {
 
 #[doc(hidden)]
 pub mod contract;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn redis(appendonly: &str, save: &str, policy: &str) -> Durability {
-        Durability {
-            appendonly: Some(appendonly.into()),
-            appendfsync: Some("everysec".into()),
-            save: Some(save.into()),
-            maxmemory_policy: Some(policy.into()),
-            role: Some("master".into()),
-            node: None,
-        }
-    }
-
-    #[test]
-    fn durability_posture() {
-        assert_eq!(
-            redis("yes", "", "noeviction").posture(true),
-            Posture::Fit(vec![])
-        );
-        for policy in [
-            "allkeys-lru",
-            "volatile-lru",
-            "allkeys-random",
-            "volatile-ttl",
-        ] {
-            assert!(
-                matches!(redis("yes", "", policy).posture(false), Posture::Refused(why) if why.contains(policy))
-            );
-        }
-        // No persistence at all: a warning, or refused when persistence is required.
-        assert!(matches!(
-            redis("no", "", "noeviction").posture(false),
-            Posture::Fit(w) if w.len() == 1
-        ));
-        assert!(matches!(
-            redis("no", "", "noeviction").posture(true),
-            Posture::Refused(_)
-        ));
-        // Snapshots only: a warning.
-        assert!(matches!(
-            redis("no", "3600 1", "noeviction").posture(true),
-            Posture::Fit(w) if w.len() == 1
-        ));
-        let replica = Durability {
-            role: Some("slave".into()),
-            ..redis("yes", "", "noeviction")
-        };
-        assert!(matches!(replica.posture(false), Posture::Refused(_)));
-        // A cluster: the worst node decides, and is named.
-        let nodes = [
-            Durability {
-                node: Some("10.0.0.1:7000".into()),
-                ..redis("yes", "", "noeviction")
-            },
-            Durability {
-                node: Some("10.0.0.2:7000".into()),
-                ..redis("yes", "", "allkeys-lru")
-            },
-        ];
-        assert!(matches!(
-            Posture::worst(nodes.iter().map(|d| d.posture(false))),
-            Posture::Refused(why) if why.starts_with("Redis node 10.0.0.2:7000: ")
-        ));
-        assert_eq!(
-            Posture::worst(nodes[..1].iter().map(|d| d.posture(true))),
-            Posture::Fit(vec![])
-        );
-        // Unreadable settings (CONFIG disabled): warnings, not a refusal.
-        assert!(matches!(
-            Durability::default().posture(true),
-            Posture::Fit(w) if w.len() == 2
-        ));
-    }
-}

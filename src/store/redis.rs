@@ -764,7 +764,13 @@ impl Store for RedisStore {
         let mut nodes: BTreeMap<String, Durability> = BTreeMap::new();
         let cluster = self.is_cluster();
         let mut read = BTreeMap::new();
-        for name in ["appendonly", "appendfsync", "save", "maxmemory-policy"] {
+        for name in [
+            "appendonly",
+            "appendfsync",
+            "save",
+            "maxmemory-policy",
+            "min-replicas-to-write",
+        ] {
             let mut cmd = redis::cmd("CONFIG");
             cmd.arg("GET").arg(name);
             for (at, answer) in self.on_every_primary(cmd).await.unwrap_or_default() {
@@ -800,7 +806,31 @@ impl Store for RedisStore {
                 "appendonly" => d.appendonly = value,
                 "appendfsync" => d.appendfsync = value,
                 "save" => d.save = value,
+                "min-replicas-to-write" => {
+                    d.min_replicas_to_write = value.and_then(|v| v.parse().ok())
+                }
                 _ => d.maxmemory_policy = value,
+            }
+        }
+        // The version (WAITAOF needs 7.2) and the replicas connected, from INFO.
+        for section in ["server", "replication"] {
+            let mut cmd = redis::cmd("INFO");
+            cmd.arg(section);
+            for (at, answer) in self.on_every_primary(cmd).await.unwrap_or_default() {
+                let Ok(text) = redis::from_redis_value::<String>(answer) else {
+                    continue;
+                };
+                let d = nodes.entry(at.clone()).or_insert_with(|| Durability {
+                    node: cluster.then(|| at.clone()),
+                    ..Durability::default()
+                });
+                for line in text.lines() {
+                    match line.trim().split_once(':') {
+                        Some(("redis_version", v)) => d.redis_version = Some(v.to_owned()),
+                        Some(("connected_slaves", n)) => d.connected_replicas = n.parse().ok(),
+                        _ => {}
+                    }
+                }
             }
         }
         if nodes.is_empty() {
@@ -890,6 +920,21 @@ impl Store for RedisStore {
                 .await
         })
         .await
+    }
+
+    async fn wait_for_fsync(&self, timeout: Duration) -> Result<bool, StoreError> {
+        // Same multiplexed connection as the writes, so its offset covers them.
+        let (local, _replicas): (u32, u32) = self
+            .run(|mut c| async move {
+                redis::cmd("WAITAOF")
+                    .arg(1)
+                    .arg(0)
+                    .arg(timeout.as_millis() as u64)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(local >= 1)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -284,6 +284,14 @@ pub fn assert_error(status: &Status, code: Code, reason: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// One ErrorInfo metadata value of a status.
+pub fn error_meta(status: &Status, key: &str) -> Option<String> {
+    status
+        .get_error_details()
+        .error_info()
+        .and_then(|info| info.metadata.get(key).cloned())
+}
+
 /// The RetryInfo delay of a status, if any.
 pub fn retry_delay(status: &Status) -> Option<Duration> {
     status

@@ -20,6 +20,18 @@ pub struct RedisServer {
     extra_args: Vec<String>,
 }
 
+/// Where test servers keep their files: `/dev/shm` (memory) where it exists, so that
+/// `appendfsync always` costs no disk flush while other builds load the disk; else the
+/// temporary directory.
+fn data_root() -> PathBuf {
+    let shm = PathBuf::from("/dev/shm");
+    if shm.is_dir() {
+        shm
+    } else {
+        std::env::temp_dir()
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -29,21 +41,29 @@ fn free_port() -> u16 {
 }
 
 impl RedisServer {
-    /// Starts a server on a free port that keeps nothing on disk: a restart loses everything.
+    /// Starts a server on a free port that keeps every acknowledged write across a restart
+    /// (`appendonly yes`, `appendfsync always`): the posture the gateway accepts by default.
     pub fn start() -> Self {
-        Self::start_with(false)
+        Self::start_with(true)
     }
 
-    /// Starts a server on a free port that keeps every acknowledged write across a restart
-    /// (`appendonly yes`, `appendfsync always`).
+    /// The same as [`RedisServer::start`].
     pub fn start_persistent() -> Self {
         Self::start_with(true)
     }
 
-    /// Starts a server with more `redis-server` arguments, for example
-    /// `["--maxmemory-policy", "allkeys-lru"]`.
+    /// Starts a server on a free port that keeps nothing on disk (`appendonly no`, `save ""`):
+    /// a restart loses everything. The gateway refuses it for payments unless
+    /// `accept_loss_window` is `none`.
+    pub fn start_forgetful() -> Self {
+        Self::start_with(false)
+    }
+
+    /// Starts a persistent server with more `redis-server` arguments (they override the
+    /// defaults), for example `["--maxmemory-policy", "allkeys-lru"]` or
+    /// `["--appendfsync", "everysec"]`.
     pub fn start_with_args(args: &[&str]) -> Self {
-        Self::start_with_all(false, args.iter().map(|a| a.to_string()).collect())
+        Self::start_with_all(true, args.iter().map(|a| a.to_string()).collect())
     }
 
     fn start_with(persistent: bool) -> Self {
@@ -52,7 +72,7 @@ impl RedisServer {
 
     fn start_with_all(persistent: bool, extra_args: Vec<String>) -> Self {
         let port = free_port();
-        let dir = std::env::temp_dir().join(format!("billpay-redis-{port}-{}", std::process::id()));
+        let dir = data_root().join(format!("billpay-redis-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let server = Self {
             port,
@@ -138,6 +158,65 @@ impl RedisServer {
     pub fn restart(&self) {
         self.spawn();
     }
+
+    /// Starts the server again on the same port with its files deleted first: empty, as after
+    /// a host whose disk was lost (or a restart without persistence).
+    pub fn restart_empty(&self) {
+        for entry in std::fs::read_dir(&self.dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                let _ = std::fs::remove_dir_all(&path);
+            } else if path.extension().is_some_and(|e| e == "rdb") {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        self.spawn();
+    }
+
+    /// `redis-cli -p PORT ARGS...`, its standard output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let output = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli must be installed with redis-server");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// The append-only files of the server (Redis 7: `appendonlydir/*.incr.aof`), the last
+    /// one written last.
+    pub fn incr_aof(&self) -> PathBuf {
+        let dir = self.dir.join("appendonlydir");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.to_string_lossy().ends_with(".incr.aof"))
+            .collect();
+        files.sort();
+        files.pop().expect("an incremental append-only file")
+    }
+
+    /// A host crash that took back the last writes Redis had acknowledged but not fsynced
+    /// (`appendfsync everysec`): the server must be stopped (`kill`); keeps the first `keep`
+    /// bytes of the last append-only file. Restart it with [`RedisServer::restart`].
+    pub fn cut_aof_to(&self, keep: u64) {
+        assert!(
+            self.pid().is_none(),
+            "stop the server before cutting its AOF"
+        );
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.incr_aof())
+            .unwrap();
+        file.set_len(keep).unwrap();
+        file.sync_all().unwrap();
+    }
+
+    /// The length of the last append-only file now.
+    pub fn aof_len(&self) -> u64 {
+        std::fs::metadata(self.incr_aof()).unwrap().len()
+    }
 }
 
 impl Drop for RedisServer {
@@ -162,7 +241,7 @@ impl RedisCluster {
     /// `cluster_state:ok`.
     pub fn start() -> Self {
         let first = free_port();
-        let dir = std::env::temp_dir().join(format!(
+        let dir = data_root().join(format!(
             "billpay-redis-cluster-{first}-{}",
             std::process::id()
         ));
@@ -196,6 +275,10 @@ impl RedisCluster {
                     cluster.dir.to_str().unwrap(),
                     "--appendonly",
                     "yes",
+                    // Every write on disk before it is acknowledged: the posture the gateway
+                    // accepts by default.
+                    "--appendfsync",
+                    "always",
                     "--appendfilename",
                     &format!("appendonly-{port}.aof"),
                     "--appenddirname",
