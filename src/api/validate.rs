@@ -89,6 +89,22 @@ impl Violations {
             .map(|c| Money::new(c, value.minor_units))
     }
 
+    /// A timestamp as unix milliseconds; a violation when it is not a valid time after 1970
+    /// (negative seconds, nanos outside 0..1e9).
+    pub fn timestamp_ms(&mut self, field: &str, value: &prost_types::Timestamp) -> Option<i64> {
+        let valid = value.seconds >= 0
+            && value.seconds < 253_402_300_800
+            && (0..1_000_000_000).contains(&value.nanos);
+        if !valid {
+            self.add(
+                field,
+                "must be a valid time after 1970-01-01 (seconds >= 0, nanos 0 to 999999999)",
+            );
+            return None;
+        }
+        Some(value.seconds * 1000 + i64::from(value.nanos) / 1_000_000)
+    }
+
     /// `Err` with every violation, or `Ok` when there is none.
     pub fn finish(self) -> Result<(), GatewayError> {
         if self.0.is_empty() {
@@ -97,4 +113,18 @@ impl Violations {
             Err(GatewayError::InvalidRequest(self.0))
         }
     }
+}
+
+/// The creation time (unix ms) a UUIDv7 `request_id` carries in its first 48 bits; `None` for
+/// any other `request_id` (another UUID version, or not a UUID).
+pub fn uuid_v7_ms(request_id: &str) -> Option<i64> {
+    let uuid = uuid::Uuid::try_parse(request_id).ok()?;
+    if uuid.get_version_num() != 7 {
+        return None;
+    }
+    let bytes = uuid.as_bytes();
+    let ms = bytes[..6]
+        .iter()
+        .fold(0i64, |acc, b| (acc << 8) | i64::from(*b));
+    Some(ms)
 }

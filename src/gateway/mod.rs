@@ -142,6 +142,16 @@ pub struct Gateway {
     store_policy: std::sync::RwLock<StorePolicy>,
     /// Whether the operator service answers (`[operator] enabled`).
     operator_enabled: std::sync::atomic::AtomicBool,
+    /// Each provider's reference clock, from its configured reference format.
+    reference_clocks: crate::store::identity::ReferenceClocks,
+    /// The largest reference sequence number this process drew, per provider: a counter
+    /// answering below it lost writes.
+    watermarks: std::sync::Mutex<std::collections::HashMap<ProviderId, u64>>,
+    /// The store's recovery point (unix ms; 0: never recovered), read with each new identity.
+    recovered_at: std::sync::atomic::AtomicI64,
+    /// What this process last wrote for the payments it claimed recently (bounded), to notice
+    /// and repair a record the store lost (see `payments.rs`).
+    claimed: payments::ClaimedPayments,
 }
 
 impl Gateway {
@@ -153,6 +163,13 @@ impl Gateway {
         catalog: CatalogSettings,
         sandbox: bool,
     ) -> Arc<Self> {
+        let reference_clocks = providers.values().fold(
+            crate::store::identity::ReferenceClocks::default(),
+            |clocks, p| match p.reference_capacity() {
+                Some(capacity) => clocks.with(p.id(), Some(capacity)),
+                None => clocks,
+            },
+        );
         Arc::new(Self {
             providers,
             store,
@@ -167,6 +184,10 @@ impl Gateway {
             posture: std::sync::Mutex::new(None),
             store_policy: std::sync::RwLock::new(StorePolicy::default()),
             operator_enabled: std::sync::atomic::AtomicBool::new(false),
+            reference_clocks,
+            watermarks: Default::default(),
+            recovered_at: std::sync::atomic::AtomicI64::new(0),
+            claimed: payments::ClaimedPayments::new(),
         })
     }
 
@@ -178,6 +199,11 @@ impl Gateway {
     /// True when providers point at simulators.
     pub fn sandbox(&self) -> bool {
         self.sandbox
+    }
+
+    /// Each provider's reference clock (for `store recover`, which must use the same).
+    pub fn reference_clocks(&self) -> &crate::store::identity::ReferenceClocks {
+        &self.reference_clocks
     }
 
     /// The store, for health checks.
