@@ -128,3 +128,35 @@ pub fn uuid_v7_ms(request_id: &str) -> Option<i64> {
         .fold(0i64, |acc, b| (acc << 8) | i64::from(*b));
     Some(ms)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_uuid_v7_request_id_carries_its_creation_time_and_others_do_not() {
+        // RFC 9562 appendix A.6: 017F22E2-79B0-7CC3-98C4-DC0C0C07398F, 2022-02-22T19:22:22Z.
+        assert_eq!(
+            uuid_v7_ms("017f22e2-79b0-7cc3-98c4-dc0c0c07398f"),
+            Some(1_645_557_742_000)
+        );
+        assert_eq!(
+            uuid_v7_ms("919108f7-52d1-4320-9bac-f847db4148a8"),
+            None,
+            "v4"
+        );
+        assert_eq!(uuid_v7_ms("order-17"), None);
+        let mut v = Violations::default();
+        let at = prost_types::Timestamp {
+            seconds: 1_645_557_742,
+            nanos: 5_000_000,
+        };
+        assert_eq!(v.timestamp_ms("t", &at), Some(1_645_557_742_005));
+        let bad = prost_types::Timestamp {
+            seconds: 1,
+            nanos: -1,
+        };
+        assert_eq!(v.timestamp_ms("t", &bad), None);
+        assert!(v.finish().is_err());
+    }
+}

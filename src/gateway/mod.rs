@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod clock;
 pub mod follow_up;
+pub mod journal;
 pub mod operator;
 pub mod payments;
 pub mod reads;
@@ -152,6 +153,8 @@ pub struct Gateway {
     /// What this process last wrote for the payments it claimed recently (bounded), to notice
     /// and repair a record the store lost (see `payments.rs`).
     claimed: payments::ClaimedPayments,
+    /// Where the next journal index trim pass starts (see `journal.rs`).
+    journal_trim: journal::TrimCursor,
 }
 
 impl Gateway {
@@ -188,6 +191,7 @@ impl Gateway {
             watermarks: Default::default(),
             recovered_at: std::sync::atomic::AtomicI64::new(0),
             claimed: payments::ClaimedPayments::new(),
+            journal_trim: Default::default(),
         })
     }
 

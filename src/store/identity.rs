@@ -32,8 +32,9 @@ pub const REFERENCE_EPOCH_SECS: i64 = 1_793_491_200;
 ///   (`REFERENCE_RATE_EXCEEDED`).
 ///
 /// The ceiling only grows with time, so every reference issued up to `T` is at most
-/// `ceiling(T)`, and `store recover` at `T` starts every counter at
-/// [`ReferenceClock::recovery_floor`]: `ceiling(T + CLOCK_SKEW_SECS) + 1`, above anything a
+/// `ceiling(T)`, and `store recover` at `T` raises every counter to
+/// [`ReferenceClock::recovery_floor`]: `ceiling(T + CLOCK_SKEW_SECS)`, so the next reference is
+/// above anything a
 /// replica whose clock ran up to 2 seconds ahead may have sent (replicas keep NTP time). No rate the reference format
 /// allows can overtake it: the rate is the format's capacity spread over
 /// [`ReferenceClock::LIFETIME_SECS`] (about 3.2 years), at most 1,000 per second:
@@ -100,12 +101,13 @@ impl ReferenceClock {
         self.floor(now_ms).saturating_add(self.reserve())
     }
 
-    /// Where `store recover` (and `store init`) at `now_ms` starts the counter: above every
-    /// reference issued so far by any replica with a clock at most [`Self::CLOCK_SKEW_SECS`]
-    /// ahead.
+    /// The value `store recover` (and `store init`) at `now_ms` raises the counter to: the
+    /// highest reference any replica with a clock at most [`Self::CLOCK_SKEW_SECS`] ahead may
+    /// have issued so far, so the next one drawn is above every reference sent. Payments
+    /// resume once the ceiling passes it (about [`Self::CLOCK_SKEW_SECS`] later).
     pub fn recovery_floor(&self, now_ms: i64) -> u64 {
         let later = now_ms.saturating_add(Self::CLOCK_SKEW_SECS as i64 * 1000);
-        self.ceiling(later).saturating_add(1)
+        self.ceiling(later)
     }
 
     /// The unix time (ms) from which reference `n` is below the ceiling.
@@ -645,6 +647,7 @@ mod tests {
             .counters
             .contains(&(ProviderId::OnePipe, onepipe.recovery_floor(now_ms))));
         assert!(onepipe.recovery_floor(now_ms) > onepipe.ceiling(now_ms));
+        assert!(onepipe.recovery_floor(now_ms) < onepipe.ceiling(now_ms + 3_000));
         assert_eq!(recovered_at(&store).await.unwrap(), Some(now_ms));
         // A new, empty store: init leaves the counters to the clock.
         let fresh = MemoryStore::default();
