@@ -19,7 +19,7 @@
 //! | `billpay:v1:store:identity` | the store identity (epoch), see below | none |
 //! | `billpay:v1:store:recovered_at` | when `store recover` last ran (unix ms): the recovery point | none |
 //! | `billpay:v1:store:identity:{<tag>}` | Redis Cluster only: the identity's copy in one hash slot, 16,384 of them | none |
-//! | `billpay:v1:journal` | sorted set: payment id -> creation time (unix ms), the operators' index | none; members of expired records removed when listed |
+//! | `billpay:v1:journal` | sorted set: payment id -> creation time (unix ms), the operators' index | none; members whose records expired removed by a trim pass every 10 s (`gateway::journal`) and when listed |
 //!
 //! ## Detecting data loss
 //!
