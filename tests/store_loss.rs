@@ -454,3 +454,51 @@ async fn the_journal_index_loses_entries_of_expired_records_and_keeps_the_rest()
     assert_eq!(gw.gateway.trim_journal_index().await.unwrap(), 0);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn payments_faster_than_the_reference_format_allows_are_refused_unsent() {
+    let redis = initialised_redis();
+    let store = redis_store(&redis);
+    let sims = simulators().await;
+    let gw = gateway(&sims, &redis).await;
+    // Interswitch references (1 a second with 12 characters) ran far ahead of their clock.
+    let clock = billpay_gateway::store::identity::ReferenceClocks::default()
+        .get(billpay_gateway::domain::ProviderId::Interswitch);
+    let far = clock.ceiling(now_ms()) + 10_000;
+    store
+        .set(
+            &keys::reference_sequence("interswitch"),
+            far.to_string().as_bytes(),
+            None,
+        )
+        .await
+        .unwrap();
+    let status = gw
+        .payments()
+        .create_payment(payment_request("fast-1", "90101", "0000000000", 1_000))
+        .await
+        .unwrap_err();
+    assert_error(&status, Code::ResourceExhausted, "REFERENCE_RATE_EXCEEDED");
+    assert!(retry_delay(&status).is_some_and(|d| d > Duration::from_secs(60)));
+    assert_eq!(sims.calls.get("interswitch", "pay"), 0);
+    assert!(store
+        .get(&keys::payment(&payment_id("fast-1")))
+        .await
+        .unwrap()
+        .is_none());
+    // A bad creation time is bad input, refused before anything else.
+    let status = gw
+        .payments()
+        .create_payment(pb::CreatePaymentRequest {
+            request_created_at: Some(prost_types::Timestamp {
+                seconds: -5,
+                nanos: 0,
+            }),
+            ..payment_request("fast-2", "90101", "0000000000", 1_000)
+        })
+        .await
+        .unwrap_err();
+    let fields = assert_error(&status, Code::InvalidArgument, "INVALID_REQUEST");
+    assert_eq!(fields, vec!["request_created_at".to_owned()]);
+    gw.stop().await;
+}

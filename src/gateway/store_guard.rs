@@ -449,3 +449,94 @@ impl Gateway {
         let _ = self.current_identity().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::{
+        identity::{ReferenceClock, ReferenceClocks},
+        keys,
+        memory::MemoryStore,
+        Store,
+    };
+
+    fn gateway(store: Arc<dyn Store>) -> Arc<Gateway> {
+        Gateway::new(
+            Default::default(),
+            store,
+            Default::default(),
+            Default::default(),
+            false,
+        )
+    }
+
+    /// References a full reserve ahead of the clock wait for it (paused time: the wait is
+    /// the clock's, not the test's), and are refused when the wait would be too long.
+    #[tokio::test(start_paused = true)]
+    async fn references_past_the_ceiling_wait_for_the_clock_or_are_refused() {
+        let store = Arc::new(MemoryStore::default());
+        let gw = gateway(store.clone());
+        let clock = ReferenceClocks::default().get(ProviderId::Interswitch);
+        let key = keys::reference_sequence(ProviderId::Interswitch.name());
+        let now = gw.clock.now_ms();
+        // Two references past the ceiling: about 2 s of the 1-a-second clock.
+        let at = clock.ceiling(now) + 1;
+        store
+            .set(&key, at.to_string().as_bytes(), None)
+            .await
+            .unwrap();
+        let started = tokio::time::Instant::now();
+        let drawn = gw.next_reference(ProviderId::Interswitch).await.unwrap();
+        assert_eq!(drawn, at + 1);
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_secs(1) && waited <= ReferenceClock::MAX_WAIT);
+        // Far past it: refused at once, with when to retry.
+        let far = clock.ceiling(gw.clock.now_ms()) + 1_000;
+        store
+            .set(&key, far.to_string().as_bytes(), None)
+            .await
+            .unwrap();
+        let started = tokio::time::Instant::now();
+        match gw.next_reference(ProviderId::Interswitch).await {
+            Err(GatewayError::ReferenceRateExceeded {
+                provider,
+                retry_after,
+            }) => {
+                assert_eq!(provider, ProviderId::Interswitch);
+                assert!(retry_after > Duration::from_secs(900), "{retry_after:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert_eq!(
+            store.get(&key).await.unwrap(),
+            Some(far.to_string().into_bytes()),
+            "nothing drawn"
+        );
+    }
+
+    /// A counter that answers below what this process drew is a store loss: no reference,
+    /// STORE_DATA_LOST, the identity marked lost for every replica.
+    #[tokio::test]
+    async fn a_counter_behind_this_process_raises_the_alarm() {
+        let store = Arc::new(MemoryStore::default());
+        let gw = gateway(store.clone());
+        let first = gw.next_reference(ProviderId::OnePipe).await.unwrap();
+        let second = gw.next_reference(ProviderId::OnePipe).await.unwrap();
+        assert!(second > first);
+        let key = keys::reference_sequence(ProviderId::OnePipe.name());
+        store
+            .set(&key, (first - 1).to_string().as_bytes(), None)
+            .await
+            .unwrap();
+        assert!(matches!(
+            gw.next_reference(ProviderId::OnePipe).await,
+            Err(GatewayError::StoreDataLost)
+        ));
+        let identity = store.get(&keys::identity()).await.unwrap().unwrap();
+        assert!(crate::store::identity::is_lost_mark(&identity));
+        assert_eq!(gw.store_health().await, StoreHealth::DataLost);
+    }
+}
