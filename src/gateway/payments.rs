@@ -702,6 +702,14 @@ impl Gateway {
     /// in the last [`CLAIMED_KEEP`] or the store has it.
     async fn restore_claimed(&self, payment_id: &str) -> Option<PaymentRecord> {
         let bytes = self.claimed.get(payment_id).await?;
+        // A final record that has outlived `record_ttl_ms` expired as it should: not a loss.
+        let known: PaymentRecord = serde_json::from_slice(&bytes).ok()?;
+        let expires_at = known
+            .updated_at_ms
+            .saturating_add(self.payments.record_ttl_ms as i64);
+        if known.state.is_final() && expires_at <= self.clock.now_ms() {
+            return None;
+        }
         match self.put_back_lost(payment_id, &bytes, None).await {
             Ok(Some(record)) => Some(record),
             // Someone wrote it meanwhile: the caller reads it again.
