@@ -1,11 +1,14 @@
-//! A store that loses acknowledged writes, with a real redis-server: a record lost while its
-//! call is in flight (put back from the gateway's copy, alarm raised), an in-flight mark lost
-//! (noticed when the outcome returns), a retry whose record was lost (put back, never paid
-//! again), Redis emptied under two replicas and recovered while clients keep retrying (no
-//! reference reused, pre-loss retries refused or replayed, never paid), and `store recover`
-//! right after a burst (the next references are fresh). Losses are made by deleting keys or
-//! FLUSHALL on a Redis that keeps everything it acknowledged (`appendfsync always`), so each
-//! test controls exactly what is lost; nothing waits on a guessed duration except the
+//! A store that loses acknowledged writes, with a real redis-server: a host crash that cuts
+//! the AOF's tail under a live gateway (the counter behind what it used: alarm, no reference
+//! reused, lost payments not paid again), a record lost while its call is in flight (put back
+//! from the gateway's copy, alarm raised), an in-flight mark lost (noticed when the outcome
+//! returns), a retry whose record was lost (put back, never paid again), Redis emptied under
+//! two replicas and recovered while clients keep retrying (no reference reused, pre-loss
+//! retries refused or replayed, never paid), `store recover` right after a burst (the next
+//! references are fresh), payments faster than a reference format allows (refused unsent),
+//! and the journal index trim. Losses are made by cutting the AOF at a recorded size, deleting
+//! keys or FLUSHALL on a Redis that keeps everything it acknowledged (`appendfsync always`),
+//! so each test controls exactly what is lost; nothing waits on a guessed duration except the
 //! sandbox's slow payment (3 s) that keeps a call in flight while its record is taken away.
 
 mod common;
@@ -500,5 +503,110 @@ async fn payments_faster_than_the_reference_format_allows_are_refused_unsent() {
         .unwrap_err();
     let fields = assert_error(&status, Code::InvalidArgument, "INVALID_REQUEST");
     assert_eq!(fields, vec!["request_created_at".to_owned()]);
+    gw.stop().await;
+}
+
+/// The append-only file's tail (the incremental file of Redis 7's multi-part AOF) of the
+/// test's `redis`: tests/common/redis.rs keeps each server's files in
+/// `<tmp>/billpay-redis-<port>-<pid>`.
+fn aof_tail(redis: &RedisServer) -> std::path::PathBuf {
+    let dir = std::env::temp_dir()
+        .join(format!(
+            "billpay-redis-{}-{}",
+            redis.port,
+            std::process::id()
+        ))
+        .join("appendonlydir");
+    std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".incr.aof"))
+        .expect("an incremental AOF file")
+}
+
+#[tokio::test]
+async fn a_cut_aof_tail_is_noticed_by_the_live_gateway_and_no_reference_is_reused() {
+    let redis = initialised_redis();
+    let store = redis_store(&redis);
+    let sims = simulators().await;
+    let gw = gateway(&sims, &redis).await;
+    let kept = gw
+        .pay(payment_request("aof-1", "90101", "0000000000", 1_000))
+        .await;
+    // Every write so far is on disk (appendfsync always): the cut keeps exactly these.
+    let tail = aof_tail(&redis);
+    let keep = std::fs::metadata(&tail).unwrap().len();
+    let mut lost = Vec::new();
+    for n in 2..4 {
+        lost.push(
+            gw.pay(payment_request(
+                &format!("aof-{n}"),
+                "90101",
+                "0000000000",
+                1_000,
+            ))
+            .await,
+        );
+    }
+    // A host crash that takes the AOF's last writes with it; the identity survives.
+    redis.kill();
+    let file = std::fs::OpenOptions::new().write(true).open(&tail).unwrap();
+    file.set_len(keep).unwrap();
+    drop(file);
+    redis.restart();
+    assert!(store
+        .get(&keys::payment(&lost[1].payment_id))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store.get(&keys::identity()).await.unwrap().is_some());
+    wait_for_payment_health(&gw, ServingStatus::Serving).await;
+
+    // The next payment draws a reference: the counter is behind what this gateway used.
+    let mut refused = None;
+    for _ in 0..50 {
+        match gw
+            .payments()
+            .create_payment(payment_request("aof-4", "90101", "0000000000", 1_000))
+            .await
+        {
+            Err(s) if s.message().contains("store unavailable") => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => {
+                refused = Some(other);
+                break;
+            }
+        }
+    }
+    let status = refused.expect("store reachable").unwrap_err();
+    assert_error(&status, Code::Unavailable, "STORE_DATA_LOST");
+    assert!(identity_is_marked_lost(store.as_ref()).await);
+    assert_eq!(sims.calls.get("interswitch", "pay"), 3);
+    // A lost payment's retry: refused while the store is lost, not paid again.
+    let status = gw
+        .payments()
+        .create_payment(payment_request("aof-3", "90101", "0000000000", 1_000))
+        .await
+        .unwrap_err();
+    assert_error(&status, Code::Unavailable, "STORE_DATA_LOST");
+
+    store_command(&redis, "recover");
+    wait_for_payment_health(&gw, ServingStatus::Serving).await;
+    // After the recovery, its retry on this replica finds it put back from the replica's copy.
+    let replayed = gw
+        .pay(payment_request("aof-3", "90101", "0000000000", 1_000))
+        .await;
+    assert_eq!(replayed.provider_reference, lost[1].provider_reference);
+    let fresh = gw
+        .pay(payment_request("aof-5", "90101", "0000000000", 1_000))
+        .await;
+    let used = [&kept, &lost[0], &lost[1]]
+        .iter()
+        .map(|p| reference_number(p))
+        .max()
+        .unwrap();
+    assert!(reference_number(&fresh) > used);
+    assert_eq!(sims.calls.get("interswitch", "pay"), 4, "only aof-5 is new");
     gw.stop().await;
 }
