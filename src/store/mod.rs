@@ -36,8 +36,18 @@
 //! [`Store::increment_guarded`] with the identity as guard. `billpay-gateway store recover`
 //! raises every provider's reference counter above anything used, puts every payment record
 //! back in the journal index and every unfinished one back on the reconciliation schedule
-//! (either sorted set may have been lost), and writes a new identity; running gateways adopt
-//! it on their next claim.
+//! (either sorted set may have been lost), records the recovery point
+//! (`billpay:v1:store:recovered_at`) and writes a new identity; running gateways adopt it on
+//! their next claim.
+//!
+//! A store can also lose a tail of writes while keeping its identity (a cut AOF, a lagging
+//! replica promoted). Gateways notice it where it shows: a reference counter below one they
+//! already drew, a payment record missing (or still "claimed") when its call's outcome comes
+//! back, a retry whose record this process wrote minutes ago is gone. They then put the
+//! record back from their own copy and replace the identity with a lost mark
+//! ([`identity::LOST_MARK`]), which every replica reads as no identity. Provider references
+//! are drawn between a per-provider clock's floor and ceiling ([`identity::ReferenceClock`]),
+//! so `store recover` starts above every reference sent even with every counter lost.
 //!
 //! ## Redis Cluster: which keys share a slot, and why
 //!
