@@ -41,7 +41,7 @@ impl Gateway {
         }
     }
 
-    /// One trim pass: removes up to [`TRIM_BATCH`] index entries whose payment records
+    /// One trim pass: removes up to 1,000 index entries whose payment records
     /// expired; returns how many it removed. Counted in `billpay_journal_index_trimmed_total`.
     pub async fn trim_journal_index(&self) -> Result<usize, StoreError> {
         let index = keys::journal_index();

@@ -3,8 +3,9 @@
 //! settings fit for payments (no evicting `maxmemory-policy`, not a replica; persistence warned
 //! about or required), and, with `min_replica_acks`, have replicated the claim and in-flight
 //! writes. Every claim of a payment or follow-up goes through [`Gateway::guarded_claim`], every
-//! provider reference through [`Gateway::guarded_increment`]; the server's health watch asks
-//! [`Gateway::store_health`].
+//! provider reference through `Gateway::next_reference` (the reference clock and the
+//! per-process watermark); a write the store lost raises the store-loss alarm
+//! (`Gateway::store_loss_detected`); the server's health watch asks [`Gateway::store_health`].
 
 use std::time::Duration;
 
