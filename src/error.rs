@@ -113,6 +113,22 @@ pub enum GatewayError {
         why: String,
         last_read_ago_ms: u64,
     },
+    /// References for the provider ran a full reserve ahead of its reference clock (see
+    /// `store::identity::ReferenceClock`): nothing was recorded or sent; retry after
+    /// `retry_after`.
+    #[error("{provider} payments are arriving faster than its reference format allows (see the README, \"Provider references and recovery\"); nothing was sent: retry later")]
+    ReferenceRateExceeded {
+        provider: ProviderId,
+        retry_after: std::time::Duration,
+    },
+    /// The request was created before the store's last recovery, so it may have been paid
+    /// before the store lost its record: refused, never paid blindly.
+    #[error("request_id {request_id} was created before the store was recovered from a data loss (created {created_at_ms}, recovered {recovered_at_ms}, unix ms): it may have been paid before the loss. Do not retry it: ask the operator, or look the payment up by its provider reference (GetPayment, ListPayments); pay again only with a new request_id once it is known not to have been paid")]
+    RequestPredatesRecovery {
+        request_id: String,
+        created_at_ms: i64,
+        recovered_at_ms: i64,
+    },
     /// A bug.
     #[error("internal error: {0}")]
     Internal(String),

@@ -82,9 +82,10 @@ enum StoreAction {
         /// TOML configuration file (for `[store]`).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Raise the counters to at least this value: above the highest reference sequence
-        /// any provider may have seen. Default: the clock floor (seconds since 2026-11-01 plus
-        /// a margin of 1,000,000).
+        /// Raise the counters to at least this value (they are raised to each provider's
+        /// reference clock recovery floor anyway, which is above every reference any replica
+        /// may have sent: see the README, "Provider references and recovery"). Run with the
+        /// gateways' configuration: the clocks follow the configured reference formats.
         #[arg(long)]
         reference_floor: Option<u64>,
     },
@@ -139,7 +140,9 @@ async fn run(cli: Cli) -> Result<(), String> {
                 gateway.set_operator_enabled(true);
                 // The sandbox initialises its store itself (a no-op when it has an identity).
                 let now = billpay_gateway::gateway::Clock::default().now_ms();
-                if let Err(e) = identity::init(gateway.store().as_ref(), now).await {
+                if let Err(e) =
+                    identity::init(gateway.store().as_ref(), now, gateway.reference_clocks()).await
+                {
                     tracing::warn!(error = %e, "sandbox store not initialised");
                 }
             }
@@ -190,11 +193,19 @@ async fn run(cli: Cli) -> Result<(), String> {
                     .into());
             }
             let store = server::build_store(&cfg.store)?;
+            // The same reference clocks as the gateways: from the configured formats.
+            let clocks = match &cfg.providers.interswitch {
+                Some(c) => identity::ReferenceClocks::default().with(
+                    billpay_gateway::domain::ProviderId::Interswitch,
+                    Some(c.reference_capacity()),
+                ),
+                None => identity::ReferenceClocks::default(),
+            };
             let now = billpay_gateway::gateway::Clock::default().now_ms();
             let store_error = |e: billpay_gateway::store::StoreError| e.to_string();
             let seeded = match action {
                 StoreAction::Init { .. } => {
-                    match identity::init(store.as_ref(), now)
+                    match identity::init(store.as_ref(), now, &clocks)
                         .await
                         .map_err(store_error)?
                     {
@@ -207,7 +218,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 }
                 StoreAction::Recover {
                     reference_floor, ..
-                } => identity::recover(store.as_ref(), reference_floor, now)
+                } => identity::recover(store.as_ref(), reference_floor, now, &clocks)
                     .await
                     .map_err(store_error)?,
             };

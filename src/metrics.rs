@@ -61,6 +61,12 @@ pub struct ProviderName {
     pub provider: String,
 }
 
+/// Labels of a detected store loss: how it was noticed.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LossHow {
+    pub how: String,
+}
+
 /// Labels of a per-caller count (caller names come from config: a fixed set).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CallerName {
@@ -108,6 +114,10 @@ pub struct Metrics {
     pub contradictions: Family<ProviderName, Counter>,
     /// Times the store was found without its identity (data lost).
     pub store_data_lost: Counter,
+    /// Acknowledged writes found missing while the identity stayed (a lost tail), by how.
+    pub store_losses_detected: Family<LossHow, Counter>,
+    /// Journal index entries removed because their payment records expired.
+    pub journal_index_trimmed: Counter,
     /// Calls refused by the caller's rate limit.
     pub rate_limited: Family<CallerName, Counter>,
     /// The store posture last read: 1 for the current one.
@@ -134,6 +144,8 @@ impl Metrics {
             needs_attention: Counter::default(),
             contradictions: Family::default(),
             store_data_lost: Counter::default(),
+            store_losses_detected: Family::default(),
+            journal_index_trimmed: Counter::default(),
             rate_limited: Family::default(),
             store_posture: Family::default(),
             store_posture_refusals: Counter::default(),
@@ -190,6 +202,16 @@ impl Metrics {
             "store_data_lost",
             "Times the store was found without its identity: it lost data; payments stop until `store recover`",
             m.store_data_lost.clone(),
+        );
+        registry.register(
+            "store_losses_detected",
+            "Writes the store acknowledged and then lost, noticed by a gateway (a payment record missing or older than its in-flight mark, a reference counter behind one already used); payments stop until `store recover`",
+            m.store_losses_detected.clone(),
+        );
+        registry.register(
+            "journal_index_trimmed",
+            "Journal index entries removed because their payment records expired",
+            m.journal_index_trimmed.clone(),
         );
         registry.register(
             "rate_limited",

@@ -189,6 +189,7 @@ pub async fn run(
 
     let stats = Arc::new(ReconcileStats::default());
     let reconciler = tokio::spawn(gateway.clone().run_reconciler(stats));
+    let journal_trim = tokio::spawn(gateway.clone().run_journal_trim());
     let watch = tokio::spawn(watch_store(gateway.clone(), health.clone(), store_health));
 
     let payments = gateway.clone();
@@ -263,6 +264,7 @@ pub async fn run(
         }
     };
     reconciler.abort();
+    journal_trim.abort();
     payments.finish_payments(drain).await;
     result
 }

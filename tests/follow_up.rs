@@ -134,7 +134,13 @@ async fn pay(gateway: &Arc<Gateway>, request_id: &str) -> PaymentRecord {
         Money::new(Currency::Ngn, 50_000),
     );
     let record = gateway
-        .create_payment(request_id.into(), order, PaymentSecrets::default(), None)
+        .create_payment(
+            request_id.into(),
+            order,
+            PaymentSecrets::default(),
+            None,
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(record.state, PaymentState::OtpRequired);

@@ -25,7 +25,7 @@ use billpay_gateway::{
         reconcile::ReconcileStats,
         CatalogSettings, Gateway, PaymentSettings, Registry,
     },
-    store::{keys, memory::MemoryStore, GuardedWrite, Store, StoreError},
+    store::{keys, memory::MemoryStore, GuardedWrite, Increment, Store, StoreError},
 };
 
 /// Pays with an unknown outcome, then answers status queries from a script; while `down`,
@@ -192,7 +192,7 @@ async fn a_pending_payment_is_resolved_on_its_schedule() {
     tokio::spawn(gateway.clone().run_reconciler(stats.clone()));
 
     let p = gateway
-        .create_payment("r-1".into(), order(), PaymentSecrets::default(), None)
+        .create_payment("r-1".into(), order(), PaymentSecrets::default(), None, None)
         .await
         .unwrap();
     assert_eq!(p.state, PaymentState::Pending);
@@ -219,7 +219,7 @@ async fn a_payment_that_never_resolves_needs_an_operator() {
     let stats = Arc::new(ReconcileStats::default());
     tokio::spawn(gateway.clone().run_reconciler(stats.clone()));
     let p = gateway
-        .create_payment("r-2".into(), order(), PaymentSecrets::default(), None)
+        .create_payment("r-2".into(), order(), PaymentSecrets::default(), None, None)
         .await
         .unwrap();
     // 1 + 2 + 4 seconds of checks, then the operator state; never FAILED.
@@ -252,7 +252,7 @@ async fn a_payment_abandoned_in_flight_is_picked_up_after_expiry() {
     .await;
     // A retry of the same request is told to wait while the record is in flight.
     let err = gateway
-        .create_payment("r-3".into(), order(), PaymentSecrets::default(), None)
+        .create_payment("r-3".into(), order(), PaymentSecrets::default(), None, None)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("in flight"), "{err}");
@@ -271,7 +271,7 @@ async fn a_payment_abandoned_in_flight_is_picked_up_after_expiry() {
     assert_eq!(resolved.call, CallPhase::Returned);
     // Now the retry replays the outcome, and the provider was never paid twice.
     let replay = gateway
-        .create_payment("r-3".into(), order(), PaymentSecrets::default(), None)
+        .create_payment("r-3".into(), order(), PaymentSecrets::default(), None, None)
         .await
         .unwrap();
     assert_eq!(replay.state, PaymentState::Succeeded);
@@ -284,7 +284,7 @@ async fn polling_get_payment_neither_hastens_nor_postpones_the_schedule() {
     let stats = Arc::new(ReconcileStats::default());
     tokio::spawn(gateway.clone().run_reconciler(stats.clone()));
     let p = gateway
-        .create_payment("r-4".into(), order(), PaymentSecrets::default(), None)
+        .create_payment("r-4".into(), order(), PaymentSecrets::default(), None, None)
         .await
         .unwrap();
     // A client polls every 500 ms. The schedule (1 + 2 + 4 s) still runs its course: the
@@ -454,7 +454,13 @@ async fn a_lost_in_flight_write_ends_succeeded_never_failed() {
         false,
     );
     let p = gateway
-        .create_payment("r-10".into(), order(), PaymentSecrets::default(), None)
+        .create_payment(
+            "r-10".into(),
+            order(),
+            PaymentSecrets::default(),
+            None,
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -560,10 +566,11 @@ impl Store for LostClaimReply {
         guard_key: &str,
         guard_value: &[u8],
         key: &str,
-        seed: u64,
-    ) -> Result<Option<u64>, StoreError> {
+        floor: u64,
+        ceiling: u64,
+    ) -> Result<Increment, StoreError> {
         self.inner
-            .increment_guarded(guard_key, guard_value, key, seed)
+            .increment_guarded(guard_key, guard_value, key, floor, ceiling)
             .await
     }
     async fn schedule(&self, set: &str, member: &str, due_ms: i64) -> Result<(), StoreError> {
@@ -630,13 +637,13 @@ async fn a_claim_whose_answer_was_lost_still_pays_once() {
         false,
     );
     let p = gateway
-        .create_payment("r-6".into(), order(), PaymentSecrets::default(), None)
+        .create_payment("r-6".into(), order(), PaymentSecrets::default(), None, None)
         .await
         .unwrap();
     assert_eq!(p.call, CallPhase::Returned);
     assert_eq!(provider.pay_calls.load(Ordering::SeqCst), 1);
     let again = gateway
-        .create_payment("r-6".into(), order(), PaymentSecrets::default(), None)
+        .create_payment("r-6".into(), order(), PaymentSecrets::default(), None, None)
         .await
         .unwrap();
     assert_eq!(again.payment_id, p.payment_id);
@@ -661,11 +668,23 @@ async fn a_three_hour_provider_outage_leaves_payments_pending_and_scheduled() {
     let stats = Arc::new(ReconcileStats::default());
     tokio::spawn(gateway.clone().run_reconciler(stats.clone()));
     let a = gateway
-        .create_payment("out-1".into(), order(), PaymentSecrets::default(), None)
+        .create_payment(
+            "out-1".into(),
+            order(),
+            PaymentSecrets::default(),
+            None,
+            None,
+        )
         .await
         .unwrap();
     let b = gateway
-        .create_payment("out-2".into(), order(), PaymentSecrets::default(), None)
+        .create_payment(
+            "out-2".into(),
+            order(),
+            PaymentSecrets::default(),
+            None,
+            None,
+        )
         .await
         .unwrap();
 
@@ -709,7 +728,13 @@ async fn a_payment_unknown_past_the_maximum_age_needs_an_operator() {
     let stats = Arc::new(ReconcileStats::default());
     tokio::spawn(gateway.clone().run_reconciler(stats.clone()));
     let p = gateway
-        .create_payment("old-1".into(), order(), PaymentSecrets::default(), None)
+        .create_payment(
+            "old-1".into(),
+            order(),
+            PaymentSecrets::default(),
+            None,
+            None,
+        )
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(55)).await;
@@ -739,7 +764,13 @@ async fn a_payment_needing_attention_outlives_the_record_ttl_and_never_pays_agai
             .run_reconciler(Arc::new(ReconcileStats::default())),
     );
     let p = gateway
-        .create_payment("kept-1".into(), order(), PaymentSecrets::default(), None)
+        .create_payment(
+            "kept-1".into(),
+            order(),
+            PaymentSecrets::default(),
+            None,
+            None,
+        )
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -755,7 +786,13 @@ async fn a_payment_needing_attention_outlives_the_record_ttl_and_never_pays_agai
     let found = gateway.get_payment(&p.payment_id, None).await.unwrap();
     assert_eq!(found.state, PaymentState::NeedsAttention);
     let replay = gateway
-        .create_payment("kept-1".into(), order(), PaymentSecrets::default(), None)
+        .create_payment(
+            "kept-1".into(),
+            order(),
+            PaymentSecrets::default(),
+            None,
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(replay.payment_id, p.payment_id);
@@ -810,7 +847,13 @@ async fn a_final_payment_expires_record_ttl_after_it_became_final() {
             .run_reconciler(Arc::new(ReconcileStats::default())),
     );
     let p = gateway
-        .create_payment("ttl-1".into(), order(), PaymentSecrets::default(), None)
+        .create_payment(
+            "ttl-1".into(),
+            order(),
+            PaymentSecrets::default(),
+            None,
+            None,
+        )
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -835,7 +878,13 @@ async fn a_recheck_that_contradicts_a_final_payment_changes_nothing_and_is_count
             .run_reconciler(Arc::new(ReconcileStats::default())),
     );
     let p = gateway
-        .create_payment("contra-1".into(), order(), PaymentSecrets::default(), None)
+        .create_payment(
+            "contra-1".into(),
+            order(),
+            PaymentSecrets::default(),
+            None,
+            None,
+        )
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1_500)).await;

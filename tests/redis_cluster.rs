@@ -109,7 +109,7 @@ async fn a_shard_that_lost_its_data_refuses_claims_until_store_recover() {
     let cluster = RedisCluster::start();
     let store: Arc<dyn Store> = Arc::new(cluster_store(&cluster.urls()));
     let now = billpay_gateway::gateway::Clock::default().now_ms();
-    let seeded = identity::init(store.as_ref(), now)
+    let seeded = identity::init(store.as_ref(), now, &Default::default())
         .await
         .unwrap()
         .expect("a new store is initialised");
@@ -168,7 +168,9 @@ async fn a_shard_that_lost_its_data_refuses_claims_until_store_recover() {
         Guard::Broken,
         "the check reads every primary's copies"
     );
-    let e = identity::init(store.as_ref(), now).await.unwrap_err();
+    let e = identity::init(store.as_ref(), now, &Default::default())
+        .await
+        .unwrap_err();
     assert!(e.0.contains("store recover"), "{e}");
 
     // The client retries its request: the lost shard no longer knows it, and it must not pay
@@ -259,7 +261,7 @@ async fn a_shard_that_lost_a_reference_counter_refuses_payments_until_store_reco
     let cluster = RedisCluster::start();
     let store: Arc<dyn Store> = Arc::new(cluster_store(&cluster.urls()));
     let clock = billpay_gateway::gateway::Clock::default();
-    identity::init(store.as_ref(), clock.now_ms())
+    identity::init(store.as_ref(), clock.now_ms(), &Default::default())
         .await
         .unwrap()
         .expect("a new store is initialised");
@@ -289,7 +291,7 @@ async fn a_shard_that_lost_a_reference_counter_refuses_payments_until_store_reco
                 )
             };
             gateway
-                .create_payment(request_id, order, PaymentSecrets::default(), None)
+                .create_payment(request_id, order, PaymentSecrets::default(), None, None)
                 .await
         }
     };
@@ -365,6 +367,7 @@ async fn store_recover_puts_unfinished_payments_back_on_a_lost_schedule_and_inde
     identity::init(
         store.as_ref(),
         billpay_gateway::gateway::Clock::default().now_ms(),
+        &Default::default(),
     )
     .await
     .unwrap()

@@ -34,7 +34,7 @@ fn redis_store(redis: &RedisServer) -> Arc<dyn Store> {
 /// The explicit first-run step of a new Redis store (`billpay-gateway store init`).
 async fn init_store(redis: &RedisServer) {
     let now = billpay_gateway::gateway::Clock::default().now_ms();
-    identity::init(redis_store(redis).as_ref(), now)
+    identity::init(redis_store(redis).as_ref(), now, &Default::default())
         .await
         .expect("store initialised");
 }
@@ -437,7 +437,7 @@ async fn an_evicting_redis_is_refused_for_payments() {
 }
 
 #[tokio::test]
-async fn a_counter_set_back_never_settles_a_payment_from_an_older_transaction() {
+async fn a_counter_set_back_is_a_store_loss_and_never_reuses_a_reference() {
     let redis = RedisServer::start();
     let sims = simulators().await;
     let gw = gateway(&sims, &redis, PaymentSettings::default()).await;
@@ -445,7 +445,8 @@ async fn a_counter_set_back_never_settles_a_payment_from_an_older_transaction() 
         .pay(payment_request("back-1", "90101", "0000000000", 1_000))
         .await;
     assert_eq!(state(&old), pb::PaymentState::Succeeded);
-    // The counter goes back below the earlier payment's sequence (a store rolled back).
+    // The counter goes back below the earlier payment's sequence (a store rolled back: the
+    // AOF's tail cut), while the identity stays.
     let sequence = reference_number(&old) % 100_000_000;
     redis_store(&redis)
         .set(
@@ -455,28 +456,40 @@ async fn a_counter_set_back_never_settles_a_payment_from_an_older_transaction() 
         )
         .await
         .unwrap();
-    let new = gw
-        .pay(payment_request("back-2", "90101", "0000000000", 2_000))
-        .await;
-    assert_eq!(
-        new.provider_reference, old.provider_reference,
-        "the reference was reused"
-    );
-    // Interswitch refuses the reused reference with 10001: outcome unknown.
-    assert_eq!(state(&new), pb::PaymentState::Pending);
-    // Its status query finds the earlier transaction: not this payment.
-    let checked = gw.get(&new.payment_id).await;
-    assert_eq!(state(&checked), pb::PaymentState::NeedsAttention);
-    assert!(
-        checked.provider_message.contains("amount 1000"),
-        "{}",
-        checked.provider_message
-    );
+    let status = gw
+        .payments()
+        .create_payment(payment_request("back-2", "90101", "0000000000", 2_000))
+        .await
+        .unwrap_err();
+    assert_error(&status, Code::Unavailable, "STORE_DATA_LOST");
+    assert_eq!(sims.calls.get("interswitch", "pay"), 1, "nothing sent");
+    // The alarm stops every replica: the identity is marked lost in the store.
+    wait_for_payment_health(&gw, ServingStatus::NotServing).await;
+    let marked = redis_store(&redis)
+        .get(&billpay_gateway::store::keys::identity())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(marked.starts_with(b"lost:"), "{marked:?}");
     // The earlier payment is untouched.
     assert_eq!(
         state(&gw.get(&old.payment_id).await),
         pb::PaymentState::Succeeded
     );
+    // After `store recover`, references start above every one used.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_billpay-gateway"))
+        .args(["store", "recover"])
+        .env("REDIS_URL", redis.url())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run billpay-gateway store recover");
+    assert!(output.status.success(), "{output:?}");
+    wait_for_payment_health(&gw, ServingStatus::Serving).await;
+    let new = gw
+        .pay(payment_request("back-3", "90101", "0000000000", 2_000))
+        .await;
+    assert_eq!(state(&new), pb::PaymentState::Succeeded);
+    assert!(reference_number(&new) > reference_number(&old));
     gw.stop().await;
 }
 

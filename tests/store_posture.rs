@@ -35,7 +35,7 @@ fn redis_store(redis: &RedisServer) -> Arc<dyn Store> {
 /// A gateway over an initialised Redis store with `policy`.
 async fn gateway(sims: &Simulators, redis: &RedisServer, policy: StorePolicy) -> TestGateway {
     let now = billpay_gateway::gateway::Clock::default().now_ms();
-    identity::init(redis_store(redis).as_ref(), now)
+    identity::init(redis_store(redis).as_ref(), now, &Default::default())
         .await
         .expect("store initialised");
     let gw = TestGateway::start_with(

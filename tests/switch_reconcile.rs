@@ -97,7 +97,13 @@ async fn a_lost_answer_ends_with_an_operator_and_is_never_sent_again() {
     let stats = Arc::new(ReconcileStats::default());
     tokio::spawn(gateway.clone().run_reconciler(stats.clone()));
     let p = gateway
-        .create_payment("sw-lost".into(), order(), PaymentSecrets::default(), None)
+        .create_payment(
+            "sw-lost".into(),
+            order(),
+            PaymentSecrets::default(),
+            None,
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(p.state, PaymentState::Pending);
@@ -113,7 +119,13 @@ async fn a_lost_answer_ends_with_an_operator_and_is_never_sent_again() {
     assert_eq!(stats.checks.load(Ordering::Relaxed), 0);
     // The same request again replays the record; nothing was sent twice.
     let again = gateway
-        .create_payment("sw-lost".into(), order(), PaymentSecrets::default(), None)
+        .create_payment(
+            "sw-lost".into(),
+            order(),
+            PaymentSecrets::default(),
+            None,
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(again.state, PaymentState::NeedsAttention);
@@ -126,7 +138,13 @@ async fn a_scheduled_payment_stays_scheduled() {
     let stats = Arc::new(ReconcileStats::default());
     tokio::spawn(gateway.clone().run_reconciler(stats.clone()));
     let p = gateway
-        .create_payment("sw-later".into(), order(), PaymentSecrets::default(), None)
+        .create_payment(
+            "sw-later".into(),
+            order(),
+            PaymentSecrets::default(),
+            None,
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(p.state, PaymentState::Scheduled);

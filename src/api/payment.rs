@@ -262,7 +262,7 @@ impl Api {
     /// Validates a create request into an idempotency key, an order and its secrets.
     fn payment_order(
         r: pb::CreatePaymentRequest,
-    ) -> Result<(String, PaymentOrder, PaymentSecrets), GatewayError> {
+    ) -> Result<(String, PaymentOrder, PaymentSecrets, Option<i64>), GatewayError> {
         let mut v = Violations::default();
         v.request_id(&r.request_id);
         let provider = v.provider("provider", r.provider);
@@ -296,6 +296,11 @@ impl Api {
             }
         }
         let (options, secrets) = provider_options(&mut v, r.provider_options);
+        // When the client created the request: the field, else a UUIDv7 request_id's time.
+        let created_at_ms = match &r.request_created_at {
+            Some(at) => v.timestamp_ms("request_created_at", at),
+            None => super::validate::uuid_v7_ms(&r.request_id),
+        };
         v.finish()?;
         let order = PaymentOrder {
             biller_id: r.biller_id,
@@ -313,7 +318,7 @@ impl Api {
                 amount.expect("checked above"),
             )
         };
-        Ok((r.request_id, order, secrets))
+        Ok((r.request_id, order, secrets, created_at_ms))
     }
 }
 
@@ -327,10 +332,11 @@ impl PaymentService for Api {
         let audit_payment_id = String::new();
         let result: Result<Response<pb::CreatePaymentResponse>, Status> = async move {
             let within = answer_within(request.metadata(), self.deadline_margin);
-            let (request_id, order, secrets) = Self::payment_order(request.into_inner())?;
+            let (request_id, order, secrets, created_at_ms) =
+                Self::payment_order(request.into_inner())?;
             let record = self
                 .gateway
-                .create_payment(request_id, order, secrets, within)
+                .create_payment(request_id, order, secrets, within, created_at_ms)
                 .await?;
             Ok(Response::new(pb::CreatePaymentResponse {
                 payment: Some(convert::payment(record)),
@@ -560,7 +566,13 @@ impl PaymentService for Api {
             };
             let record = self
                 .gateway
-                .create_payment(r.request_id, order, PaymentSecrets::default(), within)
+                .create_payment(
+                    r.request_id.clone(),
+                    order,
+                    PaymentSecrets::default(),
+                    within,
+                    super::validate::uuid_v7_ms(&r.request_id),
+                )
                 .await?;
             Ok(Response::new(pb::CreateCollectionResponse {
                 payment: Some(convert::payment(record)),

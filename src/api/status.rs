@@ -171,6 +171,22 @@ pub fn to_status(error: GatewayError) -> Status {
                 .meta("posture", posture)
                 .meta("posture_last_read_ago_ms", last_read_ago_ms)
         }
+        GatewayError::ReferenceRateExceeded {
+            provider,
+            retry_after,
+        } => Mapped {
+            retry_after: Some(retry_after),
+            ..Mapped::new(Code::ResourceExhausted, "REFERENCE_RATE_EXCEEDED")
+                .meta("provider", provider)
+        },
+        GatewayError::RequestPredatesRecovery {
+            request_id,
+            created_at_ms,
+            recovered_at_ms,
+        } => Mapped::new(Code::FailedPrecondition, "REQUEST_PREDATES_RECOVERY")
+            .meta("request_id", request_id)
+            .meta("request_created_at_ms", created_at_ms)
+            .meta("recovered_at_ms", recovered_at_ms),
         GatewayError::Internal(detail) => {
             tracing::error!(detail, "internal error");
             Mapped::new(Code::Internal, "INTERNAL")

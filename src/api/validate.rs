@@ -89,6 +89,22 @@ impl Violations {
             .map(|c| Money::new(c, value.minor_units))
     }
 
+    /// A timestamp as unix milliseconds; a violation when it is not a valid time after 1970
+    /// (negative seconds, nanos outside 0..1e9).
+    pub fn timestamp_ms(&mut self, field: &str, value: &prost_types::Timestamp) -> Option<i64> {
+        let valid = value.seconds >= 0
+            && value.seconds < 253_402_300_800
+            && (0..1_000_000_000).contains(&value.nanos);
+        if !valid {
+            self.add(
+                field,
+                "must be a valid time after 1970-01-01 (seconds >= 0, nanos 0 to 999999999)",
+            );
+            return None;
+        }
+        Some(value.seconds * 1000 + i64::from(value.nanos) / 1_000_000)
+    }
+
     /// `Err` with every violation, or `Ok` when there is none.
     pub fn finish(self) -> Result<(), GatewayError> {
         if self.0.is_empty() {
@@ -96,5 +112,51 @@ impl Violations {
         } else {
             Err(GatewayError::InvalidRequest(self.0))
         }
+    }
+}
+
+/// The creation time (unix ms) a UUIDv7 `request_id` carries in its first 48 bits; `None` for
+/// any other `request_id` (another UUID version, or not a UUID).
+pub fn uuid_v7_ms(request_id: &str) -> Option<i64> {
+    let uuid = uuid::Uuid::try_parse(request_id).ok()?;
+    if uuid.get_version_num() != 7 {
+        return None;
+    }
+    let bytes = uuid.as_bytes();
+    let ms = bytes[..6]
+        .iter()
+        .fold(0i64, |acc, b| (acc << 8) | i64::from(*b));
+    Some(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_uuid_v7_request_id_carries_its_creation_time_and_others_do_not() {
+        // RFC 9562 appendix A.6: 017F22E2-79B0-7CC3-98C4-DC0C0C07398F, 2022-02-22T19:22:22Z.
+        assert_eq!(
+            uuid_v7_ms("017f22e2-79b0-7cc3-98c4-dc0c0c07398f"),
+            Some(1_645_557_742_000)
+        );
+        assert_eq!(
+            uuid_v7_ms("919108f7-52d1-4320-9bac-f847db4148a8"),
+            None,
+            "v4"
+        );
+        assert_eq!(uuid_v7_ms("order-17"), None);
+        let mut v = Violations::default();
+        let at = prost_types::Timestamp {
+            seconds: 1_645_557_742,
+            nanos: 5_000_000,
+        };
+        assert_eq!(v.timestamp_ms("t", &at), Some(1_645_557_742_005));
+        let bad = prost_types::Timestamp {
+            seconds: 1,
+            nanos: -1,
+        };
+        assert_eq!(v.timestamp_ms("t", &bad), None);
+        assert!(v.finish().is_err());
     }
 }

@@ -184,6 +184,12 @@ pub trait Provider: Send + Sync + 'static {
     /// the sequence no longer fits the provider's reference format: references are never
     /// reused, so the gateway then refuses to pay.
     fn payment_reference(&self, sequence: u64) -> Option<String>;
+    /// How many sequence numbers [`Provider::payment_reference`] can format (`None`: no
+    /// limit): sets the provider's reference clock (`store::identity::ReferenceClock`). The
+    /// default is the clock's for its default format.
+    fn reference_capacity(&self) -> Option<u64> {
+        None
+    }
 
     /// `Err(CircuitOpen)` while calls to the provider are paused. Checked before a payment is
     /// recorded, so no payment is started into an outage.

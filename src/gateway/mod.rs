@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod clock;
 pub mod flight;
 pub mod follow_up;
+pub mod journal;
 pub mod lease;
 pub mod operator;
 pub mod payments;
@@ -150,6 +151,18 @@ pub struct Gateway {
     validations: flight::Flights<lease::SharedValidation>,
     /// Product lists being read again after a product miss, shared by concurrent misses.
     product_refreshes: flight::Flights<catalog::Refreshed>,
+    /// Each provider's reference clock, from its configured reference format.
+    reference_clocks: crate::store::identity::ReferenceClocks,
+    /// The largest reference sequence number this process drew, per provider: a counter
+    /// answering below it lost writes.
+    watermarks: std::sync::Mutex<std::collections::HashMap<ProviderId, u64>>,
+    /// The store's recovery point (unix ms; 0: never recovered), read with each new identity.
+    recovered_at: std::sync::atomic::AtomicI64,
+    /// What this process last wrote for the payments it claimed recently (bounded), to notice
+    /// and repair a record the store lost (see `payments.rs`).
+    claimed: payments::ClaimedPayments,
+    /// Where the next journal index trim pass starts (see `journal.rs`).
+    journal_trim: journal::TrimCursor,
 }
 
 impl Gateway {
@@ -161,6 +174,13 @@ impl Gateway {
         catalog: CatalogSettings,
         sandbox: bool,
     ) -> Arc<Self> {
+        let reference_clocks = providers.values().fold(
+            crate::store::identity::ReferenceClocks::default(),
+            |clocks, p| match p.reference_capacity() {
+                Some(capacity) => clocks.with(p.id(), Some(capacity)),
+                None => clocks,
+            },
+        );
         Arc::new(Self {
             providers,
             store,
@@ -177,6 +197,11 @@ impl Gateway {
             operator_enabled: std::sync::atomic::AtomicBool::new(false),
             validations: flight::Flights::default(),
             product_refreshes: flight::Flights::default(),
+            reference_clocks,
+            watermarks: Default::default(),
+            recovered_at: std::sync::atomic::AtomicI64::new(0),
+            claimed: payments::ClaimedPayments::new(),
+            journal_trim: Default::default(),
         })
     }
 
@@ -188,6 +213,11 @@ impl Gateway {
     /// True when providers point at simulators.
     pub fn sandbox(&self) -> bool {
         self.sandbox
+    }
+
+    /// Each provider's reference clock (for `store recover`, which must use the same).
+    pub fn reference_clocks(&self) -> &crate::store::identity::ReferenceClocks {
+        &self.reference_clocks
     }
 
     /// The store, for health checks.

@@ -108,16 +108,54 @@ fn report_contradiction(
 /// How long the detached task keeps trying to record an outcome when the store is down.
 const RECORD_RETRY_FOR: Duration = Duration::from_secs(120);
 
+/// How long a process remembers what it wrote for a payment it claimed.
+const CLAIMED_KEEP: Duration = Duration::from_secs(600);
+
+/// At most this many bytes of remembered payment records per process.
+const CLAIMED_MAX_BYTES: u64 = 64 << 20;
+
+/// What this process last wrote for each payment it claimed in the last [`CLAIMED_KEEP`]
+/// (at most [`CLAIMED_MAX_BYTES`]): the copy a record the store lost is put back from, when a
+/// retry of its request_id (on this replica) finds it gone.
+pub(crate) struct ClaimedPayments(moka::future::Cache<String, Arc<Vec<u8>>>);
+
+impl ClaimedPayments {
+    pub(crate) fn new() -> Self {
+        Self(
+            moka::future::Cache::builder()
+                .time_to_live(CLAIMED_KEEP)
+                .max_capacity(CLAIMED_MAX_BYTES)
+                .weigher(|id: &String, bytes: &Arc<Vec<u8>>| {
+                    u32::try_from(id.len() + bytes.len()).unwrap_or(u32::MAX)
+                })
+                .build(),
+        )
+    }
+
+    async fn note(&self, payment_id: &str, bytes: &[u8]) {
+        self.0
+            .insert(payment_id.to_owned(), Arc::new(bytes.to_vec()))
+            .await;
+    }
+
+    async fn get(&self, payment_id: &str) -> Option<Arc<Vec<u8>>> {
+        self.0.get(payment_id).await
+    }
+}
+
 impl Gateway {
     /// Pays (or collects, per `order.kind`) once per `request_id`. `secrets` are used for the one
     /// provider call and dropped. `answer_within` is how long the caller can wait; `None` waits
-    /// for the provider.
+    /// for the provider. `created_at_ms`: when the client created the request (unix ms), when
+    /// it says: a request created before the store's last recovery is refused
+    /// ([`GatewayError::RequestPredatesRecovery`]) unless its record survived.
     pub async fn create_payment(
         self: &Arc<Self>,
         request_id: String,
         order: PaymentOrder,
         secrets: PaymentSecrets,
         answer_within: Option<Duration>,
+        created_at_ms: Option<i64>,
     ) -> Result<PaymentRecord, GatewayError> {
         let deadline = answer_within.map(|d| tokio::time::Instant::now() + d);
         let capability = match order.kind {
@@ -152,6 +190,18 @@ impl Gateway {
                 return replay(existing, &fingerprint, self.payments.in_flight_retry_ms);
             }
         }
+        // This process claimed it minutes ago, and the store no longer has it: the store
+        // lost acknowledged writes. Put back, alarm, and answer what is known; never paid
+        // again.
+        if let Some(existing) = self.restore_claimed(&payment_id).await {
+            // Put back either way; answered only while the store has its identity (a store
+            // that lost everything answers STORE_DATA_LOST until recovered).
+            self.current_identity().await?;
+            return replay(existing, &fingerprint, self.payments.in_flight_retry_ms);
+        }
+        // Created before the store's recovery: it may have been paid before the loss (checked
+        // again at the claim, against the identity the claim is guarded by).
+        self.check_created_after_recovery(&request_id, created_at_ms)?;
         // A product the provider does not list is refused here (NOT_FOUND), nothing recorded
         // or sent: checked against the cached catalog, read again once on a miss.
         let listed = self
@@ -204,6 +254,7 @@ impl Gateway {
         let owner = Owner {
             payment_id: payment_id.clone(),
             caller: crate::auth::current_caller().unwrap_or_default(),
+            created_at_ms,
         };
         let mut task = self.tasks.spawn(async move {
             let claim = this
@@ -264,15 +315,14 @@ impl Gateway {
         fingerprint: String,
         owner: Owner,
     ) -> Result<Claim, GatewayError> {
-        let Owner { payment_id, caller } = owner;
+        let Owner {
+            payment_id,
+            caller,
+            created_at_ms,
+        } = owner;
         let key = keys::payment(&payment_id);
+        let sequence = self.next_reference(provider.id()).await?;
         let now = self.clock.now_ms();
-        let sequence = self
-            .guarded_increment(
-                &keys::reference_sequence(provider.id().name()),
-                crate::store::identity::reference_seed(now),
-            )
-            .await?;
         let Some(provider_reference) = provider.payment_reference(sequence) else {
             tracing::error!(provider = %provider.id(), sequence, "payment reference space exhausted");
             return Err(GatewayError::Internal(format!(
@@ -313,7 +363,10 @@ impl Gateway {
             .await?;
         // Guarded by the store identity, atomically. No TTL: a record that is not final is
         // never forgotten (it gets one when final).
-        let won = self.guarded_claim(&key, &bytes, None).await?;
+        let created = created_at_ms.map(|at| (record.request_id.as_str(), at));
+        let won = self
+            .guarded_claim_since(&key, &bytes, None, created)
+            .await?;
         if !won {
             let winner = self
                 .load_payment(&payment_id)
@@ -325,6 +378,7 @@ impl Gateway {
                 self.payments.in_flight_retry_ms,
             )));
         }
+        self.claimed.note(&payment_id, &bytes).await;
         Ok(Claim::Won(record, bytes))
     }
 
@@ -355,6 +409,7 @@ impl Gateway {
         match started {
             Ok(Some((in_flight, bytes))) => {
                 record = in_flight;
+                self.claimed.note(&payment_id, &bytes).await;
                 in_flight_bytes = Some(bytes);
             }
             Ok(None) => {
@@ -535,6 +590,12 @@ impl Gateway {
                 Source::Query | Source::ScheduledQuery => Duration::ZERO,
             };
         let mut pause = Duration::from_millis(100);
+        // The payment call's own outcome: the in-flight record this process wrote, to put
+        // back should the store have lost it.
+        let in_flight_copy = match source {
+            Source::Payment => known.clone(),
+            Source::Query | Source::ScheduledQuery => None,
+        };
         loop {
             let next = match source {
                 Source::Payment | Source::ScheduledQuery => Next::Step,
@@ -542,8 +603,14 @@ impl Gateway {
             };
             let mut contradiction = None;
             let mut mismatch = None;
+            // Still "claimed" under the payment call's outcome: the store lost the in-flight
+            // mark it acknowledged before the call was made.
+            let mut behind = None;
             let result = self
                 .update_payment_from(known.take(), payment_id, next, |record, now| {
+                    behind = (source == Source::Payment
+                        && matches!(record.call, CallPhase::Claimed { .. }))
+                    .then(|| record.claim_identity.clone());
                     let outcome = outcome.clone().checked_against(record);
                     contradiction = record
                         .contradicted_by(&outcome)
@@ -567,6 +634,24 @@ impl Gateway {
                 .map(|updated| updated.map(|(record, _)| record));
             match result {
                 Ok(record) => {
+                    if let (Some(under), Some(r)) = (&behind, &record) {
+                        self.claimed.note(payment_id, &encode(r)).await;
+                        self.store_loss_detected(
+                            "record_behind_in_flight",
+                            under.as_bytes(),
+                            &format!(
+                                "payment {payment_id}: its record said claimed when the call's \
+                                 outcome came back, though the in-flight mark was written before \
+                                 the call; outcome recorded"
+                            ),
+                        )
+                        .await;
+                    }
+                    if source == Source::Payment {
+                        if let Some(r) = &record {
+                            self.claimed.note(payment_id, &encode(r)).await;
+                        }
+                    }
                     record.iter().for_each(count_outcome);
                     let provider = record
                         .as_ref()
@@ -588,6 +673,26 @@ impl Gateway {
                     }
                     return record;
                 }
+                Err(e)
+                    if in_flight_copy.is_some()
+                        && matches!(self.load_raw(payment_id).await, Ok(None)) =>
+                {
+                    tracing::error!(payment_id, error = %e, "payment record missing when the call's outcome came back");
+                    let copy = in_flight_copy.as_deref().unwrap_or_default();
+                    match self.put_back_lost(payment_id, copy, Some(&outcome)).await {
+                        Ok(Some(record)) => {
+                            count_outcome(&record);
+                            return Some(record);
+                        }
+                        // Written by someone else meanwhile: apply to that.
+                        Ok(None) => continue,
+                        Err(e) => {
+                            tracing::warn!(payment_id, error = %e, "lost payment record not put back yet; retrying");
+                            tokio::time::sleep(pause).await;
+                            pause = (pause * 2).min(Duration::from_secs(5));
+                        }
+                    }
+                }
                 Err(e) if tokio::time::Instant::now() < give_up => {
                     tracing::warn!(payment_id, error = %e, "payment outcome not recorded yet; retrying");
                     tokio::time::sleep(pause).await;
@@ -599,6 +704,85 @@ impl Gateway {
                 }
             }
         }
+    }
+
+    /// The record this process last wrote for `payment_id` when the store lost it: put back
+    /// (see [`Self::put_back_lost`]) and returned. `None` when this process did not claim it
+    /// in the last [`CLAIMED_KEEP`] or the store has it.
+    async fn restore_claimed(&self, payment_id: &str) -> Option<PaymentRecord> {
+        let bytes = self.claimed.get(payment_id).await?;
+        // A final record that has outlived `record_ttl_ms` expired as it should: not a loss.
+        let known: PaymentRecord = serde_json::from_slice(&bytes).ok()?;
+        let expires_at = known
+            .updated_at_ms
+            .saturating_add(self.payments.record_ttl_ms as i64);
+        if known.state.is_final() && expires_at <= self.clock.now_ms() {
+            return None;
+        }
+        match self.put_back_lost(payment_id, &bytes, None).await {
+            Ok(Some(record)) => Some(record),
+            // Someone wrote it meanwhile: the caller reads it again.
+            Ok(None) => self.load_payment(payment_id).await.ok().flatten(),
+            Err(e) => {
+                tracing::error!(payment_id, error = %e, "lost payment record not put back");
+                None
+            }
+        }
+    }
+
+    /// Writes back the record of `payment_id` the store lost, from what this process last
+    /// wrote (`known`), with `outcome` applied when the payment call's outcome is what found
+    /// it missing; puts it back in the journal index and, when unsettled, on the
+    /// reconciliation schedule; raises the store-loss alarm. `None` when the record is there
+    /// after all (written meanwhile): nothing changed.
+    async fn put_back_lost(
+        &self,
+        payment_id: &str,
+        known: &[u8],
+        outcome: Option<&PaymentOutcome>,
+    ) -> Result<Option<PaymentRecord>, StoreError> {
+        let mut record: PaymentRecord = serde_json::from_slice(known)
+            .map_err(|e| StoreError(format!("payment {payment_id} copy unreadable: {e}")))?;
+        let now = self.clock.now_ms();
+        if let Some(outcome) = outcome {
+            let outcome = outcome.clone().checked_against(&record);
+            record.apply(outcome, now);
+            record.call = CallPhase::Returned;
+        }
+        let bytes = encode(&record);
+        let ttl = record
+            .state
+            .is_final()
+            .then(|| ms(self.payments.record_ttl_ms));
+        // Not guarded: the store may have lost its identity with the record, and the record
+        // tells of money that may have moved; it must be there for retries and operators.
+        if !self
+            .store
+            .set_if_absent(&keys::payment(payment_id), &bytes, ttl)
+            .await?
+        {
+            return Ok(None);
+        }
+        self.claimed.note(payment_id, &bytes).await;
+        self.store
+            .schedule_if_absent(&keys::journal_index(), payment_id, record.created_at_ms)
+            .await?;
+        if let Err(e) = self.reschedule(&record, now).await {
+            tracing::warn!(payment_id, error = %e, "reconciliation schedule not updated");
+        }
+        self.store_loss_detected(
+            "record_missing",
+            record.claim_identity.as_bytes(),
+            &format!(
+                "payment {payment_id} (provider reference {}, {}): its record was gone; \
+                 written back as {} from this gateway's copy",
+                record.provider_reference,
+                record.order.provider,
+                record.state.name()
+            ),
+        )
+        .await;
+        Ok(Some(record))
     }
 
     /// Notes a scheduled status check that got no answer (timeout, transport error, 5xx, open
@@ -839,10 +1023,12 @@ fn encode(record: &PaymentRecord) -> Vec<u8> {
 }
 
 /// Whose payment a claim records: its (per-caller) payment id and the caller's name, taken in
-/// the RPC's task before the claim runs detached.
+/// the RPC's task before the claim runs detached, and when the client created the request
+/// (unix ms), when it says.
 struct Owner {
     payment_id: String,
     caller: String,
+    created_at_ms: Option<i64>,
 }
 
 #[cfg(test)]
@@ -1004,9 +1190,10 @@ mod tests {
             gk: &str,
             gv: &[u8],
             k: &str,
-            seed: u64,
-        ) -> Result<Option<u64>, StoreError> {
-            self.0.increment_guarded(gk, gv, k, seed).await
+            floor: u64,
+            ceiling: u64,
+        ) -> Result<crate::store::Increment, StoreError> {
+            self.0.increment_guarded(gk, gv, k, floor, ceiling).await
         }
         async fn schedule(&self, set: &str, m: &str, due: i64) -> Result<(), StoreError> {
             self.0.schedule(set, m, due).await

@@ -202,30 +202,35 @@ pub async fn run(store: &dyn Store) {
     );
 
     // Counters move only while the guard holds (on a cluster: its copy in the counter's slot).
+    use super::Increment;
+    const NO_CEILING: u64 = u64::MAX / 2;
     assert_eq!(
         store
-            .increment_guarded(&k("no-guard"), b"g3", &k("seq"), 0)
+            .increment_guarded(&k("no-guard"), b"g3", &k("seq"), 0, NO_CEILING)
             .await
             .unwrap(),
-        None,
+        Increment::GuardFailed,
         "no guard, no counter"
     );
     assert_eq!(store.get(&k("seq")).await.unwrap(), None);
     for want in [1, 2] {
         assert_eq!(
             store
-                .increment_guarded(&guard, b"g3", &k("seq"), 0)
+                .increment_guarded(&guard, b"g3", &k("seq"), 0, NO_CEILING)
                 .await
                 .unwrap(),
-            Some(want)
+            Increment::Issued {
+                value: want,
+                previous: want - 1
+            }
         );
     }
     assert_eq!(
         store
-            .increment_guarded(&guard, b"g1", &k("seq"), 0)
+            .increment_guarded(&guard, b"g1", &k("seq"), 0, NO_CEILING)
             .await
             .unwrap(),
-        None,
+        Increment::GuardFailed,
         "another guard value"
     );
     assert_eq!(
@@ -233,16 +238,42 @@ pub async fn run(store: &dyn Store) {
         Some(&b"2"[..]),
         "unchanged"
     );
-    // The seed only starts a missing counter.
-    for (seed, want) in [(1000, 1001), (5000, 1002)] {
+    // The floor lifts a missing or lagging counter; it never lowers one.
+    for (floor, want, previous) in [(1000, 1000, 0), (500, 1001, 1000), (5000, 5000, 1001)] {
         assert_eq!(
             store
-                .increment_guarded(&guard, b"g3", &k("seeded"), seed)
+                .increment_guarded(&guard, b"g3", &k("floored"), floor, NO_CEILING)
                 .await
                 .unwrap(),
-            Some(want)
+            Increment::Issued {
+                value: want,
+                previous
+            }
         );
     }
+    // Past the ceiling: refused, nothing changed. Large values stay exact (Lua doubles).
+    assert_eq!(
+        store
+            .increment_guarded(&guard, b"g3", &k("floored"), 0, 5000)
+            .await
+            .unwrap(),
+        Increment::AboveCeiling(5000)
+    );
+    let big = 4_000_000_000_123u64;
+    assert_eq!(
+        store
+            .increment_guarded(&guard, b"g3", &k("floored"), big, big)
+            .await
+            .unwrap(),
+        Increment::Issued {
+            value: big,
+            previous: 5000
+        }
+    );
+    assert_eq!(
+        store.get(&k("floored")).await.unwrap(),
+        Some(big.to_string().into_bytes())
+    );
 
     // Keys by prefix.
     let prefixed = k("pre");
@@ -267,18 +298,24 @@ pub async fn run(store: &dyn Store) {
     assert_eq!(store.raise_counter(&k("raised"), 100).await.unwrap(), 500);
     assert_eq!(
         store
-            .increment_guarded(&guard, b"g3", &k("raised"), 0)
+            .increment_guarded(&guard, b"g3", &k("raised"), 0, NO_CEILING)
             .await
             .unwrap(),
-        Some(501)
+        Increment::Issued {
+            value: 501,
+            previous: 500
+        }
     );
     assert_eq!(store.raise_counter(&k("raised"), 900).await.unwrap(), 900);
     assert_eq!(
         store
-            .increment_guarded(&guard, b"g3", &k("raised"), 0)
+            .increment_guarded(&guard, b"g3", &k("raised"), 0, NO_CEILING)
             .await
             .unwrap(),
-        Some(901)
+        Increment::Issued {
+            value: 901,
+            previous: 900
+        }
     );
 
     // A swap with a TTL sets it; one without makes the key permanent again.

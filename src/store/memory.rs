@@ -10,7 +10,7 @@ use std::{
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use super::{GuardedWrite, Store, StoreError};
+use super::{GuardedWrite, Increment, Store, StoreError};
 
 /// One schedule: members ordered by (due_ms, member), plus member -> due_ms.
 type Schedule = (BTreeSet<(i64, String)>, HashMap<String, i64>);
@@ -198,24 +198,31 @@ impl Store for MemoryStore {
         guard_key: &str,
         guard_value: &[u8],
         key: &str,
-        seed: u64,
-    ) -> Result<Option<u64>, StoreError> {
+        floor: u64,
+        ceiling: u64,
+    ) -> Result<Increment, StoreError> {
         let mut state = self.lock();
         if Self::live_value(&mut state, guard_key).map(|v| v.as_slice()) != Some(guard_value) {
-            return Ok(None);
+            return Ok(Increment::GuardFailed);
         }
         let current = match Self::live_value(&mut state, key) {
             Some(v) => std::str::from_utf8(v)
                 .ok()
                 .and_then(|s| s.parse::<u64>().ok())
                 .ok_or_else(|| StoreError(format!("{key} is not a counter")))?,
-            None => seed,
+            None => 0,
         };
-        let next = current + 1;
+        let next = current.saturating_add(1).max(floor);
+        if next > ceiling {
+            return Ok(Increment::AboveCeiling(current));
+        }
         state
             .values
             .insert(key.to_owned(), (next.to_string().into_bytes(), None));
-        Ok(Some(next))
+        Ok(Increment::Issued {
+            value: next,
+            previous: current,
+        })
     }
 
     async fn schedule(&self, set: &str, member: &str, due_ms: i64) -> Result<(), StoreError> {

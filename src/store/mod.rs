@@ -17,8 +17,9 @@
 //! | `billpay:v1:seq:reference:<provider>` | provider reference sequence | none |
 //! | `billpay:v1:reconcile` | sorted set: payment id -> next check (unix ms) | none; members removed when final |
 //! | `billpay:v1:store:identity` | the store identity (epoch), see below | none |
+//! | `billpay:v1:store:recovered_at` | when `store recover` last ran (unix ms): the recovery point | none |
 //! | `billpay:v1:store:identity:{<tag>}` | Redis Cluster only: the identity's copy in one hash slot, 16,384 of them | none |
-//! | `billpay:v1:journal` | sorted set: payment id -> creation time (unix ms), the operators' index | none; members of expired records removed when listed |
+//! | `billpay:v1:journal` | sorted set: payment id -> creation time (unix ms), the operators' index | none; members whose records expired removed by a trim pass every 10 s (`gateway::journal`) and when listed |
 //!
 //! ## Detecting data loss
 //!
@@ -35,8 +36,18 @@
 //! [`Store::increment_guarded`] with the identity as guard. `billpay-gateway store recover`
 //! raises every provider's reference counter above anything used, puts every payment record
 //! back in the journal index and every unfinished one back on the reconciliation schedule
-//! (either sorted set may have been lost), and writes a new identity; running gateways adopt
-//! it on their next claim.
+//! (either sorted set may have been lost), records the recovery point
+//! (`billpay:v1:store:recovered_at`) and writes a new identity; running gateways adopt it on
+//! their next claim.
+//!
+//! A store can also lose a tail of writes while keeping its identity (a cut AOF, a lagging
+//! replica promoted). Gateways notice it where it shows: a reference counter below one they
+//! already drew, a payment record missing (or still "claimed") when its call's outcome comes
+//! back, a retry whose record this process wrote minutes ago is gone. They then put the
+//! record back from their own copy and replace the identity with a lost mark
+//! ([`identity::LOST_MARK`]), which every replica reads as no identity. Provider references
+//! are drawn between a per-provider clock's floor and ceiling ([`identity::ReferenceClock`]),
+//! so `store recover` starts above every reference sent even with every counter lost.
 //!
 //! ## Redis Cluster: which keys share a slot, and why
 //!
@@ -106,6 +117,17 @@ pub enum GuardedWrite {
     Exists,
     /// The guard key did not hold the expected value; nothing was written.
     GuardFailed,
+}
+
+/// What [`Store::increment_guarded`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Increment {
+    /// The counter moved from `previous` (0 when it was missing) to `value`.
+    Issued { value: u64, previous: u64 },
+    /// The guard key did not hold the expected value; nothing changed.
+    GuardFailed,
+    /// The next value would pass the ceiling; nothing changed. The counter's value.
+    AboveCeiling(u64),
 }
 
 /// What [`Store::read_guard`] found.
@@ -204,20 +226,25 @@ pub trait Store: Send + Sync + 'static {
     async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
     /// Removes `key`.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
-    /// Increments the counter at `key` and returns the new value, only while the guard
-    /// `guard_key` holds `guard_value` (`None`, nothing changed, when it does not), checked
-    /// and done in one atomic step (a Lua script in Redis; on a cluster with the guard's copy
-    /// in `key`'s slot, as [`Store::set_if_absent_guarded`]). A missing counter starts at
-    /// `seed`. The provider reference counters are guarded by the store identity: on a cluster
-    /// the shard holding a counter can lose it while the payment's own shard is healthy, and a
-    /// counter restarted from its seed would hand out references a provider already saw.
+    /// Moves the counter at `key` to `max(counter + 1, floor)` (a missing counter counts as 0)
+    /// and answers the value before and after, only while the guard `guard_key` holds
+    /// `guard_value` and the new value stays at or below `ceiling`; checked and done in one
+    /// atomic step (a Lua script in Redis; on a cluster with the guard's copy in `key`'s slot,
+    /// as [`Store::set_if_absent_guarded`]). The provider reference counters are guarded by
+    /// the store identity: on a cluster the shard holding a counter can lose it while the
+    /// payment's own shard is healthy, and a counter restarted from nothing would hand out
+    /// references a provider already saw. `floor` and `ceiling` come from the reference clock
+    /// (see [`identity::ReferenceClock`]): the floor keeps a lost counter from going back
+    /// below what the clock (and this process) already used, the ceiling keeps every reference
+    /// below what `store recover` will start above.
     async fn increment_guarded(
         &self,
         guard_key: &str,
         guard_value: &[u8],
         key: &str,
-        seed: u64,
-    ) -> Result<Option<u64>, StoreError>;
+        floor: u64,
+        ceiling: u64,
+    ) -> Result<Increment, StoreError>;
     /// Adds or moves `member` in the schedule `set`, due at `due_ms` (unix ms).
     async fn schedule(&self, set: &str, member: &str, due_ms: i64) -> Result<(), StoreError>;
     /// Adds `member` to `set` at `due_ms` only if it is not there yet (Redis `ZADD NX`);
@@ -327,6 +354,11 @@ pub mod keys {
     /// The journal index: sorted set of payment id -> creation time (unix ms), for operators.
     pub fn journal_index() -> String {
         format!("{PREFIX}:journal")
+    }
+
+    /// When `store recover` last ran (unix ms): requests created before it are refused.
+    pub fn recovered_at() -> String {
+        format!("{PREFIX}:store:recovered_at")
     }
 
     /// The store identity (epoch): written once per store, never expires. Its absence means

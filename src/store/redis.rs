@@ -21,7 +21,7 @@ use redis::{
 };
 use tokio::sync::OnceCell;
 
-use super::{slots, Durability, Guard, GuardCopies, GuardedWrite, Store, StoreError};
+use super::{slots, Durability, Guard, GuardCopies, GuardedWrite, Increment, Store, StoreError};
 
 /// Guard copies read or written per command (or at once) on a cluster, so that each step
 /// stays well inside the command timeout.
@@ -38,14 +38,21 @@ struct SlotRange {
 }
 
 /// The guarded increment: KEYS[1] the guard (store identity), KEYS[2] the counter; ARGV[1]
-/// the expected guard value, ARGV[2] the seed a missing counter starts at. -1 when the guard
-/// does not hold (nothing changed), else the new value. One script, so atomic.
-const GUARDED_INCREMENT_FROM_SEED: &str = r"
+/// the expected guard value, ARGV[2] the floor, ARGV[3] the ceiling. `{-1, 0}` when the guard
+/// does not hold, `{-2, current}` when `max(current + 1, floor)` would pass the ceiling (nothing
+/// changed either way), else `{new, previous}`. One script, so atomic. Lua numbers are doubles:
+/// exact up to 2^53, far above any reference counter (see `identity::ReferenceClock`).
+const GUARDED_INCREMENT: &str = r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return -1
+  return {-1, 0}
 end
-redis.call('SET', KEYS[2], ARGV[2], 'NX')
-return redis.call('INCR', KEYS[2])
+local current = tonumber(redis.call('GET', KEYS[2]) or '0')
+local next = math.max(current + 1, tonumber(ARGV[2]))
+if next > tonumber(ARGV[3]) then
+  return {-2, current}
+end
+redis.call('SET', KEYS[2], string.format('%.0f', next))
+return {next, current}
 ";
 
 /// Moves a due schedule entry to its lease time; 1 when this caller claimed it.
@@ -222,7 +229,7 @@ impl RedisStore {
             cas_ttl: redis::Script::new(COMPARE_AND_SWAP_WITH_TTL),
             guarded_claim: redis::Script::new(GUARDED_SET_IF_ABSENT),
             raise: redis::Script::new(RAISE_COUNTER),
-            increment: redis::Script::new(GUARDED_INCREMENT_FROM_SEED),
+            increment: redis::Script::new(GUARDED_INCREMENT),
             claim: redis::Script::new(CLAIM_DUE),
         }
     }
@@ -630,20 +637,30 @@ impl Store for RedisStore {
         guard_key: &str,
         guard_value: &[u8],
         key: &str,
-        seed: u64,
-    ) -> Result<Option<u64>, StoreError> {
+        floor: u64,
+        ceiling: u64,
+    ) -> Result<Increment, StoreError> {
         let guard_key = self.guard_beside(guard_key, key);
         let guard_key = guard_key.as_str();
         self.run(|mut c| async move {
-            let value: i64 = self
+            let (value, other): (i64, i64) = self
                 .increment
                 .key(guard_key)
                 .key(key)
                 .arg(guard_value)
-                .arg(seed)
+                .arg(floor)
+                .arg(ceiling)
                 .invoke_async(&mut c)
                 .await?;
-            Ok(u64::try_from(value).ok())
+            let other = u64::try_from(other).unwrap_or(0);
+            Ok(match value {
+                -1 => Increment::GuardFailed,
+                -2 => Increment::AboveCeiling(other),
+                value => Increment::Issued {
+                    value: u64::try_from(value).unwrap_or(0),
+                    previous: other,
+                },
+            })
         })
         .await
     }

@@ -72,6 +72,11 @@ fn default_connect_timeout_ms() -> u64 {
 }
 
 impl InterswitchConfig {
+    /// How many references the digits after the prefix number.
+    pub fn reference_capacity(&self) -> u64 {
+        10u64.pow(self.request_reference_length.saturating_sub(4))
+    }
+
     /// Checks what the provider would otherwise reject at the first payment.
     pub fn validate(&self) -> Result<(), String> {
         let p = &self.request_reference_prefix;
@@ -123,6 +128,7 @@ pub struct Interswitch {
 impl Interswitch {
     /// Builds the client from validated configuration.
     pub fn new(config: InterswitchConfig) -> Self {
+        let reference_capacity = config.reference_capacity();
         Self {
             http: http::client(
                 Duration::from_millis(config.connect_timeout_ms),
@@ -135,7 +141,7 @@ impl Interswitch {
                 method: config.signature_method,
             },
             terminal_id: config.terminal_id,
-            reference_capacity: 10u64.pow(config.request_reference_length - 4),
+            reference_capacity,
             guard: CallGuard::new("interswitch", &config.limits),
             reference_prefix: config.request_reference_prefix,
         }
@@ -338,6 +344,10 @@ impl Provider for Interswitch {
 
     fn accepting_calls(&self) -> Result<(), ProviderError> {
         self.guard.check()
+    }
+
+    fn reference_capacity(&self) -> Option<u64> {
+        Some(self.reference_capacity)
     }
 
     fn payment_reference(&self, sequence: u64) -> Option<String> {
