@@ -506,24 +506,6 @@ async fn payments_faster_than_the_reference_format_allows_are_refused_unsent() {
     gw.stop().await;
 }
 
-/// The append-only file's tail (the incremental file of Redis 7's multi-part AOF) of the
-/// test's `redis`: tests/common/redis.rs keeps each server's files in
-/// `<tmp>/billpay-redis-<port>-<pid>`.
-fn aof_tail(redis: &RedisServer) -> std::path::PathBuf {
-    let dir = std::env::temp_dir()
-        .join(format!(
-            "billpay-redis-{}-{}",
-            redis.port,
-            std::process::id()
-        ))
-        .join("appendonlydir");
-    std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with(".incr.aof"))
-        .expect("an incremental AOF file")
-}
-
 #[tokio::test]
 async fn a_cut_aof_tail_is_noticed_by_the_live_gateway_and_no_reference_is_reused() {
     let redis = initialised_redis();
@@ -534,8 +516,7 @@ async fn a_cut_aof_tail_is_noticed_by_the_live_gateway_and_no_reference_is_reuse
         .pay(payment_request("aof-1", "90101", "0000000000", 1_000))
         .await;
     // Every write so far is on disk (appendfsync always): the cut keeps exactly these.
-    let tail = aof_tail(&redis);
-    let keep = std::fs::metadata(&tail).unwrap().len();
+    let keep = redis.aof_len();
     let mut lost = Vec::new();
     for n in 2..4 {
         lost.push(
@@ -550,9 +531,7 @@ async fn a_cut_aof_tail_is_noticed_by_the_live_gateway_and_no_reference_is_reuse
     }
     // A host crash that takes the AOF's last writes with it; the identity survives.
     redis.kill();
-    let file = std::fs::OpenOptions::new().write(true).open(&tail).unwrap();
-    file.set_len(keep).unwrap();
-    drop(file);
+    redis.cut_aof_to(keep);
     redis.restart();
     assert!(store
         .get(&keys::payment(&lost[1].payment_id))

@@ -158,8 +158,8 @@ pub async fn one_request_id_one_provider_call(
 /// Follows a PENDING `payment` to its end the way a careful client does: it sends the same
 /// request again until the answer is final. A PENDING answer is rare here: on an overloaded
 /// machine the store can time out around the in-flight mark, and the payment then waits for
-/// the in-flight expiry (the gateway's default, 180 s) before a retry takes
-/// it over and asks the provider, so the wait is bounded by that expiry, not by a guess.
+/// the in-flight expiry (the gateway's default, 180 s) before reconciliation
+/// asks the provider, so the wait is bounded by that expiry, not by a guess.
 async fn settled(
     c: &mut PaymentServiceClient<Channel>,
     request: pb::CreatePaymentRequest,
