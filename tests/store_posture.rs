@@ -280,7 +280,8 @@ async fn a_host_crash_cutting_the_aof_tail_loses_nothing_the_default_posture_ack
 }
 
 #[tokio::test]
-async fn with_the_everysec_opt_in_a_host_crash_takes_back_acknowledged_writes() {
+async fn with_the_everysec_opt_in_a_host_crash_takes_back_acknowledged_writes_and_raises_the_alarm()
+{
     // What `accept_loss_window = "everysec"` risks, shown: a payment acknowledged and sent,
     // then the AOF's tail (its writes) lost in a host crash. The store forgets the payment the
     // provider was paid for; the default posture refuses this store for that reason.
@@ -330,6 +331,25 @@ async fn with_the_everysec_opt_in_a_host_crash_takes_back_acknowledged_writes() 
         store.get(&key(&lost)).await.unwrap().is_none(),
         "the acknowledged payment is gone with the tail"
     );
+    // The gateway noticed: its next reference would be one the provider already saw (the
+    // counter went back with the tail), so it raises the store-loss alarm instead of sending.
+    let next = loop {
+        match gw.payments().create_payment(request("tail-next")).await {
+            Err(s) if s.message().contains("store unavailable") => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            other => break other,
+        }
+    };
+    assert_error(&next.unwrap_err(), Code::Unavailable, "STORE_DATA_LOST");
+    // The lost payment's retry is not paid again either.
+    let retry = gw.payments().create_payment(request("tail-lost")).await;
+    assert_error(&retry.unwrap_err(), Code::Unavailable, "STORE_DATA_LOST");
+    assert_eq!(
+        sims.calls.get("interswitch", "pay"),
+        2,
+        "no reference reused"
+    );
     gw.stop().await;
 }
 
@@ -350,7 +370,8 @@ async fn everysec_with_a_replica_acknowledging_every_claim_is_accepted() {
     }
     let replicas = StorePolicy {
         min_replica_acks: 1,
-        replica_ack_timeout: Duration::from_millis(500),
+        // Generous: the replica shares two busy cores with every other test.
+        replica_ack_timeout: Duration::from_secs(5),
         ..StorePolicy::default()
     };
     let gw = gateway(&sims, &primary, replicas).await;
