@@ -121,9 +121,9 @@ impl RedisServer {
         assert!(status.success(), "redis-server failed to start");
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-                && self.pid().is_some()
-            {
+            // Accepting connections is not enough: while it loads its files Redis answers
+            // every command LOADING, so it is up when PING answers PONG.
+            if self.pid().is_some() && answers_pong(self.port) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -383,4 +383,18 @@ impl Drop for RedisCluster {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Whether the Redis on `port` answers PING with PONG (not LOADING, not refused).
+fn answers_pong(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    if stream.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut answer = [0u8; 5];
+    stream.read_exact(&mut answer).is_ok() && &answer == b"+PONG"
 }
