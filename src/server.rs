@@ -177,9 +177,11 @@ pub async fn run(
     }
 
     // Both reflection versions list everything, each other included: grpcurl 1.8.6 and
-    // Python's reflection client only speak v1alpha.
-    let reflection_v1 = reflection().build_v1()?;
-    let reflection_v1alpha = reflection().build_v1alpha()?;
+    // Python's reflection client only speak v1alpha. The operator service is described only
+    // while it is enabled at start.
+    let operator = gateway.operator_enabled();
+    let reflection_v1 = reflection(operator)?.build_v1()?;
+    let reflection_v1alpha = reflection(operator)?.build_v1alpha()?;
 
     if !server.metrics_listen.is_empty() {
         let metrics_listener = TcpListener::bind(&server.metrics_listen).await?;
@@ -285,15 +287,33 @@ fn tls_config(
     Ok(config)
 }
 
+/// The file that declares `billpay.v1.OperatorService`; no other proto imports it.
+const OPERATOR_PROTO: &str = "billpay/v1/operator.proto";
+
+/// Our descriptor set, without the operator file unless `operator` is on: a disabled service is
+/// not advertised (nor its messages), though its path still answers UNIMPLEMENTED.
+fn billpay_descriptors(
+    operator: bool,
+) -> Result<prost_types::FileDescriptorSet, prost::DecodeError> {
+    use prost::Message;
+    let mut set = prost_types::FileDescriptorSet::decode(pb::FILE_DESCRIPTOR_SET)?;
+    if !operator {
+        set.file.retain(|f| f.name() != OPERATOR_PROTO);
+    }
+    Ok(set)
+}
+
 /// Reflection over our protos and every descriptor a client may ask for: google.rpc error
 /// details, health, and both reflection versions.
-fn reflection() -> tonic_reflection::server::Builder<'static> {
-    tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+fn reflection(
+    operator: bool,
+) -> Result<tonic_reflection::server::Builder<'static>, prost::DecodeError> {
+    Ok(tonic_reflection::server::Builder::configure()
+        .register_file_descriptor_set(billpay_descriptors(operator)?)
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET))
 }
 
 async fn set_all(health: &HealthReporter, status: ServingStatus) {
