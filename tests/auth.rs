@@ -743,3 +743,99 @@ async fn a_retry_across_a_payment_id_key_change_replays_with_the_previous_key_li
     // Previous keys are keys: too short is refused at start.
     assert!(Authenticator::new(&config(NEW, Some("short"))).is_err());
 }
+
+/// A log writer the test reads back.
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn a_resolution_records_the_authenticated_caller_beside_the_claimed_operator() {
+    let logs = Logs::default();
+    // A current-thread runtime: the server's tasks log through this thread's subscriber.
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .without_time()
+            .finish(),
+    );
+    let store = Arc::new(MemoryStore::default());
+    let (_sims, gw) = gateway_over(
+        AuthConfig {
+            mode: AuthMode::ApiKey,
+            callers: callers(),
+            payment_id_key: Some("test-payment-id-key-5e1f".to_owned().into()),
+            ..Default::default()
+        },
+        store.clone(),
+    )
+    .await;
+    gw.gateway.set_operator_enabled(true);
+    // Customer 1111111112 stays PENDING at the simulator.
+    let payment = gw
+        .payments()
+        .create_payment(bearer(
+            payment_request("to-resolve", "90101", "1111111112", 2_000),
+            SHOP_KEY,
+        ))
+        .await
+        .expect("paid")
+        .into_inner()
+        .payment
+        .unwrap();
+    assert_eq!(payment.state, pb::PaymentState::Pending as i32);
+    // The ops caller claims to be someone else by name.
+    OperatorServiceClient::new(gw.channel.clone())
+        .resolve_payment(bearer(
+            pb::ResolvePaymentRequest {
+                request_id: "resolve-1".into(),
+                payment_id: payment.payment_id.clone(),
+                state: pb::PaymentState::Failed as i32,
+                provider_code: "70120".into(),
+                note: "declined per support ticket 4711".into(),
+                operator: "grace@ops".into(),
+                ..Default::default()
+            },
+            OPS_KEY,
+        ))
+        .await
+        .expect("resolved");
+    use billpay_gateway::store::Store;
+    let stored: billpay_gateway::domain::PaymentRecord = serde_json::from_slice(
+        &store
+            .get(&billpay_gateway::store::keys::payment(&payment.payment_id))
+            .await
+            .unwrap()
+            .expect("stored"),
+    )
+    .unwrap();
+    let entry = stored.audit.last().expect("an audit entry");
+    assert_eq!(entry.operator, "grace@ops");
+    assert_eq!(entry.caller, "ops");
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("payment resolved by an operator"))
+        .unwrap_or_else(|| panic!("no audit line in {text}"));
+    assert!(line.contains(" audit:"), "{line}");
+    assert!(line.contains(r#"operator="grace@ops""#), "{line}");
+    assert!(line.contains(r#"caller="ops""#), "{line}");
+    assert!(line.contains(&payment.payment_id), "{line}");
+}
