@@ -128,6 +128,8 @@ pub struct Metrics {
     pub rate_limited: Family<CallerName, Counter>,
     /// Calls the auth layer refused (no or unknown credentials, a method not allowed), by reason.
     pub auth_refusals: Family<RefusalLabels, Counter>,
+    /// Connections the listener closed before serving them, by reason.
+    pub listener_refused: Family<RefusalLabels, Counter>,
     /// The store posture last read: 1 for the current one.
     pub store_posture: Family<PostureLabels, Gauge>,
     /// Payments (and follow-ups) refused because of the store posture.
@@ -156,6 +158,7 @@ impl Metrics {
             journal_index_trimmed: Counter::default(),
             rate_limited: Family::default(),
             auth_refusals: Family::default(),
+            listener_refused: Family::default(),
             store_posture: Family::default(),
             store_posture_refusals: Counter::default(),
             store_loss_window_accepted: Family::default(),
@@ -233,6 +236,12 @@ impl Metrics {
              none that names a caller) or method_not_allowed; logged at most once per second per \
              reason",
             m.auth_refusals.clone(),
+        );
+        registry.register(
+            "listener_refused_connections",
+            "Connections closed before serving: reason max_connections, max_connections_per_peer \
+             ([server] limits) or preface_timeout (no first bytes within preface_timeout_ms)",
+            m.listener_refused.clone(),
         );
         registry.register(
             "store_posture",

@@ -216,7 +216,18 @@ pub async fn run(
         Some(a) => a.clone(),
         None => Arc::new(crate::auth::Authenticator::new(&Default::default())?),
     };
-    let mut builder = Server::builder();
+    let ms = Duration::from_millis;
+    let nonzero = |v: u64| (v > 0).then(|| ms(v));
+    let mut builder = Server::builder()
+        .max_concurrent_streams(server.max_concurrent_streams)
+        .http2_keepalive_interval(nonzero(server.http2_keepalive_interval_ms))
+        .http2_keepalive_timeout(Some(ms(server.http2_keepalive_timeout_ms)))
+        .http2_max_header_list_size(server.http2_max_header_list_size);
+    if server.max_connection_age_ms > 0 {
+        builder = builder
+            .max_connection_age(ms(server.max_connection_age_ms))
+            .max_connection_age_grace(ms(server.max_connection_age_grace_ms));
+    }
     if let Some(tls) = &server.tls {
         builder = builder.tls_config(tls_config(tls)?)?;
         tracing::info!(
@@ -224,6 +235,19 @@ pub async fn run(
             "TLS on the gRPC listener"
         );
     }
+    // TCP_NODELAY: without it small HTTP/2 frames wait for the peer's delayed ACK (40 ms
+    // p99 on every call, see BENCHMARKS.md). tonic's own nodelay and keepalive settings do not
+    // apply to a listener passed in. Then the connection limits (crate::listener).
+    let (incoming, accept) = crate::listener::limit(
+        TcpIncoming::from(listener)
+            .with_nodelay(Some(true))
+            .with_keepalive(nonzero(server.tcp_keepalive_ms)),
+        crate::listener::Limits {
+            max_connections: server.max_connections,
+            max_connections_per_peer: server.max_connections_per_peer,
+            preface_timeout: ms(server.preface_timeout_ms),
+        },
+    );
     let serve = builder
         .layer(RequestIdLayer)
         .layer(FrameworkStatusLayer {
@@ -242,15 +266,9 @@ pub async fn run(
         // `[operator] enabled`.
         .add_service(OperatorServiceServer::new(api.clone()).max_decoding_message_size(limit))
         .add_service(AccountServiceServer::new(api).max_decoding_message_size(limit))
-        // TCP_NODELAY: without it small HTTP/2 frames wait for the peer's delayed ACK (40 ms
-        // p99 on every call, see BENCHMARKS.md). tonic's own nodelay setting does not apply to
-        // a listener passed in.
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            async {
-                let _ = stop_rx.await;
-            },
-        );
+        .serve_with_incoming_shutdown(incoming, async {
+            let _ = stop_rx.await;
+        });
     let drain = Duration::from_millis(server.drain_timeout_ms);
     let drain_expired = async move {
         if draining_rx.await.is_err() {
@@ -265,6 +283,7 @@ pub async fn run(
             Ok(())
         }
     };
+    accept.abort();
     reconciler.abort();
     journal_trim.abort();
     payments.finish_payments(drain).await;
