@@ -133,6 +133,7 @@ pub fn build_gateway(
         );
     }
     let mut server = config.server;
+    check_listener_limits(&server)?;
     if authenticator.mode() == crate::auth::AuthMode::Mtls
         && server
             .tls
@@ -151,6 +152,31 @@ pub fn build_gateway(
         posture_recheck: Duration::from_millis(config.store.posture_recheck_ms),
     });
     Ok((gateway, server))
+}
+
+/// `[server]`'s listener limits, checked: a zero that would refuse every connection or call is
+/// a mistake, not a setting.
+fn check_listener_limits(server: &ServerConfig) -> Result<(), String> {
+    for (name, value) in [
+        (
+            "max_concurrent_streams",
+            u64::from(server.max_concurrent_streams),
+        ),
+        ("preface_timeout_ms", server.preface_timeout_ms),
+        (
+            "http2_keepalive_timeout_ms",
+            server.http2_keepalive_timeout_ms,
+        ),
+        (
+            "http2_max_header_list_size",
+            u64::from(server.http2_max_header_list_size),
+        ),
+    ] {
+        if value == 0 {
+            return Err(format!("server.{name} must be above 0"));
+        }
+    }
+    Ok(())
 }
 
 /// Serves on `listener` until `shutdown` resolves; then health says NOT_SERVING for
@@ -434,6 +460,18 @@ mod tests {
         assert!(e.contains("not both"), "{e}");
         // No provider, nothing to pay twice.
         assert!(build_gateway(Config::default(), false).is_ok());
+    }
+
+    #[test]
+    fn listener_limits_of_zero_are_refused_at_start() {
+        let mut config = Config::default();
+        config.server.preface_timeout_ms = 0;
+        let e = build_gateway(config, true).err().expect("refused");
+        assert!(e.contains("server.preface_timeout_ms"), "{e}");
+        let mut config = Config::default();
+        config.server.max_concurrent_streams = 0;
+        let e = build_gateway(config, true).err().expect("refused");
+        assert!(e.contains("server.max_concurrent_streams"), "{e}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The listener's limits through a real server and raw TCP clients: the advertised HTTP/2
 //! MAX_CONCURRENT_STREAMS, a connection that never sends its preface closed within
-//! `preface_timeout_ms`, and connections over the per-peer limit closed at once while the
+//! `preface_timeout_ms`, and connections over the total or per-peer limit closed at once while the
 //! admitted ones keep being served.
 
 mod common;
@@ -136,6 +136,28 @@ async fn connections_over_the_per_peer_limit_are_closed_and_the_others_served() 
         metrics.contains(
             r#"billpay_listener_refused_connections_total{reason="max_connections_per_peer"} 1"#
         ),
+        "{metrics}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn connections_over_the_total_limit_are_closed_and_the_others_served() {
+    let gw = gateway(ServerConfig {
+        max_connections: 2,
+        max_connections_per_peer: 0,
+        preface_timeout_ms: 600_000,
+        ..Default::default()
+    })
+    .await;
+    let _held = TcpStream::connect(gw.addr).await.unwrap();
+    let mut over = TcpStream::connect(gw.addr).await.unwrap();
+    assert!(closed_by_server(&mut over).await, "third connection served");
+    healthy(&gw).await;
+    let metrics = billpay_gateway::metrics::global().render();
+    assert!(
+        metrics
+            .contains(r#"billpay_listener_refused_connections_total{reason="max_connections"} 1"#),
         "{metrics}"
     );
     gw.stop().await;
