@@ -78,6 +78,9 @@ pub struct ServerConfig {
     /// How long a new connection may take to send its first 24 bytes (the HTTP/2 preface; with
     /// TLS the start of its ClientHello) before it is closed, milliseconds.
     pub preface_timeout_ms: u64,
+    /// With `[server.tls]`: how long the TLS handshake may take once the connection sent its
+    /// first bytes, milliseconds; a stalled handshake is closed after it.
+    pub tls_handshake_timeout_ms: u64,
     /// Interval of HTTP/2 PING frames on a connection, milliseconds (0: none).
     pub http2_keepalive_interval_ms: u64,
     /// How long a PING may go unanswered before the connection is closed, milliseconds.
@@ -114,6 +117,7 @@ impl Default for ServerConfig {
             max_connections: 4_096,
             max_connections_per_peer: 1_024,
             preface_timeout_ms: 10_000,
+            tls_handshake_timeout_ms: 10_000,
             http2_keepalive_interval_ms: 60_000,
             http2_keepalive_timeout_ms: 20_000,
             tcp_keepalive_ms: 60_000,

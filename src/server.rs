@@ -163,6 +163,7 @@ fn check_listener_limits(server: &ServerConfig) -> Result<(), String> {
             u64::from(server.max_concurrent_streams),
         ),
         ("preface_timeout_ms", server.preface_timeout_ms),
+        ("tls_handshake_timeout_ms", server.tls_handshake_timeout_ms),
         (
             "http2_keepalive_timeout_ms",
             server.http2_keepalive_timeout_ms,
@@ -255,7 +256,8 @@ pub async fn run(
             .max_connection_age_grace(ms(server.max_connection_age_grace_ms));
     }
     if let Some(tls) = &server.tls {
-        builder = builder.tls_config(tls_config(tls)?)?;
+        builder =
+            builder.tls_config(tls_config(tls)?.timeout(ms(server.tls_handshake_timeout_ms)))?;
         tracing::info!(
             mutual = tls.client_ca_file.is_some(),
             "TLS on the gRPC listener"

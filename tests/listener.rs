@@ -1,7 +1,8 @@
 //! The listener's limits through a real server and raw TCP clients: the advertised HTTP/2
 //! MAX_CONCURRENT_STREAMS, a connection that never sends its preface closed within
 //! `preface_timeout_ms`, and connections over the total or per-peer limit closed at once while the
-//! admitted ones keep being served.
+//! admitted ones keep being served; with TLS, a stalled handshake closed after
+//! `tls_handshake_timeout_ms`.
 
 mod common;
 
@@ -161,4 +162,49 @@ async fn connections_over_the_total_limit_are_closed_and_the_others_served() {
         "{metrics}"
     );
     gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_stalled_tls_handshake_is_closed() {
+    let certs = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/certs");
+    let gateway = billpay_gateway::gateway::Gateway::new(
+        Default::default(),
+        Arc::new(MemoryStore::default()),
+        PaymentSettings::default(),
+        Default::default(),
+        false,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(billpay_gateway::server::run(
+        listener,
+        gateway,
+        ServerConfig {
+            shutdown_grace_ms: 0,
+            tls_handshake_timeout_ms: 300,
+            tls: Some(billpay_gateway::config::TlsConfig {
+                cert_file: format!("{certs}/server.pem"),
+                key_file: format!("{certs}/server-key.pem"),
+                client_ca_file: None,
+            }),
+            ..Default::default()
+        },
+        Duration::from_millis(250),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    // A TLS handshake record announcing 512 bytes, of which 19 come: past the first-bytes
+    // deadline, then the handshake waits for the rest forever.
+    let mut stalled = TcpStream::connect(addr).await.unwrap();
+    let mut record = vec![0x16, 0x03, 0x01, 0x02, 0x00];
+    record.extend_from_slice(&[0x01; 19]);
+    stalled.write_all(&record).await.unwrap();
+    assert!(
+        closed_by_server(&mut stalled).await,
+        "stalled handshake still open"
+    );
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
 }
