@@ -2,9 +2,8 @@
 //! connections are open in total and per peer address (over either: closed at once), and how
 //! long a new connection may take to send its first bytes (the HTTP/2 preface in plaintext, the
 //! TLS ClientHello's first bytes with TLS; tonic's handshake timeout then bounds the rest of the
-//! handshake) before it is closed. Each admitted connection holds
-//! its places until it closes. Refusals are counted in
-//! `billpay_listener_refused_connections_total{reason}`.
+//! handshake) before it is closed. Each admitted connection holds its places until it closes.
+//! Refusals are counted in `billpay_listener_refused_connections_total{reason}`.
 
 use std::{
     collections::HashMap,
