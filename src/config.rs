@@ -121,7 +121,7 @@ impl Default for ServerConfig {
             http2_keepalive_interval_ms: 60_000,
             http2_keepalive_timeout_ms: 20_000,
             tcp_keepalive_ms: 60_000,
-            max_connection_age_ms: 3_600_000,
+            max_connection_age_ms: 0,
             max_connection_age_grace_ms: 30_000,
             http2_max_header_list_size: 65_536,
             auth: None,
