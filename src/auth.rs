@@ -11,11 +11,17 @@
 //!
 //! Health and reflection stay open (the mesh health-checks without credentials; reflection
 //! only describes the contract).
+//!
+//! A refused call costs the gateway no per-call log line: refusals are counted in
+//! `billpay_auth_refusals_total{reason}` and logged at most once per second per reason, with the
+//! number of refusals left out since the last line ([`RefusalLog`]); the response is marked
+//! [`Refused`] so the request layer writes no `rpc finished` line for it either.
 
 use std::{
     collections::BTreeSet,
-    sync::Arc,
+    sync::{Arc, Mutex},
     task::{Context, Poll},
+    time::Duration,
 };
 
 use http::{HeaderMap, Request, Response};
@@ -303,6 +309,78 @@ pub struct Authenticator {
     callers: Vec<(Vec<u8>, Arc<Caller>)>,
     /// Mode `none`'s one caller (with `[auth]`'s default rate limit, if any).
     anonymous: Arc<Caller>,
+    /// Bounds the log lines of refused calls.
+    refusals: RefusalLog,
+}
+
+/// Why the auth layer refused a call (the `reason` label of `billpay_auth_refusals_total`).
+/// Refusals by a caller's rate limit are counted apart (`billpay_rate_limited_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalReason {
+    /// No credentials, or ones that name no configured caller: UNAUTHENTICATED.
+    Unauthenticated,
+    /// A known caller calling a method it may not: PERMISSION_DENIED.
+    MethodNotAllowed,
+}
+
+impl RefusalReason {
+    const ALL: [RefusalReason; 2] = [Self::Unauthenticated, Self::MethodNotAllowed];
+
+    /// The metric label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Unauthenticated => "unauthenticated",
+            Self::MethodNotAllowed => "method_not_allowed",
+        }
+    }
+}
+
+/// Marks a response the auth layer refused (in the response's extensions): the request layer
+/// counts it but writes no line for it.
+#[derive(Debug, Clone, Copy)]
+pub struct Refused;
+
+/// Log-rate bound for refused calls: at most one line per `every` per reason. A refusal that
+/// does not get a line is counted in the next line's `suppressed`. Time is tokio's clock, so
+/// paused time drives it in tests.
+#[derive(Debug)]
+pub struct RefusalLog {
+    every: Duration,
+    /// Per reason (in [`RefusalReason::ALL`] order): when the last line was written, and how
+    /// many refusals got no line since.
+    windows: [Mutex<(Option<tokio::time::Instant>, u64)>; 2],
+}
+
+impl RefusalLog {
+    /// At most one line per second per reason.
+    pub const EVERY: Duration = Duration::from_secs(1);
+
+    pub fn new(every: Duration) -> Self {
+        Self {
+            every,
+            windows: Default::default(),
+        }
+    }
+
+    /// Notes one refusal for `reason`: `Some(suppressed)` when it is to be logged (with the
+    /// number of refusals left unlogged since the last line), `None` when it is left out.
+    pub fn note(&self, reason: RefusalReason) -> Option<u64> {
+        let index = RefusalReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        let now = tokio::time::Instant::now();
+        let mut window = self.windows[index]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (last, suppressed) = &mut *window;
+        if last.is_some_and(|at| now.duration_since(at) < self.every) {
+            *suppressed += 1;
+            return None;
+        }
+        *last = Some(now);
+        Some(std::mem::take(suppressed))
+    }
 }
 
 impl Authenticator {
@@ -442,6 +520,7 @@ impl Authenticator {
             forwarded_header,
             callers,
             anonymous,
+            refusals: RefusalLog::new(RefusalLog::EVERY),
         })
     }
 
@@ -709,10 +788,33 @@ where
                         })
                         .inc();
                 } else {
-                    tracing::warn!(method = %path, %error, "call refused");
+                    let reason = match error {
+                        GatewayError::CallerNotAllowed { .. } => RefusalReason::MethodNotAllowed,
+                        _ => RefusalReason::Unauthenticated,
+                    };
+                    crate::metrics::global()
+                        .auth_refusals
+                        .get_or_create(&crate::metrics::RefusalLabels {
+                            reason: reason.name().to_owned(),
+                        })
+                        .inc();
+                    // Refusals come at whatever rate a client sends them: a bounded number of
+                    // lines, each saying how many were left out; the counter has them all.
+                    if let Some(suppressed) = self.authenticator.refusals.note(reason) {
+                        tracing::warn!(
+                            method = crate::telemetry::metric_method(&path),
+                            reason = reason.name(),
+                            %error,
+                            suppressed,
+                            "call refused (at most one line per second per reason; \
+                             suppressed: refusals since the last line)"
+                        );
+                    }
                 }
                 let status = crate::api::status::to_status(error);
-                Box::pin(async move { Ok(status.into_http()) })
+                let mut response = status.into_http();
+                response.extensions_mut().insert(Refused);
+                Box::pin(async move { Ok(response) })
             }
         }
     }
@@ -772,5 +874,29 @@ mod tests {
         assert!(Authenticator::new(&config)
             .unwrap_err()
             .contains("api_key_sha256"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refusals_are_logged_at_most_once_per_second_per_reason_with_the_rest_counted() {
+        let log = RefusalLog::new(RefusalLog::EVERY);
+        // The first refusal is logged; the next 999 within the second are not.
+        assert_eq!(log.note(RefusalReason::Unauthenticated), Some(0));
+        for _ in 0..999 {
+            assert_eq!(log.note(RefusalReason::Unauthenticated), None);
+        }
+        // Another reason has its own budget.
+        assert_eq!(log.note(RefusalReason::MethodNotAllowed), Some(0));
+        assert_eq!(log.note(RefusalReason::MethodNotAllowed), None);
+        tokio::time::advance(Duration::from_millis(999)).await;
+        assert_eq!(log.note(RefusalReason::Unauthenticated), None);
+        // A second after the last line: one line, saying how many were left out.
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(log.note(RefusalReason::Unauthenticated), Some(1_000));
+        assert_eq!(log.note(RefusalReason::Unauthenticated), None);
+        assert_eq!(log.note(RefusalReason::MethodNotAllowed), Some(1));
+        // A quiet spell: the next refusal is logged at once, with nothing left out.
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(log.note(RefusalReason::Unauthenticated), Some(1));
+        assert_eq!(log.note(RefusalReason::MethodNotAllowed), Some(0));
     }
 }

@@ -67,6 +67,33 @@ pub struct ServerConfig {
     pub max_request_bytes: usize,
     /// `[server.tls]`: TLS on the gRPC listener; with `client_ca_file`, mutual TLS.
     pub tls: Option<TlsConfig>,
+    /// HTTP/2 streams (calls) a client may have open at once on one connection, advertised as
+    /// SETTINGS_MAX_CONCURRENT_STREAMS; streams.
+    pub max_concurrent_streams: u32,
+    /// Open connections in total; more are closed at once (0: unlimited); connections.
+    pub max_connections: usize,
+    /// Open connections from one peer IP address; more are closed at once (0: unlimited).
+    /// Behind a sidecar every connection comes from its address; connections.
+    pub max_connections_per_peer: usize,
+    /// How long a new connection may take to send its first 24 bytes (the HTTP/2 preface; with
+    /// TLS the start of its ClientHello) before it is closed, milliseconds.
+    pub preface_timeout_ms: u64,
+    /// With `[server.tls]`: how long the TLS handshake may take once the connection sent its
+    /// first bytes, milliseconds; a stalled handshake is closed after it.
+    pub tls_handshake_timeout_ms: u64,
+    /// Interval of HTTP/2 PING frames on a connection, milliseconds (0: none).
+    pub http2_keepalive_interval_ms: u64,
+    /// How long a PING may go unanswered before the connection is closed, milliseconds.
+    pub http2_keepalive_timeout_ms: u64,
+    /// TCP keepalive idle time before probes, milliseconds (0: off).
+    pub tcp_keepalive_ms: u64,
+    /// Age after which a connection is told to go away (GOAWAY; clients reconnect), which also
+    /// ends idle connections, milliseconds (0: no limit).
+    pub max_connection_age_ms: u64,
+    /// After that GOAWAY, how long its calls may still run before it is closed, milliseconds.
+    pub max_connection_age_grace_ms: u64,
+    /// Largest header block (all metadata of one call) accepted, bytes.
+    pub http2_max_header_list_size: u32,
     /// Who may call (from `[auth]`, built at start); `None` is mode `none`.
     #[serde(skip)]
     pub auth: Option<std::sync::Arc<crate::auth::Authenticator>>,
@@ -86,6 +113,17 @@ impl Default for ServerConfig {
             metrics_listen: String::new(),
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             tls: None,
+            max_concurrent_streams: 256,
+            max_connections: 4_096,
+            max_connections_per_peer: 1_024,
+            preface_timeout_ms: 10_000,
+            tls_handshake_timeout_ms: 10_000,
+            http2_keepalive_interval_ms: 60_000,
+            http2_keepalive_timeout_ms: 20_000,
+            tcp_keepalive_ms: 60_000,
+            max_connection_age_ms: 0,
+            max_connection_age_grace_ms: 30_000,
+            http2_max_header_list_size: 65_536,
             auth: None,
         }
     }
@@ -249,6 +287,10 @@ const NUMERIC_KEYS: &[&str] = &[
     "page_size",
     "max_pages",
     "max_request_bytes",
+    "max_concurrent_streams",
+    "max_connections",
+    "max_connections_per_peer",
+    "http2_max_header_list_size",
     "rate_per_second",
     "burst",
 ];

@@ -11,6 +11,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod gateway;
+pub mod listener;
 pub mod metrics;
 pub mod pb;
 pub mod providers;

@@ -73,6 +73,12 @@ pub struct CallerName {
     pub caller: String,
 }
 
+/// Labels of an auth refusal count: `unauthenticated` or `method_not_allowed` (a fixed set).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    pub reason: String,
+}
+
 /// Labels of the store posture gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PostureLabels {
@@ -120,6 +126,10 @@ pub struct Metrics {
     pub journal_index_trimmed: Counter,
     /// Calls refused by the caller's rate limit.
     pub rate_limited: Family<CallerName, Counter>,
+    /// Calls the auth layer refused (no or unknown credentials, a method not allowed), by reason.
+    pub auth_refusals: Family<RefusalLabels, Counter>,
+    /// Connections the listener closed before serving them, by reason.
+    pub listener_refused: Family<RefusalLabels, Counter>,
     /// The store posture last read: 1 for the current one.
     pub store_posture: Family<PostureLabels, Gauge>,
     /// Payments (and follow-ups) refused because of the store posture.
@@ -147,6 +157,8 @@ impl Metrics {
             store_losses_detected: Family::default(),
             journal_index_trimmed: Counter::default(),
             rate_limited: Family::default(),
+            auth_refusals: Family::default(),
+            listener_refused: Family::default(),
             store_posture: Family::default(),
             store_posture_refusals: Counter::default(),
             store_loss_window_accepted: Family::default(),
@@ -217,6 +229,19 @@ impl Metrics {
             "rate_limited",
             "Calls refused by the caller's rate limit ([auth] rate_per_second, burst), per replica",
             m.rate_limited.clone(),
+        );
+        registry.register(
+            "auth_refusals",
+            "Calls refused before any work for their credentials: reason unauthenticated (none, or \
+             none that names a caller) or method_not_allowed; logged at most once per second per \
+             reason",
+            m.auth_refusals.clone(),
+        );
+        registry.register(
+            "listener_refused_connections",
+            "Connections closed before serving: reason max_connections, max_connections_per_peer \
+             ([server] limits) or preface_timeout (no first bytes within preface_timeout_ms)",
+            m.listener_refused.clone(),
         );
         registry.register(
             "store_posture",

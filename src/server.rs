@@ -133,6 +133,7 @@ pub fn build_gateway(
         );
     }
     let mut server = config.server;
+    check_listener_limits(&server)?;
     if authenticator.mode() == crate::auth::AuthMode::Mtls
         && server
             .tls
@@ -151,6 +152,32 @@ pub fn build_gateway(
         posture_recheck: Duration::from_millis(config.store.posture_recheck_ms),
     });
     Ok((gateway, server))
+}
+
+/// `[server]`'s listener limits, checked: a zero that would refuse every connection or call is
+/// a mistake, not a setting.
+fn check_listener_limits(server: &ServerConfig) -> Result<(), String> {
+    for (name, value) in [
+        (
+            "max_concurrent_streams",
+            u64::from(server.max_concurrent_streams),
+        ),
+        ("preface_timeout_ms", server.preface_timeout_ms),
+        ("tls_handshake_timeout_ms", server.tls_handshake_timeout_ms),
+        (
+            "http2_keepalive_timeout_ms",
+            server.http2_keepalive_timeout_ms,
+        ),
+        (
+            "http2_max_header_list_size",
+            u64::from(server.http2_max_header_list_size),
+        ),
+    ] {
+        if value == 0 {
+            return Err(format!("server.{name} must be above 0"));
+        }
+    }
+    Ok(())
 }
 
 /// Serves on `listener` until `shutdown` resolves; then health says NOT_SERVING for
@@ -177,9 +204,11 @@ pub async fn run(
     }
 
     // Both reflection versions list everything, each other included: grpcurl 1.8.6 and
-    // Python's reflection client only speak v1alpha.
-    let reflection_v1 = reflection().build_v1()?;
-    let reflection_v1alpha = reflection().build_v1alpha()?;
+    // Python's reflection client only speak v1alpha. The operator service is described only
+    // while it is enabled at start.
+    let operator = gateway.operator_enabled();
+    let reflection_v1 = reflection(operator)?.build_v1()?;
+    let reflection_v1alpha = reflection(operator)?.build_v1alpha()?;
 
     if !server.metrics_listen.is_empty() {
         let metrics_listener = TcpListener::bind(&server.metrics_listen).await?;
@@ -214,14 +243,39 @@ pub async fn run(
         Some(a) => a.clone(),
         None => Arc::new(crate::auth::Authenticator::new(&Default::default())?),
     };
-    let mut builder = Server::builder();
+    let ms = Duration::from_millis;
+    let nonzero = |v: u64| (v > 0).then(|| ms(v));
+    let mut builder = Server::builder()
+        .max_concurrent_streams(server.max_concurrent_streams)
+        .http2_keepalive_interval(nonzero(server.http2_keepalive_interval_ms))
+        .http2_keepalive_timeout(Some(ms(server.http2_keepalive_timeout_ms)))
+        .http2_max_header_list_size(server.http2_max_header_list_size);
+    if server.max_connection_age_ms > 0 {
+        builder = builder
+            .max_connection_age(ms(server.max_connection_age_ms))
+            .max_connection_age_grace(ms(server.max_connection_age_grace_ms));
+    }
     if let Some(tls) = &server.tls {
-        builder = builder.tls_config(tls_config(tls)?)?;
+        builder =
+            builder.tls_config(tls_config(tls)?.timeout(ms(server.tls_handshake_timeout_ms)))?;
         tracing::info!(
             mutual = tls.client_ca_file.is_some(),
             "TLS on the gRPC listener"
         );
     }
+    // TCP_NODELAY: without it small HTTP/2 frames wait for the peer's delayed ACK (40 ms
+    // p99 on every call, see BENCHMARKS.md). tonic's own nodelay and keepalive settings do not
+    // apply to a listener passed in. Then the connection limits (crate::listener).
+    let (incoming, accept) = crate::listener::limit(
+        TcpIncoming::from(listener)
+            .with_nodelay(Some(true))
+            .with_keepalive(nonzero(server.tcp_keepalive_ms)),
+        crate::listener::Limits {
+            max_connections: server.max_connections,
+            max_connections_per_peer: server.max_connections_per_peer,
+            preface_timeout: ms(server.preface_timeout_ms),
+        },
+    );
     let serve = builder
         .layer(RequestIdLayer)
         .layer(FrameworkStatusLayer {
@@ -240,15 +294,9 @@ pub async fn run(
         // `[operator] enabled`.
         .add_service(OperatorServiceServer::new(api.clone()).max_decoding_message_size(limit))
         .add_service(AccountServiceServer::new(api).max_decoding_message_size(limit))
-        // TCP_NODELAY: without it small HTTP/2 frames wait for the peer's delayed ACK (40 ms
-        // p99 on every call, see BENCHMARKS.md). tonic's own nodelay setting does not apply to
-        // a listener passed in.
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            async {
-                let _ = stop_rx.await;
-            },
-        );
+        .serve_with_incoming_shutdown(incoming, async {
+            let _ = stop_rx.await;
+        });
     let drain = Duration::from_millis(server.drain_timeout_ms);
     let drain_expired = async move {
         if draining_rx.await.is_err() {
@@ -263,6 +311,7 @@ pub async fn run(
             Ok(())
         }
     };
+    accept.abort();
     reconciler.abort();
     journal_trim.abort();
     payments.finish_payments(drain).await;
@@ -285,15 +334,33 @@ fn tls_config(
     Ok(config)
 }
 
+/// The file that declares `billpay.v1.OperatorService`; no other proto imports it.
+const OPERATOR_PROTO: &str = "billpay/v1/operator.proto";
+
+/// Our descriptor set, without the operator file unless `operator` is on: a disabled service is
+/// not advertised (nor its messages), though its path still answers UNIMPLEMENTED.
+fn billpay_descriptors(
+    operator: bool,
+) -> Result<prost_types::FileDescriptorSet, prost::DecodeError> {
+    use prost::Message;
+    let mut set = prost_types::FileDescriptorSet::decode(pb::FILE_DESCRIPTOR_SET)?;
+    if !operator {
+        set.file.retain(|f| f.name() != OPERATOR_PROTO);
+    }
+    Ok(set)
+}
+
 /// Reflection over our protos and every descriptor a client may ask for: google.rpc error
 /// details, health, and both reflection versions.
-fn reflection() -> tonic_reflection::server::Builder<'static> {
-    tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+fn reflection(
+    operator: bool,
+) -> Result<tonic_reflection::server::Builder<'static>, prost::DecodeError> {
+    Ok(tonic_reflection::server::Builder::configure()
+        .register_file_descriptor_set(billpay_descriptors(operator)?)
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET))
 }
 
 async fn set_all(health: &HealthReporter, status: ServingStatus) {
@@ -395,6 +462,18 @@ mod tests {
         assert!(e.contains("not both"), "{e}");
         // No provider, nothing to pay twice.
         assert!(build_gateway(Config::default(), false).is_ok());
+    }
+
+    #[test]
+    fn listener_limits_of_zero_are_refused_at_start() {
+        let mut config = Config::default();
+        config.server.preface_timeout_ms = 0;
+        let e = build_gateway(config, true).err().expect("refused");
+        assert!(e.contains("server.preface_timeout_ms"), "{e}");
+        let mut config = Config::default();
+        config.server.max_concurrent_streams = 0;
+        let e = build_gateway(config, true).err().expect("refused");
+        assert!(e.contains("server.max_concurrent_streams"), "{e}");
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub struct RequestId<S> {
 
 /// The method as a metric label: our services' and the standard ones' paths, anything else
 /// "other" (callers must not be able to create label values).
-fn metric_method(path: &str) -> String {
+pub(crate) fn metric_method(path: &str) -> String {
     let known = ["/billpay.v1.", "/grpc.health.v1.", "/grpc.reflection."]
         .iter()
         .any(|p| path.starts_with(p))
@@ -112,11 +112,19 @@ where
                     .unwrap_or("0")
                     .to_owned();
                 let elapsed = started.elapsed();
-                tracing::info!(
-                    grpc_status,
-                    elapsed_ms = elapsed.as_millis() as u64,
-                    "rpc finished"
-                );
+                // A call the auth layer refused logs at a bounded rate there (a flood of them
+                // must not flood the log); it is still counted below.
+                if response
+                    .extensions()
+                    .get::<crate::auth::Refused>()
+                    .is_none()
+                {
+                    tracing::info!(
+                        grpc_status,
+                        elapsed_ms = elapsed.as_millis() as u64,
+                        "rpc finished"
+                    );
+                }
                 let m = metrics::global();
                 m.rpc_requests
                     .get_or_create(&RpcLabels {

@@ -743,3 +743,184 @@ async fn a_retry_across_a_payment_id_key_change_replays_with_the_previous_key_li
     // Previous keys are keys: too short is refused at start.
     assert!(Authenticator::new(&config(NEW, Some("short"))).is_err());
 }
+
+/// A log writer the test reads back.
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn a_resolution_records_the_authenticated_caller_beside_the_claimed_operator() {
+    let logs = Logs::default();
+    // A current-thread runtime: the server's tasks log through this thread's subscriber.
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .without_time()
+            .finish(),
+    );
+    let store = Arc::new(MemoryStore::default());
+    let (_sims, gw) = gateway_over(
+        AuthConfig {
+            mode: AuthMode::ApiKey,
+            callers: callers(),
+            payment_id_key: Some("test-payment-id-key-5e1f".to_owned().into()),
+            ..Default::default()
+        },
+        store.clone(),
+    )
+    .await;
+    gw.gateway.set_operator_enabled(true);
+    // Customer 1111111112 stays PENDING at the simulator.
+    let payment = gw
+        .payments()
+        .create_payment(bearer(
+            payment_request("to-resolve", "90101", "1111111112", 2_000),
+            SHOP_KEY,
+        ))
+        .await
+        .expect("paid")
+        .into_inner()
+        .payment
+        .unwrap();
+    assert_eq!(payment.state, pb::PaymentState::Pending as i32);
+    // The ops caller claims to be someone else by name.
+    OperatorServiceClient::new(gw.channel.clone())
+        .resolve_payment(bearer(
+            pb::ResolvePaymentRequest {
+                request_id: "resolve-1".into(),
+                payment_id: payment.payment_id.clone(),
+                state: pb::PaymentState::Failed as i32,
+                provider_code: "70120".into(),
+                note: "declined per support ticket 4711".into(),
+                operator: "grace@ops".into(),
+                ..Default::default()
+            },
+            OPS_KEY,
+        ))
+        .await
+        .expect("resolved");
+    use billpay_gateway::store::Store;
+    let stored: billpay_gateway::domain::PaymentRecord = serde_json::from_slice(
+        &store
+            .get(&billpay_gateway::store::keys::payment(&payment.payment_id))
+            .await
+            .unwrap()
+            .expect("stored"),
+    )
+    .unwrap();
+    let entry = stored.audit.last().expect("an audit entry");
+    assert_eq!(entry.operator, "grace@ops");
+    assert_eq!(entry.caller, "ops");
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("payment resolved by an operator"))
+        .unwrap_or_else(|| panic!("no audit line in {text}"));
+    assert!(line.contains(" audit:"), "{line}");
+    assert!(line.contains(r#"operator="grace@ops""#), "{line}");
+    assert!(line.contains(r#"caller="ops""#), "{line}");
+    assert!(line.contains(&payment.payment_id), "{line}");
+}
+
+/// `billpay_auth_refusals_total{reason}` now (the process's metrics: other tests add to it).
+fn refusals(reason: &str) -> u64 {
+    let prefix = format!("billpay_auth_refusals_total{{reason=\"{reason}\"}} ");
+    billpay_gateway::metrics::global()
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix).map(|v| v.parse().unwrap()))
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn refused_calls_are_counted_and_logged_at_a_bounded_rate() {
+    let logs = Logs::default();
+    // A current-thread runtime: the server's tasks log through this thread's subscriber.
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .without_time()
+            .finish(),
+    );
+    let (_sims, gw) = gateway(AuthMode::ApiKey).await;
+    let (unauthenticated, not_allowed) =
+        (refusals("unauthenticated"), refusals("method_not_allowed"));
+    const CALLS: u64 = 200;
+    let started = std::time::Instant::now();
+    for i in 0..CALLS {
+        let request = list_billers(pb::Provider::Interswitch);
+        let request = match i % 2 {
+            0 => Request::new(request),
+            _ => bearer(request, "not-a-configured-key"),
+        };
+        let status = gw.catalog().list_billers(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+    // catalog-reader may not pay.
+    let status = gw
+        .payments()
+        .get_payment(bearer(
+            pb::GetPaymentRequest {
+                payment_id: "pay_00000000000000000000000000000000".into(),
+            },
+            CATALOG_KEY,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let elapsed = started.elapsed();
+
+    assert!(refusals("unauthenticated") >= unauthenticated + CALLS);
+    assert!(refusals("method_not_allowed") > not_allowed);
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let refused: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("call refused"))
+        .collect();
+    let lines = |reason: &str| {
+        refused
+            .iter()
+            .filter(|l| l.contains(&format!("reason=\"{reason}\"")))
+            .count() as u64
+    };
+    // At most one line per second per reason (the first one at once).
+    assert!(
+        (1..=elapsed.as_secs() + 1).contains(&lines("unauthenticated")),
+        "{elapsed:?}: {refused:#?}"
+    );
+    assert_eq!(lines("method_not_allowed"), 1, "{refused:#?}");
+    // No per-call line for a refused call; an answered one still has its line.
+    let finished = |text: &str, code: &str| {
+        text.lines()
+            .filter(|l| {
+                l.contains("rpc finished") && l.contains(&format!("grpc_status=\"{code}\""))
+            })
+            .count()
+    };
+    assert_eq!(finished(&text, "16") + finished(&text, "7"), 0, "{text}");
+    gw.catalog()
+        .list_billers(bearer(list_billers(pb::Provider::Interswitch), CATALOG_KEY))
+        .await
+        .expect("an allowed call");
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(finished(&text, "0"), 1, "{text}");
+}

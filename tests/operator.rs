@@ -316,3 +316,104 @@ async fn a_payment_with_a_follow_up_at_the_provider_is_not_resolved() {
     assert_eq!(state(&resolved.payment.unwrap()), pb::PaymentState::Failed);
     gw.stop().await;
 }
+
+/// The service names reflection v1alpha (what grpcurl 1.8.6 speaks) lists, and whether it
+/// describes the symbol `billpay.v1.OperatorService`.
+async fn reflected(channel: Channel) -> (Vec<String>, bool) {
+    use tonic_reflection::pb::v1alpha::{
+        server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        ServerReflectionRequest,
+    };
+    let requests = [
+        MessageRequest::ListServices(String::new()),
+        MessageRequest::FileContainingSymbol("billpay.v1.OperatorService".into()),
+    ]
+    .map(|m| ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(m),
+    });
+    let mut responses = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) =
+        responses.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("expected a service list");
+    };
+    // tonic's reflection ends the stream with NOT_FOUND for an unknown symbol.
+    let described = match responses.message().await {
+        Ok(Some(answer)) => match answer.message_response {
+            Some(MessageResponse::FileDescriptorResponse(files)) => {
+                !files.file_descriptor_proto.is_empty()
+            }
+            Some(MessageResponse::ErrorResponse(_)) => false,
+            other => panic!("unexpected answer: {other:?}"),
+        },
+        Err(status) if status.code() == Code::NotFound => false,
+        other => panic!("unexpected answer: {other:?}"),
+    };
+    (
+        list.service.into_iter().map(|s| s.name).collect(),
+        described,
+    )
+}
+
+#[tokio::test]
+async fn reflection_describes_the_operator_service_only_while_it_is_enabled() {
+    // Off (the default): neither listed nor described, though the path still answers.
+    let off = TestGateway::start(Default::default()).await;
+    let (names, described) = reflected(off.channel.clone()).await;
+    assert!(
+        names.iter().any(|n| n == "billpay.v1.PaymentService"),
+        "{names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n == "billpay.v1.OperatorService"),
+        "{names:?}"
+    );
+    assert!(!described, "a disabled OperatorService is described");
+    off.stop().await;
+
+    // On at start: listed and described.
+    let gateway = billpay_gateway::gateway::Gateway::new(
+        Default::default(),
+        Arc::new(MemoryStore::default()),
+        PaymentSettings::default(),
+        Default::default(),
+        false,
+    );
+    gateway.set_operator_enabled(true);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(billpay_gateway::server::run(
+        listener,
+        gateway,
+        billpay_gateway::config::ServerConfig {
+            shutdown_grace_ms: 0,
+            metrics_listen: String::new(),
+            ..Default::default()
+        },
+        Duration::from_millis(250),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let (names, described) = reflected(channel.clone()).await;
+    assert!(
+        names.iter().any(|n| n == "billpay.v1.OperatorService"),
+        "{names:?}"
+    );
+    assert!(described, "an enabled OperatorService is not described");
+    drop(channel);
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+}

@@ -814,6 +814,7 @@ async fn a_payment_needing_attention_outlives_the_record_ttl_and_never_pays_agai
         provider_code: "70120".into(),
         note: "provider report: declined".into(),
         operator: "ops".into(),
+        caller: "ops-key".into(),
     };
     let resolved = gateway
         .resolve_payment(&p.payment_id, resolution.clone())

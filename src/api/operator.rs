@@ -164,6 +164,7 @@ impl OperatorService for Api {
                     provider_code: r.provider_code,
                     note: r.note,
                     operator: r.operator,
+                    caller: crate::auth::current_caller().unwrap_or_default(),
                 },
             )
             .await?;

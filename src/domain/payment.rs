@@ -398,7 +398,12 @@ impl PaymentOutcome {
 pub struct AuditEntry {
     /// The resolution's own idempotency key.
     pub request_id: String,
+    /// The operator name the request claims (free text, not verified).
     pub operator: String,
+    /// The authenticated caller that sent the resolution (its `[auth]` name; `anonymous` in
+    /// mode `none`). Empty on entries recorded before it was kept.
+    #[serde(default)]
+    pub caller: String,
     pub from_state: PaymentState,
     pub to_state: PaymentState,
     pub provider_transaction_id: String,

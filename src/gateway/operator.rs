@@ -3,7 +3,9 @@
 //! outcome the gateway could not learn (NEEDS_ATTENTION or PENDING) with the operator's evidence,
 //! kept as an audit entry on the payment. A final state, whether the provider confirmed it or an
 //! operator resolved it before, is never overwritten, and a payment whose call may still be
-//! running (in flight, or an OTP validation or reversal at the provider) is not resolved.
+//! running (in flight, or an OTP validation or reversal at the provider) is not resolved. Each
+//! resolution keeps the authenticated caller beside the operator name it claims, and writes an
+//! audit log line (target `audit`).
 
 use std::sync::atomic::Ordering;
 
@@ -41,7 +43,10 @@ pub struct Resolution {
     pub provider_transaction_id: String,
     pub provider_code: String,
     pub note: String,
+    /// The operator name the request claims.
     pub operator: String,
+    /// The authenticated caller that sent it (its `[auth]` name), recorded beside `operator`.
+    pub caller: String,
 }
 
 /// What a resolution attempt found.
@@ -188,6 +193,7 @@ impl Gateway {
                 record.audit.push(AuditEntry {
                     request_id: resolution.request_id.clone(),
                     operator: resolution.operator.clone(),
+                    caller: resolution.caller.clone(),
                     from_state: record.state,
                     to_state: resolution.state,
                     provider_transaction_id: resolution.provider_transaction_id.clone(),
@@ -217,10 +223,18 @@ impl Gateway {
         match result {
             Resolved::Done => {
                 let record = updated.ok_or_else(|| GatewayError::Internal("resolved".into()))?;
+                // The audit line: who claims it, who called, and what changed.
+                let entry = record.audit.last();
                 tracing::warn!(
+                    target: "audit",
                     payment_id,
+                    request_id = resolution.request_id,
                     operator = resolution.operator,
+                    caller = resolution.caller,
+                    from_state = entry.map(|a| a.from_state.name()),
                     state = record.state.name(),
+                    provider_code = resolution.provider_code,
+                    provider_transaction_id = resolution.provider_transaction_id,
                     "payment resolved by an operator"
                 );
                 Ok(record)
