@@ -124,6 +124,11 @@ pub struct CallerConfig {
     pub providers: Vec<String>,
     /// May call `billpay.v1.OperatorService` (its methods need no listing in `methods`).
     pub operator: bool,
+    /// May read what belongs to the merchant account as a whole rather than to one caller:
+    /// balances and floats (`GetBalance`), provider accounts (`ListAccounts`), the provider's
+    /// whole transaction list, and every caller's saved bills (which it may also delete).
+    /// Without it a caller sees and acts on only the provider-side objects it created.
+    pub merchant_reads: bool,
     /// Its rate limit, calls per second per replica; 0: unlimited. Unset: `[auth]`'s.
     pub rate_per_second: Option<f64>,
     /// Its burst. Unset: one second's worth of its own `rate_per_second` when it sets one,
@@ -147,6 +152,8 @@ pub struct Caller {
     /// `None`: every provider.
     providers: Option<BTreeSet<ProviderId>>,
     operator: bool,
+    /// `[[auth.callers]] merchant_reads`; the anonymous caller has it.
+    merchant_reads: bool,
     /// Keys of this caller's payment and operation ids; `None` (the anonymous caller): the
     /// unkeyed ids, so the sandbox's documented payment ids stay valid.
     scope_key: Option<Arc<ScopeKeys>>,
@@ -162,8 +169,18 @@ impl Caller {
             methods: vec!["*".to_owned()],
             providers: None,
             operator: true,
+            merchant_reads: true,
             scope_key: None,
             limit: None,
+        }
+    }
+
+    /// Whose provider-side objects this caller sees and acts on.
+    pub fn object_scope(&self) -> ObjectScope {
+        if self.merchant_reads {
+            ObjectScope::Merchant
+        } else {
+            ObjectScope::Caller(self.name.clone())
         }
     }
 
@@ -190,6 +207,38 @@ impl Caller {
         self.providers
             .as_ref()
             .is_none_or(|allowed| allowed.contains(&provider))
+    }
+}
+
+/// Whose provider-side objects (saved bills, provider transactions, balances) a caller sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectScope {
+    /// The whole merchant account: the anonymous caller of mode `none`, background work, and
+    /// callers with `merchant_reads`.
+    Merchant,
+    /// Only the objects this caller (by name) created through the gateway.
+    Caller(String),
+}
+
+impl ObjectScope {
+    /// The scope of the RPC whose request carries these extensions (the auth layer puts the
+    /// caller there); no caller there means no auth layer ran: the merchant's.
+    pub fn of(extensions: &http::Extensions) -> Self {
+        extensions
+            .get::<Arc<Caller>>()
+            .map_or(Self::Merchant, |caller| caller.object_scope())
+    }
+
+    /// Refuses a merchant-wide read (`what`, e.g. `GetBalance`) to a caller without
+    /// `merchant_reads`.
+    pub fn require_merchant(&self, what: &str) -> Result<(), GatewayError> {
+        match self {
+            Self::Merchant => Ok(()),
+            Self::Caller(name) => Err(GatewayError::CallerNotAllowed {
+                caller: name.clone(),
+                what: format!("{what}: a merchant-wide read (needs merchant_reads)"),
+            }),
+        }
     }
 }
 
@@ -503,6 +552,7 @@ impl Authenticator {
                     methods: c.methods.clone(),
                     providers,
                     operator: c.operator,
+                    merchant_reads: c.merchant_reads,
                     scope_key: scope_key.clone(),
                     limit: limit(
                         format!("auth.callers {:?}", c.name),
@@ -850,6 +900,7 @@ mod tests {
             ],
             providers: None,
             operator: false,
+            merchant_reads: false,
             scope_key: None,
             limit: None,
         };

@@ -19,6 +19,7 @@ use std::{
 
 use async_trait::async_trait;
 use billpay_gateway::{
+    auth::ObjectScope,
     domain::{
         payment::PaymentKind, Capability, Currency, Money, PaymentOrder, PaymentOutcome,
         PaymentRecord, PaymentSecrets, PaymentState, Provider, ProviderError, ProviderId,
@@ -335,12 +336,22 @@ async fn a_saved_bill_is_deleted_once_per_request_id() {
     let (gateway, provider) = setup();
     for _ in 0..3 {
         gateway
-            .delete_saved_bill("del-1".into(), ProviderId::OnePipe, "bill-7".into())
+            .delete_saved_bill_for(
+                "del-1".into(),
+                ProviderId::OnePipe,
+                "bill-7".into(),
+                &ObjectScope::Merchant,
+            )
             .await
             .unwrap();
     }
     let other = gateway
-        .delete_saved_bill("del-1".into(), ProviderId::OnePipe, "bill-8".into())
+        .delete_saved_bill_for(
+            "del-1".into(),
+            ProviderId::OnePipe,
+            "bill-8".into(),
+            &ObjectScope::Merchant,
+        )
         .await;
     assert!(matches!(
         other,

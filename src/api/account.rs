@@ -1,8 +1,10 @@
-//! `billpay.v1.AccountService`: balances (floats) and accounts held at a provider.
+//! `billpay.v1.AccountService`: balances (floats) and accounts held at a provider. Both are
+//! the merchant's as a whole, so only callers with `merchant_reads` may read them.
 
 use tonic::{Request, Response, Status};
 
 use super::{catalog::provider_page, convert, customer::MAX_PRODUCT_ID, validate::Violations, Api};
+use crate::auth::ObjectScope;
 use crate::domain::BalanceQuery;
 use crate::pb::{self, account_service_server::AccountService};
 
@@ -12,6 +14,7 @@ impl AccountService for Api {
         &self,
         request: Request<pb::GetBalanceRequest>,
     ) -> Result<Response<pb::GetBalanceResponse>, Status> {
+        ObjectScope::of(request.extensions()).require_merchant("GetBalance")?;
         let r = request.into_inner();
         let mut v = Violations::default();
         let id = v.provider("provider", r.provider);
@@ -35,6 +38,7 @@ impl AccountService for Api {
         &self,
         request: Request<pb::ListAccountsRequest>,
     ) -> Result<Response<pb::ListAccountsResponse>, Status> {
+        ObjectScope::of(request.extensions()).require_merchant("ListAccounts")?;
         let r = request.into_inner();
         let (id, page) = provider_page(r.provider, r.page_size, &r.page_token, "")?;
         let (items, next_page_token) = page.apply(self.gateway.list_accounts(id).await?);

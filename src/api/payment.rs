@@ -14,6 +14,7 @@ use super::{
     validate::Violations,
     Api,
 };
+use crate::auth::ObjectScope;
 use crate::domain::{
     options::{
         FundingSecret, InterIntelOptions, Ip2Options, OnePipeOptions, PaymentOptions, SwitchOptions,
@@ -453,6 +454,7 @@ impl PaymentService for Api {
         &self,
         request: Request<pb::ListPaymentsRequest>,
     ) -> Result<Response<pb::ListPaymentsResponse>, Status> {
+        let scope = ObjectScope::of(request.extensions());
         let r = request.into_inner();
         let mut v = Violations::default();
         v.optional_text("account_id", &r.account_id, 64);
@@ -472,8 +474,11 @@ impl PaymentService for Api {
             to_ms,
             page: page.provider_request(),
         };
-        let listed = self.gateway.list_transactions(id, &query).await?;
-        let next_page_token = page.next_after(listed.items.len(), listed.more);
+        let listed = self
+            .gateway
+            .list_transactions_for(id, &query, &scope)
+            .await?;
+        let next_page_token = page.next_after(listed.read, listed.more);
         Ok(Response::new(pb::ListPaymentsResponse {
             transactions: listed.items.into_iter().map(convert::transaction).collect(),
             next_page_token,
@@ -484,13 +489,14 @@ impl PaymentService for Api {
         &self,
         request: Request<pb::ListSavedBillsRequest>,
     ) -> Result<Response<pb::ListSavedBillsResponse>, Status> {
+        let scope = ObjectScope::of(request.extensions());
         let r = request.into_inner();
         let (id, page) = provider_page(r.provider, r.page_size, &r.page_token, "")?;
         let listed = self
             .gateway
-            .list_saved_bills(id, page.provider_request())
+            .list_saved_bills_for(id, page.provider_request(), &scope)
             .await?;
-        let next_page_token = page.next_after(listed.items.len(), listed.more);
+        let next_page_token = page.next_after(listed.read, listed.more);
         Ok(Response::new(pb::ListSavedBillsResponse {
             saved_bills: listed.items.into_iter().map(convert::saved_bill).collect(),
             next_page_token,
@@ -504,6 +510,7 @@ impl PaymentService for Api {
         let audit_request_id = request.get_ref().request_id.clone();
         let audit_payment_id = String::new();
         let result: Result<Response<pb::DeleteSavedBillResponse>, Status> = async move {
+            let scope = ObjectScope::of(request.extensions());
             let r = request.into_inner();
             let mut v = Violations::default();
             v.request_id(&r.request_id);
@@ -511,7 +518,12 @@ impl PaymentService for Api {
             v.text("saved_bill_id", &r.saved_bill_id, 64);
             v.finish()?;
             self.gateway
-                .delete_saved_bill(r.request_id, id.expect("checked above"), r.saved_bill_id)
+                .delete_saved_bill_for(
+                    r.request_id,
+                    id.expect("checked above"),
+                    r.saved_bill_id,
+                    &scope,
+                )
                 .await?;
             Ok(Response::new(pb::DeleteSavedBillResponse {}))
         }

@@ -128,6 +128,54 @@ pub struct SavedBill {
     pub created_at_ms: Option<i64>,
 }
 
+impl SavedBill {
+    /// The object a caller owns when it saved this bill.
+    pub fn object(&self) -> ProviderObject {
+        ProviderObject::SavedBill {
+            biller_id: self.biller_id.clone(),
+            customer_id: self.customer_id.clone(),
+        }
+    }
+}
+
+impl ProviderTransaction {
+    /// The object a caller owns when it made this transaction; `None` when the provider
+    /// lists no client reference for it (then only merchant-wide readers see it).
+    pub fn object(&self) -> Option<ProviderObject> {
+        (!self.provider_reference.is_empty()).then(|| ProviderObject::Transaction {
+            reference: self.provider_reference.clone(),
+        })
+    }
+}
+
+/// Something a payment leaves at the provider that the provider later lists or acts on for
+/// anyone holding the merchant's credentials (saved bills, transactions), named by what both
+/// the payment and the provider's listing carry, so the gateway can tell whose it is.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ProviderObject {
+    /// A saved bill (Switch `save_information`). Switch answers a payment without the saved
+    /// bill's id, so it is known by biller and customer: every bill saved for that pair.
+    SavedBill {
+        biller_id: String,
+        customer_id: String,
+    },
+    /// A transaction in the provider's list, by the client reference it was made with.
+    Transaction { reference: String },
+}
+
+impl ProviderObject {
+    /// A store key part naming the object unambiguously (lengths prefixed).
+    pub fn key(&self) -> String {
+        match self {
+            Self::SavedBill {
+                biller_id,
+                customer_id,
+            } => format!("saved_bill:{}:{biller_id}:{customer_id}", biller_id.len()),
+            Self::Transaction { reference } => format!("transaction:{reference}"),
+        }
+    }
+}
+
 /// What a biller says a customer owes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BillLookup {

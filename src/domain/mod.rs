@@ -12,8 +12,8 @@ pub mod provider;
 pub use account::transaction_details;
 pub use account::{
     Account, Balance, BalanceQuery, BillLookup, OffersQuery, PaymentOffer, PaymentOffers,
-    ProviderPage, ProviderPageRequest, ProviderTransaction, SavedBill, TransactionKind,
-    TransactionQuery,
+    ProviderObject, ProviderPage, ProviderPageRequest, ProviderTransaction, SavedBill,
+    TransactionKind, TransactionQuery,
 };
 pub use catalog::{Biller, Category, PaymentMethod, Product};
 pub use customer::{AmountRule, AmountRuleKind, CustomerValidation};

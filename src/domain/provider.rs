@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::{
     money::Currency, Account, Balance, BalanceQuery, BillLookup, Biller, Category,
     CustomerValidation, Money, OffersQuery, PaymentMethod, PaymentOffers, PaymentOrder,
-    PaymentOutcome, PaymentRecord, PaymentSecrets, Product, ProviderPage, ProviderPageRequest,
-    ProviderTransaction, SavedBill, TransactionQuery,
+    PaymentOutcome, PaymentRecord, PaymentSecrets, Product, ProviderObject, ProviderPage,
+    ProviderPageRequest, ProviderTransaction, SavedBill, TransactionQuery,
 };
 
 /// The five providers of the contract.
@@ -220,6 +220,13 @@ pub trait Provider: Send + Sync + 'static {
         _secrets: &PaymentSecrets,
     ) -> Result<(), ProviderError> {
         Ok(())
+    }
+
+    /// The provider-side objects paying `order` under `reference` leaves at the provider,
+    /// which the provider later lists to anyone with the merchant's credentials: the gateway
+    /// records the caller as their owner before the payment is sent. None by default.
+    fn created_objects(&self, _order: &PaymentOrder, _reference: &str) -> Vec<ProviderObject> {
+        Vec::new()
     }
 
     /// Bill categories.

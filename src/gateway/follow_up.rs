@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
-use super::{ms, payments::Next, Gateway};
+use super::{ms, ownership::Release, payments::Next, Gateway};
 use crate::domain::{
     payment::{CallPhase, FollowUpKind, FollowUpMark},
     Capability, PaymentOutcome, PaymentRecord, PaymentSecrets, PaymentState, ProviderError,
@@ -252,15 +252,23 @@ impl Gateway {
         .await
     }
 
-    /// Deletes a saved bill at the provider, once per `request_id`.
-    pub async fn delete_saved_bill(
+    /// Deletes a saved bill at the provider, once per `request_id`. With `release` (a caller
+    /// deleting a bill it saved), that caller's claim on it is dropped: before the operation
+    /// when the bill stays at the provider for other callers (nothing is sent then), after the
+    /// provider confirmed the deletion otherwise.
+    pub(super) async fn delete_saved_bill(
         self: &Arc<Self>,
         request_id: String,
         id: ProviderId,
         saved_bill_id: String,
+        release: Option<Release>,
     ) -> Result<(), GatewayError> {
         let provider = self.provider(id, Capability::SavedBills)?.clone();
         let print = fingerprint(Kind::DeleteSavedBill, id, &saved_bill_id, "");
+        let keep_at_provider = release.as_ref().is_some_and(|r| r.keep_at_provider);
+        if let Some(release) = release.as_ref().filter(|r| r.keep_at_provider) {
+            self.release_saved_bill(id, release).await?;
+        }
         let record = match self
             .claim_operation(
                 &request_id,
@@ -278,15 +286,33 @@ impl Gateway {
         let done = self
             .tasks
             .spawn(async move {
-                let ended = match provider.delete_saved_bill(&record.target).await {
-                    Ok(()) => Ended::Answered,
-                    Err(e) => error_ended(&e),
+                let ended = if keep_at_provider {
+                    Ended::Answered
+                } else {
+                    match provider.delete_saved_bill(&record.target).await {
+                        Ok(()) => Ended::Answered,
+                        Err(e) => error_ended(&e),
+                    }
                 };
+                if let Some(release) = release.filter(|r| !r.keep_at_provider) {
+                    if matches!(ended, Ended::Answered) {
+                        if let Err(e) = this.release_saved_bill(id, &release).await {
+                            // The bill is gone at the provider; the stale claim only matches
+                            // a bill saved again for the same biller and customer.
+                            tracing::warn!(error = %e, "saved bill deleted; its owner record stays");
+                        }
+                    }
+                }
                 this.finish_operation(record, ended).await
             })
             .await
             .map_err(|e| GatewayError::Internal(format!("saved-bill deletion task failed: {e}")))?;
         answer(&done)
+    }
+
+    /// True when `request_id` already names a follow-up of the current caller.
+    pub(super) async fn operation_known(&self, request_id: &str) -> Result<bool, GatewayError> {
+        Ok(self.load_operation(request_id).await?.is_some())
     }
 
     async fn payment_or_not_found(&self, payment_id: &str) -> Result<PaymentRecord, GatewayError> {

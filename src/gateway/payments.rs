@@ -334,6 +334,11 @@ impl Gateway {
             .known_identity()
             .map(|i| String::from_utf8_lossy(&i).into_owned())
             .unwrap_or_default();
+        // Whoever lists what this payment leaves at the provider (a saved bill, a
+        // transaction) must be able to tell it is this caller's: recorded before the claim, so
+        // before anything can be sent.
+        self.record_created_objects(provider, &order, &provider_reference, &caller)
+            .await?;
         let record = PaymentRecord {
             product,
             claim_identity,

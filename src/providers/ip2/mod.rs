@@ -42,8 +42,8 @@ use serde_json::Value;
 use crate::domain::{
     options::Ip2Options, payment::PaymentKind, Account, AnswerIdentity, Balance, BalanceQuery,
     Capability, Currency, Money, PaymentMethod, PaymentOptions, PaymentOrder, PaymentOutcome,
-    PaymentRecord, PaymentSecrets, Product, Provider, ProviderError, ProviderId, ProviderPage,
-    ProviderTransaction, TransactionQuery,
+    PaymentRecord, PaymentSecrets, Product, Provider, ProviderError, ProviderId, ProviderObject,
+    ProviderPage, ProviderTransaction, TransactionQuery,
 };
 use crate::providers::{
     guard::{CallGuard, CallLimits},
@@ -586,6 +586,13 @@ impl Provider for Ip2 {
 
     fn capabilities(&self) -> &'static [Capability] {
         CAPABILITIES
+    }
+
+    /// Every debit and credit is listed by `/transactions` under the `request_id` sent.
+    fn created_objects(&self, _order: &PaymentOrder, reference: &str) -> Vec<ProviderObject> {
+        vec![ProviderObject::Transaction {
+            reference: reference.to_owned(),
+        }]
     }
 
     fn accepting_calls(&self) -> Result<(), ProviderError> {

@@ -28,7 +28,7 @@ use serde_json::{json, Map, Value};
 use crate::domain::{
     options::PaymentOptions, Biller, Capability, Category, Currency, Money, PaymentOrder,
     PaymentOutcome, PaymentRecord, PaymentSecrets, Product, Provider, ProviderError, ProviderId,
-    ProviderPage, ProviderPageRequest, SavedBill,
+    ProviderObject, ProviderPage, ProviderPageRequest, SavedBill,
 };
 use crate::providers::{
     guard::{CallGuard, CallLimits},
@@ -760,6 +760,17 @@ impl Provider for Switch {
 
     fn capabilities(&self) -> &'static [Capability] {
         CAPABILITIES
+    }
+
+    /// A payment with `save_information` saves the bill (vendor and consumer id) at Switch.
+    fn created_objects(&self, order: &PaymentOrder, _reference: &str) -> Vec<ProviderObject> {
+        match &order.options {
+            PaymentOptions::Switch(o) if o.save_information => vec![ProviderObject::SavedBill {
+                biller_id: order.biller_id.clone(),
+                customer_id: order.customer_id.clone(),
+            }],
+            _ => Vec::new(),
+        }
     }
 
     fn accepting_calls(&self) -> Result<(), ProviderError> {
