@@ -802,7 +802,7 @@ async fn a_resolution_records_the_authenticated_caller_beside_the_claimed_operat
         .unwrap();
     assert_eq!(payment.state, pb::PaymentState::Pending as i32);
     // The ops caller claims to be someone else by name.
-    OperatorServiceClient::new(gw.channel.clone())
+    let answered = OperatorServiceClient::new(gw.channel.clone())
         .resolve_payment(bearer(
             pb::ResolvePaymentRequest {
                 request_id: "resolve-1".into(),
@@ -816,7 +816,15 @@ async fn a_resolution_records_the_authenticated_caller_beside_the_claimed_operat
             OPS_KEY,
         ))
         .await
-        .expect("resolved");
+        .expect("resolved")
+        .into_inner()
+        .payment
+        .expect("the journal payment");
+    let shown = answered.audit.last().expect("an audit entry in the answer");
+    assert_eq!(
+        (shown.operator.as_str(), shown.caller.as_str()),
+        ("grace@ops", "ops")
+    );
     use billpay_gateway::store::Store;
     let stored: billpay_gateway::domain::PaymentRecord = serde_json::from_slice(
         &store

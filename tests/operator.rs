@@ -161,6 +161,10 @@ async fn operators_list_and_resolve_payments_needing_attention() {
     assert_eq!(resolved.audit.len(), 1);
     let audit = &resolved.audit[0];
     assert_eq!(audit.operator, "ada@ops");
+    assert_eq!(
+        audit.caller, "anonymous",
+        "who sent it, beside who it claims"
+    );
     assert_eq!(audit.from_state, pb::PaymentState::NeedsAttention as i32);
     assert_eq!(audit.to_state, pb::PaymentState::Succeeded as i32);
     assert!(audit.note.contains("ticket 4711"));

@@ -19,6 +19,7 @@ fn journal_payment(record: PaymentRecord) -> pb::JournalPayment {
         .map(|a| pb::AuditEntry {
             request_id: a.request_id.clone(),
             operator: a.operator.clone(),
+            caller: a.caller.clone(),
             from_state: convert::payment_state(a.from_state) as i32,
             to_state: convert::payment_state(a.to_state) as i32,
             provider_transaction_id: a.provider_transaction_id.clone(),
