@@ -309,7 +309,7 @@ fn answer(reference: &str, txn: &Txn) -> Response {
     .into_response()
 }
 
-/// Funding plaintext layouts of PROVIDER-NOTES §4.4: how many `;`-separated parts each has.
+/// Funding plaintext layouts of docs/providers.md §4.4: how many `;`-separated parts each has.
 fn funding_parts(kind: &str) -> Option<usize> {
     match kind {
         "card" => Some(4),
