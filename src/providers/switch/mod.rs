@@ -854,7 +854,7 @@ impl Provider for Switch {
         let limit = page.limit.max(1);
         // Switch pages by number: an offset that is not a whole number of pages (after a short
         // page) is read as the first page of offset + limit items, cut.
-        let (per_page, number, skip) = if page.offset % limit == 0 {
+        let (per_page, number, skip) = if page.offset.is_multiple_of(limit) {
             (limit, page.offset / limit + 1, 0)
         } else {
             (page.offset.saturating_add(limit), 1, page.offset)
