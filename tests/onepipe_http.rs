@@ -492,12 +492,22 @@ async fn pay_query_otp_and_reverse_share_one_transaction_ref() {
     let validations = requests_to(&server, "/transact/validate").await;
     assert_eq!(validations.len(), 2);
     for (v, otp) in validations.iter().zip(["000000", "123456"]) {
-        let b = assert_signed(v);
-        assert_eq!(b["transaction"]["transaction_ref"], reference.as_str());
+        let mut b = assert_signed(v);
         assert_eq!(decrypt(b["auth"]["secure"].as_str().unwrap()), otp);
+        // The whole body: the OTP encrypted in auth.secure (no funding type), the fields by
+        // name in transaction.details, nothing else.
+        b["request_ref"] = json!("<fresh>");
+        b["auth"]["secure"] = json!("<the OTP, encrypted>");
         assert_eq!(
-            b["transaction"]["details"],
-            json!({"date_of_birth": "1990-01-01"})
+            b,
+            json!({
+                "request_ref": "<fresh>",
+                "request_type": "pay_electricity",
+                "auth": {"type": null, "secure": "<the OTP, encrypted>",
+                         "auth_provider": AUTH_PROVIDER, "route_mode": null},
+                "transaction": {"mock_mode": "Inspect", "transaction_ref": reference.as_str(),
+                                "details": {"date_of_birth": "1990-01-01"}}
+            })
         );
     }
 
@@ -577,6 +587,56 @@ async fn validation_required_lists_the_inputs() {
     let p = gw.pay(request("val-1", 5_000, card())).await;
     assert_eq!(state(&p), pb::PaymentState::ValidationRequired);
     assert_eq!(p.required_inputs, vec!["date_of_birth".to_owned()]);
+
+    // Completed with the listed input and no OTP: one /transact/validate whose auth carries no
+    // funding and no secure, and whose details carry the input by name.
+    mock(
+        &server,
+        "/transact/validate",
+        envelope("Successful", success("OP-V1")),
+    )
+    .await;
+    let mut payments = gw.payments();
+    let missing = payments
+        .validate_payment_otp(pb::ValidatePaymentOtpRequest {
+            request_id: "val-1-v0".into(),
+            payment_id: p.payment_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    let violations = assert_error(&missing, Code::InvalidArgument, "INVALID_REQUEST");
+    assert_eq!(violations, vec!["fields[date_of_birth]".to_owned()]);
+    assert!(requests_to(&server, "/transact/validate").await.is_empty());
+    let done = payments
+        .validate_payment_otp(pb::ValidatePaymentOtpRequest {
+            request_id: "val-1-v1".into(),
+            payment_id: p.payment_id.clone(),
+            otp: String::new(),
+            fields: [("date_of_birth".to_owned(), "1990-01-01".to_owned())].into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .payment
+        .unwrap();
+    assert_eq!(state(&done), pb::PaymentState::Succeeded);
+    assert_eq!(done.fulfilment_token, "1253-1167-5843-6580-4889");
+    let validations = requests_to(&server, "/transact/validate").await;
+    assert_eq!(validations.len(), 1);
+    let mut b = assert_signed(&validations[0]);
+    b["request_ref"] = json!("<fresh>");
+    assert_eq!(
+        b,
+        json!({
+            "request_ref": "<fresh>",
+            "request_type": "pay_electricity",
+            "auth": {"type": null, "secure": null, "auth_provider": AUTH_PROVIDER,
+                     "route_mode": null},
+            "transaction": {"mock_mode": "Inspect", "transaction_ref": p.provider_reference,
+                            "details": {"date_of_birth": "1990-01-01"}}
+        })
+    );
     gw.stop().await;
 }
 

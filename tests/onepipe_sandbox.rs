@@ -145,30 +145,7 @@ async fn walkthrough_journey_otp_then_reversal() {
 #[tokio::test]
 async fn documented_meters_behave_as_the_readme_says() {
     let (_sims, gw) = sandbox_gateway().await;
-    // Validation: the listed input completes it.
-    let meter = "10000000002";
-    let option = option_for(&gw, meter, 10_000).await;
-    let p = gw.pay(pay_request("op-val", meter, 10_000, &option)).await;
-    assert_eq!(state(&p), pb::PaymentState::ValidationRequired);
-    assert_eq!(p.required_inputs, vec![sim::VALIDATION_FIELD.0.to_owned()]);
-    let done = gw
-        .payments()
-        .validate_payment_otp(pb::ValidatePaymentOtpRequest {
-            request_id: "op-val-1".into(),
-            payment_id: p.payment_id.clone(),
-            otp: "0000".into(),
-            fields: [(
-                sim::VALIDATION_FIELD.0.to_owned(),
-                sim::VALIDATION_FIELD.1.to_owned(),
-            )]
-            .into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .payment
-        .unwrap();
-    assert_eq!(state(&done), pb::PaymentState::Succeeded);
+    // Validation: see validation_required_completes_with_the_fields_and_no_otp.
 
     // Declined.
     let meter = "20000000000";
@@ -220,6 +197,125 @@ async fn documented_meters_behave_as_the_readme_says() {
         ))
         .await;
     assert_eq!(state(&p), pb::PaymentState::Failed);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn validation_required_completes_with_the_fields_and_no_otp() {
+    let (sims, gw) = sandbox_gateway().await;
+    let meter = "10000000002";
+    let option = option_for(&gw, meter, 10_000).await;
+    let p = gw.pay(pay_request("op-val", meter, 10_000, &option)).await;
+    assert_eq!(state(&p), pb::PaymentState::ValidationRequired);
+    assert_eq!(p.required_inputs, vec![sim::VALIDATION_FIELD.0.to_owned()]);
+    let (field, value) = (
+        sim::VALIDATION_FIELD.0.to_owned(),
+        sim::VALIDATION_FIELD.1.to_owned(),
+    );
+    let request =
+        |request_id: &str, otp: &str, fields: &[(&str, &str)]| pb::ValidatePaymentOtpRequest {
+            request_id: request_id.into(),
+            payment_id: p.payment_id.clone(),
+            otp: otp.into(),
+            fields: fields
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+
+    // Refused before any call: the listed input missing (or empty), or an OTP it did not ask
+    // for.
+    let mut payments = gw.payments();
+    for (bad, fields, otp, violation) in [
+        ("op-val-none", vec![], "", format!("fields[{field}]")),
+        (
+            "op-val-empty",
+            vec![(field.as_str(), " ")],
+            "",
+            format!("fields[{field}]"),
+        ),
+        (
+            "op-val-other",
+            vec![("meter_type", "prepaid")],
+            "",
+            format!("fields[{field}]"),
+        ),
+        (
+            "op-val-otp",
+            vec![(field.as_str(), value.as_str())],
+            "123456",
+            "otp".to_owned(),
+        ),
+    ] {
+        let status = payments
+            .validate_payment_otp(request(bad, otp, &fields))
+            .await
+            .unwrap_err();
+        let violations = assert_error(&status, Code::InvalidArgument, "INVALID_REQUEST");
+        assert_eq!(violations, vec![violation], "{bad}");
+    }
+    assert_eq!(sims.calls.get("onepipe", "validate_payment"), 0);
+    assert_eq!(
+        state(&gw.get(&p.payment_id).await),
+        pb::PaymentState::ValidationRequired
+    );
+
+    // The listed input and no OTP complete it, in one call.
+    let done = payments
+        .validate_payment_otp(request("op-val-1", "", &[(&field, &value)]))
+        .await
+        .unwrap()
+        .into_inner()
+        .payment
+        .unwrap();
+    assert_eq!(state(&done), pb::PaymentState::Succeeded);
+    assert!(!done.fulfilment_token.is_empty());
+    assert!(done.required_inputs.is_empty());
+    assert_eq!(sims.calls.get("onepipe", "validate_payment"), 1);
+    // A replay answers from the record; the same request_id with an OTP is another request.
+    let replay = payments
+        .validate_payment_otp(request("op-val-1", "", &[(&field, &value)]))
+        .await
+        .unwrap()
+        .into_inner()
+        .payment
+        .unwrap();
+    assert_eq!(state(&replay), pb::PaymentState::Succeeded);
+    let status = payments
+        .validate_payment_otp(request("op-val-1", "123456", &[(&field, &value)]))
+        .await
+        .unwrap_err();
+    assert_error(&status, Code::AlreadyExists, "IDEMPOTENCY_KEY_REUSED");
+    assert_eq!(sims.calls.get("onepipe", "validate_payment"), 1);
+    assert_eq!(sims.calls.get("onepipe", "rejected_auth"), 0);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn otp_required_needs_the_otp() {
+    let (sims, gw) = sandbox_gateway().await;
+    let meter = "10000000001";
+    let option = option_for(&gw, meter, 10_000).await;
+    let p = gw
+        .pay(pay_request("op-otp-none", meter, 10_000, &option))
+        .await;
+    assert_eq!(state(&p), pb::PaymentState::OtpRequired);
+    let status = validate(&gw, "op-otp-none-1", &p.payment_id, "")
+        .await
+        .unwrap_err();
+    let violations = assert_error(&status, Code::InvalidArgument, "INVALID_REQUEST");
+    assert_eq!(violations, vec!["otp".to_owned()]);
+    let status = validate(&gw, "op-otp-none-2", &p.payment_id, "12a4")
+        .await
+        .unwrap_err();
+    let violations = assert_error(&status, Code::InvalidArgument, "INVALID_REQUEST");
+    assert_eq!(violations, vec!["otp".to_owned()]);
+    assert_eq!(sims.calls.get("onepipe", "validate_payment"), 0);
+    let done = validate(&gw, "op-otp-none-3", &p.payment_id, sim::OTP)
+        .await
+        .unwrap();
+    assert_eq!(state(&done), pb::PaymentState::Succeeded);
+    assert_eq!(sims.calls.get("onepipe", "validate_payment"), 1);
     gw.stop().await;
 }
 

@@ -381,7 +381,11 @@ impl PaymentService for Api {
             let mut v = Violations::default();
             v.request_id(&r.request_id);
             check_payment_id(&mut v, &r.payment_id);
-            if !(4..=8).contains(&r.otp.len()) || !r.otp.bytes().all(|b| b.is_ascii_digit()) {
+            // Required or refused by the payment's state (OTP_REQUIRED needs it,
+            // VALIDATION_REQUIRED takes `fields` only): checked by the gateway on the record.
+            if !r.otp.is_empty()
+                && (!(4..=8).contains(&r.otp.len()) || !r.otp.bytes().all(|b| b.is_ascii_digit()))
+            {
                 v.add("otp", "4 to 8 digits");
             }
             if r.fields.len() > 20 {
@@ -394,7 +398,7 @@ impl PaymentService for Api {
             }
             v.finish()?;
             let secrets = PaymentSecrets {
-                otp: Some(secret(r.otp)),
+                otp: Some(r.otp).filter(|o| !o.is_empty()).map(secret),
                 fields: r.fields.into_iter().map(|(k, v)| (k, secret(v))).collect(),
                 ..PaymentSecrets::default()
             };

@@ -38,8 +38,9 @@ use crate::domain::{
     Capability, PaymentOutcome, PaymentRecord, PaymentSecrets, PaymentState, ProviderError,
     ProviderId,
 };
-use crate::error::GatewayError;
+use crate::error::{FieldViolation, GatewayError};
 use crate::store::keys;
+use secrecy::ExposeSecret;
 
 /// Which follow-up an operation record is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,6 +166,47 @@ fn error_ended(e: &ProviderError) -> Ended {
     }
 }
 
+/// What a ValidatePaymentOtp request lacks (or carries wrongly) for the payment's state, as
+/// field violations: OTP_REQUIRED needs the OTP; VALIDATION_REQUIRED takes no OTP (OnePipe's
+/// PendingValidation asks for information, not an OTP, so none is encrypted into the call) and
+/// at least one field; in both, every name of `required_inputs` must be in `given` (the
+/// non-empty `fields`). Other states are the caller's PAYMENT_STATE_CONFLICT, not checked here.
+fn validation_inputs(
+    payment: &PaymentRecord,
+    has_otp: bool,
+    given: &[String],
+) -> Vec<FieldViolation> {
+    let mut violations = Vec::new();
+    match payment.state {
+        PaymentState::OtpRequired if !has_otp => violations.push(FieldViolation::new(
+            "otp",
+            "required: the payment is OTP_REQUIRED; send the OTP the customer received (4 to 8 digits)",
+        )),
+        PaymentState::ValidationRequired if has_otp => violations.push(FieldViolation::new(
+            "otp",
+            "must be empty: the payment is VALIDATION_REQUIRED, which takes its required_inputs in fields and no OTP",
+        )),
+        PaymentState::ValidationRequired
+            if given.is_empty() && payment.extras.required_inputs.is_empty() =>
+        {
+            violations.push(FieldViolation::new(
+                "fields",
+                "required: the payment is VALIDATION_REQUIRED; send the inputs the provider asked for",
+            ))
+        }
+        _ => {}
+    }
+    for name in &payment.extras.required_inputs {
+        if !given.contains(name) {
+            violations.push(FieldViolation::new(
+                format!("fields[{name}]"),
+                "required: the payment lists it in required_inputs",
+            ));
+        }
+    }
+    violations
+}
+
 /// The answer a finished operation gives: `Ok` to read the target again, or the refusal. An
 /// OTP validation with an unknown outcome answers the payment, now PENDING (as CreatePayment
 /// does); a reversal or deletion with an unknown outcome answers PROVIDER_UNAVAILABLE.
@@ -200,19 +242,33 @@ impl Gateway {
             .provider(payment.order.provider, Capability::ValidatePaymentOtp)?
             .clone();
         let fields: Vec<&String> = secrets.fields.keys().collect();
-        let detail = format!("{fields:?}");
+        // Before OTPs were optional every validation carried one: a request without keeps
+        // its own fingerprint, and records written before keep theirs.
+        let detail = match secrets.otp {
+            Some(_) => format!("{fields:?}"),
+            None => format!("{fields:?} without otp"),
+        };
         let ready = |p: &PaymentRecord| {
             matches!(
                 p.state,
                 PaymentState::OtpRequired | PaymentState::ValidationRequired
             ) && p.call == CallPhase::Returned
         };
+        let has_otp = secrets.otp.is_some();
+        let given: Vec<String> = secrets
+            .fields
+            .iter()
+            .filter(|(_, v)| !v.expose_secret().trim().is_empty())
+            .map(|(k, _)| k.clone())
+            .collect();
+        let inputs = move |p: &PaymentRecord| validation_inputs(p, has_otp, &given);
         self.payment_follow_up(
             Kind::ValidateOtp,
             request_id,
             payment,
             &detail,
             ready,
+            inputs,
             answer_within,
             move |this, payment, request_id| async move {
                 let result = provider.validate_payment(&payment, &secrets).await;
@@ -242,6 +298,7 @@ impl Gateway {
             payment,
             &detail,
             |p| p.state == PaymentState::Succeeded,
+            |_| Vec::new(),
             answer_within,
             move |this, payment, request_id| async move {
                 let result = provider.reverse_payment(&payment, &reason).await;
@@ -339,6 +396,7 @@ impl Gateway {
         payment: PaymentRecord,
         detail: &str,
         ready: impl Fn(&PaymentRecord) -> bool,
+        inputs: impl Fn(&PaymentRecord) -> Vec<FieldViolation>,
         answer_within: Option<Duration>,
         call: F,
     ) -> Result<PaymentRecord, GatewayError>
@@ -360,9 +418,13 @@ impl Gateway {
                 operation: kind.name(),
             });
         }
+        let violations = inputs(&payment);
+        if !violations.is_empty() {
+            return Err(GatewayError::InvalidRequest(violations));
+        }
         let payment_id = payment.payment_id.clone();
         let (marked, set) = self
-            .mark_follow_up(kind, &request_id, &payment_id, &ready)
+            .mark_follow_up(kind, &request_id, &payment_id, &ready, &inputs)
             .await?;
         let record = match self
             .claim_operation(&request_id, kind, provider, &payment_id, print.clone())
@@ -407,21 +469,23 @@ impl Gateway {
     }
 
     /// Sets the follow-up mark of `request_id` on the payment with compare-and-swap, after
-    /// checking `ready` on the stored record. Answers the marked payment, and the mark when
-    /// this call set it (`None`: a duplicate of the same `request_id` holds it). Another
-    /// request's live mark answers REQUEST_IN_FLIGHT (`in_flight=another_request`).
+    /// checking `ready` and `inputs` on the stored record. Answers the marked payment, and the
+    /// mark when this call set it (`None`: a duplicate of the same `request_id` holds it).
+    /// Another request's live mark answers REQUEST_IN_FLIGHT (`in_flight=another_request`).
     async fn mark_follow_up(
         &self,
         kind: Kind,
         request_id: &str,
         payment_id: &str,
         ready: &impl Fn(&PaymentRecord) -> bool,
+        inputs: &impl Fn(&PaymentRecord) -> Vec<FieldViolation>,
     ) -> Result<(PaymentRecord, Option<FollowUpMark>), GatewayError> {
         enum Found {
             Set(FollowUpMark),
             Ours,
             Another,
             NotReady(&'static str),
+            Invalid(Vec<FieldViolation>),
         }
         let mark_kind = match kind {
             Kind::Reverse => FollowUpKind::Reversal,
@@ -441,6 +505,11 @@ impl Gateway {
                 }
                 if !ready(r) {
                     found = Found::NotReady(r.state.name());
+                    return false;
+                }
+                let violations = inputs(r);
+                if !violations.is_empty() {
+                    found = Found::Invalid(violations);
                     return false;
                 }
                 let mark = FollowUpMark {
@@ -470,6 +539,7 @@ impl Gateway {
                 state,
                 operation: kind.name(),
             }),
+            Found::Invalid(violations) => Err(GatewayError::InvalidRequest(violations)),
         }
     }
 

@@ -17,7 +17,7 @@
 //! | meter         | payment                                                              |
 //! |---------------|----------------------------------------------------------------------|
 //! | `10000000001` | `WaitingForOTP`; OTP `123456` succeeds, any other keeps WaitingForOTP |
-//! | `10000000002` | `PendingValidation` for `date_of_birth`; `1990-01-01` succeeds       |
+//! | `10000000002` | `PendingValidation` for `date_of_birth`; `1990-01-01` (no OTP) succeeds |
 //! | `10000000003` | `Successful` at once, with a token                                   |
 //! | `20000000000` | `Failed` (declined: insufficient funds)                              |
 //! | `30000000001` | `Processing` (PENDING); the first status query: `Successful`         |
@@ -309,7 +309,7 @@ fn answer(reference: &str, txn: &Txn) -> Response {
     .into_response()
 }
 
-/// Funding plaintext layouts of PROVIDER-NOTES §4.4: how many `;`-separated parts each has.
+/// Funding plaintext layouts of docs/providers.md §4.4: how many `;`-separated parts each has.
 fn funding_parts(kind: &str) -> Option<usize> {
     match kind {
         "card" => Some(4),
@@ -415,7 +415,7 @@ async fn validate(
 ) -> Response {
     sim.calls.count("onepipe", "validate_payment");
     let otp = match authenticate(&sim, &headers, &body) {
-        Ok(p) => p.unwrap_or_default(),
+        Ok(p) => p,
         Err(r) => return *r,
     };
     let reference = body["transaction"]["transaction_ref"]
@@ -426,10 +426,18 @@ async fn validate(
         return failed(StatusCode::NOT_FOUND, "Transaction not found");
     };
     match txn.status {
-        "WaitingForOTP" if otp == OTP => {
+        "WaitingForOTP" if otp.as_deref() == Some(OTP) => {
             (txn.status, txn.message) = ("Successful", "Transaction processed successfully");
         }
         "WaitingForOTP" => txn.message = "Invalid OTP: enter the OTP sent to the customer",
+        // PendingValidation asks for information, not an OTP: an `auth.secure` here is a
+        // client sending what was not asked for.
+        "PendingValidation" if otp.is_some() => {
+            return failed(
+                StatusCode::BAD_REQUEST,
+                "the transaction waits for validation details, not an OTP",
+            )
+        }
         "PendingValidation" => {
             let given = body["transaction"]["details"][VALIDATION_FIELD.0].as_str();
             if given == Some(VALIDATION_FIELD.1) {

@@ -1,6 +1,6 @@
 //! InterIntel `response_status` codes, kept as data. The billers README documents only `00`
 //! (success); the other codes come from the sibling Airtime API on the same platform
-//! (PROVIDER-NOTES §1.6), so a code is FAILED only when it is one of those documented refusals.
+//! (docs/providers.md §1.5), so a code is FAILED only when it is one of those documented refusals.
 //! "Pending unless the provider clearly says otherwise": accepted-for-processing codes and every
 //! code not listed here (including `96`, a system error that may have come after the money
 //! moved) leave the payment PENDING.

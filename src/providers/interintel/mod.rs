@@ -318,7 +318,7 @@ impl InterIntel {
     /// `POST {base_url}{path}` with a Bearer token, sent once: a 401 invalidates the token (the
     /// next call obtains a new one) and is returned. For `bill_payment`: that InterIntel refuses
     /// a bad token before processing is not documented, and it documents no duplicate check on
-    /// `ext_outbound_id` (PROVIDER-NOTES §1.7), so a resend could pay twice. The payment is
+    /// `ext_outbound_id` (docs/providers.md §1.6), so a resend could pay twice. The payment is
     /// PENDING and `bill_status` decides.
     async fn post_once(
         &self,

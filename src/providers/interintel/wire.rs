@@ -20,7 +20,7 @@ pub struct PasswordGrant<'a> {
 
 /// `POST {token_path}` with the refresh grant, in the form of the sibling Airtime API
 /// (`client_id`, `grant_type = refresh_token`, `refresh_token`): the billers README's refresh
-/// example sends no refresh token at all, which cannot be right (PROVIDER-NOTES §1.3).
+/// example sends no refresh token at all, which cannot be right (docs/providers.md §1.3).
 #[derive(Serialize)]
 pub struct RefreshGrant<'a> {
     pub client_id: &'a str,

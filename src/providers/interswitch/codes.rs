@@ -4,7 +4,7 @@
 //! `ResponseCodeGrouping` says: the gateway asks again rather than guess that money did not
 //! move. The grouping (SUCCESSFUL / FAILED / PENDING) must agree with the table, or the answer
 //! is PENDING. Sources: Interswitch
-//! Quickteller appendix of response codes (see shared/specs/PROVIDER-NOTES.md section 5.7).
+//! Quickteller appendix of response codes (see docs/providers.md §5.6).
 
 use crate::domain::PaymentState;
 
@@ -92,7 +92,13 @@ pub const CODES: &[(&str, CodeMeaning, &str)] = &[
         CodeMeaning::Failed,
         "Cash-out must be in multiples of 1000",
     ),
-    ("70120", CodeMeaning::Failed, "Biller service unavailable"),
+    // Interswitch's words are "beneficiary bank/biller service unavailable"; the answer is
+    // final for this payment (FAILED), so the description says declined, not "try later".
+    (
+        "70120",
+        CodeMeaning::Failed,
+        "Declined, final: the beneficiary bank or biller could not take this payment (nothing was paid)",
+    ),
 ];
 
 /// The description of a known code.

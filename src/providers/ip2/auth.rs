@@ -2,7 +2,7 @@
 //!
 //! Every request carries `X-ApiAuth-ApiKey: <API key>`, `X-Date: <date>` (the form
 //! `Thursday, 18 June 2015 07:30:19 GMT`), `Content-MD5: base64(MD5(body))` and
-//! `Authorization: ApiAuth <signature>`. The published steps (PROVIDER-NOTES.md §3.3) are:
+//! `Authorization: ApiAuth <signature>`. The published steps (docs/providers.md §3.3) are:
 //! concatenate twelve fields in a fixed order, lower-case, append the date, "hash your API Key
 //! using base64 MD5", "create an HMAC from the hashed password and then create a signature by
 //! hashing the representation". Steps 4 and 5 contradict each other (API key or password?) and

@@ -1,5 +1,5 @@
 //! IP2 status words and response codes, kept as data. Intelworld publishes no code list
-//! (PROVIDER-NOTES.md §3.5): the words below are the ones a transaction's `TransactionStatus`
+//! (docs/providers.md §3.5): the words below are the ones a transaction's `TransactionStatus`
 //! (or `PaymentStatus`) plainly means. Anything else, including a word added later, leaves a
 //! payment PENDING: pending unless the provider clearly says otherwise.
 

@@ -2,7 +2,7 @@
 //! `request_ref;client_secret`) and the encrypted `auth.secure` field (3DES-EDE CBC, zero IV,
 //! key = MD5(UTF-16LE(secret)) extended to 24 bytes, UTF-16LE plaintext, PKCS#5 padding,
 //! standard Base64), with the plaintext layout of each funding type. Sources: OnePipe
-//! "Encryption in OnePipe" and the plugin/sample code listed in PROVIDER-NOTES.md §4.3-4.4.
+//! "Encryption in OnePipe" and the plugin and sample code summarised in docs/providers.md §4.3-4.4.
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 use cbc::cipher::{block_padding::Pkcs7, BlockDecryptMut, BlockEncryptMut, KeyIvInit};

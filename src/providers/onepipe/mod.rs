@@ -6,7 +6,7 @@
 //! Every HTTP call carries a fresh `request_ref` (UUID) signed in the `Signature` header; the
 //! payment's `transaction_ref` is the gateway's stored reference (configured prefix + a
 //! deployment-wide sequence), reused by validate, query and reverse. Amounts are kobo integers.
-//! Where the documents are silent (PROVIDER-NOTES.md §4, Appendix B) the choice is named here
+//! Where the documents are silent (docs/providers.md §4 and §6) the choice is named here
 //! and in README.md "OnePipe": the OTP travels encrypted in `auth.secure` of the validate call;
 //! validation inputs travel in `transaction.details`; query and reverse send the envelope with
 //! the original `transaction_ref` and no funding.
@@ -514,7 +514,7 @@ impl Provider for OnePipe {
         let request_ref = new_request_ref();
         // Sent once, never again, not even after a 401: the API key is static (no token to
         // renew), and although `transaction_ref` is ours, OnePipe documents no duplicate
-        // handling for it (PROVIDER-NOTES §4.7), so a resend could be a second charge. A 401 is
+        // handling for it (docs/providers.md §4.7), so a resend could be a second charge. A 401 is
         // an unknown outcome; `/transact/query` decides.
         let raw = self
             .call(

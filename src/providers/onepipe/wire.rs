@@ -1,7 +1,7 @@
 //! OnePipe v2 `transact` JSON: the request envelope (`request_ref`, `request_type`, `auth`,
 //! `transaction`) and the response envelope (`status`, `message`, `data`), read leniently (a
 //! field of the wrong JSON type is treated as absent) and mapped to domain outcomes. Amounts
-//! are kobo integers. Field names follow PROVIDER-NOTES.md §4.5-4.6.
+//! are kobo integers. Field names follow docs/providers.md §4.5-4.6.
 //!
 //! No answer is checked against the journal's identity (`AnswerIdentity`): the documents show
 //! no field that echoes which payment an answer is about. The `/transact` answer's

@@ -3,7 +3,7 @@
 //! and kept in the shared [`crate::providers::token_cache::TokenCache`]), and the `SWI-CS`
 //! payload checksum on POSTs.
 //!
-//! The `SWI-CS` algorithm is NOT published (PROVIDER-NOTES.md §2.3). It is therefore a named
+//! The `SWI-CS` algorithm is NOT published (docs/providers.md §2.3). It is therefore a named
 //! strategy chosen in config, computed in exactly one function, [`checksum`], so the rule Switch
 //! confirms drops in as one more variant. The default, `hmac-sha256-hex` (lower-case hex
 //! HMAC-SHA256 of the exact body bytes keyed with `checksum_key`), is an ASSUMPTION.

@@ -1,6 +1,6 @@
 //! What a Switch `/bills/pay` answer says about the payment, kept as data.
 //!
-//! Switch publishes no response codes (PROVIDER-NOTES.md §2.4): "HTTP 200 + message" is the only
+//! Switch publishes no response codes (docs/providers.md §2.4): "HTTP 200 + message" is the only
 //! success indicator, and the only error shape shown is `{ "message": ... }` with HTTP 400. The
 //! HTTP status and the presence of that message are therefore the code, and only those two
 //! documented shapes settle a payment. Switch has no status query either, so an answer the

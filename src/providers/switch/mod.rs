@@ -584,7 +584,7 @@ fn answer<T: DeserializeOwned + Default>(
 /// answer recorded for an operator.
 ///
 /// No answer is checked against the journal's identity (`AnswerIdentity`): the documents show
-/// no `/bills/pay` response body at all (PROVIDER-NOTES.md §2.4: "HTTP 200 + message"), so no
+/// no `/bills/pay` response body at all (docs/providers.md §2.4: "HTTP 200 + message"), so no
 /// field is known to echo the customer (`consumer_id_field`), plan or amount sent, and our
 /// reference is never sent. Nor is any answer read as "no transaction with this reference"
 /// (`reference_not_found`): Switch has no status query and documents no such answer.
@@ -865,7 +865,7 @@ impl Provider for Switch {
         let limit = page.limit.max(1);
         // Switch pages by number: an offset that is not a whole number of pages (after a short
         // page) is read as the first page of offset + limit items, cut.
-        let (per_page, number, skip) = if page.offset % limit == 0 {
+        let (per_page, number, skip) = if page.offset.is_multiple_of(limit) {
             (limit, page.offset / limit + 1, 0)
         } else {
             (page.offset.saturating_add(limit), 1, page.offset)
