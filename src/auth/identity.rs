@@ -610,6 +610,130 @@ mod tests {
         );
     }
 
+    /// DER of `tag` around `content`.
+    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        match content.len() {
+            n @ 0..0x80 => out.push(n as u8),
+            n @ 0x80..0x100 => out.extend([0x81, n as u8]),
+            n => out.extend([0x82, (n >> 8) as u8, n as u8]),
+        }
+        out.extend_from_slice(content);
+        out
+    }
+
+    fn seq(parts: &[Vec<u8>]) -> Vec<u8> {
+        tlv(0x30, &parts.concat())
+    }
+
+    /// A common name attribute of string type `tag`.
+    fn cn(tag: u8, value: &str) -> Vec<u8> {
+        seq(&[tlv(0x06, &[0x55, 0x04, 0x03]), tlv(tag, value.as_bytes())])
+    }
+
+    /// An organization attribute.
+    fn org(value: &str) -> Vec<u8> {
+        seq(&[tlv(0x06, &[0x55, 0x04, 0x0A]), tlv(0x0C, value.as_bytes())])
+    }
+
+    /// A relative distinguished name (a SET) of `attributes`.
+    fn rdn(attributes: &[Vec<u8>]) -> Vec<u8> {
+        tlv(0x31, &attributes.concat())
+    }
+
+    /// A subjectAltName extension with (tag, name) general names: 0x86 URI, 0x82 DNS.
+    fn san(names: &[(u8, &str)]) -> Vec<u8> {
+        let names: Vec<Vec<u8>> = names.iter().map(|(t, n)| tlv(*t, n.as_bytes())).collect();
+        seq(&[tlv(0x06, &[0x55, 0x1D, 0x11]), tlv(0x04, &seq(&names))])
+    }
+
+    /// A certificate (unsigned; the walk reads no signature) with `rdns` as its subject.
+    fn certificate(rdns: &[Vec<u8>], extensions: &[Vec<u8>]) -> Vec<u8> {
+        let mut tbs = vec![
+            tlv(0xA0, &tlv(0x02, &[2])),
+            tlv(0x02, &[1]),
+            seq(&[tlv(0x06, &[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x04, 0x03, 0x02])]),
+            seq(&[rdn(&[cn(0x0C, "issuer")])]),
+            seq(&[]),
+            seq(rdns),
+            seq(&[]),
+        ];
+        if !extensions.is_empty() {
+            tbs.push(tlv(0xA3, &seq(extensions)));
+        }
+        seq(&[seq(&tbs), seq(&[]), tlv(0x03, &[0])])
+    }
+
+    #[test]
+    fn a_certificate_names_one_uri_else_one_common_name_or_nobody() {
+        const SHOP: &str = "spiffe://example.org/ns/shop/sa/checkout";
+        let subject = [rdn(&[cn(0x0C, "checkout")]), rdn(&[org("Example")])];
+        let identity = |rdns: &[Vec<u8>], extensions: &[Vec<u8>]| {
+            certificate_identity(&certificate(rdns, extensions))
+        };
+        assert_eq!(
+            identity(&subject, &[san(&[(0x86, SHOP)])]).as_deref(),
+            Some(SHOP)
+        );
+        // DNS names beside the URI do not matter.
+        assert_eq!(
+            identity(
+                &subject,
+                &[san(&[(0x82, "a.example"), (0x86, SHOP), (0x82, "b")])]
+            )
+            .as_deref(),
+            Some(SHOP)
+        );
+        assert_eq!(identity(&subject, &[]).as_deref(), Some("CN=checkout"));
+        for string_type in [0x0C, 0x13, 0x16] {
+            assert_eq!(
+                identity(&[rdn(&[cn(string_type, "ops")])], &[]).as_deref(),
+                Some("CN=ops")
+            );
+        }
+        let refused: [(&str, Vec<Vec<u8>>, Vec<Vec<u8>>); 8] = [
+            (
+                "two URI SANs",
+                subject.to_vec(),
+                vec![san(&[(0x86, SHOP), (0x86, "spiffe://example.org/other")])],
+            ),
+            (
+                "two subjectAltName extensions",
+                subject.to_vec(),
+                vec![san(&[(0x86, SHOP)]), san(&[(0x86, "spiffe://x")])],
+            ),
+            (
+                "two CNs in two RDNs",
+                vec![rdn(&[cn(0x0C, "ops")]), rdn(&[cn(0x0C, "checkout")])],
+                vec![],
+            ),
+            (
+                "two CNs in one RDN",
+                vec![rdn(&[cn(0x0C, "ops"), cn(0x0C, "checkout")])],
+                vec![],
+            ),
+            (
+                "two CNs beside one URI",
+                vec![rdn(&[cn(0x0C, "ops")]), rdn(&[cn(0x0C, "checkout")])],
+                vec![san(&[(0x86, SHOP)])],
+            ),
+            ("an empty URI", subject.to_vec(), vec![san(&[(0x86, "")])]),
+            (
+                "a BMPString CN",
+                vec![rdn(&[cn(0x1E, "\0o\0p\0s")])],
+                vec![],
+            ),
+            ("no name", vec![rdn(&[org("Example")])], vec![]),
+        ];
+        for (what, rdns, extensions) in refused {
+            assert_eq!(identity(&rdns, &extensions), None, "{what}");
+        }
+        // Truncated or not DER.
+        let whole = certificate(&subject, &[san(&[(0x86, SHOP)])]);
+        assert_eq!(certificate_identity(&whole[..whole.len() - 1]), None);
+        assert_eq!(certificate_identity(b"not a certificate"), None);
+    }
+
     #[test]
     fn the_header_name_decides_the_format() {
         let header_map = |name: &'static str, values: &[&str]| {
