@@ -691,7 +691,7 @@ mod tests {
                 Some("CN=ops")
             );
         }
-        let refused: [(&str, Vec<Vec<u8>>, Vec<Vec<u8>>); 8] = [
+        let refused = [
             (
                 "two URI SANs",
                 subject.to_vec(),
