@@ -409,3 +409,62 @@ where
     });
     (ReceiverStream::new(rx), accept)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TlsConfig;
+
+    fn certs(name: &str) -> String {
+        format!("{}/tests/certs/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    #[test]
+    fn tls_settings_come_from_the_pem_files_and_bad_files_are_named() {
+        let good = TlsConfig {
+            cert_file: certs("server.pem"),
+            key_file: certs("server-key.pem"),
+            client_ca_file: Some(certs("ca.pem")),
+        };
+        let config = tls_server_config(&good).expect("the test certificates");
+        assert_eq!(config.alpn_protocols, [b"h2".to_vec()]);
+        let missing = TlsConfig {
+            cert_file: certs("missing.pem"),
+            ..good.clone()
+        };
+        let e = tls_server_config(&missing).unwrap_err();
+        assert!(
+            e.contains("cannot read") && e.contains("missing.pem"),
+            "{e}"
+        );
+        // A key where the certificate should be, a certificate where the key should be.
+        let swapped = TlsConfig {
+            cert_file: certs("server-key.pem"),
+            key_file: certs("server.pem"),
+            client_ca_file: None,
+        };
+        let e = tls_server_config(&swapped).unwrap_err();
+        assert!(
+            e.contains("server-key.pem") && e.contains("no certificate"),
+            "{e}"
+        );
+        let no_key = TlsConfig {
+            key_file: certs("server.pem"),
+            ..good.clone()
+        };
+        let e = tls_server_config(&no_key).unwrap_err();
+        assert!(e.contains("no private key"), "{e}");
+        // A key that is not the certificate's.
+        let mismatched = TlsConfig {
+            key_file: certs("client-key.pem"),
+            ..good.clone()
+        };
+        assert!(tls_server_config(&mismatched).is_err());
+        let bad_ca = TlsConfig {
+            client_ca_file: Some(certs("ca-key.pem")),
+            ..good
+        };
+        let e = tls_server_config(&bad_ca).unwrap_err();
+        assert!(e.contains("ca-key.pem"), "{e}");
+    }
+}
