@@ -1,6 +1,6 @@
-//! Who may call: the caller's identity (an API key stored hashed in config, or an identity a
-//! trusted mesh sidecar forwards), and what that identity may call (methods, providers, the
-//! operator service). One tower layer ([`AuthLayer`]) runs before any handler: no identity
+//! Who may call: the caller's identity (an API key stored hashed in config, a client
+//! certificate, or an identity a trusted mesh sidecar forwards; the last two read by
+//! [`identity`]), and what that identity may call (methods, providers, the operator service). One tower layer ([`AuthLayer`]) runs before any handler: no identity
 //! answers UNAUTHENTICATED, a method the caller may not call PERMISSION_DENIED, both with
 //! ErrorInfo. It attaches the [`Caller`] to the request's extensions and makes it the current
 //! caller of the call's task, so the gateway's provider lookup refuses a provider the caller may
@@ -33,6 +33,9 @@ use crate::domain::ProviderId;
 use crate::error::GatewayError;
 use crate::rate_limit::CallLimit;
 
+pub mod identity;
+pub use identity::{certificate_identity, forwarded_identity};
+
 /// Paths served to every caller, identified or not.
 const OPEN_PATHS: [&str; 2] = ["/grpc.health.v1.", "/grpc.reflection."];
 
@@ -55,7 +58,8 @@ pub enum AuthMode {
     ApiKey,
     /// The client certificate of a mutual-TLS connection (`[server.tls] client_ca_file`): its
     /// URI SAN (a SPIFFE id), else `CN=<common name>` of its subject, matched against
-    /// `callers[].identity`.
+    /// `callers[].identity`; a certificate with several URI SANs or several common names
+    /// identifies nobody ([`certificate_identity`]).
     Mtls,
     /// The identity a mesh sidecar that terminated mTLS forwards in `forwarded_header`. Only
     /// safe when nothing but the sidecar can reach the gateway's port.
@@ -67,9 +71,10 @@ pub enum AuthMode {
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     pub mode: AuthMode,
-    /// `forwarded` mode: the header the sidecar sets. An XFCC value
-    /// (`...;Subject="CN=x";URI=spiffe://...`) gives its last element's `URI` (else its
-    /// `Subject`); any other value is the identity as sent.
+    /// `forwarded` mode: the header the sidecar sets. `x-forwarded-client-cert` is read by
+    /// Envoy's XFCC grammar (`...;Subject="CN=x";URI=spiffe://...`): its last element's `URI`,
+    /// else its `Subject`, and nothing when the value is malformed or ambiguous ([`identity`]);
+    /// any other header holds a plain identity, one field, as sent.
     pub forwarded_header: String,
     /// Who may call, and what.
     pub callers: Vec<CallerConfig>,
@@ -594,9 +599,10 @@ impl Authenticator {
                 certificate_identity(certs.first()?)?
             }
             AuthMode::ApiKey => api_key(headers)?,
-            AuthMode::Forwarded => {
-                forwarded_identity(headers.get(&self.forwarded_header)?.to_str().ok()?)?
-            }
+            AuthMode::Forwarded => forwarded_identity(
+                &self.forwarded_header,
+                headers.get_all(&self.forwarded_header),
+            )?,
         };
         let digest = Sha256::digest(presented.as_bytes());
         self.callers
@@ -618,124 +624,6 @@ fn api_key(headers: &HeaderMap) -> Option<String> {
     }
     let key = headers.get("x-api-key")?.to_str().ok()?.trim();
     (!key.is_empty()).then(|| key.to_owned())
-}
-
-/// The identity in a forwarded header: an XFCC value's last element's `URI`, else its
-/// `Subject` (quotes removed); any other value as sent.
-pub fn forwarded_identity(value: &str) -> Option<String> {
-    let value = value.trim();
-    if value.is_empty() {
-        return None;
-    }
-    let is_xfcc = ["By=", "Hash=", "URI=", "Subject=", "Cert=", "DNS="]
-        .iter()
-        .any(|k| value.contains(k));
-    if !is_xfcc {
-        return Some(value.to_owned());
-    }
-    // Elements are comma-separated (one per proxy hop; the last is our sidecar's), fields
-    // semicolon-separated; a quoted Subject may itself contain commas.
-    let last = split_unquoted(value, ',').pop()?;
-    let mut uri = None;
-    let mut subject = None;
-    for field in split_unquoted(&last, ';') {
-        let Some((key, v)) = field.split_once('=') else {
-            continue;
-        };
-        let v = v.trim().trim_matches('"').to_owned();
-        match key.trim() {
-            "URI" if !v.is_empty() => uri = Some(v),
-            "Subject" if !v.is_empty() => subject = Some(v),
-            _ => {}
-        }
-    }
-    uri.or(subject)
-}
-
-/// The identity in a client certificate (DER): its first URI SAN (a SPIFFE id), else
-/// `CN=<common name>` of its subject. A small DER walk over the fields it needs, so that no
-/// X.509 crate is pulled in; the TLS layer has already verified the certificate.
-pub fn certificate_identity(der: &[u8]) -> Option<String> {
-    let cert = der_children(der_value(der)?.1)?; // Certificate ::= SEQUENCE { tbs, alg, sig }
-    let tbs = der_children(cert.first()?.1)?;
-    // tbs: [0] version (optional), serial, signature, issuer, validity, subject, spki, [3] ext
-    let offset = usize::from(tbs.first()?.0 == 0xA0);
-    let subject = tbs.get(offset + 4)?;
-    for (tag, value) in tbs.get(offset + 5..)? {
-        if *tag != 0xA3 {
-            continue; // [3] extensions
-        }
-        for extension in der_children(der_value(value)?.1)? {
-            let fields = der_children(extension.1)?;
-            // 2.5.29.17 subjectAltName
-            if fields.first()?.1 != [0x55, 0x1D, 0x11] {
-                continue;
-            }
-            let names = der_value(fields.last()?.1)?.1;
-            for (tag, name) in der_children(names)? {
-                if tag == 0x86 {
-                    return String::from_utf8(name.to_vec()).ok();
-                }
-            }
-        }
-    }
-    // Subject: SEQUENCE OF SET OF { oid, value }; 2.5.4.3 is the common name.
-    for rdn in der_children(subject.1)? {
-        for (_, attribute) in der_children(rdn.1)? {
-            let pair = der_children(attribute)?;
-            if pair.first()?.1 == [0x55, 0x04, 0x03] {
-                let cn = std::str::from_utf8(pair.get(1)?.1).ok()?;
-                return Some(format!("CN={cn}"));
-            }
-        }
-    }
-    None
-}
-
-/// One DER element at the start of `input`: (tag, contents, rest).
-fn der_value(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7F);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-        (len, &rest[n..])
-    };
-    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
-}
-
-/// The elements inside a constructed DER value's contents: (tag, contents) each.
-fn der_children(mut contents: &[u8]) -> Option<Vec<(u8, &[u8])>> {
-    let mut out = Vec::new();
-    while !contents.is_empty() {
-        let (tag, value, rest) = der_value(contents)?;
-        out.push((tag, value));
-        contents = rest;
-    }
-    Some(out)
-}
-
-fn split_unquoted(s: &str, separator: char) -> Vec<String> {
-    let mut parts = vec![String::new()];
-    let mut quoted = false;
-    for ch in s.chars() {
-        match ch {
-            '"' => {
-                quoted = !quoted;
-                parts.last_mut().expect("one part").push(ch);
-            }
-            c if c == separator && !quoted => parts.push(String::new()),
-            c => parts.last_mut().expect("one part").push(c),
-        }
-    }
-    parts
 }
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
@@ -873,22 +761,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn xfcc_gives_the_uri_else_the_subject_of_the_last_element() {
-        let v = r#"By=spiffe://gw;Hash=abc;Subject="CN=old, O=x";URI=spiffe://a,By=spiffe://gw;Hash=def;Subject="CN=shop, O=Example";URI=spiffe://example.org/ns/shop/sa/checkout"#;
-        assert_eq!(
-            forwarded_identity(v).as_deref(),
-            Some("spiffe://example.org/ns/shop/sa/checkout")
-        );
-        let subject_only = r#"Hash=def;Subject="CN=shop, O=Example""#;
-        assert_eq!(
-            forwarded_identity(subject_only).as_deref(),
-            Some("CN=shop, O=Example")
-        );
-        assert_eq!(forwarded_identity("checkout").as_deref(), Some("checkout"));
-        assert_eq!(forwarded_identity("  "), None);
-    }
 
     #[test]
     fn method_patterns() {

@@ -76,7 +76,8 @@ pub struct ServerConfig {
     /// Behind a sidecar every connection comes from its address; connections.
     pub max_connections_per_peer: usize,
     /// How long a new connection may take to send its first 24 bytes (the HTTP/2 preface; with
-    /// TLS the start of its ClientHello) before it is closed, milliseconds.
+    /// TLS the start of its ClientHello) before it is closed, milliseconds. With TLS, also how
+    /// long it may take to send the HTTP/2 preface once the handshake is done.
     pub preface_timeout_ms: u64,
     /// With `[server.tls]`: how long the TLS handshake may take once the connection sent its
     /// first bytes, milliseconds; a stalled handshake is closed after it.

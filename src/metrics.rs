@@ -240,7 +240,9 @@ impl Metrics {
         registry.register(
             "listener_refused_connections",
             "Connections closed before serving: reason max_connections, max_connections_per_peer \
-             ([server] limits) or preface_timeout (no first bytes within preface_timeout_ms)",
+             ([server] limits), preface_timeout (no first bytes, or with TLS no HTTP/2 preface \
+             after the handshake, within preface_timeout_ms) or tls_handshake_timeout (a TLS \
+             handshake not done within tls_handshake_timeout_ms)",
             m.listener_refused.clone(),
         );
         registry.register(

@@ -255,28 +255,32 @@ pub async fn run(
             .max_connection_age(ms(server.max_connection_age_ms))
             .max_connection_age_grace(ms(server.max_connection_age_grace_ms));
     }
-    if let Some(tls) = &server.tls {
-        builder =
-            builder.tls_config(tls_config(tls)?.timeout(ms(server.tls_handshake_timeout_ms)))?;
-        tracing::info!(
-            mutual = tls.client_ca_file.is_some(),
-            "TLS on the gRPC listener"
-        );
-    }
+    // TLS is accepted by crate::listener, not tonic, so that the HTTP/2 preface after the
+    // handshake has a deadline too.
+    let tls = match &server.tls {
+        Some(tls) => {
+            let config = crate::listener::tls_server_config(tls)?;
+            tracing::info!(
+                mutual = tls.client_ca_file.is_some(),
+                "TLS on the gRPC listener"
+            );
+            Some(config)
+        }
+        None => None,
+    };
     // TCP_NODELAY: without it small HTTP/2 frames wait for the peer's delayed ACK (40 ms
     // p99 on every call, see BENCHMARKS.md). tonic's own nodelay and keepalive settings do not
     // apply to a listener passed in. Then the connection limits (crate::listener).
-    let (incoming, accept) = crate::listener::limit(
-        TcpIncoming::from(listener)
-            .with_nodelay(Some(true))
-            .with_keepalive(nonzero(server.tcp_keepalive_ms)),
-        crate::listener::Limits {
-            max_connections: server.max_connections,
-            max_connections_per_peer: server.max_connections_per_peer,
-            preface_timeout: ms(server.preface_timeout_ms),
-        },
-    );
-    let serve = builder
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(nonzero(server.tcp_keepalive_ms));
+    let limits = crate::listener::Limits {
+        max_connections: server.max_connections,
+        max_connections_per_peer: server.max_connections_per_peer,
+        preface_timeout: ms(server.preface_timeout_ms),
+        tls_handshake_timeout: ms(server.tls_handshake_timeout_ms),
+    };
+    let router = builder
         .layer(RequestIdLayer)
         .layer(FrameworkStatusLayer {
             max_request_bytes: limit,
@@ -293,10 +297,28 @@ pub async fn run(
         // Always routed, so its path is stable for the mesh; answers UNIMPLEMENTED unless
         // `[operator] enabled`.
         .add_service(OperatorServiceServer::new(api.clone()).max_decoding_message_size(limit))
-        .add_service(AccountServiceServer::new(api).max_decoding_message_size(limit))
-        .serve_with_incoming_shutdown(incoming, async {
-            let _ = stop_rx.await;
-        });
+        .add_service(AccountServiceServer::new(api).max_decoding_message_size(limit));
+    let stop = async {
+        let _ = stop_rx.await;
+    };
+    type Serving =
+        std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
+    let (serve, accept): (Serving, _) = match tls {
+        Some(tls) => {
+            let (incoming, accept) = crate::listener::limit_tls(incoming, limits, tls);
+            (
+                Box::pin(router.serve_with_incoming_shutdown(incoming, stop)),
+                accept,
+            )
+        }
+        None => {
+            let (incoming, accept) = crate::listener::limit(incoming, limits);
+            (
+                Box::pin(router.serve_with_incoming_shutdown(incoming, stop)),
+                accept,
+            )
+        }
+    };
     let drain = Duration::from_millis(server.drain_timeout_ms);
     let drain_expired = async move {
         if draining_rx.await.is_err() {
@@ -316,22 +338,6 @@ pub async fn run(
     journal_trim.abort();
     payments.finish_payments(drain).await;
     result
-}
-
-/// The listener's TLS settings from PEM files; a client CA makes client certificates required.
-fn tls_config(
-    tls: &crate::config::TlsConfig,
-) -> Result<tonic::transport::ServerTlsConfig, Box<dyn std::error::Error + Send + Sync>> {
-    let read = |path: &str| {
-        std::fs::read(path).map_err(|e| format!("[server.tls] cannot read {path}: {e}"))
-    };
-    let mut config = tonic::transport::ServerTlsConfig::new().identity(
-        tonic::transport::Identity::from_pem(read(&tls.cert_file)?, read(&tls.key_file)?),
-    );
-    if let Some(ca) = &tls.client_ca_file {
-        config = config.client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?));
-    }
-    Ok(config)
 }
 
 /// The file that declares `billpay.v1.OperatorService`; no other proto imports it.

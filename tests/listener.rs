@@ -2,7 +2,8 @@
 //! MAX_CONCURRENT_STREAMS, a connection that never sends its preface closed within
 //! `preface_timeout_ms`, and connections over the total or per-peer limit closed at once while the
 //! admitted ones keep being served; with TLS, a stalled handshake closed after
-//! `tls_handshake_timeout_ms`.
+//! `tls_handshake_timeout_ms`, and a completed handshake followed by no HTTP/2 preface, or part
+//! of one, closed after `preface_timeout_ms`.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::{sync::Arc, time::Duration};
 
 use billpay_gateway::{config::ServerConfig, gateway::PaymentSettings, store::memory::MemoryStore};
 use common::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
 
@@ -57,10 +58,10 @@ async fn server_settings(gw: &TestGateway) -> Vec<(u16, u32)> {
     }
 }
 
-/// True when the server closes `tcp` (EOF or reset) within [`CLOSED_WITHIN`].
-async fn closed_by_server(tcp: &mut TcpStream) -> bool {
+/// True when the server closes `stream` (EOF or reset) within [`CLOSED_WITHIN`].
+async fn closed_by_server(stream: &mut (impl AsyncRead + Unpin)) -> bool {
     let mut buf = [0u8; 64];
-    match tokio::time::timeout(CLOSED_WITHIN, tcp.read(&mut buf)).await {
+    match tokio::time::timeout(CLOSED_WITHIN, stream.read(&mut buf)).await {
         Ok(Ok(0)) | Ok(Err(_)) => true,
         Ok(Ok(_)) => panic!("the server wrote to a connection that sent nothing"),
         Err(_) => false,
@@ -164,9 +165,17 @@ async fn connections_over_the_total_limit_are_closed_and_the_others_served() {
     gw.stop().await;
 }
 
-#[tokio::test]
-async fn a_stalled_tls_handshake_is_closed() {
-    let certs = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/certs");
+const CERTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/certs");
+
+/// A gateway serving TLS (the test server certificate, no client certificates) with `server`'s
+/// other settings; its address and the sender that stops it.
+async fn tls_gateway(
+    server: ServerConfig,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), Box<dyn std::error::Error + Send + Sync>>>,
+) {
     let gateway = billpay_gateway::gateway::Gateway::new(
         Default::default(),
         Arc::new(MemoryStore::default()),
@@ -182,19 +191,54 @@ async fn a_stalled_tls_handshake_is_closed() {
         gateway,
         ServerConfig {
             shutdown_grace_ms: 0,
-            tls_handshake_timeout_ms: 300,
             tls: Some(billpay_gateway::config::TlsConfig {
-                cert_file: format!("{certs}/server.pem"),
-                key_file: format!("{certs}/server-key.pem"),
+                cert_file: format!("{CERTS}/server.pem"),
+                key_file: format!("{CERTS}/server-key.pem"),
                 client_ca_file: None,
             }),
-            ..Default::default()
+            ..server
         },
         Duration::from_millis(250),
         async {
             let _ = stopped.await;
         },
     ));
+    (addr, stop, server)
+}
+
+/// A TLS connection to `addr` that completed its handshake (ALPN h2, the test CA trusted) and
+/// sent nothing yet.
+async fn tls_connection(addr: std::net::SocketAddr) -> tokio_rustls::client::TlsStream<TcpStream> {
+    use tokio_rustls::rustls::{
+        self,
+        pki_types::{pem::PemObject, CertificateDer, ServerName},
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(format!("{CERTS}/ca.pem")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("the TLS handshake completes")
+}
+
+#[tokio::test]
+async fn a_stalled_tls_handshake_is_closed() {
+    let (addr, stop, server) = tls_gateway(ServerConfig {
+        tls_handshake_timeout_ms: 300,
+        ..Default::default()
+    })
+    .await;
     // A TLS handshake record announcing 512 bytes, of which 19 come: past the first-bytes
     // deadline, then the handshake waits for the rest forever.
     let mut stalled = TcpStream::connect(addr).await.unwrap();
@@ -205,6 +249,41 @@ async fn a_stalled_tls_handshake_is_closed() {
         closed_by_server(&mut stalled).await,
         "stalled handshake still open"
     );
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+}
+
+#[tokio::test]
+async fn a_tls_connection_that_sends_no_preface_after_its_handshake_is_closed() {
+    let (addr, stop, server) = tls_gateway(ServerConfig {
+        preface_timeout_ms: 300,
+        ..Default::default()
+    })
+    .await;
+    let mut silent = tls_connection(addr).await;
+    let mut slow = tls_connection(addr).await;
+    slow.write_all(&PREFACE[..10]).await.unwrap();
+    slow.flush().await.unwrap();
+    assert!(
+        closed_by_server(&mut silent).await,
+        "silent TLS connection still open"
+    );
+    assert!(
+        closed_by_server(&mut slow).await,
+        "slow preface after TLS still open"
+    );
+    // A client that sends its preface in time is served.
+    let mut prompt = tls_connection(addr).await;
+    prompt.write_all(PREFACE).await.unwrap();
+    prompt
+        .write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0])
+        .await
+        .unwrap();
+    prompt.flush().await.unwrap();
+    let mut header = [0u8; 9];
+    prompt.read_exact(&mut header).await.unwrap();
+    assert_eq!(header[3], 4, "the server's first frame is its SETTINGS");
+    drop(prompt);
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
 }

@@ -1,7 +1,8 @@
 //! Mutual TLS on the gateway's own listener, with real certificates (`tests/certs`, made by
 //! `tests/certs/gen.sh` with the openssl command line): a client certificate from the
 //! configured CA gets through and is identified by its SPIFFE URI SAN (or its subject's CN);
-//! no certificate, or one from another CA, is refused at the handshake.
+//! one with several URI SANs or several CNs gets through the handshake but identifies nobody
+//! (UNAUTHENTICATED); no certificate, or one from another CA, is refused at the handshake.
 
 mod common;
 
@@ -140,6 +141,39 @@ fn identities_are_read_from_the_test_certificates() {
         certificate_identity(&der("client-subject.pem")).as_deref(),
         Some("CN=ops")
     );
+    // Two names: which caller is it? None.
+    for ambiguous in [
+        "client-two-uris.pem",
+        "client-two-cns.pem",
+        "client-uri-two-cns.pem",
+    ] {
+        assert_eq!(certificate_identity(&der(ambiguous)), None, "{ambiguous}");
+    }
+}
+
+#[tokio::test]
+async fn a_client_certificate_with_several_uri_sans_or_common_names_identifies_nobody() {
+    let (_sims, addr) = mtls_gateway().await;
+    // Each would have been shop (its first URI SAN) or ops (its first CN), both configured.
+    for name in ["client-two-uris", "client-two-cns", "client-uri-two-cns"] {
+        let channel = connect(addr, Some(name))
+            .await
+            .expect("CA-signed: the handshake succeeds");
+        let status = CatalogServiceClient::new(channel.clone())
+            .list_providers(pb::ListProvidersRequest::default())
+            .await
+            .unwrap_err();
+        assert_error(&status, Code::Unauthenticated, "CALLER_UNAUTHENTICATED");
+        let status = list_billers(channel, pb::Provider::Interswitch)
+            .await
+            .unwrap_err();
+        assert_error(&status, Code::Unauthenticated, "CALLER_UNAUTHENTICATED");
+    }
+    // One CN and one URI SAN: the URI.
+    let shop = connect(addr, Some("client")).await.expect("CA-signed");
+    list_billers(shop, pb::Provider::Interswitch)
+        .await
+        .expect("identified by its one URI SAN");
 }
 
 #[tokio::test]

@@ -22,6 +22,12 @@ extendedKeyUsage=serverAuth" ca
 leaf client "/CN=checkout/O=Example" "subjectAltName=URI:spiffe://example.org/ns/shop/sa/checkout
 extendedKeyUsage=clientAuth" ca
 leaf client-subject "/CN=ops/O=Example" "extendedKeyUsage=clientAuth" ca
+# Ambiguous identities, refused in mtls mode: two URI SANs, two CNs, two CNs beside one URI SAN.
+leaf client-two-uris "/CN=checkout/O=Example" "subjectAltName=URI:spiffe://example.org/ns/shop/sa/checkout,URI:spiffe://example.org/ns/web/sa/catalog
+extendedKeyUsage=clientAuth" ca
+leaf client-two-cns "/CN=ops/CN=checkout/O=Example" "extendedKeyUsage=clientAuth" ca
+leaf client-uri-two-cns "/CN=ops/CN=checkout/O=Example" "subjectAltName=URI:spiffe://example.org/ns/shop/sa/checkout
+extendedKeyUsage=clientAuth" ca
 leaf stranger "/CN=checkout/O=Example" "subjectAltName=URI:spiffe://example.org/ns/shop/sa/checkout
 extendedKeyUsage=clientAuth" other-ca
 rm -f ./*.srl
