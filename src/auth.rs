@@ -196,6 +196,9 @@ impl Caller {
 tokio::task_local! {
     /// The caller of the RPC this task serves; unset for background work (reconciliation).
     static CURRENT_CALLER: Arc<Caller>;
+    /// The full method name of the RPC this task serves (`billpay.v1.PaymentService/
+    /// CreatePayment`), set with the caller: a refusal names it.
+    static CURRENT_METHOD: Arc<str>;
 }
 
 /// Refuses `provider` when the current RPC's caller may not use it; background work (no
@@ -208,7 +211,10 @@ pub fn check_provider(provider: ProviderId) -> Result<(), GatewayError> {
             } else {
                 Err(GatewayError::CallerNotAllowed {
                     caller: caller.name.clone(),
-                    what: format!("provider {provider}"),
+                    method: CURRENT_METHOD
+                        .try_with(|m| m.to_string())
+                        .unwrap_or_default(),
+                    provider: Some(provider),
                 })
             }
         })
@@ -756,7 +762,8 @@ where
             None => Err(GatewayError::Unauthenticated),
             Some(caller) if !caller.may_call(&path) => Err(GatewayError::CallerNotAllowed {
                 caller: caller.name.clone(),
-                what: "this method".to_owned(),
+                method: path.trim_start_matches('/').to_owned(),
+                provider: None,
             }),
             Some(caller) => match caller.limit.as_ref().map(|l| l.admit()) {
                 Some(Err(retry_after)) => Err(GatewayError::RateLimited {
@@ -769,7 +776,11 @@ where
         match refusal {
             Ok(caller) => {
                 request.extensions_mut().insert(caller.clone());
-                Box::pin(CURRENT_CALLER.scope(caller, async move { inner.call(request).await }))
+                let method: Arc<str> = Arc::from(path.trim_start_matches('/'));
+                Box::pin(CURRENT_CALLER.scope(
+                    caller,
+                    CURRENT_METHOD.scope(method, async move { inner.call(request).await }),
+                ))
             }
             Err(error) => {
                 if let GatewayError::RateLimited {

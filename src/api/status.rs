@@ -1,13 +1,20 @@
 //! The one place where errors become gRPC statuses. Every status carries a
-//! `google.rpc.ErrorInfo` (domain [`DOMAIN`], reason from `billpay.v1.ErrorReason`), bad input a
-//! `BadRequest`, and statuses worth retrying a `RetryInfo`.
+//! `google.rpc.ErrorInfo` (domain [`DOMAIN`], reason from `billpay.v1.ErrorReason`, and exactly
+//! the metadata keys that reason's proto comment lists), bad input a `BadRequest`, statuses
+//! worth retrying a `RetryInfo`, and NOT_FOUND a `ResourceInfo` naming what was not found.
+//!
+//! The message is the error's words (`GatewayError`'s `Display`), with runs of whitespace and
+//! control characters folded to one space: INVALID_ARGUMENT names every violation in the order
+//! `BadRequest` lists them. ErrorInfo metadata names providers, capabilities and payment states
+//! by their `billpay.v1` enum value names (`PROVIDER_SWITCH`, `CAPABILITY_GET_BALANCE`,
+//! `PAYMENT_STATE_FAILED`), as the caller sent or reads them elsewhere.
 
 use std::{collections::HashMap, time::Duration};
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::domain::ProviderError;
+use crate::domain::{ProviderError, ProviderId, Resource};
 use crate::error::{FieldViolation, GatewayError};
 
 /// ErrorInfo domain of every error.
@@ -16,14 +23,20 @@ pub const DOMAIN: &str = "billpay.gateway";
 /// How long a caller should wait before retrying a provider or store outage.
 const RETRY_UNAVAILABLE: Duration = Duration::from_secs(1);
 
+/// A `google.rpc.ResourceInfo`.
+struct ResourceInfo {
+    resource_type: String,
+    resource_name: String,
+    owner: String,
+}
+
 struct Mapped {
     code: Code,
     reason: &'static str,
     metadata: HashMap<String, String>,
     violations: Vec<FieldViolation>,
     retry_after: Option<Duration>,
-    /// A ResourceInfo: (type, name, owner, description).
-    resource: Option<(String, String, String, String)>,
+    resource: Option<ResourceInfo>,
 }
 
 impl Mapped {
@@ -42,56 +55,105 @@ impl Mapped {
         self.metadata.insert(key.to_owned(), value.to_string());
         self
     }
+
+    fn provider(self, provider: ProviderId) -> Self {
+        self.meta("provider", provider.proto_name())
+    }
+
+    fn violations(self, violations: Vec<FieldViolation>) -> Self {
+        Self { violations, ..self }
+    }
+
+    fn retry_after(self, delay: Duration) -> Self {
+        Self {
+            retry_after: Some(delay),
+            ..self
+        }
+    }
+
+    /// NOT_FOUND details: ErrorInfo metadata `resource_type`, `resource_name` (and `provider`
+    /// when the provider said so), and a ResourceInfo with the same (owner: the provider).
+    fn resource(
+        self,
+        resource_type: &str,
+        resource_name: &str,
+        provider: Option<ProviderId>,
+    ) -> Self {
+        let mut mapped = self
+            .meta("resource_type", resource_type)
+            .meta("resource_name", resource_name);
+        if let Some(p) = provider {
+            mapped = mapped.provider(p);
+        }
+        Self {
+            resource: Some(ResourceInfo {
+                resource_type: resource_type.to_owned(),
+                resource_name: resource_name.to_owned(),
+                owner: provider
+                    .map(|p| p.proto_name().to_owned())
+                    .unwrap_or_default(),
+            }),
+            ..mapped
+        }
+    }
+}
+
+/// Folds whitespace runs and control characters to one space, so that what a provider wrote
+/// (newlines, doubled spaces) reads as one line.
+fn one_line(text: &str) -> String {
+    text.split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Maps a gateway error to a status with rich error details.
 pub fn to_status(error: GatewayError) -> Status {
     let message = match &error {
         GatewayError::Internal(_) => "internal error".to_owned(),
-        other => other.to_string(),
+        other => one_line(&other.to_string()),
     };
     let mapped = match error {
-        GatewayError::InvalidRequest(violations) => Mapped {
-            violations,
-            ..Mapped::new(Code::InvalidArgument, "INVALID_REQUEST")
-        },
-        GatewayError::AmountRuleViolated(rule) => Mapped {
-            violations: vec![FieldViolation::new("amount", rule)],
-            ..Mapped::new(Code::InvalidArgument, "AMOUNT_RULE_VIOLATED")
-        },
+        GatewayError::InvalidRequest(violations) => {
+            Mapped::new(Code::InvalidArgument, "INVALID_REQUEST").violations(violations)
+        }
+        GatewayError::AmountRuleViolated {
+            provider,
+            violation,
+        } => Mapped::new(Code::InvalidArgument, "AMOUNT_RULE_VIOLATED")
+            .provider(provider)
+            .violations(vec![violation]),
         GatewayError::CapabilityNotSupported {
             provider,
             capability,
         } => Mapped::new(Code::Unimplemented, "CAPABILITY_NOT_SUPPORTED")
-            .meta("provider", provider)
-            .meta("capability", capability.name()),
+            .provider(provider)
+            .meta("capability", capability.proto_name()),
         GatewayError::ProviderNotConfigured(provider) => {
-            Mapped::new(Code::FailedPrecondition, "PROVIDER_NOT_CONFIGURED")
-                .meta("provider", provider)
+            Mapped::new(Code::FailedPrecondition, "PROVIDER_NOT_CONFIGURED").provider(provider)
         }
-        GatewayError::NotFound(what) => {
-            Mapped::new(Code::NotFound, "NOT_FOUND").meta("resource", what)
+        GatewayError::NotFound {
+            resource,
+            name,
+            provider,
+        } => {
+            Mapped::new(Code::NotFound, "NOT_FOUND").resource(resource.type_name(), &name, provider)
         }
         GatewayError::ProductNotFound {
             provider,
             biller_id,
             product_id,
-        } => Mapped {
-            resource: Some((
-                "billpay.v1.Product".to_owned(),
-                if biller_id.is_empty() {
-                    product_id.clone()
-                } else {
-                    format!("billers/{biller_id}/products/{product_id}")
-                },
-                provider.to_string(),
-                message.clone(),
-            )),
-            ..Mapped::new(Code::NotFound, "PRODUCT_NOT_FOUND")
-                .meta("provider", provider)
+        } => {
+            let name = if biller_id.is_empty() {
+                product_id.clone()
+            } else {
+                format!("billers/{biller_id}/products/{product_id}")
+            };
+            Mapped::new(Code::NotFound, "PRODUCT_NOT_FOUND")
+                .resource(Resource::Product.type_name(), &name, Some(provider))
                 .meta("biller_id", biller_id)
                 .meta("product_id", product_id)
-        },
+        }
         GatewayError::IdempotencyKeyReused { request_id } => {
             Mapped::new(Code::AlreadyExists, "IDEMPOTENCY_KEY_REUSED")
                 .meta("request_id", request_id)
@@ -99,66 +161,65 @@ pub fn to_status(error: GatewayError) -> Status {
         GatewayError::RequestInFlight {
             request_id,
             retry_after,
-        } => Mapped {
-            retry_after: Some(retry_after),
-            ..Mapped::new(Code::Aborted, "REQUEST_IN_FLIGHT").meta("request_id", request_id)
-        },
+        } => Mapped::new(Code::Aborted, "REQUEST_IN_FLIGHT")
+            .meta("request_id", request_id)
+            .retry_after(retry_after),
         GatewayError::FollowUpInFlight {
             payment_id,
             request_id,
             this_request,
             retry_after,
-        } => Mapped {
-            retry_after: Some(retry_after),
-            ..Mapped::new(Code::Aborted, "REQUEST_IN_FLIGHT")
-                .meta("request_id", request_id)
-                .meta("payment_id", payment_id)
-                .meta(
-                    "in_flight",
-                    if this_request {
-                        "this_request"
-                    } else {
-                        "another_request"
-                    },
-                )
-        },
+        } => Mapped::new(Code::Aborted, "REQUEST_IN_FLIGHT")
+            .meta("request_id", request_id)
+            .meta("payment_id", payment_id)
+            .meta(
+                "in_flight",
+                if this_request {
+                    "this_request"
+                } else {
+                    "another_request"
+                },
+            )
+            .retry_after(retry_after),
         GatewayError::PaymentStateConflict {
             payment_id, state, ..
         } => Mapped::new(Code::FailedPrecondition, "PAYMENT_STATE_CONFLICT")
             .meta("payment_id", payment_id)
-            .meta("state", state),
+            .meta("state", state.proto_name()),
         GatewayError::Provider {
             provider,
             operation,
             source,
         } => {
             tracing::warn!(%provider, operation, error = %source, "provider call failed");
-            provider_error(source)
-                .meta("provider", provider)
-                .meta("operation", operation)
+            provider_error(provider, source)
         }
         GatewayError::Store(e) => {
             tracing::warn!(error = %e, "store unavailable");
-            Mapped {
-                retry_after: Some(RETRY_UNAVAILABLE),
-                ..Mapped::new(Code::Unavailable, "STORE_UNAVAILABLE")
-            }
+            Mapped::new(Code::Unavailable, "STORE_UNAVAILABLE").retry_after(RETRY_UNAVAILABLE)
         }
         GatewayError::Unauthenticated => {
             Mapped::new(Code::Unauthenticated, "CALLER_UNAUTHENTICATED")
         }
-        GatewayError::CallerNotAllowed { caller, what } => {
-            Mapped::new(Code::PermissionDenied, "CALLER_NOT_ALLOWED")
+        GatewayError::CallerNotAllowed {
+            caller,
+            method,
+            provider,
+        } => {
+            let mapped = Mapped::new(Code::PermissionDenied, "CALLER_NOT_ALLOWED")
                 .meta("caller", caller)
-                .meta("resource", what)
+                .meta("method", method);
+            match provider {
+                Some(p) => mapped.provider(p),
+                None => mapped,
+            }
         }
         GatewayError::RateLimited {
             caller,
             retry_after,
-        } => Mapped {
-            retry_after: Some(retry_after),
-            ..Mapped::new(Code::ResourceExhausted, "RATE_LIMITED").meta("caller", caller)
-        },
+        } => Mapped::new(Code::ResourceExhausted, "RATE_LIMITED")
+            .meta("caller", caller)
+            .retry_after(retry_after),
         GatewayError::StoreDataLost => Mapped::new(Code::Unavailable, "STORE_DATA_LOST"),
         GatewayError::StoreUnfit {
             posture,
@@ -174,11 +235,9 @@ pub fn to_status(error: GatewayError) -> Status {
         GatewayError::ReferenceRateExceeded {
             provider,
             retry_after,
-        } => Mapped {
-            retry_after: Some(retry_after),
-            ..Mapped::new(Code::ResourceExhausted, "REFERENCE_RATE_EXCEEDED")
-                .meta("provider", provider)
-        },
+        } => Mapped::new(Code::ResourceExhausted, "REFERENCE_RATE_EXCEEDED")
+            .provider(provider)
+            .retry_after(retry_after),
         GatewayError::RequestPredatesRecovery {
             request_id,
             created_at_ms,
@@ -200,61 +259,71 @@ pub fn to_status(error: GatewayError) -> Status {
     if let Some(delay) = mapped.retry_after {
         details.set_retry_info(Some(delay));
     }
-    if let Some((kind, name, owner, description)) = mapped.resource {
-        details.set_resource_info(kind, name, owner, description);
+    if let Some(r) = mapped.resource {
+        details.set_resource_info(r.resource_type, r.resource_name, r.owner, message.clone());
     }
     Status::with_error_details(mapped.code, message, details)
 }
 
-fn provider_error(source: ProviderError) -> Mapped {
-    match source {
+/// The status of a failed call to `provider`.
+fn provider_error(provider: ProviderId, source: ProviderError) -> Mapped {
+    let mapped = match source {
         // The status of why it was not sent (a token endpoint's timeout is UNAVAILABLE).
-        ProviderError::NotSent(why) => provider_error(*why),
-        ProviderError::Timeout
-        | ProviderError::Transport(_)
-        | ProviderError::Upstream { .. }
-        | ProviderError::Unreadable(_) => Mapped {
-            retry_after: Some(RETRY_UNAVAILABLE),
-            ..Mapped::new(Code::Unavailable, "PROVIDER_UNAVAILABLE")
-        },
-        ProviderError::CircuitOpen { retry_after } => Mapped {
-            retry_after: Some(retry_after.max(Duration::from_millis(1))),
-            ..Mapped::new(Code::Unavailable, "PROVIDER_UNAVAILABLE")
-        },
+        ProviderError::NotSent(why) => return provider_error(provider, *why),
+        ProviderError::Timeout | ProviderError::Transport(_) | ProviderError::Unreadable(_) => {
+            Mapped::new(Code::Unavailable, "PROVIDER_UNAVAILABLE").retry_after(RETRY_UNAVAILABLE)
+        }
+        ProviderError::Upstream { status } => {
+            Mapped::new(Code::Unavailable, "PROVIDER_UNAVAILABLE")
+                .meta("http_status", status)
+                .retry_after(RETRY_UNAVAILABLE)
+        }
+        ProviderError::CircuitOpen { retry_after } => {
+            Mapped::new(Code::Unavailable, "PROVIDER_UNAVAILABLE")
+                .retry_after(retry_after.max(Duration::from_millis(1)))
+        }
         ProviderError::Auth { status } => {
             Mapped::new(Code::FailedPrecondition, "PROVIDER_AUTH_FAILED")
                 .meta("http_status", status)
         }
         ProviderError::Rejected { code, message } => {
             Mapped::new(Code::FailedPrecondition, "PROVIDER_REJECTED")
-                .meta("provider_code", code)
-                .meta("provider_message", message)
+                .meta("provider_code", code.trim())
+                .meta("provider_message", one_line(&message))
         }
-        ProviderError::NotFound(what) => {
-            Mapped::new(Code::NotFound, "NOT_FOUND").meta("resource", what)
+        // `GatewayError::provider` turns these into NOT_FOUND and CAPABILITY_NOT_SUPPORTED;
+        // a `Provider` error built around one directly maps the same way.
+        ProviderError::NotFound { resource, name } => {
+            return Mapped::new(Code::NotFound, "NOT_FOUND").resource(
+                resource.type_name(),
+                &name,
+                Some(provider),
+            )
         }
-        ProviderError::Unrepresentable { field, reason } => Mapped {
-            violations: vec![FieldViolation::new(field, reason)],
-            ..Mapped::new(Code::InvalidArgument, "INVALID_REQUEST")
-        },
-        ProviderError::InvalidOrder(violations) => Mapped {
-            violations: violations
-                .into_iter()
-                .map(|(field, why)| FieldViolation::new(field, why))
-                .collect(),
-            ..Mapped::new(Code::InvalidArgument, "INVALID_REQUEST")
-        },
+        ProviderError::Unsupported(capability) => {
+            Mapped::new(Code::Unimplemented, "CAPABILITY_NOT_SUPPORTED")
+                .meta("capability", capability.proto_name())
+        }
+        ProviderError::Unrepresentable { field, reason } => {
+            Mapped::new(Code::InvalidArgument, "INVALID_REQUEST")
+                .violations(vec![FieldViolation::new(field, reason)])
+        }
+        ProviderError::InvalidOrder(violations) => {
+            Mapped::new(Code::InvalidArgument, "INVALID_REQUEST").violations(
+                violations
+                    .into_iter()
+                    .map(|(field, why)| FieldViolation::new(field, why))
+                    .collect(),
+            )
+        }
         ProviderError::PriceChanged { expected, actual } => {
             Mapped::new(Code::FailedPrecondition, "PRICE_CHANGED")
                 .meta("expected_minor_units", expected.minor_units)
                 .meta("actual_minor_units", actual.minor_units)
                 .meta("currency_code", actual.currency.code())
         }
-        ProviderError::Unsupported(capability) => {
-            Mapped::new(Code::Unimplemented, "CAPABILITY_NOT_SUPPORTED")
-                .meta("capability", capability.name())
-        }
-    }
+    };
+    mapped.provider(provider)
 }
 
 impl From<GatewayError> for Status {
