@@ -143,8 +143,8 @@ pub enum GatewayError {
         caller: String,
         retry_after: std::time::Duration,
     },
-    /// The store is unreachable.
-    #[error(transparent)]
+    /// The store is unreachable. What it said is logged, not sent: it names keys and hosts.
+    #[error("store unavailable: the gateway cannot reach its payment journal; retry after RetryInfo's delay")]
     Store(#[from] StoreError),
     /// The store lost data (its identity key is gone): mutating RPCs are refused until an
     /// operator runs `billpay-gateway store recover`.

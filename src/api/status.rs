@@ -392,3 +392,430 @@ pub fn framework_status(status: &Status, max_request_bytes: usize) -> Option<Sta
     details.set_error_info(mapped.reason, DOMAIN, mapped.metadata);
     Some(Status::with_error_details(mapped.code, text, details))
 }
+
+/// The proto's documented metadata keys, read by the tests (shared with tests/error_details.rs).
+#[cfg(test)]
+#[path = "../../tests/common/error_doc.rs"]
+mod error_doc;
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::time::Duration;
+
+    use tonic::Code;
+    use tonic_types::StatusExt;
+
+    use super::*;
+    use crate::api::convert;
+    use crate::domain::{Capability, Currency, Money, PaymentState, ProviderError, ProviderId};
+    use crate::pb;
+    use crate::store::StoreError;
+
+    use super::error_doc;
+
+    const SWITCH: ProviderId = ProviderId::Switch;
+
+    /// A failed call to Switch's saved-bill deletion (an operation name that must never reach
+    /// the caller).
+    fn at_switch(source: ProviderError) -> GatewayError {
+        GatewayError::provider(SWITCH, "delete_saved_bill", source)
+    }
+
+    /// One of every error the gateway maps, with every optional metadata case.
+    fn every_error() -> Vec<GatewayError> {
+        let ms = Duration::from_millis;
+        let ngn = |k| Money::new(Currency::Ngn, k);
+        vec![
+            GatewayError::InvalidRequest(vec![
+                FieldViolation::new("amount.minor_units", "must be greater than zero"),
+                FieldViolation::new("request_id", "required (the idempotency key of this call)"),
+            ]),
+            GatewayError::AmountRuleViolated {
+                provider: ProviderId::Interswitch,
+                violation: FieldViolation::new(
+                    "amount.minor_units",
+                    "must be at least 100000 minor units of NGN (the customer's amount rule)",
+                ),
+            },
+            GatewayError::CapabilityNotSupported {
+                provider: ProviderId::Interswitch,
+                capability: Capability::GetBalance,
+            },
+            GatewayError::ProviderNotConfigured(ProviderId::OnePipe),
+            GatewayError::not_found(Resource::Payment, "pay_0123"),
+            GatewayError::ProductNotFound {
+                provider: ProviderId::Interswitch,
+                biller_id: "901".into(),
+                product_id: "90199".into(),
+            },
+            GatewayError::ProductNotFound {
+                provider: ProviderId::IntelworldIp2,
+                biller_id: String::new(),
+                product_id: "P9".into(),
+            },
+            GatewayError::IdempotencyKeyReused {
+                request_id: "r-1".into(),
+            },
+            GatewayError::RequestInFlight {
+                request_id: "r-1".into(),
+                retry_after: ms(200),
+            },
+            GatewayError::FollowUpInFlight {
+                payment_id: "pay_1".into(),
+                request_id: "r-2".into(),
+                this_request: true,
+                retry_after: ms(200),
+            },
+            GatewayError::FollowUpInFlight {
+                payment_id: "pay_1".into(),
+                request_id: "r-3".into(),
+                this_request: false,
+                retry_after: ms(200),
+            },
+            GatewayError::PaymentStateConflict {
+                payment_id: "pay_1".into(),
+                state: PaymentState::Failed,
+                refusal: "only a PAYMENT_STATE_SUCCEEDED payment can be reversed",
+            },
+            at_switch(ProviderError::Timeout),
+            at_switch(ProviderError::Transport("connect refused 10.0.0.1".into())),
+            at_switch(ProviderError::Upstream { status: 502 }),
+            at_switch(ProviderError::Unreadable("expected value at line 1".into())),
+            at_switch(ProviderError::CircuitOpen {
+                retry_after: ms(1500),
+            }),
+            at_switch(ProviderError::Timeout.not_sent()),
+            at_switch(ProviderError::Auth { status: 401 }),
+            at_switch(ProviderError::Rejected {
+                code: "400".into(),
+                message: "Bill  is\nnot payable".into(),
+            }),
+            at_switch(ProviderError::Rejected {
+                code: String::new(),
+                message: String::new(),
+            }),
+            at_switch(ProviderError::NotFound {
+                resource: Resource::SavedBill,
+                name: "17".into(),
+            }),
+            at_switch(ProviderError::Unrepresentable {
+                field: "amount.minor_units",
+                reason: "must not be negative (Switch amounts are not negative)".into(),
+            }),
+            at_switch(ProviderError::InvalidOrder(vec![
+                (
+                    "switch.pin".into(),
+                    "required (the Switch user's second factor is a PIN)".into(),
+                ),
+                ("inputs[meter]".into(), "not an input of this plan".into()),
+            ])),
+            at_switch(ProviderError::PriceChanged {
+                expected: ngn(180_000),
+                actual: ngn(188_400),
+            }),
+            at_switch(ProviderError::Unsupported(Capability::GetBalance)),
+            GatewayError::Unauthenticated,
+            GatewayError::CallerNotAllowed {
+                caller: "shop".into(),
+                method: "billpay.v1.AccountService/GetBalance".into(),
+                provider: None,
+            },
+            GatewayError::CallerNotAllowed {
+                caller: "shop".into(),
+                method: "billpay.v1.CatalogService/ListBillers".into(),
+                provider: Some(SWITCH),
+            },
+            GatewayError::RateLimited {
+                caller: "shop".into(),
+                retry_after: ms(900),
+            },
+            GatewayError::Store(StoreError("connection refused".into())),
+            GatewayError::StoreDataLost,
+            GatewayError::StoreUnfit {
+                posture: "everysec".into(),
+                why: "appendfsync everysec can lose a second of writes".into(),
+                last_read_ago_ms: 120,
+            },
+            GatewayError::ReferenceRateExceeded {
+                provider: ProviderId::Interswitch,
+                retry_after: ms(300),
+            },
+            GatewayError::RequestPredatesRecovery {
+                request_id: "r-9".into(),
+                created_at_ms: 1,
+                recovered_at_ms: 2,
+            },
+            GatewayError::Internal("secret detail".into()),
+        ]
+    }
+
+    /// The statuses answered outside `to_status`.
+    fn other_statuses() -> Vec<Status> {
+        vec![
+            service_disabled("billpay.v1.OperatorService", "the operator service is off"),
+            framework_status(
+                &Status::internal("failed to decode Protobuf message: x"),
+                4096,
+            )
+            .unwrap(),
+            framework_status(&Status::out_of_range("message length too large"), 4096).unwrap(),
+            framework_status(&Status::unimplemented(""), 4096).unwrap(),
+        ]
+    }
+
+    fn keys(status: &Status) -> (String, BTreeSet<String>) {
+        let info = status
+            .get_error_details()
+            .error_info()
+            .cloned()
+            .expect("every status carries ErrorInfo");
+        assert_eq!(info.domain, DOMAIN);
+        (info.reason, info.metadata.into_keys().collect())
+    }
+
+    #[test]
+    fn every_reason_sends_exactly_the_metadata_keys_its_proto_comment_documents() {
+        let documented = error_doc::documented_metadata(error_doc::COMMON_PROTO);
+        let statuses: Vec<Status> = every_error()
+            .into_iter()
+            .map(to_status)
+            .chain(other_statuses())
+            .collect();
+        let mut seen: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for status in &statuses {
+            let (reason, sent) = keys(status);
+            let doc = documented
+                .get(&reason)
+                .unwrap_or_else(|| panic!("{reason} is not an ErrorReason of common.proto"));
+            if let Err(why) = doc.check(&sent) {
+                panic!("{reason}: {why} ({status:?})");
+            }
+            seen.entry(reason).or_default().extend(sent);
+        }
+        // Every reason of the contract is produced here, with each of its optional keys.
+        let mut value = 1;
+        while let Ok(reason) = pb::ErrorReason::try_from(value) {
+            let name = reason
+                .as_str_name()
+                .strip_prefix("ERROR_REASON_")
+                .expect("prefixed");
+            let sent = seen
+                .get(name)
+                .unwrap_or_else(|| panic!("no case answers {name}"));
+            let doc = &documented[name];
+            assert!(
+                doc.optional.is_subset(sent),
+                "{name}: optional keys {:?} never sent ({sent:?})",
+                doc.optional
+            );
+            value += 1;
+        }
+        assert_eq!(
+            (value - 1) as usize,
+            documented.len(),
+            "every documented reason is in the enum"
+        );
+    }
+
+    #[test]
+    fn metadata_names_providers_capabilities_and_states_as_the_contract_does() {
+        for id in ProviderId::ALL {
+            assert_eq!(id.proto_name(), convert::provider(id).as_str_name());
+        }
+        let mut value = 1;
+        while let Ok(c) = pb::Capability::try_from(value) {
+            let domain = all_capabilities()
+                .into_iter()
+                .find(|d| convert::capability(*d) == c)
+                .unwrap_or_else(|| panic!("{c:?} has no domain capability"));
+            assert_eq!(domain.proto_name(), c.as_str_name());
+            value += 1;
+        }
+        for s in [
+            PaymentState::Pending,
+            PaymentState::Succeeded,
+            PaymentState::Failed,
+            PaymentState::OtpRequired,
+            PaymentState::ValidationRequired,
+            PaymentState::Reversed,
+            PaymentState::NeedsAttention,
+            PaymentState::Scheduled,
+        ] {
+            assert_eq!(s.proto_name(), convert::payment_state(s).as_str_name());
+        }
+        for r in Resource::ALL {
+            assert!(
+                error_doc::COMMON_PROTO.contains(r.type_name()),
+                "the proto's ErrorReason comment lists {}",
+                r.type_name()
+            );
+        }
+
+        let status = to_status(GatewayError::CapabilityNotSupported {
+            provider: ProviderId::Interswitch,
+            capability: Capability::GetBalance,
+        });
+        let info = status.get_error_details().error_info().cloned().unwrap();
+        assert_eq!(info.metadata["provider"], "PROVIDER_INTERSWITCH");
+        assert_eq!(info.metadata["capability"], "CAPABILITY_GET_BALANCE");
+        assert_eq!(
+            status.message(),
+            "PROVIDER_INTERSWITCH does not support CAPABILITY_GET_BALANCE"
+        );
+        let status = to_status(GatewayError::PaymentStateConflict {
+            payment_id: "pay_1".into(),
+            state: PaymentState::Failed,
+            refusal: "only a PAYMENT_STATE_SUCCEEDED payment can be reversed",
+        });
+        let info = status.get_error_details().error_info().cloned().unwrap();
+        assert_eq!(info.metadata["state"], "PAYMENT_STATE_FAILED");
+    }
+
+    fn all_capabilities() -> Vec<Capability> {
+        use Capability::*;
+        vec![
+            ListCategories,
+            ListBillers,
+            ListProducts,
+            ListPaymentMethods,
+            ValidateCustomer,
+            LookupBill,
+            CreatePayment,
+            QueryPayment,
+            ValidatePaymentOtp,
+            ReversePayment,
+            ListProviderPayments,
+            SavedBills,
+            CreateCollection,
+            GetBalance,
+            ListAccounts,
+            GetPaymentOptions,
+            SendOtp,
+        ]
+    }
+
+    /// The pieces of a message between its separators.
+    fn clauses(message: &str) -> Vec<String> {
+        message
+            .split([':', ';', '(', ')'])
+            .map(|c| c.trim().to_lowercase())
+            .filter(|c| c.len() > 3)
+            .collect()
+    }
+
+    #[test]
+    fn every_message_is_one_clean_sentence_without_internal_names_or_secrets() {
+        for status in every_error().into_iter().map(to_status) {
+            let m = status.message();
+            assert!(!m.is_empty(), "{status:?}");
+            assert_eq!(m, m.trim(), "{status:?}");
+            assert!(!m.contains("  "), "double space: {m:?}");
+            assert!(!m.chars().any(char::is_control), "control character: {m:?}");
+            for internal in ["delete_saved_bill", "switch ", "interswitch ", "onepipe "] {
+                assert!(!m.contains(internal), "internal name {internal:?} in {m:?}");
+            }
+            for secret in [
+                "10.0.0.1",
+                "expected value",
+                "secret detail",
+                "connection refused",
+            ] {
+                assert!(!m.contains(secret), "{secret:?} in {m:?}");
+            }
+            let parts = clauses(m);
+            let distinct: BTreeSet<&String> = parts.iter().collect();
+            assert_eq!(distinct.len(), parts.len(), "doubled text: {m:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_argument_names_every_violation_in_bad_request_order() {
+        let status = to_status(every_error().remove(0));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(
+            status.message(),
+            "amount.minor_units: must be greater than zero; request_id: required (the \
+             idempotency key of this call)"
+        );
+        let fields: Vec<String> = status
+            .get_error_details()
+            .bad_request()
+            .unwrap()
+            .field_violations
+            .iter()
+            .map(|v| format!("{}: {}", v.field, v.description))
+            .collect();
+        assert_eq!(status.message(), fields.join("; "));
+        let status = to_status(at_switch(ProviderError::InvalidOrder(vec![
+            ("switch.pin".into(), "4 digits".into()),
+            ("inputs[meter]".into(), "not an input of this plan".into()),
+        ])));
+        assert_eq!(
+            status.message(),
+            "switch.pin: 4 digits; inputs[meter]: not an input of this plan"
+        );
+        let info = status.get_error_details().error_info().cloned().unwrap();
+        assert_eq!(info.metadata["provider"], "PROVIDER_SWITCH");
+    }
+
+    #[test]
+    fn not_found_names_the_resource_in_resource_info() {
+        let status = to_status(GatewayError::not_found(Resource::Payment, "pay_0123"));
+        assert_eq!(status.code(), Code::NotFound);
+        assert_eq!(status.message(), "payment \"pay_0123\" not found");
+        let info = status.get_error_details().resource_info().cloned().unwrap();
+        assert_eq!(info.resource_type, "billpay.v1.Payment");
+        assert_eq!(info.resource_name, "pay_0123");
+        assert_eq!(info.owner, "");
+        assert_eq!(info.description, status.message());
+
+        // A saved bill Switch says is gone: NOT_FOUND, not a refusal with an empty code.
+        let status = to_status(at_switch(ProviderError::NotFound {
+            resource: Resource::SavedBill,
+            name: "17".into(),
+        }));
+        assert_eq!(status.code(), Code::NotFound);
+        assert_eq!(
+            status.message(),
+            "saved bill \"17\" not found at PROVIDER_SWITCH"
+        );
+        let details = status.get_error_details();
+        let info = details.resource_info().unwrap();
+        assert_eq!(
+            (info.resource_type.as_str(), info.resource_name.as_str()),
+            ("billpay.v1.SavedBill", "17")
+        );
+        assert_eq!(info.owner, "PROVIDER_SWITCH");
+        let meta = &details.error_info().unwrap().metadata;
+        assert_eq!(meta["resource_type"], "billpay.v1.SavedBill");
+        assert_eq!(meta["resource_name"], "17");
+        assert_eq!(meta["provider"], "PROVIDER_SWITCH");
+    }
+
+    #[test]
+    fn a_provider_refusal_reads_as_a_sentence_with_its_code_and_message() {
+        let status = to_status(at_switch(ProviderError::Rejected {
+            code: "400".into(),
+            message: "Bill  is\nnot payable".into(),
+        }));
+        assert_eq!(
+            status.message(),
+            "PROVIDER_SWITCH refused the request: Bill is not payable (code 400)"
+        );
+        let meta = status
+            .get_error_details()
+            .error_info()
+            .cloned()
+            .unwrap()
+            .metadata;
+        assert_eq!(meta["provider_code"], "400");
+        assert_eq!(meta["provider_message"], "Bill is not payable");
+        let status = to_status(at_switch(ProviderError::Timeout.not_sent()));
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(
+            status.message(),
+            "PROVIDER_SWITCH did not answer in time; nothing was sent"
+        );
+    }
+}

@@ -370,7 +370,11 @@ impl Switch {
                 } else {
                     "product_id"
                 },
-                reason: format!("{what} is negative: Switch amounts are not negative"),
+                reason: if what == "amount" {
+                    "must not be negative (Switch amounts are not negative)".to_owned()
+                } else {
+                    format!("the plan's {what} is negative: Switch amounts are not negative")
+                },
             })
         };
         let mut body = Map::new();
