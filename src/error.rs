@@ -143,8 +143,8 @@ pub enum GatewayError {
         caller: String,
         retry_after: std::time::Duration,
     },
-    /// The store is unreachable. What it said is logged, not sent: it names keys and hosts.
-    #[error("store unavailable: the gateway cannot reach its payment journal; retry after RetryInfo's delay")]
+    /// The store is unreachable (its words: Redis errors are redacted of credentials).
+    #[error(transparent)]
     Store(#[from] StoreError),
     /// The store lost data (its identity key is gone): mutating RPCs are refused until an
     /// operator runs `billpay-gateway store recover`.
