@@ -393,7 +393,8 @@ pub fn framework_status(status: &Status, max_request_bytes: usize) -> Option<Sta
     Some(Status::with_error_details(mapped.code, text, details))
 }
 
-/// The proto's documented metadata keys, read by the tests (shared with tests/error_details.rs).
+/// The proto's documented metadata keys, read by the tests (shared with the integration tests'
+/// harness, tests/common).
 #[cfg(test)]
 #[path = "../../tests/common/error_doc.rs"]
 mod error_doc;
