@@ -57,7 +57,7 @@ pub fn documented_metadata(proto: &str) -> BTreeMap<String, DocumentedKeys> {
         }
         if let Some(value) = line.strip_prefix("ERROR_REASON_") {
             let name = value
-                .split(|c: char| c == ' ' || c == '=')
+                .split([' ', '='])
                 .next()
                 .unwrap_or_default();
             if name != "UNSPECIFIED" {
