@@ -56,10 +56,7 @@ pub fn documented_metadata(proto: &str) -> BTreeMap<String, DocumentedKeys> {
             continue;
         }
         if let Some(value) = line.strip_prefix("ERROR_REASON_") {
-            let name = value
-                .split([' ', '='])
-                .next()
-                .unwrap_or_default();
+            let name = value.split([' ', '=']).next().unwrap_or_default();
             if name != "UNSPECIFIED" {
                 let text = comment.join(" ");
                 reasons.insert(name.to_owned(), parse_keys(name, &text));
