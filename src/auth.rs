@@ -234,14 +234,15 @@ impl ObjectScope {
             .map_or(Self::Merchant, |caller| caller.object_scope())
     }
 
-    /// Refuses a merchant-wide read (`what`, e.g. `GetBalance`) to a caller without
-    /// `merchant_reads`.
-    pub fn require_merchant(&self, what: &str) -> Result<(), GatewayError> {
+    /// Refuses a merchant-wide read (`method`, the full method name such as
+    /// `billpay.v1.AccountService/GetBalance`) to a caller without `merchant_reads`.
+    pub fn require_merchant(&self, method: &str) -> Result<(), GatewayError> {
         match self {
             Self::Merchant => Ok(()),
             Self::Caller(name) => Err(GatewayError::CallerNotAllowed {
                 caller: name.clone(),
-                what: format!("{what}: a merchant-wide read (needs merchant_reads)"),
+                method: method.to_owned(),
+                provider: None,
             }),
         }
     }
@@ -250,6 +251,9 @@ impl ObjectScope {
 tokio::task_local! {
     /// The caller of the RPC this task serves; unset for background work (reconciliation).
     static CURRENT_CALLER: Arc<Caller>;
+    /// The full method name of the RPC this task serves (`billpay.v1.PaymentService/
+    /// CreatePayment`), set with the caller: a refusal names it.
+    static CURRENT_METHOD: Arc<str>;
 }
 
 /// Refuses `provider` when the current RPC's caller may not use it; background work (no
@@ -262,7 +266,10 @@ pub fn check_provider(provider: ProviderId) -> Result<(), GatewayError> {
             } else {
                 Err(GatewayError::CallerNotAllowed {
                     caller: caller.name.clone(),
-                    what: format!("provider {provider}"),
+                    method: CURRENT_METHOD
+                        .try_with(|m| m.to_string())
+                        .unwrap_or_default(),
+                    provider: Some(provider),
                 })
             }
         })
@@ -694,7 +701,8 @@ where
             None => Err(GatewayError::Unauthenticated),
             Some(caller) if !caller.may_call(&path) => Err(GatewayError::CallerNotAllowed {
                 caller: caller.name.clone(),
-                what: "this method".to_owned(),
+                method: path.trim_start_matches('/').to_owned(),
+                provider: None,
             }),
             Some(caller) => match caller.limit.as_ref().map(|l| l.admit()) {
                 Some(Err(retry_after)) => Err(GatewayError::RateLimited {
@@ -707,7 +715,11 @@ where
         match refusal {
             Ok(caller) => {
                 request.extensions_mut().insert(caller.clone());
-                Box::pin(CURRENT_CALLER.scope(caller, async move { inner.call(request).await }))
+                let method: Arc<str> = Arc::from(path.trim_start_matches('/'));
+                Box::pin(CURRENT_CALLER.scope(
+                    caller,
+                    CURRENT_METHOD.scope(method, async move { inner.call(request).await }),
+                ))
             }
             Err(error) => {
                 if let GatewayError::RateLimited {

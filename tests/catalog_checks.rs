@@ -49,7 +49,7 @@ async fn payments_recorded(store: &MemoryStore) -> Vec<String> {
     store.keys_with_prefix("billpay:v1:payment:").await.unwrap()
 }
 
-/// Asserts a PRODUCT_NOT_FOUND refusal naming `provider` and `product_id`.
+/// Asserts a PRODUCT_NOT_FOUND refusal naming `provider` (its contract name) and `product_id`.
 fn assert_product_not_found(status: &Status, provider: &str, product_id: &str) {
     assert_error(status, Code::NotFound, "PRODUCT_NOT_FOUND");
     let details = status.get_error_details();
@@ -145,22 +145,30 @@ async fn an_unlisted_product_is_not_found_on_every_provider_and_nothing_is_recor
     let cases = [
         (
             interswitch("bad-isw", "901", "90199"),
-            "interswitch",
+            "PROVIDER_INTERSWITCH",
             "90199",
         ),
         // A product of another biller is not this biller's.
         (
             interswitch("bad-isw-2", "901", "90201"),
-            "interswitch",
+            "PROVIDER_INTERSWITCH",
             "90201",
         ),
-        (switch("bad-switch", "99"), "switch", "99"),
-        (interintel("bad-ii", "kplc", "999"), "interintel", "999"),
+        (switch("bad-switch", "99"), "PROVIDER_SWITCH", "99"),
+        (
+            interintel("bad-ii", "kplc", "999"),
+            "PROVIDER_INTERINTEL",
+            "999",
+        ),
         // Without a biller, every configured biller's items are looked at.
-        (interintel("bad-ii-2", "", "999"), "interintel", "999"),
+        (
+            interintel("bad-ii-2", "", "999"),
+            "PROVIDER_INTERINTEL",
+            "999",
+        ),
         (
             ip2("bad-ip2", "NOT-A-PRODUCT"),
-            "intelworld_ip2",
+            "PROVIDER_INTELWORLD_IP2",
             "NOT-A-PRODUCT",
         ),
     ];
@@ -214,7 +222,7 @@ async fn validate_customer_with_a_biller_checks_the_product_first() {
         .validate_customer(request("901", "90199"))
         .await
         .unwrap_err();
-    assert_product_not_found(&status, "interswitch", "90199");
+    assert_product_not_found(&status, "PROVIDER_INTERSWITCH", "90199");
     assert_eq!(sims.calls.get("interswitch", "validate_customer"), 0);
 
     let valid = customers
@@ -325,7 +333,7 @@ async fn a_miss_reads_the_catalog_again_once() {
         .create_payment(interswitch("never-listed", "901", "90199"))
         .await
         .unwrap_err();
-    assert_product_not_found(&status, "interswitch", "90199");
+    assert_product_not_found(&status, "PROVIDER_INTERSWITCH", "90199");
     assert_eq!(calls_to(&server, "/billers/901/paymentitems").await, 3);
     assert_eq!(calls_to(&server, "/payments/advices").await, 2);
     gw.stop().await;

@@ -443,7 +443,7 @@ async fn amount_strings_at_the_edges() {
             .await
             .unwrap_err();
         let fields = assert_error(&status, Code::InvalidArgument, "INVALID_REQUEST");
-        assert_eq!(fields, ["amount"]);
+        assert_eq!(fields, ["amount.minor_units"]);
     }
     // A fixed-amount item takes only its amount.
     let status = gw

@@ -651,7 +651,7 @@ async fn orders_that_break_the_plan_are_refused_without_any_http_call() {
     let e = refuse(switch_payment("r-amount", "01", 1_460_001)).await;
     assert_eq!(
         assert_error(&e, Code::InvalidArgument, "INVALID_REQUEST"),
-        ["amount"]
+        ["amount.minor_units"]
     );
     // A PIN user without a PIN.
     let mut no_pin = switch_payment("r-pin", "01", 1_460_000);

@@ -14,7 +14,8 @@ impl AccountService for Api {
         &self,
         request: Request<pb::GetBalanceRequest>,
     ) -> Result<Response<pb::GetBalanceResponse>, Status> {
-        ObjectScope::of(request.extensions()).require_merchant("GetBalance")?;
+        ObjectScope::of(request.extensions())
+            .require_merchant("billpay.v1.AccountService/GetBalance")?;
         let r = request.into_inner();
         let mut v = Violations::default();
         let id = v.provider("provider", r.provider);
@@ -38,7 +39,8 @@ impl AccountService for Api {
         &self,
         request: Request<pb::ListAccountsRequest>,
     ) -> Result<Response<pb::ListAccountsResponse>, Status> {
-        ObjectScope::of(request.extensions()).require_merchant("ListAccounts")?;
+        ObjectScope::of(request.extensions())
+            .require_merchant("billpay.v1.AccountService/ListAccounts")?;
         let r = request.into_inner();
         let (id, page) = provider_page(r.provider, r.page_size, &r.page_token, "")?;
         let (items, next_page_token) = page.apply(self.gateway.list_accounts(id).await?);

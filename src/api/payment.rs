@@ -153,7 +153,7 @@ fn provider_options(
                 None => {
                     v.add(
                         "onepipe.funding",
-                        "required: card, bank_account, wallet, airtime or voucher",
+                        "required (card, bank_account, wallet, airtime or voucher)",
                     );
                     None
                 }
@@ -249,6 +249,16 @@ fn ip2_options(v: &mut Violations, field: &str, o: pb::Ip2PaymentOptions) -> Ip2
     }
 }
 
+/// The proto field of a oneof option (its path in BadRequest).
+fn options_field(options: &ProviderOptions) -> &'static str {
+    match options {
+        ProviderOptions::Switch(_) => "switch",
+        ProviderOptions::Onepipe(_) => "onepipe",
+        ProviderOptions::Ip2(_) => "ip2",
+        ProviderOptions::Interintel(_) => "interintel",
+    }
+}
+
 /// The provider a oneof option belongs to.
 fn options_provider(options: &ProviderOptions) -> ProviderId {
     match options {
@@ -288,10 +298,11 @@ impl Api {
         if let (Some(options), Some(provider)) = (&r.provider_options, provider) {
             if options_provider(options) != provider {
                 v.add(
-                    "provider_options",
+                    options_field(options),
                     format!(
-                        "options for {} sent to {provider}",
-                        options_provider(options)
+                        "options of {}, but provider is {}",
+                        options_provider(options).proto_name(),
+                        provider.proto_name()
                     ),
                 );
             }
@@ -559,7 +570,7 @@ impl PaymentService for Api {
             let options = match r.ip2 {
                 Some(o) => Some(ip2_options(&mut v, "ip2", o)),
                 None => {
-                    v.add("ip2", "required: the account and payment method");
+                    v.add("ip2", "required (the account and payment method)");
                     None
                 }
             };

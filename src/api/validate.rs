@@ -59,7 +59,7 @@ impl Violations {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
         if value.is_empty() {
-            self.add("request_id", "required: the idempotency key of this call");
+            self.add("request_id", "required (the idempotency key of this call)");
         } else if value.len() > MAX_REQUEST_ID_LEN || !ok_chars {
             self.add(
                 "request_id",

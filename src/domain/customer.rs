@@ -25,19 +25,33 @@ pub struct AmountRule {
 }
 
 impl AmountRule {
-    /// Checks `paid` against the rule. `Err` says what the rule wants, in words for the caller.
-    pub fn check(&self, paid: Money) -> Result<(), String> {
+    /// Checks `paid` against the rule. `Err` names the field of the amount that breaks it
+    /// (`amount.minor_units`, or `amount.currency_code` for the wrong currency) and says what the
+    /// rule wants, in words for the caller.
+    pub fn check(&self, paid: Money) -> Result<(), (&'static str, String)> {
+        const UNITS: &str = "amount.minor_units";
         if paid.minor_units <= 0 {
-            return Err("amount must be greater than zero".into());
+            return Err((UNITS, "must be greater than zero".into()));
         }
         let Some(reference) = self.amount else {
             return match self.kind {
                 AmountRuleKind::Any => Ok(()),
-                _ => Err("the provider gave no reference amount for its rule".into()),
+                _ => Err((
+                    UNITS,
+                    "cannot be checked: the provider gave no reference amount for the \
+                     customer's amount rule"
+                        .into(),
+                )),
             };
         };
         if reference.currency != paid.currency {
-            return Err(format!("amount must be in {}", reference.currency.code()));
+            return Err((
+                "amount.currency_code",
+                format!(
+                    "must be {} (the customer's amount rule)",
+                    reference.currency.code()
+                ),
+            ));
         }
         let (p, r) = (paid.minor_units, reference.minor_units);
         let (ok, words) = match self.kind {
@@ -51,9 +65,12 @@ impl AmountRule {
         if ok {
             Ok(())
         } else {
-            Err(format!(
-                "amount must be {words} {r} minor units of {}",
-                reference.currency.code()
+            Err((
+                UNITS,
+                format!(
+                    "must be {words} {r} minor units of {} (the customer's amount rule)",
+                    reference.currency.code()
+                ),
             ))
         }
     }

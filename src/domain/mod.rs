@@ -8,6 +8,7 @@ pub mod money;
 pub mod options;
 pub mod payment;
 pub mod provider;
+pub mod resource;
 
 pub use account::transaction_details;
 pub use account::{
@@ -21,3 +22,4 @@ pub use money::{Currency, Money};
 pub use options::{PaymentOptions, PaymentSecrets};
 pub use payment::{AnswerIdentity, PaymentOrder, PaymentOutcome, PaymentRecord, PaymentState};
 pub use provider::{Capability, ProductCatalog, Provider, ProviderError, ProviderId};
+pub use resource::Resource;

@@ -44,6 +44,21 @@ impl PaymentState {
             Self::Scheduled => "scheduled",
         }
     }
+
+    /// The `billpay.v1.PaymentState` value name (`PAYMENT_STATE_SUCCEEDED`), as error
+    /// messages and ErrorInfo metadata name it.
+    pub fn proto_name(self) -> &'static str {
+        match self {
+            Self::Pending => "PAYMENT_STATE_PENDING",
+            Self::Succeeded => "PAYMENT_STATE_SUCCEEDED",
+            Self::Failed => "PAYMENT_STATE_FAILED",
+            Self::OtpRequired => "PAYMENT_STATE_OTP_REQUIRED",
+            Self::ValidationRequired => "PAYMENT_STATE_VALIDATION_REQUIRED",
+            Self::Reversed => "PAYMENT_STATE_REVERSED",
+            Self::NeedsAttention => "PAYMENT_STATE_NEEDS_ATTENTION",
+            Self::Scheduled => "PAYMENT_STATE_SCHEDULED",
+        }
+    }
 }
 
 /// Which way the money moves.

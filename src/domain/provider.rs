@@ -9,7 +9,7 @@ use super::{
     money::Currency, Account, Balance, BalanceQuery, BillLookup, Biller, Category,
     CustomerValidation, Money, OffersQuery, PaymentMethod, PaymentOffers, PaymentOrder,
     PaymentOutcome, PaymentRecord, PaymentSecrets, Product, ProviderObject, ProviderPage,
-    ProviderPageRequest, ProviderTransaction, SavedBill, TransactionQuery,
+    ProviderPageRequest, ProviderTransaction, Resource, SavedBill, TransactionQuery,
 };
 
 /// The five providers of the contract.
@@ -32,7 +32,7 @@ impl ProviderId {
         Self::Interswitch,
     ];
 
-    /// Lower-case name used in config sections, logs, metrics and ErrorInfo metadata.
+    /// Lower-case name used in config sections, logs and metrics.
     pub fn name(self) -> &'static str {
         match self {
             Self::InterIntel => "interintel",
@@ -40,6 +40,18 @@ impl ProviderId {
             Self::IntelworldIp2 => "intelworld_ip2",
             Self::OnePipe => "onepipe",
             Self::Interswitch => "interswitch",
+        }
+    }
+
+    /// The `billpay.v1.Provider` value name (`PROVIDER_INTERSWITCH`): what error messages and
+    /// ErrorInfo metadata call the provider, the name the caller sent.
+    pub fn proto_name(self) -> &'static str {
+        match self {
+            Self::InterIntel => "PROVIDER_INTERINTEL",
+            Self::Switch => "PROVIDER_SWITCH",
+            Self::IntelworldIp2 => "PROVIDER_INTELWORLD_IP2",
+            Self::OnePipe => "PROVIDER_ONEPIPE",
+            Self::Interswitch => "PROVIDER_INTERSWITCH",
         }
     }
 }
@@ -95,6 +107,30 @@ impl Capability {
             Self::SendOtp => "SEND_OTP",
         }
     }
+
+    /// The `billpay.v1.Capability` value name (`CAPABILITY_GET_BALANCE`), as error messages
+    /// and ErrorInfo metadata name it.
+    pub fn proto_name(self) -> &'static str {
+        match self {
+            Self::ListCategories => "CAPABILITY_LIST_CATEGORIES",
+            Self::ListBillers => "CAPABILITY_LIST_BILLERS",
+            Self::ListProducts => "CAPABILITY_LIST_PRODUCTS",
+            Self::ListPaymentMethods => "CAPABILITY_LIST_PAYMENT_METHODS",
+            Self::ValidateCustomer => "CAPABILITY_VALIDATE_CUSTOMER",
+            Self::LookupBill => "CAPABILITY_LOOKUP_BILL",
+            Self::CreatePayment => "CAPABILITY_CREATE_PAYMENT",
+            Self::QueryPayment => "CAPABILITY_QUERY_PAYMENT",
+            Self::ValidatePaymentOtp => "CAPABILITY_VALIDATE_PAYMENT_OTP",
+            Self::ReversePayment => "CAPABILITY_REVERSE_PAYMENT",
+            Self::ListProviderPayments => "CAPABILITY_LIST_PROVIDER_PAYMENTS",
+            Self::SavedBills => "CAPABILITY_SAVED_BILLS",
+            Self::CreateCollection => "CAPABILITY_CREATE_COLLECTION",
+            Self::GetBalance => "CAPABILITY_GET_BALANCE",
+            Self::ListAccounts => "CAPABILITY_LIST_ACCOUNTS",
+            Self::GetPaymentOptions => "CAPABILITY_GET_PAYMENT_OPTIONS",
+            Self::SendOtp => "CAPABILITY_SEND_OTP",
+        }
+    }
 }
 
 /// Why a provider call did not produce an answer the gateway can use. For a payment, every
@@ -114,8 +150,11 @@ pub enum ProviderError {
     Auth { status: u16 },
     #[error("the provider refused the request: {code} {message}")]
     Rejected { code: String, message: String },
-    #[error("{0} not found at the provider")]
-    NotFound(String),
+    /// The provider has no such object (a biller whose products were asked for, a saved bill to
+    /// delete). A 404 from a fixed path (a list, a validation endpoint) is `Upstream`: it says
+    /// the endpoint is missing, not the caller's object.
+    #[error("{} {name:?} not found at the provider", resource.noun())]
+    NotFound { resource: Resource, name: String },
     #[error("{field} cannot be sent to this provider: {reason}")]
     Unrepresentable { field: &'static str, reason: String },
     /// The order breaks the provider's rules (field path, why); found before anything is

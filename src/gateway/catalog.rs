@@ -176,7 +176,10 @@ impl Gateway {
             ProductCatalog::PerBiller if biller_id.is_empty() => {
                 return Err(GatewayError::invalid(
                     "biller_id",
-                    format!("required for {id}: its products are listed per biller"),
+                    format!(
+                        "required for {}: its products are listed per biller",
+                        id.proto_name()
+                    ),
                 ));
             }
             ProductCatalog::PerBillerOrAny if biller_id.is_empty() => self
@@ -261,7 +264,7 @@ impl Gateway {
             .map_err(|_| GatewayError::Internal("catalog refresh task ended early".into()))?;
         match refreshed {
             Ok(items) => Ok(items.iter().find(|p| p.product_id == product_id).cloned()),
-            Err(ProviderError::NotFound(_)) => Ok(None),
+            Err(ProviderError::NotFound { .. }) => Ok(None),
             Err(e) => Err(GatewayError::provider(id, "list_products", e)),
         }
     }
@@ -457,12 +460,12 @@ fn local_copy<T: Send + Sync + 'static>(cached: Cached<Vec<T>>) -> LocalCopy {
     }
 }
 
-/// A catalog read that says the list's owner (the biller) does not exist.
+/// A catalog read that says the list's owner (the biller) does not exist at the provider.
 fn is_not_found(e: &GatewayError) -> bool {
     matches!(
         e,
-        GatewayError::Provider {
-            source: ProviderError::NotFound(_),
+        GatewayError::NotFound {
+            provider: Some(_),
             ..
         }
     )

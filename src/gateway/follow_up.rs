@@ -36,7 +36,7 @@ use super::{ms, ownership::Release, payments::Next, Gateway};
 use crate::domain::{
     payment::{CallPhase, FollowUpKind, FollowUpMark},
     Capability, PaymentOutcome, PaymentRecord, PaymentSecrets, PaymentState, ProviderError,
-    ProviderId,
+    ProviderId, Resource,
 };
 use crate::error::{FieldViolation, GatewayError};
 use crate::store::keys;
@@ -61,6 +61,20 @@ impl Kind {
             Self::Resolve => "resolve_payment",
         }
     }
+
+    /// Why a payment whose state does not allow this follow-up is refused, in words for the
+    /// caller (after "payment \"pay_…\" is PAYMENT_STATE_…: ").
+    fn refusal(self) -> &'static str {
+        match self {
+            Self::ValidateOtp => {
+                "an OTP or validation fields are taken only while a payment is \
+                 PAYMENT_STATE_OTP_REQUIRED or PAYMENT_STATE_VALIDATION_REQUIRED and its provider \
+                 call has returned"
+            }
+            Self::Reverse => "only a PAYMENT_STATE_SUCCEEDED payment can be reversed",
+            Self::DeleteSavedBill | Self::Resolve => "the operation is not possible in this state",
+        }
+    }
 }
 
 /// What the one provider call of an operation ended with.
@@ -72,6 +86,10 @@ pub(super) enum Ended {
     Refused { code: String, message: String },
     /// No answer (timeout, 5xx, unreadable): the outcome is unknown.
     Unknown { message: String },
+    /// The provider has no such object (a saved bill already deleted); nothing changed.
+    NotFound { resource: Resource, name: String },
+    /// The provider refused the gateway's own credentials; nothing changed.
+    AuthFailed { status: u16 },
 }
 
 /// The idempotency record of one follow-up.
@@ -159,6 +177,11 @@ fn error_ended(e: &ProviderError) -> Ended {
             code: code.clone(),
             message: message.clone(),
         },
+        ProviderError::NotFound { resource, name } => Ended::NotFound {
+            resource: *resource,
+            name: name.clone(),
+        },
+        ProviderError::Auth { status } => Ended::AuthFailed { status: *status },
         other => Ended::Refused {
             code: String::new(),
             message: other.to_string(),
@@ -219,6 +242,11 @@ fn answer(record: &OperationRecord) -> Result<(), GatewayError> {
             message: message.clone(),
         },
         Some(Ended::Unknown { message }) => ProviderError::Unreadable(message.clone()),
+        Some(Ended::NotFound { resource, name }) => ProviderError::NotFound {
+            resource: *resource,
+            name: name.clone(),
+        },
+        Some(Ended::AuthFailed { status }) => ProviderError::Auth { status: *status },
     };
     Err(GatewayError::provider(
         record.provider,
@@ -375,7 +403,7 @@ impl Gateway {
     async fn payment_or_not_found(&self, payment_id: &str) -> Result<PaymentRecord, GatewayError> {
         self.load_payment(payment_id)
             .await?
-            .ok_or_else(|| GatewayError::NotFound(format!("payment {payment_id}")))
+            .ok_or_else(|| GatewayError::not_found(Resource::Payment, payment_id))
     }
 
     /// The shared path of OTP validation and reversal: replay or claim, mark the payment (the
@@ -414,8 +442,8 @@ impl Gateway {
         if !ready(&payment) {
             return Err(GatewayError::PaymentStateConflict {
                 payment_id: payment.payment_id,
-                state: payment.state.name(),
-                operation: kind.name(),
+                state: payment.state,
+                refusal: kind.refusal(),
             });
         }
         let violations = inputs(&payment);
@@ -484,7 +512,7 @@ impl Gateway {
             Set(FollowUpMark),
             Ours,
             Another,
-            NotReady(&'static str),
+            NotReady(PaymentState),
             Invalid(Vec<FieldViolation>),
         }
         let mark_kind = match kind {
@@ -504,7 +532,7 @@ impl Gateway {
                     return false;
                 }
                 if !ready(r) {
-                    found = Found::NotReady(r.state.name());
+                    found = Found::NotReady(r.state);
                     return false;
                 }
                 let violations = inputs(r);
@@ -537,7 +565,7 @@ impl Gateway {
             Found::NotReady(state) => Err(GatewayError::PaymentStateConflict {
                 payment_id: payment_id.to_owned(),
                 state,
-                operation: kind.name(),
+                refusal: kind.refusal(),
             }),
             Found::Invalid(violations) => Err(GatewayError::InvalidRequest(violations)),
         }

@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use super::{payments::Next, payments::Source, Gateway};
 use crate::domain::{
     payment::{AuditEntry, CallPhase},
-    PaymentRecord, PaymentState, ProviderId,
+    PaymentRecord, PaymentState, ProviderId, Resource,
 };
 use crate::error::GatewayError;
 use crate::store::keys;
@@ -49,11 +49,16 @@ pub struct Resolution {
     pub caller: String,
 }
 
+/// Why a settled payment cannot be resolved by an operator.
+const ONLY_UNSETTLED: &str =
+    "an operator resolves only a PAYMENT_STATE_PENDING or PAYMENT_STATE_NEEDS_ATTENTION payment";
+
 /// What a resolution attempt found.
 enum Resolved {
     Done,
     Replayed,
-    Conflict(&'static str),
+    /// The payment's state, and why it cannot be resolved (words for the caller).
+    Conflict(PaymentState, &'static str),
     Reused,
 }
 
@@ -122,7 +127,7 @@ impl Gateway {
         let record = self
             .load_payment(payment_id)
             .await?
-            .ok_or_else(|| GatewayError::NotFound(format!("payment {payment_id}")))?;
+            .ok_or_else(|| GatewayError::not_found(Resource::Payment, payment_id))?;
         if record.call != CallPhase::Returned {
             return Ok(record);
         }
@@ -169,24 +174,32 @@ impl Gateway {
                     return false;
                 }
                 if record.state.is_final() {
-                    result = Resolved::Conflict(record.state.name());
+                    result = Resolved::Conflict(record.state, ONLY_UNSETTLED);
                     return false;
                 }
                 // A call that may still be running (the payment's own, or an OTP validation
                 // or reversal at the provider) could still settle it otherwise.
                 if record.call != CallPhase::Returned {
-                    result = Resolved::Conflict("in flight");
+                    result = Resolved::Conflict(
+                        record.state,
+                        "its provider call may still be running, so an operator cannot resolve \
+                         it yet",
+                    );
                     return false;
                 }
                 if record.live_follow_up(now).is_some() {
-                    result = Resolved::Conflict("follow-up in flight");
+                    result = Resolved::Conflict(
+                        record.state,
+                        "an OTP validation or reversal of it is still at the provider, so an \
+                         operator cannot resolve it yet",
+                    );
                     return false;
                 }
                 if !matches!(
                     record.state,
                     PaymentState::NeedsAttention | PaymentState::Pending
                 ) {
-                    result = Resolved::Conflict(record.state.name());
+                    result = Resolved::Conflict(record.state, ONLY_UNSETTLED);
                     return false;
                 }
                 result = Resolved::Done;
@@ -217,7 +230,7 @@ impl Gateway {
             })
             .await
             .map_err(|e| match e.0.ends_with("missing") {
-                true => GatewayError::NotFound(format!("payment {payment_id}")),
+                true => GatewayError::not_found(Resource::Payment, payment_id),
                 false => GatewayError::Store(e),
             })?;
         match result {
@@ -242,14 +255,14 @@ impl Gateway {
             Resolved::Replayed => self
                 .load_payment(payment_id)
                 .await?
-                .ok_or_else(|| GatewayError::NotFound(format!("payment {payment_id}"))),
+                .ok_or_else(|| GatewayError::not_found(Resource::Payment, payment_id)),
             Resolved::Reused => Err(GatewayError::IdempotencyKeyReused {
                 request_id: resolution.request_id,
             }),
-            Resolved::Conflict(state) => Err(GatewayError::PaymentStateConflict {
+            Resolved::Conflict(state, refusal) => Err(GatewayError::PaymentStateConflict {
                 payment_id: payment_id.to_owned(),
                 state,
-                operation: "resolve",
+                refusal,
             }),
         }
     }

@@ -16,7 +16,7 @@ use super::Gateway;
 use crate::auth::ObjectScope;
 use crate::domain::{
     Capability, PaymentOrder, Provider, ProviderId, ProviderObject, ProviderPageRequest,
-    ProviderTransaction, SavedBill, TransactionQuery,
+    ProviderTransaction, Resource, SavedBill, TransactionQuery,
 };
 use crate::error::GatewayError;
 use crate::store::{keys, StoreError};
@@ -228,7 +228,7 @@ impl Gateway {
                 .delete_saved_bill(request_id, id, saved_bill_id, None)
                 .await;
         }
-        let not_found = || GatewayError::NotFound(format!("saved bill {saved_bill_id}"));
+        let not_found = || GatewayError::not_found(Resource::SavedBill, saved_bill_id.as_str());
         let bill = self
             .find_saved_bill(id, &saved_bill_id)
             .await?

@@ -23,9 +23,9 @@ use super::{ms, Gateway};
 use crate::domain::{
     payment::{CallPhase, PaymentKind},
     Capability, PaymentOrder, PaymentOutcome, PaymentRecord, PaymentSecrets, PaymentState, Product,
-    Provider, ProviderError,
+    Provider, ProviderError, Resource,
 };
-use crate::error::GatewayError;
+use crate::error::{FieldViolation, GatewayError};
 use crate::store::{keys, StoreError};
 
 /// Where an outcome comes from.
@@ -168,7 +168,7 @@ impl Gateway {
                 "amount.currency_code",
                 format!(
                     "{} does not pay in {}",
-                    provider.id(),
+                    provider.id().proto_name(),
                     order.amount.currency.code()
                 ),
             ));
@@ -224,14 +224,20 @@ impl Gateway {
             customer
                 .amount_rule
                 .check(order.amount)
-                .map_err(GatewayError::AmountRuleViolated)?;
+                .map_err(|(field, why)| GatewayError::AmountRuleViolated {
+                    provider: order.provider,
+                    violation: FieldViolation::new(field, why),
+                })?;
         }
 
         // The provider's own rules, with the cached catalog entry where it pays from one:
         // refused here, nothing is recorded or sent.
         let product = if provider.pays_from_catalog() {
             Some(listed.ok_or_else(|| {
-                GatewayError::invalid("product_id", format!("required for {}", order.provider))
+                GatewayError::invalid(
+                    "product_id",
+                    format!("required for {}", order.provider.proto_name()),
+                )
             })?)
         } else {
             None
@@ -495,7 +501,7 @@ impl Gateway {
         let record = self
             .load_payment(payment_id)
             .await?
-            .ok_or_else(|| GatewayError::NotFound(format!("payment {payment_id}")))?;
+            .ok_or_else(|| GatewayError::not_found(Resource::Payment, payment_id))?;
         if record.state.is_final() || record.call != CallPhase::Returned {
             return Ok(record);
         }

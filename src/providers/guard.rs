@@ -252,7 +252,12 @@ mod tests {
         fail(&g).await.unwrap_err();
         fail(&g).await.unwrap_err();
         g.run(
-            async { Err::<(), _>(ProviderError::NotFound("x".into())) },
+            async {
+                Err::<(), _>(ProviderError::NotFound {
+                    resource: crate::domain::Resource::Biller,
+                    name: "x".into(),
+                })
+            },
             transport,
         )
         .await

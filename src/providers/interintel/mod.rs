@@ -32,7 +32,7 @@ use serde::Deserialize;
 use crate::domain::{
     Balance, BalanceQuery, BillLookup, Biller, Capability, Currency, Money, PaymentOptions,
     PaymentOrder, PaymentOutcome, PaymentRecord, PaymentSecrets, PaymentState, Product, Provider,
-    ProviderError, ProviderId,
+    ProviderError, ProviderId, Resource,
 };
 use crate::providers::{
     guard::{CallGuard, CallLimits},
@@ -494,7 +494,7 @@ impl Provider for InterIntel {
         {
             if order.amount.minor_units != fixed {
                 return Err(ProviderError::InvalidOrder(vec![(
-                    "amount".into(),
+                    "amount.minor_units".into(),
                     format!(
                         "product item {} takes exactly {fixed} cents",
                         order.product_id
@@ -540,7 +540,10 @@ impl Provider for InterIntel {
             })
             .collect();
         if products.is_empty() {
-            return Err(ProviderError::NotFound("biller".into()));
+            return Err(ProviderError::NotFound {
+                resource: Resource::Biller,
+                name: biller_id.to_owned(),
+            });
         }
         Ok(products)
     }

@@ -149,14 +149,14 @@ pub enum Cents {
 /// `amount` as InterIntel takes it: a string of KES shillings, from minor units (cents).
 pub fn kes_amount(money: Money, cents: Cents) -> Result<String, ProviderError> {
     let unrepresentable = |reason: String| ProviderError::Unrepresentable {
-        field: "amount",
+        field: "amount.minor_units",
         reason,
     };
     if money.currency != Currency::Kes {
-        return Err(unrepresentable(format!(
-            "InterIntel pays in KES, not {}",
-            money.currency.code()
-        )));
+        return Err(ProviderError::Unrepresentable {
+            field: "amount.currency_code",
+            reason: format!("InterIntel pays in KES, not {}", money.currency.code()),
+        });
     }
     if money.minor_units <= 0 {
         return Err(unrepresentable("must be greater than zero".into()));
@@ -233,7 +233,7 @@ pub fn scheduled_send(at_ms: i64, offset: UtcOffset) -> Result<String, ProviderE
     let (year, month, day) = civil_from_days(days);
     if !(1..=9999).contains(&year) {
         return Err(ProviderError::Unrepresentable {
-            field: "options.interintel.scheduled_send_time",
+            field: "interintel.scheduled_send_time",
             reason: "must be between the years 1 and 9999".into(),
         });
     }
@@ -327,7 +327,7 @@ mod tests {
         assert!(matches!(
             kes_amount(kes(1), Cents::Refuse),
             Err(ProviderError::Unrepresentable {
-                field: "amount",
+                field: "amount.minor_units",
                 ..
             })
         ));

@@ -16,6 +16,7 @@ use serde::{de::DeserializeOwned, Deserialize};
 use crate::domain::{
     AnswerIdentity, Biller, Capability, Category, Currency, CustomerValidation, Money,
     PaymentOutcome, PaymentRecord, PaymentSecrets, Product, Provider, ProviderError, ProviderId,
+    Resource,
 };
 use crate::providers::{
     guard::{CallGuard, CallLimits},
@@ -180,21 +181,28 @@ impl Interswitch {
             .await
     }
 
-    /// A read: 2xx parsed as `T`, anything else an error.
+    /// A read: 2xx parsed as `T`, anything else an error. `not_found` is the object the path
+    /// names (a 404 says it does not exist); `None` for a fixed path, whose 404 is `Upstream`.
     async fn read<T: DeserializeOwned>(
         &self,
         operation: &'static str,
         method: reqwest::Method,
         path_and_query: &str,
         body: Option<Vec<u8>>,
-        not_found: &str,
+        not_found: Option<(Resource, &str)>,
     ) -> Result<T, ProviderError> {
         let raw = self.call(operation, method, path_and_query, body).await?;
         match raw.status {
             200..=299 => serde_json::from_slice(&raw.body)
                 .map_err(|e| ProviderError::Unreadable(format!("{operation}: {e}"))),
             401 | 403 => Err(ProviderError::Auth { status: raw.status }),
-            404 => Err(ProviderError::NotFound(not_found.to_owned())),
+            404 => Err(match not_found {
+                Some((resource, name)) => ProviderError::NotFound {
+                    resource,
+                    name: name.to_owned(),
+                },
+                None => ProviderError::Upstream { status: 404 },
+            }),
             500..=599 => Err(ProviderError::Upstream { status: raw.status }),
             status => {
                 let answer: TransactionResponse =
@@ -359,13 +367,7 @@ impl Provider for Interswitch {
     async fn list_categories(&self) -> Result<Vec<Category>, ProviderError> {
         let path = format!("{API}/categorys");
         let r: wire::CategoriesResponse = self
-            .read(
-                "list_categories",
-                reqwest::Method::GET,
-                &path,
-                None,
-                "categories",
-            )
+            .read("list_categories", reqwest::Method::GET, &path, None, None)
             .await?;
         Ok(r.categorys.into_iter().map(Category::from).collect())
     }
@@ -381,7 +383,7 @@ impl Provider for Interswitch {
                 reqwest::Method::GET,
                 &path,
                 None,
-                "category",
+                category_id.map(|id| (Resource::Category, id)),
             )
             .await?;
         Ok(r.billers.into_iter().map(Biller::from).collect())
@@ -390,7 +392,13 @@ impl Provider for Interswitch {
     async fn list_products(&self, biller_id: &str) -> Result<Vec<Product>, ProviderError> {
         let path = format!("{API}/billers/{}/paymentitems", path_segment(biller_id));
         let r: wire::PaymentItemsResponse = self
-            .read("list_products", reqwest::Method::GET, &path, None, "biller")
+            .read(
+                "list_products",
+                reqwest::Method::GET,
+                &path,
+                None,
+                Some((Resource::Biller, biller_id)),
+            )
             .await?;
         Ok(r.paymentitems
             .into_iter()
@@ -417,7 +425,7 @@ impl Provider for Interswitch {
                 reqwest::Method::POST,
                 &path,
                 Some(body),
-                "customer",
+                None,
             )
             .await?;
         let customer =

@@ -43,7 +43,7 @@ use crate::domain::{
     options::Ip2Options, payment::PaymentKind, Account, AnswerIdentity, Balance, BalanceQuery,
     Capability, Currency, Money, PaymentMethod, PaymentOptions, PaymentOrder, PaymentOutcome,
     PaymentRecord, PaymentSecrets, Product, Provider, ProviderError, ProviderId, ProviderObject,
-    ProviderPage, ProviderTransaction, TransactionQuery,
+    ProviderPage, ProviderTransaction, Resource, TransactionQuery,
 };
 use crate::providers::{
     guard::{CallGuard, CallLimits},
@@ -329,7 +329,13 @@ impl Ip2 {
             200..=299 => serde_json::from_slice(&raw.body)
                 .map_err(|e| ProviderError::Unreadable(format!("{operation}: {e}"))),
             401 | 403 => Err(ProviderError::Auth { status: raw.status }),
-            404 => Err(ProviderError::NotFound(path.to_owned())),
+            // Every path is fixed; the account is a query parameter. A 404 about an account
+            // the caller named is that account missing; about the configured one, the
+            // endpoint missing.
+            404 if account_id != self.account_id => Err(ProviderError::NotFound {
+                resource: Resource::Account,
+                name: account_id.to_owned(),
+            }),
             500..=599 => Err(ProviderError::Upstream { status: raw.status }),
             status => match TransactionAnswer::parse(&raw.body) {
                 Ok(a) if !a.code().is_empty() || !a.response_message.is_empty() => {
@@ -619,7 +625,7 @@ impl Provider for Ip2 {
         let Some(o) = Self::options(order) else {
             return Err(ProviderError::InvalidOrder(vec![(
                 "ip2".into(),
-                "required: the IP2 payment method and its reference".into(),
+                "required (the IP2 payment method and its reference)".into(),
             )]));
         };
         if o.payment_method_id.trim().is_empty() {
@@ -631,7 +637,7 @@ impl Provider for Ip2 {
         if o.payment_method_reference.is_empty() {
             bad.push((
                 "ip2.payment_method_reference".into(),
-                "required: the payer's details for the method, e.g. {\"MSISDN\": ...}".into(),
+                "required (the payer's details for the method, e.g. {\"MSISDN\": ...})".into(),
             ));
         }
         let memo = Self::memo(order, o);

@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use crate::domain::{
     Biller, Capability, Category, Currency, OffersQuery, PaymentOffers, PaymentOptions,
     PaymentOrder, PaymentOutcome, PaymentRecord, PaymentSecrets, Product, Provider, ProviderError,
-    ProviderId,
+    ProviderId, Resource,
 };
 use crate::providers::{
     guard::{CallGuard, CallLimits},
@@ -379,18 +379,18 @@ impl Provider for OnePipe {
         match &order.options {
             PaymentOptions::OnePipe(o) if o.order_reference.trim().is_empty() => add(
                 "onepipe.order_reference",
-                "required: the order_reference of an option from GetPaymentOptions",
+                "required (the order_reference of an option from GetPaymentOptions)",
             ),
             PaymentOptions::OnePipe(_) => {}
             _ => add(
                 "onepipe",
-                "required: order_reference and funding (card, bank_account, wallet, airtime or voucher)",
+                "required (order_reference and funding: card, bank_account, wallet, airtime or voucher)",
             ),
         }
         if matches!(order.options, PaymentOptions::OnePipe(_)) && secrets.funding.is_none() {
             add(
                 "onepipe.funding",
-                "required: card, bank_account, wallet, airtime or voucher",
+                "required (card, bank_account, wallet, airtime or voucher)",
             );
         }
         if violations.is_empty() {
@@ -410,7 +410,10 @@ impl Provider for OnePipe {
 
     async fn list_billers(&self, category_id: Option<&str>) -> Result<Vec<Biller>, ProviderError> {
         match category_id {
-            Some(id) if id != CATEGORY_ID => Err(ProviderError::NotFound("category".into())),
+            Some(id) if id != CATEGORY_ID => Err(ProviderError::NotFound {
+                resource: Resource::Category,
+                name: id.to_owned(),
+            }),
             _ => Ok(BILLERS
                 .iter()
                 .map(|(id, name)| Biller {

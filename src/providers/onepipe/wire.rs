@@ -230,7 +230,8 @@ impl Response {
         }
         if state == PaymentState::Failed {
             if let Some(error) = self.error() {
-                message = format!("{message}: {error}");
+                // OnePipe often puts the same words in `message` and `data.error`.
+                message = crate::error::join_distinct(&message, &error);
             }
             if about_existing && pr.is_null() {
                 return PaymentOutcome::unknown(format!(

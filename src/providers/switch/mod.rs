@@ -28,7 +28,7 @@ use serde_json::{json, Map, Value};
 use crate::domain::{
     options::PaymentOptions, Biller, Capability, Category, Currency, Money, PaymentOrder,
     PaymentOutcome, PaymentRecord, PaymentSecrets, Product, Provider, ProviderError, ProviderId,
-    ProviderObject, ProviderPage, ProviderPageRequest, SavedBill,
+    ProviderObject, ProviderPage, ProviderPageRequest, Resource, SavedBill,
 };
 use crate::providers::{
     guard::{CallGuard, CallLimits},
@@ -337,13 +337,14 @@ impl Switch {
             .await
     }
 
-    /// A read: 2xx parsed as an envelope of `T`, anything else an error.
+    /// A read: 2xx parsed as an envelope of `T`, anything else an error. `not_found` is the
+    /// object the path names (a 404 says it does not exist); `None` for a fixed path.
     async fn read<T: DeserializeOwned + Default>(
         &self,
         operation: &'static str,
         method: reqwest::Method,
         path_and_query: &str,
-        not_found: &str,
+        not_found: Option<(Resource, &str)>,
     ) -> Result<Envelope<T>, ProviderError> {
         let raw = self.call(operation, method, path_and_query, None).await?;
         answer(operation, raw, not_found)
@@ -360,10 +361,20 @@ impl Switch {
         let priced = self.price(order, product, secrets)?;
         let product = priced.product;
         let data = |key: &str| product.provider_data.get(key).cloned().unwrap_or_default();
-        let text = |kobo: i64, field: &'static str| {
+        // `what` names the amount; the field blamed is the request's amount, or the plan
+        // (product_id) for the plan's own charges.
+        let text = |kobo: i64, what: &'static str| {
             naira(kobo).ok_or_else(|| ProviderError::Unrepresentable {
-                field,
-                reason: "Switch amounts are not negative".into(),
+                field: if what == "amount" {
+                    "amount.minor_units"
+                } else {
+                    "product_id"
+                },
+                reason: if what == "amount" {
+                    "must not be negative (Switch amounts are not negative)".to_owned()
+                } else {
+                    format!("the plan's {what} is negative: Switch amounts are not negative")
+                },
             })
         };
         let mut body = Map::new();
@@ -457,7 +468,7 @@ impl Switch {
             if let Some(price) = product.amount {
                 if price.minor_units != order.amount.minor_units {
                     why.push((
-                        "amount".into(),
+                        "amount.minor_units".into(),
                         format!(
                             "plan {} costs exactly {} kobo",
                             product.product_id, price.minor_units
@@ -487,7 +498,10 @@ impl Switch {
             .checked_add(fee)
             .and_then(|s| s.checked_add(vat));
         if total.is_none() {
-            why.push(("amount".into(), "too large with the plan's charges".into()));
+            why.push((
+                "amount.minor_units".into(),
+                "too large with the plan's charges".into(),
+            ));
         }
         if let Some(expected) = order.expected_total {
             if expected.currency != Currency::Ngn {
@@ -507,18 +521,18 @@ impl Switch {
             if field.required && !given && field.default_value.is_empty() {
                 why.push((
                     format!("inputs[{}]", field.key),
-                    format!("required: {}", field.label),
+                    format!("required ({})", field.label),
                 ));
             }
         }
         match self.two_factor {
             TwoFactor::Pin if secrets.pin.is_none() => why.push((
                 "switch.pin".into(),
-                "required: the Switch user's second factor is a PIN".into(),
+                "required (the Switch user's second factor is a PIN)".into(),
             )),
             TwoFactor::Otp if secrets.otp.is_none() => why.push((
                 "switch.otp".into(),
-                "required: the Switch user's second factor is an OTP (see SendPaymentOtp)".into(),
+                "required (the Switch user's second factor is an OTP; see SendPaymentOtp)".into(),
             )),
             _ => {}
         }
@@ -551,17 +565,27 @@ struct Priced<'p> {
     total: i64,
 }
 
-/// Maps a read's answer: 2xx parsed, anything else an error.
+/// Maps a read's answer: 2xx parsed, anything else an error. A 404 is `NotFound` of the object
+/// the path names (`not_found`), or `Upstream` for a fixed path.
 fn answer<T: DeserializeOwned + Default>(
     operation: &'static str,
     raw: RawResponse,
-    not_found: &str,
+    not_found: Option<(Resource, &str)>,
 ) -> Result<Envelope<T>, ProviderError> {
+    match (raw.status, not_found) {
+        (404, Some((resource, name))) => {
+            return Err(ProviderError::NotFound {
+                resource,
+                name: name.to_owned(),
+            })
+        }
+        (404, None) => return Err(ProviderError::Upstream { status: 404 }),
+        _ => {}
+    }
     match raw.status {
         200..=299 => serde_json::from_slice(&raw.body)
             .map_err(|e| ProviderError::Unreadable(format!("{operation}: {e}"))),
         401 | 403 => Err(ProviderError::Auth { status: raw.status }),
-        404 => Err(ProviderError::NotFound(not_found.to_owned())),
         status @ 500..=599 => Err(ProviderError::Upstream { status }),
         status => {
             let message = serde_json::from_slice::<MessageOnly>(&raw.body)
@@ -717,7 +741,7 @@ impl TokenSource for Switch {
             // Wrong credentials: the gateway's problem, never the caller's.
             return Err(ProviderError::Auth { status: raw.status });
         }
-        let answer: Envelope<wire::LoginData> = answer("login", raw, "login")?;
+        let answer: Envelope<wire::LoginData> = answer("login", raw, None)?;
         let token = answer.data.auth_token;
         if token.is_empty() {
             return Err(ProviderError::Unreadable(
@@ -802,7 +826,7 @@ impl Provider for Switch {
                 "list_categories",
                 reqwest::Method::GET,
                 "/user/bills/categories",
-                "categories",
+                None,
             )
             .await?;
         Ok(r.data.into_iter().map(Category::from).collect())
@@ -813,8 +837,9 @@ impl Provider for Switch {
             Some(id) => format!("/user/bills/categories/{}/vendors", path_segment(id)),
             None => "/user/bills/vendors".to_owned(),
         };
+        let category = category_id.map(|id| (Resource::Category, id));
         let r: Envelope<Vec<wire::WireVendor>> = self
-            .read("list_billers", reqwest::Method::GET, &path, "category")
+            .read("list_billers", reqwest::Method::GET, &path, category)
             .await?;
         Ok(r.data.into_iter().map(Biller::from).collect())
     }
@@ -822,7 +847,12 @@ impl Provider for Switch {
     async fn list_products(&self, biller_id: &str) -> Result<Vec<Product>, ProviderError> {
         let path = format!("/user/bills/vendors/{}/plans", path_segment(biller_id));
         let r: Envelope<Vec<wire::WirePlan>> = self
-            .read("list_products", reqwest::Method::GET, &path, "vendor")
+            .read(
+                "list_products",
+                reqwest::Method::GET,
+                &path,
+                Some((Resource::Biller, biller_id)),
+            )
             .await?;
         Ok(r.data
             .into_iter()
@@ -876,12 +906,7 @@ impl Provider for Switch {
             .finish();
         let path = format!("/user/bills/saved_bills?{query}");
         let r: Envelope<Vec<wire::WireSavedBill>> = self
-            .read(
-                "list_saved_bills",
-                reqwest::Method::GET,
-                &path,
-                "saved bills",
-            )
+            .read("list_saved_bills", reqwest::Method::GET, &path, None)
             .await?;
         // No total is documented: a full page means there may be more.
         let more = r.data.len() >= per_page as usize;
@@ -901,7 +926,7 @@ impl Provider for Switch {
                 "delete_saved_bill",
                 reqwest::Method::DELETE,
                 &path,
-                "saved bill",
+                Some((Resource::SavedBill, saved_bill_id)),
             )
             .await?;
         Ok(())
@@ -916,7 +941,7 @@ impl Provider for Switch {
                 None,
             )
             .await?;
-        let r: Envelope<Value> = answer("send_otp", raw, "user")?;
+        let r: Envelope<Value> = answer("send_otp", raw, None)?;
         Ok(r.message)
     }
 }
