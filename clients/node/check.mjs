@@ -47,11 +47,11 @@ const health = grpc.loadPackageDefinition(protoLoader.loadSync(healthProtoPath, 
   .grpc.health.v1;
 
 // google.rpc.Status and the error details, from the files the repository ships.
-const rpcTypes = new protobuf.Root().loadSync(
+const rpc = new protobuf.Root().loadSync(
   ['google/rpc/status.proto', 'google/rpc/error_details.proto'].map((f) => path.join(PROTO, f)),
   { keepCase: true },
 );
-const RpcStatus = rpcTypes.lookupType('google.rpc.Status');
+const Status = rpc.lookupType('google.rpc.Status');
 
 // Every call carries a deadline: grpc-js has no default and would wait for ever. CreatePayment
 // answers PENDING shortly before it rather than leave the caller waiting on a slow provider.
@@ -92,9 +92,9 @@ function errorDetails(error) {
   const [bytes] = error.metadata?.get('grpc-status-details-bin') ?? [];
   if (!bytes) return {};
   const details = {};
-  for (const any of RpcStatus.decode(bytes).details) {
-    const name = any.type_url.slice(any.type_url.lastIndexOf('/') + 1); // google.rpc.ErrorInfo
-    const type = rpcTypes.lookupType(name);
+  for (const any of Status.decode(bytes).details) {
+    // type_url: type.googleapis.com/google.rpc.ErrorInfo
+    const type = rpc.lookupType(any.type_url.slice(any.type_url.lastIndexOf('/') + 1));
     details[type.name] = type.toObject(type.decode(any.value), { longs: String, defaults: true });
   }
   return details;
