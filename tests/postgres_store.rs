@@ -12,6 +12,20 @@ use std::{collections::BTreeSet, sync::Arc, time::Duration};
 use billpay_gateway::store::{contract, postgres::latest_version, GuardedWrite, Increment, Store};
 use postgres::TestDatabase;
 
+#[test]
+fn the_test_database_name_replaces_the_one_in_the_url() {
+    use postgres::with_database;
+    assert_eq!(
+        with_database("postgres://postgres@127.0.0.1:5432/postgres", "t1"),
+        "postgres://postgres@127.0.0.1:5432/t1"
+    );
+    assert_eq!(
+        with_database("postgres://u:p@h:5/db?sslmode=disable", "t1"),
+        "postgres://u:p@h:5/t1?sslmode=disable"
+    );
+    assert_eq!(with_database("postgres://h", "t1"), "postgres://h/t1");
+}
+
 #[tokio::test]
 async fn postgres_store_passes_the_store_contract() {
     let db = TestDatabase::create().await;

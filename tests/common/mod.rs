@@ -2,6 +2,7 @@
 //! read rich error details. Each test binary uses the parts it needs.
 #![allow(dead_code)]
 
+pub mod postgres;
 pub mod process;
 pub mod race;
 pub mod redis;

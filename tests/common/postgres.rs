@@ -18,7 +18,7 @@ pub fn admin_url() -> String {
 }
 
 /// `url` with its database name replaced by `dbname`.
-fn with_database(url: &str, dbname: &str) -> String {
+pub fn with_database(url: &str, dbname: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((base, query)) => (base, format!("?{query}")),
         None => (url, String::new()),
@@ -110,17 +110,4 @@ impl Drop for TestDatabase {
         })
         .join();
     }
-}
-
-#[test]
-fn the_database_name_replaces_the_one_in_the_url() {
-    assert_eq!(
-        with_database("postgres://postgres@127.0.0.1:5432/postgres", "t1"),
-        "postgres://postgres@127.0.0.1:5432/t1"
-    );
-    assert_eq!(
-        with_database("postgres://u:p@h:5/db?sslmode=disable", "t1"),
-        "postgres://u:p@h:5/t1?sslmode=disable"
-    );
-    assert_eq!(with_database("postgres://h", "t1"), "postgres://h/t1");
 }
