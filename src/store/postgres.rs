@@ -53,7 +53,7 @@ pub const SWEEP_EVERY: usize = 1024;
 const SWEEP_BATCH: i64 = 1000;
 
 /// Key of the advisory lock that serialises concurrent `store migrate` runs.
-const MIGRATION_LOCK: i64 = 0x6269_6c6c_7061_79; // "billpay"
+const MIGRATION_LOCK: i64 = 0x0062_696c_6c70_6179; // "billpay" in ASCII
 
 /// Retries of a guarded increment that lost a race to create its counter (the next try sees
 /// the counter and locks it, so one retry is enough; more only under pathological churn).
@@ -464,16 +464,14 @@ impl Store for PostgresStore {
         // ON CONFLICT DO UPDATE works on the row's latest version, under its lock: atomic.
         let rows = self
             .query(
-                &format!(
-                    "INSERT INTO billpay_kv AS kv (key, value) VALUES ($1, convert_to($2, 'UTF8'))
+                "INSERT INTO billpay_kv AS kv (key, value) VALUES ($1, convert_to($2, 'UTF8'))
                      ON CONFLICT (key) DO UPDATE SET
                          value = convert_to(greatest(
                              CASE WHEN kv.expires_at IS NULL OR kv.expires_at > now()
                                   THEN convert_from(kv.value, 'UTF8')::numeric ELSE 0 END,
                              $2::text::numeric)::text, 'UTF8'),
                          expires_at = NULL, version = kv.version + 1, updated_at = now()
-                     RETURNING convert_from(value, 'UTF8')"
-                ),
+                     RETURNING convert_from(value, 'UTF8')",
                 &[&key, &floor.to_string()],
             )
             .await?;
