@@ -2,7 +2,7 @@
 //! `DATABASE_URL`, one database of their own per test, see `common/postgres.rs`): 500
 //! concurrent duplicates of one CreatePayment over two replicas make one provider call, and a
 //! payment survives a restart of the gateway: GetPayment still answers it, its replay answers
-//! the first attempt, and its row is there for SQL.
+//! the first attempt, its row is there for SQL, and `store recover` runs on it.
 
 #[path = "common/postgres.rs"]
 mod postgres;
@@ -122,4 +122,22 @@ async fn a_payment_outlives_a_gateway_restart_and_its_row_is_in_postgres() {
     assert_eq!(state, "Succeeded");
     assert_eq!(provider, "Interswitch");
     assert_eq!(stored, description);
+
+    // `store recover` on PostgreSQL: finds the record and writes a new identity, which the
+    // running gateway adopts; the payment still answers.
+    let recovered = store_command(&db, "recover");
+    assert!(
+        recovered.contains("payment records: 1 found"),
+        "{recovered}"
+    );
+    let got = client
+        .get_payment(pb::GetPaymentRequest {
+            payment_id: paid.payment_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .payment
+        .unwrap();
+    assert_eq!(got.state, paid.state);
 }
