@@ -4,7 +4,7 @@
 //! `__`), for example `BILLPAY__PROVIDERS__INTERSWITCH__CLIENT_SECRET`. Values are strings,
 //! except keys ending in `_ms` (integers) and `true`/`false` (booleans). `REDIS_URL` sets
 //! `store.redis_url`; `REDIS_CLUSTER_URLS` sets `store.redis_cluster_urls` (a comma-separated
-//! string, since the environment cannot hold a list). Secrets are held as `SecretString` and never printed.
+//! string, since the environment cannot hold a list); `DATABASE_URL` sets `store.postgres_url`. Secrets are held as `SecretString` and never printed.
 
 use std::path::Path;
 
@@ -154,9 +154,17 @@ pub struct StoreConfig {
     /// (`redis://10.0.0.1:7000,redis://10.0.0.2:7000`); the client discovers the rest. Exclusive
     /// with `redis_url`. May carry a password, so it is a secret.
     pub redis_cluster_urls: Option<SecretString>,
-    /// Timeout of one Redis command, milliseconds.
+    /// PostgreSQL instead (`postgres://user:password@host:5432/billpay`, env `DATABASE_URL`):
+    /// the whole store in PostgreSQL (schema from `billpay-gateway store init` / `store
+    /// migrate`). Exclusive with `redis_url` and `redis_cluster_urls`. May carry a password,
+    /// so it is a secret.
+    pub postgres_url: Option<SecretString>,
+    /// Connections each gateway process keeps to PostgreSQL at most (its pool size).
+    pub postgres_max_connections: usize,
+    /// Timeout of one Redis command or PostgreSQL statement, milliseconds (PostgreSQL also
+    /// gets it as `statement_timeout`).
     pub command_timeout_ms: u64,
-    /// Timeout of a Redis (re)connection attempt, milliseconds.
+    /// Timeout of a Redis or PostgreSQL (re)connection attempt, milliseconds.
     pub connect_timeout_ms: u64,
     /// Allow the in-memory store with real providers (no `redis_url`). It forgets every
     /// `request_id` and payment on restart, so a retried request could pay again: `serve`
@@ -189,6 +197,8 @@ impl Default for StoreConfig {
         Self {
             redis_url: None,
             redis_cluster_urls: None,
+            postgres_url: None,
+            postgres_max_connections: crate::store::postgres::DEFAULT_MAX_CONNECTIONS,
             command_timeout_ms: 1_000,
             connect_timeout_ms: 1_000,
             allow_memory_store: false,
@@ -240,13 +250,14 @@ fn describe(e: &toml::de::Error, text: &str) -> String {
     format!("config{line}: {}", e.message())
 }
 
-/// Applies `BILLPAY__A__B=value`, `REDIS_URL` and `REDIS_CLUSTER_URLS` overrides to a parsed
-/// TOML table.
+/// Applies `BILLPAY__A__B=value`, `REDIS_URL`, `REDIS_CLUSTER_URLS` and `DATABASE_URL`
+/// overrides to a parsed TOML table.
 pub fn apply_env(table: &mut toml::Table, vars: impl IntoIterator<Item = (String, String)>) {
     for (name, value) in vars {
         let shorthand = match name.as_str() {
             "REDIS_URL" => Some("redis_url"),
             "REDIS_CLUSTER_URLS" => Some("redis_cluster_urls"),
+            "DATABASE_URL" => Some("postgres_url"),
             _ => None,
         };
         let path: Vec<String> = if let Some(key) = shorthand {
@@ -282,6 +293,7 @@ pub fn apply_env(table: &mut toml::Table, vars: impl IntoIterator<Item = (String
 const NUMERIC_KEYS: &[&str] = &[
     "local_entries",
     "min_replica_acks",
+    "postgres_max_connections",
     "max_concurrent_calls",
     "breaker_failures",
     "request_reference_length",
@@ -358,6 +370,14 @@ mod tests {
                     "REDIS_CLUSTER_URLS".into(),
                     "redis://127.0.0.1:7000,redis://127.0.0.1:7001".into(),
                 ),
+                (
+                    "DATABASE_URL".into(),
+                    "postgres://billpay:pw@127.0.0.1:5432/billpay".into(),
+                ),
+                (
+                    "BILLPAY__STORE__POSTGRES_MAX_CONNECTIONS".into(),
+                    "4".into(),
+                ),
                 ("UNRELATED".into(), "x".into()),
             ],
         );
@@ -383,8 +403,19 @@ mod tests {
                 .as_deref(),
             Some("redis://127.0.0.1:7000,redis://127.0.0.1:7001")
         );
+        assert_eq!(
+            config
+                .store
+                .postgres_url
+                .as_ref()
+                .map(|u| u.expose_secret().to_owned())
+                .as_deref(),
+            Some("postgres://billpay:pw@127.0.0.1:5432/billpay")
+        );
+        assert_eq!(config.store.postgres_max_connections, 4);
         // Debug output never shows the secret.
         assert!(!format!("{isw:?}").contains("from-env"));
+        assert!(!format!("{:?}", config.store).contains(":pw@"));
     }
 
     #[test]

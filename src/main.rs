@@ -1,7 +1,8 @@
 //! `billpay-gateway`: `serve` runs the gRPC gateway (from a config file, or `--sandbox` with
 //! in-process provider simulators and the in-memory store); `simulate` runs the simulators
 //! alone; `check-config` validates a config file; `store init` / `store recover` are the
-//! operator steps of a Redis store's identity (first run, recovery after data loss).
+//! operator steps of a shared store's identity (first run, recovery after data loss), and
+//! `store migrate` brings a PostgreSQL store's schema up to date (`store init` does too).
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -31,7 +32,8 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
         /// Point every provider at simulators: no credentials, no network. Uses the in-memory
-        /// store unless REDIS_URL or REDIS_CLUSTER_URLS is set.
+        /// store unless DATABASE_URL, REDIS_URL or REDIS_CLUSTER_URLS is set (a PostgreSQL
+        /// schema is brought up to date first).
         #[arg(long)]
         sandbox: bool,
         /// With --sandbox: use simulators already running at this URL (`simulate`) instead of
@@ -57,8 +59,9 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Operator steps on the Redis store (REDIS_URL or `store.redis_url`; a cluster:
-    /// REDIS_CLUSTER_URLS or `store.redis_cluster_urls`).
+    /// Operator steps on the shared store: PostgreSQL (DATABASE_URL or `store.postgres_url`),
+    /// Redis (REDIS_URL or `store.redis_url`) or a Redis Cluster (REDIS_CLUSTER_URLS or
+    /// `store.redis_cluster_urls`).
     Store {
         #[command(subcommand)]
         action: StoreAction,
@@ -67,9 +70,18 @@ enum Command {
 
 #[derive(Subcommand)]
 enum StoreAction {
-    /// First run of a new store: writes its identity (and starts every provider's reference
-    /// counter at the clock floor). Does nothing when the store already has one.
+    /// First run of a new store: on PostgreSQL applies the schema migrations first; then
+    /// writes its identity (and starts every provider's reference counter at the clock
+    /// floor). Does nothing more when the store already has one.
     Init {
+        /// TOML configuration file (for `[store]`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// PostgreSQL: applies the schema migrations this binary ships that the database lacks
+    /// (each in its own transaction; concurrent runs wait for each other). Run it before
+    /// starting gateways of a new version.
+    Migrate {
         /// TOML configuration file (for `[store]`).
         #[arg(long)]
         config: Option<PathBuf>,
@@ -118,6 +130,13 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
             let mut simulators = None;
             if sandbox {
+                // The sandbox prepares a PostgreSQL store itself, as it initialises any store.
+                if let Some(store) = server::postgres_store(&cfg.store) {
+                    let applied = store?.migrate().await.map_err(|e| e.to_string())?;
+                    if !applied.is_empty() {
+                        tracing::info!(?applied, "sandbox: PostgreSQL schema migrations applied");
+                    }
+                }
                 let base_url = match sandbox_url {
                     Some(url) => url,
                     None => {
@@ -183,16 +202,38 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Store { action } => {
             telemetry::init(false);
             let config_path = match &action {
-                StoreAction::Init { config } | StoreAction::Recover { config, .. } => config,
+                StoreAction::Init { config }
+                | StoreAction::Migrate { config }
+                | StoreAction::Recover { config, .. } => config,
             };
             let cfg = config::load(config_path.as_deref())?;
-            if cfg.store.redis_url.is_none() && cfg.store.redis_cluster_urls.is_none() {
-                return Err("store commands need a Redis store: set REDIS_URL or \
-                            store.redis_url, or REDIS_CLUSTER_URLS or \
-                            store.redis_cluster_urls (the memory store lives inside `serve`)"
+            if server::store_kind(&cfg.store) == "memory" {
+                return Err("store commands need a shared store: set DATABASE_URL or \
+                            store.postgres_url, REDIS_URL or store.redis_url, or \
+                            REDIS_CLUSTER_URLS or store.redis_cluster_urls (the memory store \
+                            lives inside `serve`)"
                     .into());
             }
             let store = server::build_store(&cfg.store)?;
+            if let Some(postgres) = server::postgres_store(&cfg.store) {
+                if matches!(
+                    action,
+                    StoreAction::Init { .. } | StoreAction::Migrate { .. }
+                ) {
+                    let postgres = postgres?;
+                    let applied = postgres.migrate().await.map_err(|e| e.to_string())?;
+                    let version = postgres.schema_version().await.map_err(|e| e.to_string())?;
+                    for v in &applied {
+                        println!("migration {v} applied");
+                    }
+                    println!("PostgreSQL schema version: {version}");
+                }
+            } else if matches!(action, StoreAction::Migrate { .. }) {
+                println!("a Redis store has no schema: nothing to migrate");
+            }
+            if matches!(action, StoreAction::Migrate { .. }) {
+                return Ok(());
+            }
             // The same reference clocks as the gateways: from the configured formats.
             let clocks = match &cfg.providers.interswitch {
                 Some(c) => identity::ReferenceClocks::default().with(
@@ -216,6 +257,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                         }
                     }
                 }
+                StoreAction::Migrate { .. } => return Ok(()),
                 StoreAction::Recover {
                     reference_floor, ..
                 } => identity::recover(store.as_ref(), reference_floor, now, &clocks)

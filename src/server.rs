@@ -17,7 +17,7 @@ use crate::pb::{
     catalog_service_server::CatalogServiceServer, customer_service_server::CustomerServiceServer,
     operator_service_server::OperatorServiceServer, payment_service_server::PaymentServiceServer,
 };
-use crate::store::{memory::MemoryStore, redis::RedisStore, Store};
+use crate::store::{memory::MemoryStore, postgres::PostgresStore, redis::RedisStore, Store};
 use crate::telemetry::RequestIdLayer;
 
 /// Fully-qualified names of the billpay services, as health checks name them.
@@ -31,12 +31,65 @@ pub const SERVICE_NAMES: [&str; 4] = [
 /// How often the store is pinged to drive the payment service's health.
 const STORE_WATCH_EVERY: Duration = Duration::from_secs(1);
 
-/// Builds the store named by the configuration: Redis when `redis_url` is set, a Redis Cluster
-/// when `redis_cluster_urls` is (never both), else memory.
+/// The PostgreSQL store named by `store.postgres_url`, when it is set.
+pub fn postgres_store(
+    config: &crate::config::StoreConfig,
+) -> Option<Result<PostgresStore, String>> {
+    use secrecy::ExposeSecret;
+    let url = config.postgres_url.as_ref()?;
+    Some(
+        PostgresStore::new(
+            url.expose_secret(),
+            Duration::from_millis(config.command_timeout_ms),
+            Duration::from_millis(config.connect_timeout_ms),
+            config.postgres_max_connections,
+        )
+        .map_err(|e| e.to_string()),
+    )
+}
+
+/// Which backend the configuration names, for messages: `postgres`, `redis`, `redis-cluster`
+/// or `memory`.
+pub fn store_kind(config: &crate::config::StoreConfig) -> &'static str {
+    match (
+        &config.postgres_url,
+        &config.redis_url,
+        &config.redis_cluster_urls,
+    ) {
+        (Some(_), _, _) => "postgres",
+        (None, Some(_), _) => "redis",
+        (None, None, Some(_)) => "redis-cluster",
+        (None, None, None) => "memory",
+    }
+}
+
+/// Builds the store named by the configuration: PostgreSQL when `postgres_url` is set, Redis
+/// when `redis_url` is, a Redis Cluster when `redis_cluster_urls` is (never two of them), else
+/// memory.
 pub fn build_store(config: &crate::config::StoreConfig) -> Result<Arc<dyn Store>, String> {
     use secrecy::ExposeSecret;
     let command = Duration::from_millis(config.command_timeout_ms);
     let connect = Duration::from_millis(config.connect_timeout_ms);
+    if config.postgres_url.is_some() {
+        if config.redis_url.is_some() || config.redis_cluster_urls.is_some() {
+            return Err(
+                "store.postgres_url (DATABASE_URL) and a Redis store (REDIS_URL or \
+                        REDIS_CLUSTER_URLS) are both set: the whole store is in one of them, \
+                        name one"
+                    .into(),
+            );
+        }
+        if config.min_replica_acks > 0 {
+            return Err(
+                "store.min_replica_acks is for Redis: with PostgreSQL, name \
+                        synchronous standbys in its synchronous_standby_names instead (every \
+                        commit then waits for them)"
+                    .into(),
+            );
+        }
+        let store = postgres_store(config).expect("postgres_url is set")?;
+        return Ok(Arc::new(store));
+    }
     Ok(match (&config.redis_url, &config.redis_cluster_urls) {
         (Some(_), Some(_)) => {
             return Err("store.redis_url (REDIS_URL) and store.redis_cluster_urls \
@@ -108,15 +161,17 @@ pub fn build_gateway(
     let accept_loss_window = accept_loss_window(&config.store)?;
     let store = build_store(&config.store)?;
     let providers = registry::build(config.providers, &store)?;
-    let in_memory = config.store.redis_url.is_none() && config.store.redis_cluster_urls.is_none();
+    let in_memory = store_kind(&config.store) == "memory";
+    tracing::info!(store = store_kind(&config.store), "store");
     if in_memory && !sandbox && !providers.is_empty() {
         if !config.store.allow_memory_store {
             return Err(
                 "providers are configured but store.redis_url is not set: the in-memory \
                         store forgets every request_id and payment on restart, so a retried \
-                        request could pay twice. Set REDIS_URL (store.redis_url) or \
-                        REDIS_CLUSTER_URLS (store.redis_cluster_urls), or set \
-                        store.allow_memory_store = true for a single process that may forget"
+                        request could pay twice. Set DATABASE_URL (store.postgres_url), \
+                        REDIS_URL (store.redis_url) or REDIS_CLUSTER_URLS \
+                        (store.redis_cluster_urls), or set store.allow_memory_store = true \
+                        for a single process that may forget"
                     .into(),
             );
         }
@@ -466,6 +521,28 @@ mod tests {
         both.store.redis_cluster_urls = Some("redis://127.0.0.1:10".to_owned().into());
         let e = build_gateway(both, false).err().expect("refused");
         assert!(e.contains("not both"), "{e}");
+        // PostgreSQL alone is a store for real providers; beside Redis it is refused.
+        let mut postgres = real_provider_config();
+        postgres.store.postgres_url = Some("postgres://u:pw@127.0.0.1:9/db".to_owned().into());
+        assert!(build_gateway(postgres, false).is_ok());
+        let mut mixed = real_provider_config();
+        mixed.store.postgres_url = Some("postgres://u:pw@127.0.0.1:9/db".to_owned().into());
+        mixed.store.redis_url = Some("redis://127.0.0.1:9".to_owned().into());
+        let e = build_gateway(mixed, false).err().expect("refused");
+        assert!(e.contains("name one"), "{e}");
+        let mut acks = real_provider_config();
+        acks.store.postgres_url = Some("postgres://u:pw@127.0.0.1:9/db".to_owned().into());
+        acks.store.min_replica_acks = 1;
+        let e = build_gateway(acks, false).err().expect("refused");
+        assert!(e.contains("synchronous_standby_names"), "{e}");
+        let mut garbled = real_provider_config();
+        garbled.store.postgres_url = Some(
+            "postgres://u:s3cret@127.0.0.1:notaport/db"
+                .to_owned()
+                .into(),
+        );
+        let e = build_gateway(garbled, false).err().expect("refused");
+        assert!(!e.contains("s3cret"), "{e}");
         // No provider, nothing to pay twice.
         assert!(build_gateway(Config::default(), false).is_ok());
     }

@@ -43,6 +43,7 @@ async fn serve_sandbox_health_reflection_and_graceful_shutdown() {
     let addr = format!("127.0.0.1:{}", free_port());
     let metrics_addr = format!("127.0.0.1:{}", free_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_billpay-gateway"))
+        .env_remove("DATABASE_URL")
         .args(["serve", "--sandbox", "--listen", &addr])
         .env_remove("REDIS_URL")
         .env("BILLPAY__SERVER__METRICS_LISTEN", &metrics_addr)

@@ -192,6 +192,7 @@ async fn a_shard_that_lost_its_data_refuses_claims_until_store_recover() {
 
     // The operator's recovery command, as shipped, on the cluster.
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_billpay-gateway"))
+        .env_remove("DATABASE_URL")
         .args(["store", "recover"])
         .env_remove("REDIS_URL")
         .env("REDIS_CLUSTER_URLS", cluster.urls())
@@ -233,6 +234,7 @@ async fn a_shard_that_lost_its_data_refuses_claims_until_store_recover() {
 /// `billpay-gateway store recover` on `cluster`, as shipped; its standard output.
 fn store_recover(cluster: &RedisCluster, args: &[&str]) -> String {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_billpay-gateway"))
+        .env_remove("DATABASE_URL")
         .args(["store", "recover"])
         .args(args)
         .env_remove("REDIS_URL")

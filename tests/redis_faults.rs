@@ -316,6 +316,7 @@ async fn redis_restarted_empty_stops_payments_until_an_operator_recovers_it() {
 
     // The operator's recovery command, as shipped.
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_billpay-gateway"))
+        .env_remove("DATABASE_URL")
         .args(["store", "recover"])
         .env("REDIS_URL", redis.url())
         .env("RUST_LOG", "warn")
@@ -358,6 +359,7 @@ async fn a_new_redis_store_takes_no_payment_before_store_init() {
         .unwrap_err();
     assert_error(&status, Code::Unavailable, "STORE_DATA_LOST");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_billpay-gateway"))
+        .env_remove("DATABASE_URL")
         .args(["store", "init"])
         .env("REDIS_URL", redis.url())
         .output()
@@ -370,6 +372,7 @@ async fn a_new_redis_store_takes_no_payment_before_store_init() {
     assert_eq!(state(&p), pb::PaymentState::Succeeded);
     // A second init changes nothing.
     let again = std::process::Command::new(env!("CARGO_BIN_EXE_billpay-gateway"))
+        .env_remove("DATABASE_URL")
         .args(["store", "init"])
         .env("REDIS_URL", redis.url())
         .output()
@@ -478,6 +481,7 @@ async fn a_counter_set_back_is_a_store_loss_and_never_reuses_a_reference() {
     );
     // After `store recover`, references start above every one used.
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_billpay-gateway"))
+        .env_remove("DATABASE_URL")
         .args(["store", "recover"])
         .env("REDIS_URL", redis.url())
         .env("RUST_LOG", "warn")

@@ -53,6 +53,7 @@ fn initialised_redis() -> RedisServer {
 /// Runs `billpay-gateway store <action>` against `redis`; its stdout.
 fn store_command(redis: &RedisServer, action: &str) -> String {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_billpay-gateway"))
+        .env_remove("DATABASE_URL")
         .args(["store", action])
         .env("REDIS_URL", redis.url())
         .env("RUST_LOG", "warn")

@@ -624,6 +624,9 @@ fn report(posture: &Posture) {
             tracing::info!(posture = %posture.name, "store durability posture accepted")
         }
     }
+    if !posture.summary.is_empty() {
+        tracing::info!(settings = %posture.summary, "store durability settings");
+    }
     for why in &posture.warnings {
         tracing::warn!(why, "store durability is weak");
     }
@@ -761,6 +764,7 @@ mod waitaof_tests {
                 redis_version: Some((*self.version.lock().unwrap()).into()),
                 connected_replicas: Some(0),
                 min_replicas_to_write: Some(0),
+                postgres: None,
             }])
         }
         async fn wait_for_fsync(&self, _timeout: Duration) -> Result<bool, StoreError> {

@@ -1,8 +1,10 @@
 //! Shared state behind one small [`Store`] trait: idempotency records and the payment journal,
-//! catalog caches, sequence numbers and the reconciliation schedule. Two backends pass the same
-//! test suite: [`memory::MemoryStore`] (one process, the default) and [`redis::RedisStore`]
+//! catalog caches, sequence numbers and the reconciliation schedule. Three backends pass the
+//! same test suite: [`memory::MemoryStore`] (one process, the default), [`redis::RedisStore`]
 //! (shared by every replica, chosen by `REDIS_URL`, or on a Redis Cluster by
-//! `REDIS_CLUSTER_URLS`).
+//! `REDIS_CLUSTER_URLS`) and [`postgres::PostgresStore`] (shared by every replica, chosen by
+//! `DATABASE_URL`; the keys below are rows of its `billpay_kv` table and the sorted sets rows
+//! of `billpay_schedule`, each operation one SQL statement).
 //!
 //! Keys are namespaced and versioned: `billpay:v1:<kind>:<id>` (see [`keys`]), so a change of
 //! record format gets a new prefix instead of misreading old values. Lifetimes:
@@ -92,11 +94,12 @@
 
 pub mod identity;
 pub mod memory;
+pub mod postgres;
 pub mod posture;
 pub mod redis;
 pub mod slots;
 
-pub use posture::{Durability, Posture};
+pub use posture::{Durability, PostgresDurability, Posture};
 
 use std::time::Duration;
 

@@ -14,6 +14,17 @@
 //! accept_loss_window` names that very window. The sandbox (simulated providers) accepts any
 //! window with a warning. An evicting `maxmemory-policy` and a replica (`ROLE slave`) are
 //! always refused. On a Redis Cluster every primary is judged and the worst decides.
+//!
+//! PostgreSQL (`store.postgres_url`): a commit is on disk before the server answers unless
+//! `fsync` is off (a host crash can lose committed transactions, or corrupt the database) or
+//! `synchronous_commit` is off for the gateway's sessions (a host crash loses the last few
+//! hundred milliseconds of commits). Both are loss windows (`fsync-off`,
+//! `synchronous-commit-off`), refused for real providers unless named by `[store]
+//! accept_loss_window`, accepted with a warning in the sandbox. A standby (in recovery) is
+//! refused. Any other setting is accepted: `sync-commit` (the primary's disk), or
+//! `sync-standby` when `synchronous_standby_names` is set and a synchronous standby is
+//! connected (a commit is also on a standby, so a failover to it loses nothing). The start log
+//! shows the settings, `synchronous_standby_names` among them.
 
 use std::time::Duration;
 
@@ -39,6 +50,41 @@ pub struct Durability {
     pub connected_replicas: Option<u32>,
     /// `min-replicas-to-write`: the server refuses writes with fewer replicas connected.
     pub min_replicas_to_write: Option<u32>,
+    /// PostgreSQL's settings instead (every Redis field is then `None`).
+    pub postgres: Option<PostgresDurability>,
+}
+
+/// A PostgreSQL server's durability settings, as the gateway's own sessions see them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PostgresDurability {
+    /// `fsync`: `on` or `off`.
+    pub fsync: String,
+    /// `synchronous_commit`: `on`, `remote_apply`, `remote_write`, `local` or `off`.
+    pub synchronous_commit: String,
+    /// `synchronous_standby_names`: empty when no standby acknowledges commits.
+    pub synchronous_standby_names: String,
+    /// `server_version` (`15.20 (Debian ...)`).
+    pub server_version: String,
+    /// `pg_is_in_recovery()`: a standby.
+    pub in_recovery: bool,
+    /// Standbys connected as synchronous (`pg_stat_replication.sync_state` `sync` or
+    /// `quorum`).
+    pub sync_standbys: u32,
+}
+
+impl PostgresDurability {
+    /// One line for the start log.
+    pub fn summary(&self) -> String {
+        format!(
+            "PostgreSQL {}: fsync {}, synchronous_commit {}, synchronous_standby_names '{}' \
+             ({} synchronous standby(s) connected)",
+            self.server_version,
+            self.fsync,
+            self.synchronous_commit,
+            self.synchronous_standby_names,
+            self.sync_standbys
+        )
+    }
 }
 
 /// How much a crash of the Redis host can take back of what it acknowledged. The names are
@@ -55,16 +101,22 @@ pub enum LossWindow {
     None,
     /// The settings could not be read (`CONFIG` disabled or renamed): unknown.
     Unverified,
+    /// PostgreSQL `synchronous_commit = off`: the last few hundred milliseconds of commits.
+    SynchronousCommitOff,
+    /// PostgreSQL `fsync = off`: anything not flushed by the OS, and possibly the database.
+    FsyncOff,
 }
 
 impl LossWindow {
     /// Every window, in the order the README lists them.
-    pub const ALL: [LossWindow; 5] = [
+    pub const ALL: [LossWindow; 7] = [
         Self::Everysec,
         Self::FsyncNo,
         Self::Snapshot,
         Self::None,
         Self::Unverified,
+        Self::SynchronousCommitOff,
+        Self::FsyncOff,
     ];
 
     /// The name `[store] accept_loss_window` takes and metrics and errors show.
@@ -75,6 +127,8 @@ impl LossWindow {
             Self::Snapshot => "snapshot",
             Self::None => "none",
             Self::Unverified => "unverified",
+            Self::SynchronousCommitOff => "synchronous-commit-off",
+            Self::FsyncOff => "fsync-off",
         }
     }
 
@@ -106,6 +160,15 @@ impl LossWindow {
             Self::Unverified => {
                 "the persistence settings could not be read (CONFIG disabled or renamed?): \
                  nothing shows acknowledged writes survive a crash"
+            }
+            Self::SynchronousCommitOff => {
+                "PostgreSQL synchronous_commit off: a crash of the PostgreSQL host loses the \
+                 last commits (up to three times wal_writer_delay, 600 ms by default): a retry \
+                 of a forgotten request_id pays twice"
+            }
+            Self::FsyncOff => {
+                "PostgreSQL fsync off: a crash of the PostgreSQL host loses whatever the OS had \
+                 not flushed and can leave the database corrupt"
             }
         }
     }
@@ -162,6 +225,8 @@ pub struct Posture {
     pub why: String,
     /// Other things to log (an unreadable `maxmemory-policy`).
     pub warnings: Vec<String>,
+    /// The settings judged, for the start log (PostgreSQL's; empty for Redis and memory).
+    pub summary: String,
 }
 
 impl Posture {
@@ -177,6 +242,7 @@ impl Posture {
             wait_aof: false,
             why,
             warnings: Vec::new(),
+            summary: String::new(),
         }
     }
 
@@ -211,6 +277,7 @@ pub fn assess(nodes: &[Durability], policy: &PosturePolicy) -> Posture {
             wait_aof: false,
             why: String::new(),
             warnings: Vec::new(),
+            summary: String::new(),
         };
     }
     let cluster = nodes.len() > 1 || nodes.iter().any(|n| n.node.is_some());
@@ -245,6 +312,12 @@ pub fn assess(nodes: &[Durability], policy: &PosturePolicy) -> Posture {
 
 /// One server's posture.
 fn judge(d: &Durability, policy: &PosturePolicy, cluster: bool) -> Posture {
+    if let Some(pg) = &d.postgres {
+        return Posture {
+            summary: pg.summary(),
+            ..judge_postgres(pg, policy)
+        };
+    }
     let mut warnings = Vec::new();
     match d.maxmemory_policy.as_deref() {
         Some("noeviction") => {}
@@ -285,6 +358,7 @@ fn judge(d: &Durability, policy: &PosturePolicy, cluster: bool) -> Posture {
         wait_aof,
         why: String::new(),
         warnings: warnings.clone(),
+        summary: String::new(),
     };
     let Some(window) = window else {
         return accepted("always", false);
@@ -312,6 +386,7 @@ fn judge(d: &Durability, policy: &PosturePolicy, cluster: bool) -> Posture {
                 window.risk()
             ),
             warnings,
+            summary: String::new(),
         };
     }
     if policy.simulated {
@@ -321,6 +396,7 @@ fn judge(d: &Durability, policy: &PosturePolicy, cluster: bool) -> Posture {
             wait_aof: false,
             why: format!("accepted for simulated providers only: {}", window.risk()),
             warnings,
+            summary: String::new(),
         };
     }
     let replicas_note = if policy.min_replica_acks >= 1 {
@@ -341,6 +417,98 @@ fn judge(d: &Durability, policy: &PosturePolicy, cluster: bool) -> Posture {
             window.name()
         ),
     )
+}
+
+/// A PostgreSQL server's posture (see the module docs).
+fn judge_postgres(d: &PostgresDurability, policy: &PosturePolicy) -> Posture {
+    if d.in_recovery {
+        return Posture::refused(
+            "standby",
+            "PostgreSQL is a standby (pg_is_in_recovery): point store.postgres_url at the \
+             primary"
+                .into(),
+        );
+    }
+    let mut warnings = Vec::new();
+    let standby_names = d.synchronous_standby_names.trim();
+    let waits_for_standbys = matches!(
+        d.synchronous_commit.as_str(),
+        "on" | "remote_write" | "remote_apply"
+    );
+    if !standby_names.is_empty() {
+        if d.synchronous_commit == "local" {
+            warnings.push(format!(
+                "PostgreSQL synchronous_commit is local: commits do not wait for the \
+                 synchronous standbys ({standby_names}), so a failover can lose the last ones"
+            ));
+        } else if waits_for_standbys && d.sync_standbys == 0 {
+            warnings.push(format!(
+                "PostgreSQL synchronous_standby_names is '{standby_names}' but no synchronous \
+                 standby is connected: every commit waits for one (store statements time out)"
+            ));
+        }
+    }
+    let window = if d.fsync != "on" {
+        Some(LossWindow::FsyncOff)
+    } else if d.synchronous_commit == "off" {
+        Some(LossWindow::SynchronousCommitOff)
+    } else {
+        None
+    };
+    let Some(window) = window else {
+        let on_standby = waits_for_standbys && !standby_names.is_empty() && d.sync_standbys > 0;
+        return Posture {
+            name: if on_standby {
+                "sync-standby"
+            } else {
+                "sync-commit"
+            }
+            .into(),
+            verdict: Verdict::Accepted,
+            wait_aof: false,
+            why: String::new(),
+            warnings,
+            summary: String::new(),
+        };
+    };
+    let (verdict, why) = if policy.accept_loss_window == Some(window) {
+        (
+            Verdict::OptIn,
+            format!(
+                "accepted by [store] accept_loss_window = \"{}\": {}",
+                window.name(),
+                window.risk()
+            ),
+        )
+    } else if policy.simulated {
+        (
+            Verdict::Sandbox,
+            format!("accepted for simulated providers only: {}", window.risk()),
+        )
+    } else {
+        (
+            Verdict::Refused,
+            format!(
+                "{}. Turn it on (ALTER SYSTEM SET {} = on; SELECT pg_reload_conf()), or accept \
+                 this window by name: [store] accept_loss_window = \"{}\"",
+                window.risk(),
+                if window == LossWindow::FsyncOff {
+                    "fsync"
+                } else {
+                    "synchronous_commit"
+                },
+                window.name()
+            ),
+        )
+    };
+    Posture {
+        name: window.name().to_owned(),
+        verdict,
+        wait_aof: false,
+        why,
+        warnings,
+        summary: String::new(),
+    }
 }
 
 /// What the gateway last read of the store's posture.
@@ -401,6 +569,7 @@ mod tests {
             redis_version: Some("7.0.15".into()),
             connected_replicas: Some(0),
             min_replicas_to_write: Some(0),
+            postgres: None,
         }
     }
 
@@ -590,6 +759,108 @@ mod tests {
         assert!(p.warnings[0].starts_with("Redis node 10.0.0.2:7000: "));
         let always = assess(&nodes[..1], &policy());
         assert_eq!(always.verdict, Verdict::Accepted);
+    }
+
+    fn postgres(
+        fsync: &str,
+        synchronous_commit: &str,
+        standbys: &str,
+        connected: u32,
+    ) -> Durability {
+        Durability {
+            postgres: Some(PostgresDurability {
+                fsync: fsync.into(),
+                synchronous_commit: synchronous_commit.into(),
+                synchronous_standby_names: standbys.into(),
+                server_version: "15.20".into(),
+                in_recovery: false,
+                sync_standbys: connected,
+            }),
+            ..Durability::default()
+        }
+    }
+
+    #[test]
+    fn postgres_with_fsync_and_synchronous_commit_is_accepted_and_shows_its_standbys() {
+        for commit in ["on", "local", "remote_write", "remote_apply"] {
+            let p = one(postgres("on", commit, "", 0), policy());
+            assert_eq!(
+                (p.name.as_str(), p.verdict),
+                ("sync-commit", Verdict::Accepted)
+            );
+            assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+            assert!(p.summary.contains("synchronous_standby_names ''"));
+        }
+        let p = one(postgres("on", "on", "FIRST 1 (s1, s2)", 1), policy());
+        assert_eq!(
+            (p.name.as_str(), p.verdict),
+            ("sync-standby", Verdict::Accepted)
+        );
+        assert!(
+            p.summary
+                .contains("synchronous_standby_names 'FIRST 1 (s1, s2)' (1 synchronous"),
+            "{}",
+            p.summary
+        );
+        // Named standbys that are not there, or commits that do not wait for them: warned.
+        let p = one(postgres("on", "on", "s1", 0), policy());
+        assert_eq!(p.name, "sync-commit");
+        assert!(p.warnings[0].contains("no synchronous standby is connected"));
+        let p = one(postgres("on", "local", "s1", 1), policy());
+        assert_eq!(p.name, "sync-commit");
+        assert!(p.warnings[0].contains("synchronous_commit is local"));
+    }
+
+    #[test]
+    fn postgres_with_fsync_or_synchronous_commit_off_is_refused_unless_opted_in() {
+        for (d, window) in [
+            (postgres("on", "off", "", 0), "synchronous-commit-off"),
+            (postgres("off", "on", "", 0), "fsync-off"),
+            (postgres("off", "off", "", 0), "fsync-off"),
+        ] {
+            let p = one(d.clone(), policy());
+            assert_eq!((p.name.as_str(), p.verdict), (window, Verdict::Refused));
+            assert!(
+                p.why
+                    .contains(&format!("accept_loss_window = \"{window}\"")),
+                "{}",
+                p.why
+            );
+            let opt_in = PosturePolicy {
+                accept_loss_window: LossWindow::parse(window),
+                ..policy()
+            };
+            assert_eq!(one(d.clone(), opt_in).verdict, Verdict::OptIn);
+            // A Redis window's name does not accept a PostgreSQL one.
+            let other = PosturePolicy {
+                accept_loss_window: Some(LossWindow::Everysec),
+                ..policy()
+            };
+            assert_eq!(one(d.clone(), other).verdict, Verdict::Refused);
+            let sandbox = PosturePolicy {
+                simulated: true,
+                ..policy()
+            };
+            assert_eq!(one(d, sandbox).verdict, Verdict::Sandbox);
+        }
+        // fsync off is not accepted by naming the smaller window.
+        let p = one(
+            postgres("off", "off", "", 0),
+            PosturePolicy {
+                accept_loss_window: Some(LossWindow::SynchronousCommitOff),
+                ..policy()
+            },
+        );
+        assert_eq!(p.verdict, Verdict::Refused);
+        let standby = Durability {
+            postgres: Some(PostgresDurability {
+                in_recovery: true,
+                ..PostgresDurability::default()
+            }),
+            ..Durability::default()
+        };
+        let p = one(standby, policy());
+        assert_eq!((p.name.as_str(), p.verdict), ("standby", Verdict::Refused));
     }
 
     #[test]

@@ -27,6 +27,7 @@ impl Spawned {
             .args(args)
             .env_remove("REDIS_URL")
             .env_remove("REDIS_CLUSTER_URLS")
+            .env_remove("DATABASE_URL")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
