@@ -133,3 +133,283 @@ impl Gateway {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::domain::{
+        payment::PaymentKind, Currency, Money, PaymentOrder, PaymentState, ProviderId,
+    };
+    use crate::store::{memory::MemoryStore, Store};
+
+    /// Writes a journal record of `caller` created at `at_ms`, and its index entry.
+    async fn record(store: &MemoryStore, id: &str, caller: &str, at_ms: i64, state: PaymentState) {
+        let order = PaymentOrder::new(
+            ProviderId::Interswitch,
+            PaymentKind::Bill,
+            "90101",
+            "0000000000",
+            Money::new(Currency::Ngn, 100_000),
+        );
+        let record = PaymentRecord {
+            payment_id: id.to_owned(),
+            caller: caller.to_owned(),
+            state,
+            ..PaymentRecord::claimed(format!("r-{id}"), order, "ref".into(), at_ms)
+        };
+        store
+            .set(
+                &keys::payment(id),
+                &serde_json::to_vec(&record).unwrap(),
+                None,
+            )
+            .await
+            .unwrap();
+        index(store, id, at_ms).await;
+    }
+
+    async fn index(store: &MemoryStore, id: &str, at_ms: i64) {
+        store
+            .schedule_if_absent(&keys::journal_index(), id, at_ms)
+            .await
+            .unwrap();
+    }
+
+    fn gateway(store: Arc<MemoryStore>) -> Arc<Gateway> {
+        Gateway::new(
+            Default::default(),
+            store,
+            Default::default(),
+            Default::default(),
+            false,
+        )
+    }
+
+    fn owned_by(caller: &str) -> JournalFilter {
+        JournalFilter {
+            caller: Some(caller.to_owned()),
+            ..Default::default()
+        }
+    }
+
+    /// Every page of a walk: the ids of each.
+    async fn walk(gateway: &Gateway, filter: &JournalFilter, limit: usize) -> Vec<Vec<String>> {
+        let mut pages = Vec::new();
+        let mut cursor = None;
+        loop {
+            let (found, next) = gateway
+                .list_own_payments(filter, cursor, limit)
+                .await
+                .unwrap();
+            pages.push(found.into_iter().map(|r| r.payment_id).collect());
+            match next {
+                Some(next) => cursor = Some(next),
+                None => return pages,
+            }
+        }
+    }
+
+    /// The shop's payments among many of another caller's, in runs longer than a page's
+    /// scan and in milliseconds that hold many entries (more than one store read), with
+    /// index entries whose records are gone: a walk lists each of the shop's payments once,
+    /// newest first, and no page reads past its bound without answering.
+    #[tokio::test]
+    async fn a_walk_lists_every_own_payment_once_newest_first_with_bounded_pages() {
+        let store = Arc::new(MemoryStore::default());
+        let mut expected = Vec::new();
+        let mut at = 1_000;
+        for run in 0..3 {
+            // The shop's: two in one millisecond, one alone.
+            for id in [format!("shop-{run}-a"), format!("shop-{run}-b")] {
+                record(&store, &id, "shop", at, PaymentState::Succeeded).await;
+                expected.push((at, id));
+            }
+            at += 1;
+            record(
+                &store,
+                &format!("shop-{run}-c"),
+                "shop",
+                at,
+                PaymentState::Failed,
+            )
+            .await;
+            expected.push((at, format!("shop-{run}-c")));
+            at += 1;
+            // Another caller's: a long run, then 450 in one millisecond (over two store reads),
+            // with a shop payment inside that millisecond.
+            for n in 0..(OWN_SCAN_LIMIT + 300) {
+                record(
+                    &store,
+                    &format!("other-{run}-{n:05}"),
+                    "other",
+                    at,
+                    PaymentState::Succeeded,
+                )
+                .await;
+                at += 1;
+            }
+            for n in 0..450 {
+                record(
+                    &store,
+                    &format!("other-{run}-same-{n:03}"),
+                    "other",
+                    at,
+                    PaymentState::Succeeded,
+                )
+                .await;
+            }
+            record(
+                &store,
+                &format!("other-{run}-same-shop"),
+                "shop",
+                at,
+                PaymentState::Succeeded,
+            )
+            .await;
+            expected.push((at, format!("other-{run}-same-shop")));
+            // Index entries whose records are gone (expired): passed over, left in place.
+            index(&store, &format!("gone-{run}"), at).await;
+            index(&store, &format!("gone-{run}-later"), at + 1).await;
+            at += 2;
+        }
+        expected.sort_by(|a, b| b.cmp(a));
+        let expected: Vec<String> = expected.into_iter().map(|(_, id)| id).collect();
+        let gateway = gateway(store.clone());
+
+        for limit in [1, 2, 5, 100] {
+            let pages = walk(&gateway, &owned_by("shop"), limit).await;
+            let listed: Vec<String> = pages.iter().flatten().cloned().collect();
+            assert_eq!(listed, expected, "page size {limit}");
+            assert!(pages.iter().all(|p| p.len() <= limit));
+            // The runs of another caller's payments are longer than a page reads: some
+            // pages come back empty, with a continuation.
+            assert!(
+                pages[..pages.len() - 1].iter().any(|p| p.is_empty()),
+                "page size {limit}: a page stopped at its scan bound"
+            );
+        }
+        // The other caller sees none of the shop's; the anonymous caller (no owner) sees all.
+        let others: Vec<String> = walk(&gateway, &owned_by("other"), 1000).await.concat();
+        assert_eq!(others.len(), 3 * (OWN_SCAN_LIMIT + 300 + 450));
+        assert!(others.iter().all(|id| !id.starts_with("shop")));
+        let everyone = walk(&gateway, &JournalFilter::default(), 1000)
+            .await
+            .concat();
+        assert_eq!(everyone.len(), others.len() + expected.len());
+        // Filters: state and creation time (start included, end excluded).
+        let failed = walk(
+            &gateway,
+            &JournalFilter {
+                state: Some(PaymentState::Failed),
+                ..owned_by("shop")
+            },
+            10,
+        )
+        .await
+        .concat();
+        assert_eq!(failed, ["shop-2-c", "shop-1-c", "shop-0-c"]);
+        let first_run = walk(
+            &gateway,
+            &JournalFilter {
+                from_ms: Some(1_000),
+                to_ms: Some(1_001),
+                ..owned_by("shop")
+            },
+            1,
+        )
+        .await
+        .concat();
+        assert_eq!(first_run, ["shop-0-b", "shop-0-a"]);
+        // Expired entries are not removed by a listing (the trim pass does that).
+        assert_eq!(
+            store
+                .range(&keys::journal_index(), i64::MIN, i64::MAX, 0, usize::MAX)
+                .await
+                .unwrap()
+                .iter()
+                .filter(|id| id.starts_with("gone"))
+                .count(),
+            6
+        );
+    }
+
+    /// A page that reaches its bound inside a millisecond reads the rest of it before it
+    /// answers: its continuation is "before this millisecond", which must leave nothing of the
+    /// millisecond behind (here the shop's payment, last of 301 entries in it).
+    #[tokio::test]
+    async fn a_page_finishes_the_millisecond_it_reaches_its_bound_in() {
+        let store = Arc::new(MemoryStore::default());
+        record(&store, "newest", "shop", 10_000, PaymentState::Succeeded).await;
+        for n in 0..(OWN_SCAN_LIMIT - 100) {
+            record(
+                &store,
+                &format!("o-{n:05}"),
+                "other",
+                9_999 - n as i64,
+                PaymentState::Succeeded,
+            )
+            .await;
+        }
+        for n in 100..400 {
+            record(
+                &store,
+                &format!("m-{n}"),
+                "other",
+                5_000,
+                PaymentState::Succeeded,
+            )
+            .await;
+        }
+        record(&store, "a-own", "shop", 5_000, PaymentState::Succeeded).await;
+        let gateway = gateway(store);
+        let pages = walk(&gateway, &owned_by("shop"), 1).await;
+        assert_eq!(pages, [vec!["newest"], vec!["a-own"], vec![]]);
+    }
+
+    /// Payments created while a caller pages, and index entries removed meanwhile, shift
+    /// nothing: the walk continues after the last entry it read.
+    #[tokio::test]
+    async fn pages_continue_after_their_last_entry_whatever_changes_meanwhile() {
+        let store = Arc::new(MemoryStore::default());
+        for (id, at) in [("p5", 50), ("p4", 40), ("p3", 30), ("p2", 20), ("p1", 10)] {
+            record(&store, id, "shop", at, PaymentState::Succeeded).await;
+        }
+        record(&store, "x35", "other", 35, PaymentState::Succeeded).await;
+        let gateway = gateway(store.clone());
+        let filter = owned_by("shop");
+        let (first, next) = gateway.list_own_payments(&filter, None, 2).await.unwrap();
+        let ids = |records: &[PaymentRecord]| -> Vec<String> {
+            records.iter().map(|r| r.payment_id.clone()).collect()
+        };
+        assert_eq!(ids(&first), ["p5", "p4"]);
+        let next = next.expect("more follow");
+        assert_eq!(
+            next,
+            OwnCursor {
+                before_ms: 40,
+                before_id: Some("p4".into()),
+            },
+            "the continuation names the shop's own last payment"
+        );
+        // A new payment, and the removal of entries already passed and of another caller's.
+        record(&store, "p6", "shop", 60, PaymentState::Succeeded).await;
+        store
+            .unschedule(&keys::journal_index(), "p5")
+            .await
+            .unwrap();
+        store
+            .unschedule(&keys::journal_index(), "x35")
+            .await
+            .unwrap();
+        let (second, next) = gateway
+            .list_own_payments(&filter, Some(next), 2)
+            .await
+            .unwrap();
+        assert_eq!(ids(&second), ["p3", "p2"]);
+        let (third, next) = gateway.list_own_payments(&filter, next, 2).await.unwrap();
+        assert_eq!(ids(&third), ["p1"]);
+        assert_eq!(next, None);
+    }
+}
