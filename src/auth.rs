@@ -356,6 +356,17 @@ pub fn may_see_payment_of(owner: &str) -> bool {
         .unwrap_or(true)
 }
 
+/// Whose payments the current RPC's caller lists as its own (`ListOwnPayments`): its name
+/// for an identified caller, operators included (they list everyone's with
+/// `ListJournalPayments`); `None`, every caller's, for the anonymous caller of mode `none`,
+/// which sees every payment as it does with `GetPayment`, and for background work.
+pub fn own_payments_owner() -> Option<String> {
+    CURRENT_CALLER
+        .try_with(|c| c.scope_key.is_some().then(|| c.name.clone()))
+        .ok()
+        .flatten()
+}
+
 /// The name of the current RPC's caller, if any.
 pub fn current_caller() -> Option<String> {
     CURRENT_CALLER.try_with(|c| c.name.clone()).ok()

@@ -415,6 +415,7 @@ async fn a_credit_goes_to_transactions_credits() {
 }
 
 #[tokio::test]
+#[allow(deprecated)] // ListPayments, the old name of ListProviderTransactions, keeps working.
 async fn list_payments_sends_the_date_range_and_maps_the_listing() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))

@@ -57,6 +57,7 @@ fn debit(request_id: &str, msisdn: &str, shillings: i64) -> pb::CreatePaymentReq
     }
 }
 
+#[allow(deprecated)] // ListPayments, the old name of ListProviderTransactions, keeps working.
 async fn list_payments(gw: &TestGateway, end_seconds: Option<i64>) -> Vec<pb::ProviderTransaction> {
     gw.payments()
         .list_payments(pb::ListPaymentsRequest {

@@ -1,9 +1,9 @@
 //! Provider-side objects belong to the caller that made them, through a real client against the
 //! sandbox simulators over HTTP: two API-key callers (alice, bob) see and delete only their own
-//! Switch saved bills and IP2 transactions (another's saved bill is NOT_FOUND and is not sent
-//! to Switch); a bill both saved stays at Switch for one when the other deletes it; balances and
-//! accounts are PERMISSION_DENIED without `merchant_reads`, before any provider call; a caller
-//! with `merchant_reads` (treasury) sees and deletes everything.
+//! Switch saved bills and IP2 transactions (ListProviderTransactions); another's saved bill is
+//! NOT_FOUND and is not sent to Switch; a bill both saved stays at Switch for one when the other
+//! deletes it; balances and accounts are PERMISSION_DENIED without `merchant_reads`, before any
+//! provider call; a caller with `merchant_reads` (treasury) sees and deletes everything.
 
 mod common;
 
@@ -269,8 +269,8 @@ async fn transactions(gw: &TestGateway, key: &str, page_size: i32) -> Vec<String
     loop {
         let page = gw
             .payments()
-            .list_payments(as_caller(
-                pb::ListPaymentsRequest {
+            .list_provider_transactions(as_caller(
+                pb::ListProviderTransactionsRequest {
                     provider: IP2,
                     page_size,
                     page_token,

@@ -597,6 +597,17 @@ impl Store for LostClaimReply {
     ) -> Result<Vec<String>, StoreError> {
         self.inner.range(set, min_ms, max_ms, offset, limit).await
     }
+    async fn range_newest_first(
+        &self,
+        set: &str,
+        max_ms: i64,
+        min_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        self.inner
+            .range_newest_first(set, max_ms, min_ms, limit)
+            .await
+    }
     async fn claim_due(
         &self,
         set: &str,

@@ -36,7 +36,7 @@ fn journal_payment(record: PaymentRecord) -> pb::JournalPayment {
 }
 
 /// A proto payment state as a domain one; `None` for unspecified.
-fn domain_state(value: i32) -> Result<Option<PaymentState>, ()> {
+pub(crate) fn domain_state(value: i32) -> Result<Option<PaymentState>, ()> {
     let state = pb::PaymentState::try_from(value).map_err(|_| ())?;
     Ok(Some(match state {
         pb::PaymentState::Unspecified => return Ok(None),

@@ -11,6 +11,7 @@ use super::{
     convert,
     customer::{MAX_CUSTOMER_ID, MAX_PRODUCT_ID},
     deadline::answer_within,
+    page::KeysetPage,
     validate::Violations,
     Api,
 };
@@ -23,6 +24,7 @@ use crate::domain::{
     PaymentOrder, PaymentSecrets, ProviderId, TransactionQuery,
 };
 use crate::error::GatewayError;
+use crate::gateway::{operator::JournalFilter, own_payments::OwnCursor};
 use crate::pb::{
     self, create_payment_request::ProviderOptions, one_pipe_payment_options::Funding,
     payment_service_server::PaymentService,
@@ -332,6 +334,43 @@ impl Api {
         };
         Ok((r.request_id, order, secrets, created_at_ms))
     }
+
+    /// The provider's transaction list: ListPayments and its new name ListProviderTransactions
+    /// both answer with this.
+    async fn provider_transactions(
+        &self,
+        request: Request<pb::ListPaymentsRequest>,
+    ) -> Result<Response<pb::ListPaymentsResponse>, Status> {
+        let scope = ObjectScope::of(request.extensions());
+        let r = request.into_inner();
+        let mut v = Violations::default();
+        v.optional_text("account_id", &r.account_id, 64);
+        let from_ms = r.start_time.as_ref().map(millis);
+        let to_ms = r.end_time.as_ref().map(millis);
+        if let (Some(from), Some(to)) = (from_ms, to_ms) {
+            if from >= to {
+                v.add("end_time", "must be after start_time");
+            }
+        }
+        v.finish()?;
+        let filter = format!("{}/{from_ms:?}/{to_ms:?}", r.account_id);
+        let (id, page) = provider_page(r.provider, r.page_size, &r.page_token, &filter)?;
+        let query = TransactionQuery {
+            account_id: r.account_id,
+            from_ms,
+            to_ms,
+            page: page.provider_request(),
+        };
+        let listed = self
+            .gateway
+            .list_transactions_for(id, &query, &scope)
+            .await?;
+        let next_page_token = page.next_after(listed.read, listed.more);
+        Ok(Response::new(pb::ListPaymentsResponse {
+            transactions: listed.items.into_iter().map(convert::transaction).collect(),
+            next_page_token,
+        }))
+    }
 }
 
 #[tonic::async_trait]
@@ -469,34 +508,85 @@ impl PaymentService for Api {
         &self,
         request: Request<pb::ListPaymentsRequest>,
     ) -> Result<Response<pb::ListPaymentsResponse>, Status> {
-        let scope = ObjectScope::of(request.extensions());
+        self.provider_transactions(request).await
+    }
+
+    async fn list_provider_transactions(
+        &self,
+        request: Request<pb::ListProviderTransactionsRequest>,
+    ) -> Result<Response<pb::ListProviderTransactionsResponse>, Status> {
+        // The same request under its new name: every field as in ListPaymentsRequest.
+        let (metadata, extensions, r) = request.into_parts();
+        let request = Request::from_parts(
+            metadata,
+            extensions,
+            pb::ListPaymentsRequest {
+                provider: r.provider,
+                account_id: r.account_id,
+                page_size: r.page_size,
+                page_token: r.page_token,
+                start_time: r.start_time,
+                end_time: r.end_time,
+            },
+        );
+        let listed = self.provider_transactions(request).await?.into_inner();
+        Ok(Response::new(pb::ListProviderTransactionsResponse {
+            transactions: listed.transactions,
+            next_page_token: listed.next_page_token,
+        }))
+    }
+
+    async fn list_own_payments(
+        &self,
+        request: Request<pb::ListOwnPaymentsRequest>,
+    ) -> Result<Response<pb::ListOwnPaymentsResponse>, Status> {
         let r = request.into_inner();
         let mut v = Violations::default();
-        v.optional_text("account_id", &r.account_id, 64);
-        let from_ms = r.start_time.as_ref().map(millis);
-        let to_ms = r.end_time.as_ref().map(millis);
+        let state = super::operator::domain_state(r.state).unwrap_or_else(|_| {
+            v.add("state", "unknown state");
+            None
+        });
+        let provider = match r.provider {
+            0 => None,
+            value => v.provider("provider", value),
+        };
+        let from_ms = r
+            .start_time
+            .as_ref()
+            .and_then(|t| v.timestamp_ms("start_time", t));
+        let to_ms = r
+            .end_time
+            .as_ref()
+            .and_then(|t| v.timestamp_ms("end_time", t));
         if let (Some(from), Some(to)) = (from_ms, to_ms) {
             if from >= to {
                 v.add("end_time", "must be after start_time");
             }
         }
         v.finish()?;
-        let filter = format!("{}/{from_ms:?}/{to_ms:?}", r.account_id);
-        let (id, page) = provider_page(r.provider, r.page_size, &r.page_token, &filter)?;
-        let query = TransactionQuery {
-            account_id: r.account_id,
+        let filter = JournalFilter {
+            state,
+            provider,
             from_ms,
             to_ms,
-            page: page.provider_request(),
+            // Whose payments: the caller's own (every caller's for the anonymous caller).
+            caller: crate::auth::own_payments_owner(),
         };
-        let listed = self
+        // The token is bound to the filters, the owner included.
+        let (page, position) =
+            KeysetPage::parse(r.page_size, &r.page_token, format!("{filter:?}"))?;
+        let cursor = position.map(|(before_ms, before_id)| OwnCursor {
+            before_ms,
+            before_id,
+        });
+        let (records, next) = self
             .gateway
-            .list_transactions_for(id, &query, &scope)
+            .list_own_payments(&filter, cursor, page.size())
             .await?;
-        let next_page_token = page.next_after(listed.read, listed.more);
-        Ok(Response::new(pb::ListPaymentsResponse {
-            transactions: listed.items.into_iter().map(convert::transaction).collect(),
-            next_page_token,
+        Ok(Response::new(pb::ListOwnPaymentsResponse {
+            payments: records.into_iter().map(convert::payment).collect(),
+            next_page_token: next
+                .map_or_else(String::new, |c| page.token((c.before_ms, c.before_id))),
         }))
     }
 

@@ -1,6 +1,7 @@
-//! Keeps the operators' journal index (`billpay:v1:journal`, payment id -> creation time)
-//! from growing forever: a payment record expires `payments.record_ttl_ms` after it became
-//! final, but its index entry has no TTL of its own (a sorted-set member cannot have one).
+//! Keeps the journal index (`billpay:v1:journal`, payment id -> creation time, read by the
+//! operators' and the callers' listings) from growing forever: a payment record expires
+//! `payments.record_ttl_ms` after it became final, but its index entry has no TTL of its own
+//! (a sorted-set member cannot have one).
 //! A periodic pass removes the entries whose records are gone. Only entries created more than
 //! `record_ttl_ms` ago are looked at (a younger record cannot have expired), and an entry is
 //! removed only when its record is absent: a record that is not final never expires, so its

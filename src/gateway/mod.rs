@@ -9,6 +9,7 @@ pub mod follow_up;
 pub mod journal;
 pub mod lease;
 pub mod operator;
+pub mod own_payments;
 pub mod ownership;
 pub mod payments;
 pub mod reads;

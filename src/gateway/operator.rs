@@ -35,6 +35,15 @@ pub struct JournalFilter {
     pub caller: Option<String>,
 }
 
+impl JournalFilter {
+    /// Does `record` pass every filter that is set?
+    pub fn matches(&self, record: &PaymentRecord) -> bool {
+        self.state.is_none_or(|s| s == record.state)
+            && self.provider.is_none_or(|p| p == record.order.provider)
+            && self.caller.as_ref().is_none_or(|c| *c == record.caller)
+    }
+}
+
 /// An operator's resolution of a payment.
 #[derive(Debug, Clone)]
 pub struct Resolution {
@@ -103,10 +112,7 @@ impl Gateway {
                     continue;
                 };
                 next += 1;
-                let wanted = filter.state.is_none_or(|s| s == record.state)
-                    && filter.provider.is_none_or(|p| p == record.order.provider)
-                    && filter.caller.as_ref().is_none_or(|c| *c == record.caller);
-                if wanted {
+                if filter.matches(&record) {
                     found.push(record);
                     if found.len() == limit {
                         return Ok((found, Some(next)));

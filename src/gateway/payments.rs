@@ -546,7 +546,7 @@ impl Gateway {
             .filter(|record| crate::auth::may_see_payment_of(&record.caller)))
     }
 
-    async fn load_raw(
+    pub(super) async fn load_raw(
         &self,
         payment_id: &str,
     ) -> Result<Option<(PaymentRecord, Vec<u8>)>, StoreError> {
@@ -1229,6 +1229,15 @@ mod tests {
             limit: usize,
         ) -> Result<Vec<String>, StoreError> {
             self.0.range(set, min, max, offset, limit).await
+        }
+        async fn range_newest_first(
+            &self,
+            set: &str,
+            max_ms: i64,
+            min_ms: i64,
+            limit: usize,
+        ) -> Result<Vec<(String, i64)>, StoreError> {
+            self.0.range_newest_first(set, max_ms, min_ms, limit).await
         }
         async fn claim_due(
             &self,

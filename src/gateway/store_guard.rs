@@ -738,6 +738,17 @@ mod waitaof_tests {
         ) -> Result<Vec<String>, StoreError> {
             self.inner.range(set, min, max, offset, limit).await
         }
+        async fn range_newest_first(
+            &self,
+            set: &str,
+            max_ms: i64,
+            min_ms: i64,
+            limit: usize,
+        ) -> Result<Vec<(String, i64)>, StoreError> {
+            self.inner
+                .range_newest_first(set, max_ms, min_ms, limit)
+                .await
+        }
         async fn claim_due(
             &self,
             set: &str,

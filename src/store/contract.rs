@@ -91,6 +91,35 @@ pub async fn run(store: &dyn Store) {
         .await
         .unwrap()
         .is_empty());
+    // Newest first, both ends included, equal due times by member descending, with due times.
+    let scored = |pairs: &[(&str, i64)]| -> Vec<(String, i64)> {
+        pairs.iter().map(|(m, at)| (m.to_string(), *at)).collect()
+    };
+    assert_eq!(
+        store.range_newest_first(&index, 30, 10, 10).await.unwrap(),
+        scored(&[("d", 30), ("c", 20), ("b", 20), ("a", 10)])
+    );
+    assert_eq!(
+        store.range_newest_first(&index, 29, 11, 10).await.unwrap(),
+        scored(&[("c", 20), ("b", 20)])
+    );
+    assert_eq!(
+        store
+            .range_newest_first(&index, i64::MAX, i64::MIN, 2)
+            .await
+            .unwrap(),
+        scored(&[("d", 30), ("c", 20)])
+    );
+    assert!(store
+        .range_newest_first(&index, 9, i64::MIN, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .range_newest_first(&k("no-such-set"), i64::MAX, i64::MIN, 10)
+        .await
+        .unwrap()
+        .is_empty());
     assert!(store.schedule_if_absent(&set, "fresh", 50).await.unwrap());
     assert_eq!(store.due(&set, 60, 10).await.unwrap(), vec!["fresh"]);
 

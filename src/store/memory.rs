@@ -292,6 +292,30 @@ impl Store for MemoryStore {
             .unwrap_or_default())
     }
 
+    async fn range_newest_first(
+        &self,
+        set: &str,
+        max_ms: i64,
+        min_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .schedules
+            .get(set)
+            .map(|(ordered, _)| {
+                ordered
+                    .iter()
+                    .rev()
+                    .skip_while(|(due, _)| *due > max_ms)
+                    .take_while(|(due, _)| *due >= min_ms)
+                    .take(limit)
+                    .map(|(due, m)| (m.clone(), *due))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     async fn claim_due(
         &self,
         set: &str,

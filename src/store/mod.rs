@@ -21,7 +21,7 @@
 //! | `billpay:v1:store:identity` | the store identity (epoch), see below | none |
 //! | `billpay:v1:store:recovered_at` | when `store recover` last ran (unix ms): the recovery point | none |
 //! | `billpay:v1:store:identity:{<tag>}` | Redis Cluster only: the identity's copy in one hash slot, 16,384 of them | none |
-//! | `billpay:v1:journal` | sorted set: payment id -> creation time (unix ms), the operators' index | none; members whose records expired removed by a trim pass every 10 s (`gateway::journal`) and when listed |
+//! | `billpay:v1:journal` | sorted set: payment id -> creation time (unix ms), the journal index (operators' and callers' listings) | none; members whose records expired removed by a trim pass every 10 s (`gateway::journal`) and when listed |
 //!
 //! ## Detecting data loss
 //!
@@ -283,6 +283,19 @@ pub trait Store: Send + Sync + 'static {
         offset: usize,
         limit: usize,
     ) -> Result<Vec<String>, StoreError>;
+    /// Up to `limit` members of `set` with `min_ms <= due <= max_ms` (both ends included), each
+    /// with its due time, newest first: the highest due first, and of equal ones the greatest
+    /// member first (Redis `ZREVRANGEBYSCORE set max min WITHSCORES LIMIT 0 limit`). A caller's
+    /// listing of its own payments reads the journal index this way, resuming after the last
+    /// entry it read by its (due, member) rather than by a position that moves as entries come
+    /// and go.
+    async fn range_newest_first(
+        &self,
+        set: &str,
+        max_ms: i64,
+        min_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, i64)>, StoreError>;
     /// Claims a due member: if `member` is in `set` and due at or before `now_ms`, moves it to
     /// `lease_until_ms` and returns `true`. Of several replicas racing for one entry, exactly
     /// one gets `true`.
@@ -354,7 +367,8 @@ pub mod keys {
         format!("{PREFIX}:reconcile")
     }
 
-    /// The journal index: sorted set of payment id -> creation time (unix ms), for operators.
+    /// The journal index: sorted set of payment id -> creation time (unix ms), read by the
+    /// operators' listing and by each caller's listing of its own payments.
     pub fn journal_index() -> String {
         format!("{PREFIX}:journal")
     }

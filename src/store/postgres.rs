@@ -656,6 +656,26 @@ impl Store for PostgresStore {
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 
+    async fn range_newest_first(
+        &self,
+        set: &str,
+        max_ms: i64,
+        min_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        // Members of equal due time in byte order (COLLATE "C"), greatest first, as Redis
+        // orders them: a listing resumes after its last (due, member) by that order.
+        let rows = self
+            .query(
+                "SELECT member, due_ms FROM billpay_schedule
+                 WHERE set_name = $1 AND due_ms <= $2 AND due_ms >= $3
+                 ORDER BY due_ms DESC, member COLLATE \"C\" DESC LIMIT $4",
+                &[&set, &max_ms, &min_ms, &(limit as i64)],
+            )
+            .await?;
+        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+    }
+
     async fn claim_due(
         &self,
         set: &str,

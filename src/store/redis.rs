@@ -747,6 +747,34 @@ impl Store for RedisStore {
         .await
     }
 
+    async fn range_newest_first(
+        &self,
+        set: &str,
+        max_ms: i64,
+        min_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let scored: Vec<(String, f64)> = self
+            .run(|mut c| async move {
+                redis::cmd("ZREVRANGEBYSCORE")
+                    .arg(set)
+                    .arg(max_ms)
+                    .arg(min_ms)
+                    .arg("WITHSCORES")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(limit)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        // Scores are unix milliseconds, exact in a double (below 2^53).
+        Ok(scored
+            .into_iter()
+            .map(|(member, due)| (member, due as i64))
+            .collect())
+    }
+
     async fn claim_due(
         &self,
         set: &str,

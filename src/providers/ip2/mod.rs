@@ -1,5 +1,5 @@
 //! Intelworld IP2 Payments API (Uganda): payment methods, products, accounts, balances,
-//! debits (CreatePayment), credits (CreateCollection) and the transaction list (ListPayments,
+//! debits (CreatePayment), credits (CreateCollection) and the transaction list (ListProviderTransactions,
 //! and GetPayment/reconciliation by our RequestId), signed with the `ApiAuth` scheme
 //! ([`auth`]). Amounts are whole UGX ([`wire::to_ip2_amount`]).
 //!
