@@ -72,6 +72,10 @@ pub struct ServerConfig {
     pub max_concurrent_streams: u32,
     /// Open connections in total; more are closed at once (0: unlimited); connections.
     pub max_connections: usize,
+    /// `billpay.v1` calls in progress at once over all connections; more answer
+    /// RESOURCE_EXHAUSTED (SERVER_BUSY) at once (0: unlimited); calls. Health and reflection
+    /// are not counted. This bounds memory: a call holds its state until its request arrives.
+    pub max_calls_in_progress: usize,
     /// Open connections from one peer IP address; more are closed at once (0: unlimited).
     /// Behind a sidecar every connection comes from its address; connections.
     pub max_connections_per_peer: usize,
@@ -116,6 +120,7 @@ impl Default for ServerConfig {
             tls: None,
             max_concurrent_streams: 256,
             max_connections: 4_096,
+            max_calls_in_progress: 4_096,
             max_connections_per_peer: 1_024,
             preface_timeout_ms: 10_000,
             tls_handshake_timeout_ms: 10_000,
@@ -302,6 +307,7 @@ const NUMERIC_KEYS: &[&str] = &[
     "max_request_bytes",
     "max_concurrent_streams",
     "max_connections",
+    "max_calls_in_progress",
     "max_connections_per_peer",
     "http2_max_header_list_size",
     "rate_per_second",

@@ -136,6 +136,14 @@ pub enum GatewayError {
         method: String,
         provider: Option<ProviderId>,
     },
+    /// `[server] max_calls_in_progress` calls are in progress; nothing was done.
+    #[error(
+        "the gateway has {max_calls} calls in progress, its limit: retry after RetryInfo's delay"
+    )]
+    ServerBusy {
+        max_calls: usize,
+        retry_after: std::time::Duration,
+    },
     /// The caller is over its rate limit (`[auth] rate_per_second`, `burst`); nothing was done.
     /// Its next call conforms after `retry_after`.
     #[error("caller {caller:?} is over its rate limit: retry after RetryInfo's delay")]

@@ -128,6 +128,8 @@ pub struct Metrics {
     pub rate_limited: Family<CallerName, Counter>,
     /// Calls the auth layer refused (no or unknown credentials, a method not allowed), by reason.
     pub auth_refusals: Family<RefusalLabels, Counter>,
+    /// Calls answered SERVER_BUSY: `[server] max_calls_in_progress` were in progress.
+    pub busy_refusals: Counter,
     /// Connections the listener closed before serving them, by reason.
     pub listener_refused: Family<RefusalLabels, Counter>,
     /// The store posture last read: 1 for the current one.
@@ -158,6 +160,7 @@ impl Metrics {
             journal_index_trimmed: Counter::default(),
             rate_limited: Family::default(),
             auth_refusals: Family::default(),
+            busy_refusals: Counter::default(),
             listener_refused: Family::default(),
             store_posture: Family::default(),
             store_posture_refusals: Counter::default(),
@@ -229,6 +232,11 @@ impl Metrics {
             "rate_limited",
             "Calls refused by the caller's rate limit ([auth] rate_per_second, burst), per replica",
             m.rate_limited.clone(),
+        );
+        registry.register(
+            "busy_refusals",
+            "Calls answered SERVER_BUSY because [server] max_calls_in_progress calls were in progress",
+            m.busy_refusals.clone(),
         );
         registry.register(
             "auth_refusals",

@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use tonic::transport::{server::TcpIncoming, Server};
 use tonic_health::{server::HealthReporter, ServingStatus};
 
-use crate::api::{framework::FrameworkStatusLayer, Api};
+use crate::api::{call_limit::CallLimitLayer, framework::FrameworkStatusLayer, Api};
 use crate::auth::AuthLayer;
 use crate::config::{Config, ServerConfig};
 use crate::gateway::{reconcile::ReconcileStats, registry, Gateway, StoreHealth};
@@ -343,6 +343,8 @@ pub async fn run(
         .layer(AuthLayer {
             authenticator: authenticator.clone(),
         })
+        // After auth: a call refused for its credentials takes no place.
+        .layer(CallLimitLayer::new(server.max_calls_in_progress))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

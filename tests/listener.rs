@@ -14,6 +14,7 @@ use common::*;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+use tonic_types::StatusExt;
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// SETTINGS_MAX_CONCURRENT_STREAMS.
@@ -286,4 +287,116 @@ async fn a_tls_connection_that_sends_no_preface_after_its_handshake_is_closed() 
     drop(prompt);
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+}
+
+/// An HPACK block for a POST to `path`: literal header fields without indexing.
+fn request_headers(path: &str) -> Vec<u8> {
+    let mut block = vec![0x83, 0x86]; // :method POST, :scheme http (static table)
+    let literal = |block: &mut Vec<u8>, name: &[u8], value: &[u8]| {
+        block.push(0x00);
+        block.push(name.len() as u8);
+        block.extend_from_slice(name);
+        block.push(value.len() as u8);
+        block.extend_from_slice(value);
+    };
+    literal(&mut block, b":path", path.as_bytes());
+    literal(&mut block, b":authority", b"localhost");
+    literal(&mut block, b"content-type", b"application/grpc");
+    literal(&mut block, b"te", b"trailers");
+    block
+}
+
+/// An HTTP/2 frame.
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let n = payload.len() as u32;
+    let mut out = vec![(n >> 16) as u8, (n >> 8) as u8, n as u8, kind, flags];
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+const HEADERS: u8 = 0x1;
+const DATA: u8 = 0x0;
+const END_STREAM: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+
+#[tokio::test]
+async fn calls_over_the_in_progress_limit_are_refused_at_once_and_health_still_answers() {
+    let gw = gateway(ServerConfig {
+        max_calls_in_progress: 2,
+        ..Default::default()
+    })
+    .await;
+    // Two calls whose request never comes: each holds its place while it waits for its body.
+    let mut raw = TcpStream::connect(gw.addr).await.unwrap();
+    raw.write_all(PREFACE).await.unwrap();
+    raw.write_all(&frame(4, 0, 0, &[])).await.unwrap();
+    let path = "/billpay.v1.CatalogService/ListProviders";
+    for stream in [1, 3] {
+        raw.write_all(&frame(HEADERS, END_HEADERS, stream, &request_headers(path)))
+            .await
+            .unwrap();
+    }
+    raw.flush().await.unwrap();
+
+    // Once the server has taken both (it reads the raw connection on its own time), a third
+    // call is refused before any work, with the limit and a delay to retry after.
+    let mut catalog = gw.catalog();
+    let deadline = tokio::time::Instant::now() + CLOSED_WITHIN;
+    let busy = loop {
+        match catalog
+            .list_providers(billpay_gateway::pb::ListProvidersRequest::default())
+            .await
+        {
+            Err(status) => break status,
+            Ok(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Ok(_) => panic!("two calls held open, and a third was still served"),
+        }
+    };
+    assert_error(&busy, tonic::Code::ResourceExhausted, "SERVER_BUSY");
+    assert_eq!(error_meta(&busy, "max_calls").as_deref(), Some("2"));
+    assert!(retry_delay(&busy).is_some(), "{busy:?}");
+    let documented = error_doc::documented_metadata(error_doc::COMMON_PROTO);
+    let sent = busy
+        .get_error_details()
+        .error_info()
+        .unwrap()
+        .metadata
+        .keys()
+        .cloned()
+        .collect();
+    documented["SERVER_BUSY"].check(&sent).unwrap();
+    // Health is not counted.
+    healthy(&gw).await;
+
+    // The first held call gets its (empty) request and is answered: its place is free again.
+    let mut body = vec![0u8]; // gRPC frame: not compressed, length 0
+    body.extend_from_slice(&0u32.to_be_bytes());
+    raw.write_all(&frame(DATA, END_STREAM, 1, &body))
+        .await
+        .unwrap();
+    raw.flush().await.unwrap();
+    loop {
+        let mut header = [0u8; 9];
+        raw.read_exact(&mut header).await.unwrap();
+        let len = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+        let mut payload = vec![0u8; len];
+        raw.read_exact(&mut payload).await.unwrap();
+        let stream = u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & 0x7FFF_FFFF;
+        if header[3] == HEADERS && stream == 1 && header[4] & END_STREAM != 0 {
+            break; // its trailers: the call is over
+        }
+    }
+    catalog
+        .list_providers(billpay_gateway::pb::ListProvidersRequest::default())
+        .await
+        .expect("a place was freed");
+    assert!(
+        billpay_gateway::metrics::global().busy_refusals.get() >= 1,
+        "the refusal is counted"
+    );
+    drop(raw);
+    gw.stop().await;
 }

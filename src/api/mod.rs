@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod audit;
+pub mod call_limit;
 pub mod catalog;
 pub mod convert;
 pub mod customer;

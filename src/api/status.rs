@@ -220,6 +220,12 @@ pub fn to_status(error: GatewayError) -> Status {
         } => Mapped::new(Code::ResourceExhausted, "RATE_LIMITED")
             .meta("caller", caller)
             .retry_after(retry_after),
+        GatewayError::ServerBusy {
+            max_calls,
+            retry_after,
+        } => Mapped::new(Code::ResourceExhausted, "SERVER_BUSY")
+            .meta("max_calls", max_calls)
+            .retry_after(retry_after),
         GatewayError::StoreDataLost => Mapped::new(Code::Unavailable, "STORE_DATA_LOST"),
         GatewayError::StoreUnfit {
             posture,
@@ -532,6 +538,10 @@ mod tests {
                 retry_after: ms(900),
             },
             GatewayError::Store(StoreError("connection refused".into())),
+            GatewayError::ServerBusy {
+                max_calls: 4096,
+                retry_after: ms(200),
+            },
             GatewayError::StoreDataLost,
             GatewayError::StoreUnfit {
                 posture: "everysec".into(),

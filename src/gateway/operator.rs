@@ -97,8 +97,9 @@ impl Gateway {
             filter.to_ms.unwrap_or(i64::MAX),
         );
         let mut found = Vec::new();
-        // Index position of the next unread entry; entries of expired records are removed as
-        // they are met, which moves the later ones up.
+        // Index position of the next unread entry. An entry without a record is skipped, never
+        // removed here: it may be a payment whose claim is being written right now (the entry
+        // is written first), or one expired, which the trim pass removes (journal.rs).
         let mut next = offset;
         let mut scanned = 0;
         while found.len() < limit && scanned < SCAN_LIMIT {
@@ -106,12 +107,10 @@ impl Gateway {
             let batch = ids.len();
             for id in ids {
                 scanned += 1;
+                next += 1;
                 let Some(record) = self.load_payment(&id).await? else {
-                    // Expired (final for record_ttl_ms): drop it from the index.
-                    self.store.unschedule(&index, &id).await?;
                     continue;
                 };
-                next += 1;
                 if filter.matches(&record) {
                     found.push(record);
                     if found.len() == limit {
