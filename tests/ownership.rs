@@ -40,6 +40,26 @@ fn caller(name: &str, key: &str, merchant_reads: bool) -> CallerConfig {
 }
 
 async fn gateway() -> (Simulators, TestGateway) {
+    let sims =
+        Simulators::start(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap();
+    let gw = gateway_over(
+        &sims,
+        Arc::new(MemoryStore::default()),
+        "ownership-test-key-91c2",
+        None,
+    )
+    .await;
+    (sims, gw)
+}
+
+/// A gateway in front of `sims` over `store`, with `payment_id_key` `key` (and the keys it
+/// replaced).
+async fn gateway_over(
+    sims: &Simulators,
+    store: Arc<MemoryStore>,
+    key: &str,
+    previous: Option<&str>,
+) -> TestGateway {
     let auth = AuthConfig {
         mode: AuthMode::ApiKey,
         callers: vec![
@@ -47,23 +67,21 @@ async fn gateway() -> (Simulators, TestGateway) {
             caller("bob", BOB, false),
             caller("treasury", TREASURY, true),
         ],
-        payment_id_key: Some("ownership-test-key-91c2".to_owned().into()),
+        payment_id_key: Some(key.to_owned().into()),
+        previous_payment_id_keys: previous.map(|p| p.to_owned().into()),
         ..Default::default()
     };
     let server = ServerConfig {
         auth: Some(Arc::new(Authenticator::new(&auth).expect("valid auth"))),
         ..ServerConfig::default()
     };
-    let sims =
-        Simulators::start(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap();
-    let gw = TestGateway::start_serving(
+    TestGateway::start_serving(
         sandbox::providers_config(&sims.base_url()),
-        Arc::new(MemoryStore::default()),
+        store,
         PaymentSettings::default(),
         server,
     )
-    .await;
-    (sims, gw)
+    .await
 }
 
 fn as_caller<T>(message: T, key: &str) -> Request<T> {
@@ -374,4 +392,47 @@ async fn provider_transactions_show_only_the_callers_own_and_balances_need_merch
         .await
         .expect("merchant_reads lists accounts");
     gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_deletion_request_id_from_before_a_key_change_replays_and_never_deletes_another_bill() {
+    let sims =
+        Simulators::start(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap();
+    let store = Arc::new(MemoryStore::default());
+    let before = gateway_over(&sims, store.clone(), "ownership-key-before-1f2e", None).await;
+    pay(&before, ALICE, saved_dstv("alice-rot-1", "7012345611")).await;
+    pay(&before, ALICE, saved_dstv("alice-rot-2", "7012345612")).await;
+    pay(&before, BOB, saved_dstv("bob-rot-1", "7012345613")).await;
+    let alices = saved_bills(&before, ALICE, 0).await;
+    let first = alices
+        .iter()
+        .find(|b| b.customer_id == "7012345611")
+        .unwrap();
+    delete(&before, ALICE, "alice-rot-del", &first.saved_bill_id)
+        .await
+        .unwrap();
+    before.stop().await;
+
+    // The key changed; the old one is listed so retries find their records.
+    let after = gateway_over(
+        &sims,
+        store,
+        "ownership-key-after-3c4d",
+        Some("ownership-key-before-1f2e"),
+    )
+    .await;
+    let deletes = sims.calls.get("switch", "delete_saved_bill");
+    // Alice's retry replays: not sent again.
+    delete(&after, ALICE, "alice-rot-del", &first.saved_bill_id)
+        .await
+        .expect("replayed across the key change");
+    // The same request_id naming bob's bill is refused as a reused key, never sent.
+    let bobs = saved_bills(&after, BOB, 0).await.remove(0);
+    let reused = delete(&after, ALICE, "alice-rot-del", &bobs.saved_bill_id)
+        .await
+        .unwrap_err();
+    assert_error(&reused, Code::AlreadyExists, "IDEMPOTENCY_KEY_REUSED");
+    assert_eq!(sims.calls.get("switch", "delete_saved_bill"), deletes);
+    assert_eq!(saved_bills(&after, BOB, 0).await.len(), 1);
+    after.stop().await;
 }

@@ -350,9 +350,17 @@ impl Gateway {
     ) -> Result<(), GatewayError> {
         let provider = self.provider(id, Capability::SavedBills)?.clone();
         let print = fingerprint(Kind::DeleteSavedBill, id, &saved_bill_id, "");
-        let keep_at_provider = release.as_ref().is_some_and(|r| r.keep_at_provider);
+        if let Some(replayed) = self
+            .replayed_deletion(&request_id, id, &saved_bill_id)
+            .await?
+        {
+            return replayed;
+        }
+        // Shared with other callers: drop this caller's claim first; the bill stays at the
+        // provider unless the others dropped theirs meanwhile (then this deletion sends it).
+        let mut keep_at_provider = false;
         if let Some(release) = release.as_ref().filter(|r| r.keep_at_provider) {
-            self.release_saved_bill(id, release).await?;
+            keep_at_provider = self.release_saved_bill(id, release).await? > 0;
         }
         let record = match self
             .claim_operation(
@@ -395,9 +403,24 @@ impl Gateway {
         answer(&done)
     }
 
-    /// True when `request_id` already names a follow-up of the current caller.
-    pub(super) async fn operation_known(&self, request_id: &str) -> Result<bool, GatewayError> {
-        Ok(self.load_operation(request_id).await?.is_some())
+    /// The answer of a saved-bill deletion already made under `request_id` (found under the
+    /// current `payment_id_key` or an earlier one): `None` when there is none. The same
+    /// request_id for another bill answers IDEMPOTENCY_KEY_REUSED.
+    pub(super) async fn replayed_deletion(
+        &self,
+        request_id: &str,
+        id: ProviderId,
+        saved_bill_id: &str,
+    ) -> Result<Option<Result<(), GatewayError>>, GatewayError> {
+        let Some(existing) = self.load_operation(request_id).await? else {
+            return Ok(None);
+        };
+        if existing.fingerprint != fingerprint(Kind::DeleteSavedBill, id, saved_bill_id, "") {
+            return Ok(Some(Err(GatewayError::IdempotencyKeyReused {
+                request_id: existing.request_id,
+            })));
+        }
+        Ok(Some(answer(&existing)))
     }
 
     async fn payment_or_not_found(&self, payment_id: &str) -> Result<PaymentRecord, GatewayError> {

@@ -92,6 +92,7 @@ impl Gateway {
             owners.insert(caller.to_owned())
         })
         .await
+        .map(drop)
     }
 
     async fn remove_owner(
@@ -99,26 +100,26 @@ impl Gateway {
         provider: ProviderId,
         object: &ProviderObject,
         caller: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<usize, StoreError> {
         self.change_owners(provider, object, None, |owners| owners.remove(caller))
             .await
     }
 
     /// Applies `change` (true when it changed the set) to the owner record, with
-    /// compare-and-swap against concurrent writers.
+    /// compare-and-swap against concurrent writers; answers how many owners it has then.
     async fn change_owners(
         &self,
         provider: ProviderId,
         object: &ProviderObject,
         ttl: Option<Duration>,
         change: impl Fn(&mut BTreeSet<String>) -> bool,
-    ) -> Result<(), StoreError> {
+    ) -> Result<usize, StoreError> {
         let key = owner_key(provider, object);
         for _ in 0..OWNER_WRITE_ATTEMPTS {
             let current = self.store.get(&key).await?;
             let mut owners = current.as_deref().map(decode).unwrap_or_default();
             if !change(&mut owners) {
-                return Ok(());
+                return Ok(owners.len());
             }
             let written = match &current {
                 None => {
@@ -133,7 +134,7 @@ impl Gateway {
                 }
             };
             if written {
-                return Ok(());
+                return Ok(owners.len());
             }
         }
         Err(StoreError(format!(
@@ -217,17 +218,19 @@ impl Gateway {
         saved_bill_id: String,
         scope: &ObjectScope,
     ) -> Result<(), GatewayError> {
+        // A retry of a deletion already made (under this key or an earlier one) replays its
+        // answer, though the bill is gone; it is never claimed or sent again.
+        if let Some(replayed) = self
+            .replayed_deletion(&request_id, id, &saved_bill_id)
+            .await?
+        {
+            return replayed;
+        }
         let ObjectScope::Caller(caller) = scope else {
             return self
                 .delete_saved_bill(request_id, id, saved_bill_id, None)
                 .await;
         };
-        // A retry of a deletion already made replays its answer, though the bill is gone.
-        if self.operation_known(&request_id).await? {
-            return self
-                .delete_saved_bill(request_id, id, saved_bill_id, None)
-                .await;
-        }
         let not_found = || GatewayError::not_found(Resource::SavedBill, saved_bill_id.as_str());
         let bill = self
             .find_saved_bill(id, &saved_bill_id)
@@ -283,12 +286,13 @@ impl Gateway {
         Ok(None)
     }
 
-    /// Drops `release.caller`'s claim on the deleted (or, when shared, left) saved bill.
+    /// Drops `release.caller`'s claim on the deleted (or, when shared, left) saved bill;
+    /// answers how many callers still own it.
     pub(crate) async fn release_saved_bill(
         &self,
         id: ProviderId,
         release: &Release,
-    ) -> Result<(), GatewayError> {
+    ) -> Result<usize, GatewayError> {
         self.remove_owner(id, &release.object, &release.caller)
             .await
             .map_err(GatewayError::from)
@@ -300,7 +304,8 @@ impl Gateway {
 pub struct Release {
     pub object: ProviderObject,
     pub caller: String,
-    /// Other callers saved the bill too: it is not deleted at the provider.
+    /// Other callers saved the bill too: only this caller's claim is dropped, and the bill is
+    /// deleted at the provider only if none is left by then (they dropped theirs meanwhile).
     pub keep_at_provider: bool,
 }
 
