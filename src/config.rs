@@ -159,11 +159,17 @@ pub struct StoreConfig {
     /// (`redis://10.0.0.1:7000,redis://10.0.0.2:7000`); the client discovers the rest. Exclusive
     /// with `redis_url`. May carry a password, so it is a secret.
     pub redis_cluster_urls: Option<SecretString>,
-    /// PostgreSQL instead (`postgres://user:password@host:5432/billpay`, env `DATABASE_URL`):
-    /// the whole store in PostgreSQL (schema from `billpay-gateway store init` / `store
-    /// migrate`). Exclusive with `redis_url` and `redis_cluster_urls`. May carry a password,
-    /// so it is a secret.
+    /// PostgreSQL (`postgres://user:password@host:5432/billpay`, env `DATABASE_URL`; schema
+    /// from `billpay-gateway store init` / `store migrate`): alone, the whole store in
+    /// PostgreSQL; beside `redis_url` or `redis_cluster_urls`, a mixed deployment: the journal
+    /// (payments, follow-ups, audit, references, schedules, identity, owners) in PostgreSQL,
+    /// provider tokens, catalog copies and validation leases in Redis (see
+    /// `store::routed`). May carry a password, so it is a secret.
     pub postgres_url: Option<SecretString>,
+    /// With `postgres_url` and no Redis: keep provider tokens, catalog copies and validation
+    /// leases in this process's memory instead of PostgreSQL (one fewer database round trip
+    /// for each; every replica then fetches its own tokens and validates on its own).
+    pub caches_in_memory: bool,
     /// Connections each gateway process keeps to PostgreSQL at most (its pool size).
     pub postgres_max_connections: usize,
     /// Timeout of one Redis command or PostgreSQL statement, milliseconds (PostgreSQL also
@@ -203,6 +209,7 @@ impl Default for StoreConfig {
             redis_url: None,
             redis_cluster_urls: None,
             postgres_url: None,
+            caches_in_memory: false,
             postgres_max_connections: crate::store::postgres::DEFAULT_MAX_CONNECTIONS,
             command_timeout_ms: 1_000,
             connect_timeout_ms: 1_000,

@@ -17,7 +17,9 @@ use crate::pb::{
     catalog_service_server::CatalogServiceServer, customer_service_server::CustomerServiceServer,
     operator_service_server::OperatorServiceServer, payment_service_server::PaymentServiceServer,
 };
-use crate::store::{memory::MemoryStore, postgres::PostgresStore, redis::RedisStore, Store};
+use crate::store::{
+    memory::MemoryStore, postgres::PostgresStore, redis::RedisStore, routed::RoutedStore, Store,
+};
 use crate::telemetry::RequestIdLayer;
 
 /// Fully-qualified names of the billpay services, as health checks name them.
@@ -48,8 +50,8 @@ pub fn postgres_store(
     )
 }
 
-/// Which backend the configuration names, for messages: `postgres`, `redis`, `redis-cluster`
-/// or `memory`.
+/// Which backend holds the journal (payments, follow-ups, audit, references, schedules,
+/// identity, owners), for messages: `postgres`, `redis`, `redis-cluster` or `memory`.
 pub fn store_kind(config: &crate::config::StoreConfig) -> &'static str {
     match (
         &config.postgres_url,
@@ -63,49 +65,72 @@ pub fn store_kind(config: &crate::config::StoreConfig) -> &'static str {
     }
 }
 
-/// Builds the store named by the configuration: PostgreSQL when `postgres_url` is set, Redis
-/// when `redis_url` is, a Redis Cluster when `redis_cluster_urls` is (never two of them), else
-/// memory.
+/// Which backend holds provider tokens, catalog copies and validation leases: the journal's
+/// own, except in a mixed deployment (PostgreSQL beside Redis, or `caches_in_memory`).
+pub fn cache_kind(config: &crate::config::StoreConfig) -> &'static str {
+    match (
+        &config.postgres_url,
+        &config.redis_url,
+        &config.redis_cluster_urls,
+    ) {
+        (Some(_), Some(_), _) => "redis",
+        (Some(_), None, Some(_)) => "redis-cluster",
+        (Some(_), None, None) if config.caches_in_memory => "memory",
+        _ => store_kind(config),
+    }
+}
+
+/// Builds the store named by the configuration: PostgreSQL when `postgres_url` is set (mixed
+/// with Redis, a Redis Cluster or memory for tokens, catalog copies and leases when one of
+/// `redis_url`, `redis_cluster_urls` or `caches_in_memory` is set too), else Redis when
+/// `redis_url` is, a Redis Cluster when `redis_cluster_urls` is (never both), else memory.
 pub fn build_store(config: &crate::config::StoreConfig) -> Result<Arc<dyn Store>, String> {
     use secrecy::ExposeSecret;
     let command = Duration::from_millis(config.command_timeout_ms);
     let connect = Duration::from_millis(config.connect_timeout_ms);
-    if config.postgres_url.is_some() {
-        if config.redis_url.is_some() || config.redis_cluster_urls.is_some() {
-            return Err(
-                "store.postgres_url (DATABASE_URL) and a Redis store (REDIS_URL or \
-                        REDIS_CLUSTER_URLS) are both set: the whole store is in one of them, \
-                        name one"
-                    .into(),
-            );
-        }
-        if config.min_replica_acks > 0 {
-            return Err(
-                "store.min_replica_acks is for Redis: with PostgreSQL, name \
-                        synchronous standbys in its synchronous_standby_names instead (every \
-                        commit then waits for them)"
-                    .into(),
-            );
-        }
-        let store = postgres_store(config).expect("postgres_url is set")?;
-        return Ok(Arc::new(store));
-    }
-    Ok(match (&config.redis_url, &config.redis_cluster_urls) {
+    let redis: Option<Arc<dyn Store>> = match (&config.redis_url, &config.redis_cluster_urls) {
         (Some(_), Some(_)) => {
             return Err("store.redis_url (REDIS_URL) and store.redis_cluster_urls \
                         (REDIS_CLUSTER_URLS) are both set: name a single Redis or a cluster, \
                         not both"
                 .into())
         }
-        (Some(url), None) => Arc::new(
+        (Some(url), None) => Some(Arc::new(
             RedisStore::new(url.expose_secret(), command, connect).map_err(|e| e.to_string())?,
-        ),
-        (None, Some(seeds)) => Arc::new(
+        )),
+        (None, Some(seeds)) => Some(Arc::new(
             RedisStore::cluster(seeds.expose_secret(), command, connect)
                 .map_err(|e| e.to_string())?,
-        ),
-        (None, None) => Arc::new(MemoryStore::default()),
-    })
+        )),
+        (None, None) => None,
+    };
+    if config.caches_in_memory && (config.postgres_url.is_none() || redis.is_some()) {
+        return Err(
+            "store.caches_in_memory is for PostgreSQL without Redis: set store.postgres_url \
+                    (DATABASE_URL) and neither store.redis_url nor store.redis_cluster_urls"
+                .into(),
+        );
+    }
+    if config.postgres_url.is_some() {
+        if config.min_replica_acks > 0 {
+            return Err(
+                "store.min_replica_acks is for a Redis journal: with PostgreSQL, name \
+                        synchronous standbys in its synchronous_standby_names instead (every \
+                        commit then waits for them)"
+                    .into(),
+            );
+        }
+        let journal: Arc<dyn Store> =
+            Arc::new(postgres_store(config).expect("postgres_url is set")?);
+        return Ok(match redis {
+            Some(cache) => Arc::new(RoutedStore::new(journal, cache)),
+            None if config.caches_in_memory => {
+                Arc::new(RoutedStore::new(journal, Arc::new(MemoryStore::default())))
+            }
+            None => journal,
+        });
+    }
+    Ok(redis.unwrap_or_else(|| Arc::new(MemoryStore::default())))
 }
 
 /// `[store] accept_loss_window` and `posture_recheck_ms`, checked; an accepted window is
@@ -162,7 +187,14 @@ pub fn build_gateway(
     let store = build_store(&config.store)?;
     let providers = registry::build(config.providers, &store)?;
     let in_memory = store_kind(&config.store) == "memory";
-    tracing::info!(store = store_kind(&config.store), "store");
+    let (journal_kind, cache_kind) = (store_kind(&config.store), cache_kind(&config.store));
+    tracing::info!(
+        journal = journal_kind,
+        tokens_catalogs_leases = cache_kind,
+        "store: payments, follow-ups, audit, references, schedules, identity and owners in \
+         {journal_kind}; provider tokens, catalog copies and validation leases in {cache_kind}; \
+         rate limits in process memory"
+    );
     if in_memory && !sandbox && !providers.is_empty() {
         if !config.store.allow_memory_store {
             return Err(
@@ -523,15 +555,39 @@ mod tests {
         both.store.redis_cluster_urls = Some("redis://127.0.0.1:10".to_owned().into());
         let e = build_gateway(both, false).err().expect("refused");
         assert!(e.contains("not both"), "{e}");
-        // PostgreSQL alone is a store for real providers; beside Redis it is refused.
+        // PostgreSQL alone is a store for real providers; beside Redis (or a cluster, or
+        // memory) it keeps the journal and the other holds tokens, catalogs and leases.
         let mut postgres = real_provider_config();
         postgres.store.postgres_url = Some("postgres://u:pw@127.0.0.1:9/db".to_owned().into());
+        assert_eq!(cache_kind(&postgres.store), "postgres");
         assert!(build_gateway(postgres, false).is_ok());
         let mut mixed = real_provider_config();
         mixed.store.postgres_url = Some("postgres://u:pw@127.0.0.1:9/db".to_owned().into());
         mixed.store.redis_url = Some("redis://127.0.0.1:9".to_owned().into());
-        let e = build_gateway(mixed, false).err().expect("refused");
-        assert!(e.contains("name one"), "{e}");
+        assert_eq!(
+            (store_kind(&mixed.store), cache_kind(&mixed.store)),
+            ("postgres", "redis")
+        );
+        assert!(build_gateway(mixed, false).is_ok());
+        let mut mixed_cluster = real_provider_config();
+        mixed_cluster.store.postgres_url = Some("postgres://u:pw@127.0.0.1:9/db".to_owned().into());
+        mixed_cluster.store.redis_cluster_urls = Some("redis://127.0.0.1:10".to_owned().into());
+        assert_eq!(cache_kind(&mixed_cluster.store), "redis-cluster");
+        assert!(build_gateway(mixed_cluster, false).is_ok());
+        let mut caches_in_memory = real_provider_config();
+        caches_in_memory.store.postgres_url =
+            Some("postgres://u:pw@127.0.0.1:9/db".to_owned().into());
+        caches_in_memory.store.caches_in_memory = true;
+        assert_eq!(cache_kind(&caches_in_memory.store), "memory");
+        assert!(build_gateway(caches_in_memory, false).is_ok());
+        // Memory caches beside a Redis, or without PostgreSQL: refused.
+        let mut redis_and_memory = real_provider_config();
+        redis_and_memory.store.redis_url = Some("redis://127.0.0.1:9".to_owned().into());
+        redis_and_memory.store.caches_in_memory = true;
+        let e = build_gateway(redis_and_memory, false)
+            .err()
+            .expect("refused");
+        assert!(e.contains("caches_in_memory"), "{e}");
         let mut acks = real_provider_config();
         acks.store.postgres_url = Some("postgres://u:pw@127.0.0.1:9/db".to_owned().into());
         acks.store.min_replica_acks = 1;

@@ -152,7 +152,7 @@ impl Gateway {
         fingerprint: &str,
         order: &PaymentOrder,
     ) -> Result<CustomerValidation, GatewayError> {
-        let key = format!("{}:lease:validate:{payment_id}:{fingerprint}", keys::PREFIX);
+        let key = keys::validation_lease(payment_id, fingerprint);
         let this = self.clone();
         let (product_id, customer_id) = (order.product_id.clone(), order.customer_id.clone());
         let lease_key = key.clone();

@@ -4,7 +4,9 @@
 //! (shared by every replica, chosen by `REDIS_URL`, or on a Redis Cluster by
 //! `REDIS_CLUSTER_URLS`) and [`postgres::PostgresStore`] (shared by every replica, chosen by
 //! `DATABASE_URL`; the keys below are rows of its `billpay_kv` table and the sorted sets rows
-//! of `billpay_schedule`, each operation one SQL statement).
+//! of `billpay_schedule`, each operation one SQL statement). A mixed deployment
+//! ([`routed::RoutedStore`], `DATABASE_URL` beside `REDIS_URL`) keeps the journal in
+//! PostgreSQL and the tokens, catalog copies and leases ([`keys::CACHE_KINDS`]) in Redis.
 //!
 //! Keys are namespaced and versioned: `billpay:v1:<kind>:<id>` (see [`keys`]), so a change of
 //! record format gets a new prefix instead of misreading old values. Lifetimes:
@@ -97,6 +99,7 @@ pub mod memory;
 pub mod postgres;
 pub mod posture;
 pub mod redis;
+pub mod routed;
 pub mod slots;
 
 pub use posture::{Durability, PostgresDurability, Posture};
@@ -355,6 +358,30 @@ pub mod keys {
     /// A cached catalog list.
     pub fn catalog(provider: &str, what: &str, scope: &str) -> String {
         format!("{PREFIX}:catalog:{provider}:{what}:{scope}")
+    }
+
+    /// The lease (and shared result) of one customer validation before a payment's claim,
+    /// by payment id and order fingerprint (see `gateway::lease`).
+    pub fn validation_lease(payment_id: &str, fingerprint: &str) -> String {
+        format!("{PREFIX}:lease:validate:{payment_id}:{fingerprint}")
+    }
+
+    /// The kinds of key whose loss can never let a payment happen twice: provider tokens (and
+    /// their locks), catalog copies (and their refresh locks) and validation leases. A mixed
+    /// deployment ([`super::routed::RoutedStore`]) keeps these in Redis or memory and every
+    /// other key (the journal) in PostgreSQL.
+    pub const CACHE_KINDS: [&str; 3] = ["token", "catalog", "lease"];
+
+    /// Whether `key` (or, for a prefix search, every key starting with it) is of one of the
+    /// [`CACHE_KINDS`].
+    pub fn is_cache(key: &str) -> bool {
+        let Some(rest) = key.strip_prefix(PREFIX).and_then(|r| r.strip_prefix(':')) else {
+            return false;
+        };
+        CACHE_KINDS.iter().any(|kind| {
+            rest.strip_prefix(kind)
+                .is_some_and(|after| after.starts_with(':'))
+        })
     }
 
     /// The sequence that numbers a provider's payment references.
