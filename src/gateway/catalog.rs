@@ -235,8 +235,10 @@ impl Gateway {
         if let Some(product) = products.iter().find(|p| p.product_id == product_id) {
             return Ok(Some(product.clone()));
         }
-        if fetched_at_ms >= started_ms {
-            // Read from the provider since this check began: the miss is the provider's.
+        if fetched_at_ms > started_ms {
+            // Read from the provider since this check began: the miss is the provider's. A
+            // copy stamped in the very millisecond the check began may be older than it, so
+            // it is read again (at worst one extra read, when this check fetched it itself).
             return Ok(None);
         }
         let key = keys::catalog(id.name(), "products", &scope);
