@@ -140,7 +140,9 @@ for part in $PARTS; do
           pg_psql "SELECT calls || '  ' || regexp_replace(query, '\s+', ' ', 'g') FROM pg_stat_statements
                    WHERE dbid = (SELECT oid FROM pg_database WHERE datname = '$db')
                    ORDER BY calls DESC LIMIT 25" "$db"
-          echo "rows in $db: $(pg_psql "SELECT (SELECT count(*) FROM billpay_kv) || ' billpay_kv, ' || (SELECT count(*) FROM billpay_schedule) || ' billpay_schedule'" "$db")"
+          echo "billpay_kv rows in $db by kind (catalog and token rows only where PostgreSQL also holds the caches):"
+          pg_psql "SELECT count(*) || '  ' || split_part(key, ':', 3) FROM billpay_kv GROUP BY 2 ORDER BY 2" "$db"
+          echo "billpay_schedule rows: $(pg_psql 'SELECT count(*) FROM billpay_schedule' "$db")"
           echo
         fi
       done

@@ -48,7 +48,8 @@
 //!
 //! Without `--target` it starts the sandbox in this process: the provider simulators and a
 //! gateway (configuration from the environment, as `config::load(None)` reads it, so
-//! `REDIS_URL` selects the Redis store), both on loopback. The simulators, the gateway and the
+//! `REDIS_URL` selects the Redis store, `DATABASE_URL` the PostgreSQL one, both together the
+//! mixed deployment), both on loopback. The simulators, the gateway and the
 //! load generator then share the same CPUs and the same process, so the reported RSS and CPU
 //! time cover all three.
 
