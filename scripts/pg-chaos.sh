@@ -94,7 +94,10 @@ drive pay 0 "$half"
     echo "  restarted at $(date +%T.%3N)"
   done
 ) & fault=$!
-drive pay "$half" $((PAYMENTS - half)); wait $fault
+echo "  second half starts at $(date +%T.%3N)"
+drive pay "$half" $((PAYMENTS - half))
+echo "  second half answered by $(date +%T.%3N)"
+wait $fault
 drive check 0 0
 echo "  crash recovery in the PostgreSQL log: $(grep -c 'database system was interrupted\|redo done\|not properly shut down' "$work/pg/log" || true) lines"
 echo "  payment rows in PostgreSQL: $(pg_psql "SELECT count(*) FROM billpay_kv WHERE key LIKE 'billpay:v1:payment:%'" billpay) (the check's replays and the two sends share one row each)"
