@@ -141,7 +141,7 @@ for part in $PARTS; do
                    WHERE dbid = (SELECT oid FROM pg_database WHERE datname = '$db')
                    ORDER BY calls DESC LIMIT 25" "$db"
           echo "billpay_kv rows in $db by kind (catalog and token rows only where PostgreSQL also holds the caches):"
-          pg_psql "SELECT count(*) || '  ' || split_part(key, ':', 3) FROM billpay_kv GROUP BY 2 ORDER BY 2" "$db"
+          pg_psql "SELECT count(*) || '  ' || kind FROM (SELECT split_part(key, ':', 3) AS kind FROM billpay_kv) AS k GROUP BY kind ORDER BY kind" "$db"
           echo "billpay_schedule rows: $(pg_psql 'SELECT count(*) FROM billpay_schedule' "$db")"
           echo
         fi
