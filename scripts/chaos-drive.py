@@ -67,6 +67,13 @@ if mode in ("pay", "refused"):
         answers = [f.result() for f in futures]
     refused = sum(1 for a in answers if a and a[0] == "err" and a[1]["reason"] == "STORE_POSTURE_REFUSED")
     errors = sum(1 for a in answers if not a or a[0] == "err") - refused
+    kinds = {}
+    for a in answers:
+        if a and a[0] == "err" and a[1]["reason"] != "STORE_POSTURE_REFUSED":
+            k = f'{a[1]["code"]} {a[1]["reason"]}'.strip()
+            kinds[k] = kinds.get(k, 0) + 1
+    if kinds:
+        print("  other errors by code: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
     print(f"  sent {len(ids)} requests x2: refused (store posture) {refused}, other errors "
           f"{errors} of {len(answers)}, retried {retries[0]} times (UNAVAILABLE, ABORTED)")
     sys.exit(0)
@@ -105,4 +112,9 @@ paid = sum(1 for amt in ours if by_amount.get(amt))
 refused = sum(1 for f in finals if f and f[0] == "err" and f[1]["reason"] == "STORE_POSTURE_REFUSED")
 print(f"  requests {len(ids)}, paid at the provider {paid}, refused at the end {refused}, "
       f"not final yet {unsettled}")
+finals_by_answer = {}
+for f in finals:
+    k = "no answer" if not f else (f[1].get("state", "?") if f[0] == "ok" else f'{f[1]["code"]} {f[1]["reason"]}'.strip())
+    finals_by_answer[k] = finals_by_answer.get(k, 0) + 1
+print("  final answers: " + ", ".join(f"{k} {n}" for k, n in sorted(finals_by_answer.items())))
 print(f"  RESULT paid_twice={paid_twice} forgotten={forgotten} reused_references={reused}")
