@@ -67,6 +67,8 @@ if mode in ("pay", "refused"):
         answers = [f.result() for f in futures]
     refused = sum(1 for a in answers if a and a[0] == "err" and a[1]["reason"] == "STORE_POSTURE_REFUSED")
     errors = sum(1 for a in answers if not a or a[0] == "err") - refused
+    print(f"  sent {len(ids)} requests x2: refused (store posture) {refused}, other errors "
+          f"{errors} of {len(answers)}, retried {retries[0]} times (UNAVAILABLE, ABORTED)")
     kinds = {}
     for a in answers:
         if a and a[0] == "err" and a[1]["reason"] != "STORE_POSTURE_REFUSED":
@@ -74,8 +76,6 @@ if mode in ("pay", "refused"):
             kinds[k] = kinds.get(k, 0) + 1
     if kinds:
         print("  other errors by code: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
-    print(f"  sent {len(ids)} requests x2: refused (store posture) {refused}, other errors "
-          f"{errors} of {len(answers)}, retried {retries[0]} times (UNAVAILABLE, ABORTED)")
     sys.exit(0)
 
 # mode == "check": every request once more (a replay, or paid now if the store forgot it),
