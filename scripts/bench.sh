@@ -4,7 +4,9 @@
 # loopback port and stops it by pid. Output goes to stdout (and $OUT/*.txt when OUT is set).
 #
 #   scripts/bench.sh              # release build, all parts
-#   PARTS=ratios scripts/bench.sh # only the floor ratios (parts: ratios, pay-rate, commands, posture)
+#   PARTS=ratios scripts/bench.sh # only the floor ratios (parts: ratios, pay-rate, commands, posture,
+#                                 # postgres)
+#   PARTS=postgres PG_PAYMENTS=4000 scripts/bench.sh   # the journal on PostgreSQL beside Redis
 #
 # Parts:
 #   ratios    closed loop, then an open loop at half of the calls/s each scenario reached
@@ -16,6 +18,14 @@
 #             with its own redis-server: appendfsync always; everysec with a replica and
 #             min_replica_acks = 1 (WAIT); everysec (the opt-in window, no wait) for comparison.
 #             WAITAOF (everysec on Redis >= 7.2) is measured only where redis-server is 7.2+.
+#   postgres  the payment path (PG_PAYMENTS payments, default 4,000, 32 callers) and cached
+#             ListBillers (up to 30,000 calls or 10 s) on four stores in one run: Redis; PostgreSQL
+#             alone (tokens and catalog copies in it too); mixed (journal in PostgreSQL, caches in
+#             Redis); PostgreSQL with caches_in_memory. PostgreSQL is a cluster of the script's own
+#             (scripts/pg-cluster.sh: initdb in a temporary directory on disk, fsync and
+#             synchronous_commit on, pg_stat_statements loaded), one fresh database per store;
+#             SQL statements per call come from pg_stat_statements (BEGIN/COMMIT included), and
+#             the statements of the payment run are listed like INFO commandstats.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +34,7 @@ RATE=${RATE:-500}
 PROVIDER_MS=${PROVIDER_MS:-100}
 REQUESTS=${REQUESTS:-60000}
 PROFILE=${PROFILE:-release}
+PG_PAYMENTS=${PG_PAYMENTS:-4000}
 
 cargo build --profile "$PROFILE" --bin billpay-load --bin billpay-gateway
 dir=target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
@@ -32,9 +43,11 @@ gateway=$dir/billpay-gateway
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
 work=$(mktemp -d)
+chmod 755 "$work" # the PostgreSQL cluster of the postgres part runs as the postgres user
+source scripts/pg-cluster.sh
 redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" \
   --daemonize yes --pidfile "$work/redis.pid" >/dev/null
-trap 'kill "$(cat "$work/redis.pid" 2>/dev/null)" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill "$(cat "$work/redis.pid" 2>/dev/null)" 2>/dev/null || true; pg_cluster_stop; rm -rf "$work"' EXIT
 for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 url=redis://127.0.0.1:$port
 REDIS_URL=$url "$gateway" store init >/dev/null
@@ -97,6 +110,43 @@ for part in $PARTS; do
           [ -f "$pid" ] && kill "$(cat "$pid")" 2>/dev/null || true
         done
       done ;;
+    postgres)
+      pg_cluster_init "$work/pg" "$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')" \
+        shared_preload_libraries=pg_stat_statements
+      pg_cluster_start
+      echo "postgres: $(pg_psql 'SELECT version()' | cut -d' ' -f1-2), data on $(df --output=source "$work" | tail -1), fsync $(pg_psql 'SHOW fsync'), synchronous_commit $(pg_psql 'SHOW synchronous_commit')"
+      redis-cli -p "$port" FLUSHALL >/dev/null
+      REDIS_URL=$url "$gateway" store init >/dev/null
+      for store in redis postgres mixed postgres-memory; do
+        db=bench_${store//-/_}
+        pg_psql "CREATE DATABASE $db"
+        pg_psql "CREATE EXTENSION pg_stat_statements" "$db"
+        dburl=postgres://postgres@127.0.0.1:$PG_PORT/$db
+        case $store in
+          redis) env=(env -u DATABASE_URL REDIS_URL="$url") ;;
+          postgres) env=(env -u REDIS_URL DATABASE_URL="$dburl") ;;
+          # the Redis of the other parts, database 1: its own tokens and catalog copies
+          mixed) env=(env DATABASE_URL="$dburl" REDIS_URL="$url/1") ;;
+          postgres-memory) env=(env -u REDIS_URL DATABASE_URL="$dburl" BILLPAY__STORE__CACHES_IN_MEMORY=true) ;;
+        esac
+        [ $store = redis ] || "${env[@]}" "$gateway" store init >/dev/null
+        run "postgres-$store-list-billers" "${env[@]}" "$load" --scenario list-billers \
+          --concurrency 32 --requests 30000 --max-seconds 10
+        pg_psql "SELECT pg_stat_statements_reset()" "$db" >/dev/null
+        run "postgres-$store-pay" "${env[@]}" "$load" --scenario pay \
+          --concurrency 32 --requests "$PG_PAYMENTS" --max-seconds 60
+        if [ $store != redis ]; then
+          echo "pg_stat_statements of database $db since the payment run began (calls, statement):"
+          pg_psql "SELECT calls || '  ' || regexp_replace(query, '\s+', ' ', 'g') FROM pg_stat_statements
+                   WHERE dbid = (SELECT oid FROM pg_database WHERE datname = '$db')
+                   ORDER BY calls DESC LIMIT 25" "$db"
+          echo "billpay_kv rows in $db by kind (catalog and token rows only where PostgreSQL also holds the caches):"
+          pg_psql "SELECT count(*) || '  ' || kind FROM (SELECT split_part(key, ':', 3) AS kind FROM billpay_kv) AS k GROUP BY kind ORDER BY kind" "$db"
+          echo "billpay_schedule rows: $(pg_psql 'SELECT count(*) FROM billpay_schedule' "$db")"
+          echo
+        fi
+      done
+      pg_cluster_stop ;;
     *) echo "unknown part $part" >&2; exit 2 ;;
   esac
 done

@@ -20,7 +20,12 @@
 //! with `--target`) it also reports the Redis commands per call, from `INFO commandstats`
 //! before and after each scenario (the gateway's background work, such as reconciliation
 //! scans, is included; commands run inside Lua scripts count too, so this is commands, not
-//! round trips). `--provider-latency-ms N` (in-process) starts the simulators with a
+//! round trips). With a PostgreSQL store (`DATABASE_URL`, or `--postgres-url` with `--target`)
+//! whose database has the `pg_stat_statements` extension, it reports the SQL statements per
+//! call: the sum of `calls` over that database's `pg_stat_statements` rows before and after
+//! each scenario (`BEGIN` and `COMMIT` count as statements; the counting queries themselves do
+//! not; background work is included). Without the extension that line is left out.
+//! `--provider-latency-ms N` (in-process) starts the simulators with a
 //! fixed N ms per provider answer and reports the gateway's added latency: each percentile
 //! minus N times the provider calls per call (counted by the simulators).
 //!
@@ -43,7 +48,8 @@
 //!
 //! Without `--target` it starts the sandbox in this process: the provider simulators and a
 //! gateway (configuration from the environment, as `config::load(None)` reads it, so
-//! `REDIS_URL` selects the Redis store), both on loopback. The simulators, the gateway and the
+//! `REDIS_URL` selects the Redis store, `DATABASE_URL` the PostgreSQL one, both together the
+//! mixed deployment), both on loopback. The simulators, the gateway and the
 //! load generator then share the same CPUs and the same process, so the reported RSS and CPU
 //! time cover all three.
 
@@ -136,6 +142,10 @@ struct Args {
     /// (the in-process gateway's store).
     #[arg(long)]
     redis_url: Option<String>,
+    /// PostgreSQL whose `pg_stat_statements` is read around each scenario (when the
+    /// extension is installed in that database). Default: `DATABASE_URL`.
+    #[arg(long)]
+    postgres_url: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -278,6 +288,10 @@ async fn run(args: Args) -> Result<(), String> {
         .redis_url
         .clone()
         .or_else(|| std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()));
+    let postgres_url = args
+        .postgres_url
+        .clone()
+        .or_else(|| std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()));
     let channel = Channel::from_shared(target.clone())
         .map_err(|e| format!("--target {target}: {e}"))?
         .connect_timeout(Duration::from_secs(5))
@@ -334,6 +348,10 @@ async fn run(args: Args) -> Result<(), String> {
                 Some(url) => Some(redis_commands(url).await?),
                 None => None,
             };
+            let postgres_before = match &postgres_url {
+                Some(url) => postgres_statements(url).await?,
+                None => None,
+            };
             let cpu_before = cpu_seconds();
             let started = Instant::now();
             let total = match this_pace {
@@ -361,6 +379,10 @@ async fn run(args: Args) -> Result<(), String> {
                 Some(url) => Some(redis_commands(url).await?),
                 None => None,
             };
+            let postgres_after = match &postgres_url {
+                Some(url) => postgres_statements(url).await?,
+                None => None,
+            };
             let completed = total.latency_us.len() + total.errors();
             let per_call = |before: u64, after: u64| {
                 (completed > 0).then(|| after.saturating_sub(before) as f64 / completed as f64)
@@ -368,6 +390,9 @@ async fn run(args: Args) -> Result<(), String> {
             let extra = Extra {
                 redis_commands_per_call: redis_before
                     .zip(redis_after)
+                    .and_then(|(b, a)| per_call(b, a)),
+                postgres_statements_per_call: postgres_before
+                    .zip(postgres_after)
                     .and_then(|(b, a)| per_call(b, a)),
                 provider_calls_per_call: provider_calls_before
                     .zip(sandbox.as_ref().map(|s| s.provider_calls()))
@@ -420,6 +445,8 @@ struct Summary {
 /// Measurements beside the latency histogram.
 struct Extra {
     redis_commands_per_call: Option<f64>,
+    /// From `pg_stat_statements`, when the database has it.
+    postgres_statements_per_call: Option<f64>,
     provider_calls_per_call: Option<f64>,
     provider_latency: Duration,
 }
@@ -485,6 +512,42 @@ async fn redis_commands(url: &str) -> Result<u64, String> {
             calls.split(',').next()?.parse::<u64>().ok()
         })
         .sum())
+}
+
+/// SQL statements PostgreSQL has executed so far in the database `url` names (sum of `calls`
+/// over its `pg_stat_statements` rows, utility statements such as `BEGIN`/`COMMIT` included,
+/// these counting queries excluded), or `None` when the extension is not installed there.
+async fn postgres_statements(url: &str) -> Result<Option<u64>, String> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| format!("postgres: {e}"))?;
+    let connection = tokio::spawn(connection);
+    let installed = client
+        .query_one(
+            "SELECT count(*) FROM pg_extension WHERE extname = 'pg_stat_statements'",
+            &[],
+        )
+        .await
+        .map_err(|e| format!("postgres: {e}"))?
+        .get::<_, i64>(0)
+        > 0;
+    let result = if installed {
+        client
+            .query_one(
+                "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements \
+                 WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                 AND query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE '%pg_extension%'",
+                &[],
+            )
+            .await
+            .map(|row| Some(row.get::<_, i64>(0) as u64))
+            .map_err(|e| format!("postgres pg_stat_statements: {e}"))
+    } else {
+        Ok(None)
+    };
+    drop(client);
+    let _ = connection.await;
+    result
 }
 
 /// Starts call `n` at `started + n / per_second` until the request count or the time bound,
@@ -640,7 +703,8 @@ impl Plan {
 /// The sandbox started in this process.
 struct InProcess {
     url: String,
-    store: &'static str,
+    /// Which backend holds the journal and which the caches (`server::store_kind`, `cache_kind`).
+    store: String,
     sims: Simulators,
 }
 
@@ -662,11 +726,11 @@ impl InProcess {
             interswitch.limits.max_concurrent_calls = limit;
         }
         cfg.server.listen = "127.0.0.1:0".into();
-        let store = if cfg.store.redis_url.is_some() {
-            "redis"
-        } else {
-            "memory"
-        };
+        let store = format!(
+            "{}, caches: {}",
+            server::store_kind(&cfg.store),
+            server::cache_kind(&cfg.store)
+        );
         let margin = Duration::from_millis(cfg.payments.deadline_margin_ms);
         let (gateway, server_cfg) = server::build_gateway(cfg, true)?;
         let listener = TcpListener::bind("127.0.0.1:0")
@@ -779,6 +843,13 @@ fn report(
             "redis          {n:.2} commands per call (INFO commandstats, background work included)"
         );
         extra_line.push_str(&format!("redis cmds/call {n:.2}; "));
+    }
+    if let Some(n) = extra.postgres_statements_per_call {
+        println!(
+            "postgres       {n:.2} statements per call (pg_stat_statements, BEGIN/COMMIT and \
+             background work included)"
+        );
+        extra_line.push_str(&format!("pg stmts/call {n:.2}; "));
     }
     if let Some(n) = extra.provider_calls_per_call {
         let provider_us = (n * extra.provider_latency.as_micros() as f64).round() as u64;
