@@ -23,37 +23,6 @@ use wiremock::{
     Mock, MockServer, ResponseTemplate,
 };
 
-fn pay_request(request_id: &str) -> pb::CreatePaymentRequest {
-    pb::CreatePaymentRequest {
-        request_id: request_id.into(),
-        provider: pb::Provider::Onepipe as i32,
-        biller_id: "IKEDCPR".into(),
-        product_id: "IKEDCPR-TOKEN".into(),
-        customer_id: "45000000001".into(),
-        amount: ngn(250_000),
-        contact: Some(pb::Contact {
-            mobile_number: "2348023431320".into(),
-            email: "uju@example.com".into(),
-            first_name: "Uju".into(),
-            last_name: "Usmanu".into(),
-        }),
-        provider_options: Some(pb::create_payment_request::ProviderOptions::Onepipe(
-            pb::OnePipePaymentOptions {
-                order_reference: "101638163628490752".into(),
-                funding: Some(pb::one_pipe_payment_options::Funding::Card(
-                    pb::OnePipeCard {
-                        pan: "5060990580000217499".into(),
-                        cvv: "111".into(),
-                        expiry_mmyy: "2203".into(),
-                        pin: "1234".into(),
-                    },
-                )),
-            },
-        )),
-        ..Default::default()
-    }
-}
-
 #[tokio::test]
 async fn a_payment_that_gets_no_call_slot_in_time_is_failed_not_sent() {
     let server = MockServer::start().await;
@@ -95,8 +64,11 @@ async fn a_payment_that_gets_no_call_slot_in_time_is_failed_not_sent() {
     })
     .await;
     let mut first_client = gw.payments();
-    let first =
-        tokio::spawn(async move { first_client.create_payment(pay_request("slot-1")).await });
+    let first = tokio::spawn(async move {
+        first_client
+            .create_payment(onepipe_card_payment("slot-1"))
+            .await
+    });
     // The first call is at the provider, holding the slot.
     for _ in 0..2_000 {
         if !server.received_requests().await.unwrap().is_empty() {
@@ -106,7 +78,7 @@ async fn a_payment_that_gets_no_call_slot_in_time_is_failed_not_sent() {
     }
     assert_eq!(server.received_requests().await.unwrap().len(), 1);
 
-    let second = gw.pay(pay_request("slot-2")).await;
+    let second = gw.pay(onepipe_card_payment("slot-2")).await;
     assert_eq!(state(&second), pb::PaymentState::Failed);
     assert!(
         second.provider_message.contains("not sent")

@@ -408,37 +408,6 @@ mod one_at_a_time {
                "transaction_fee": 0, "token": "1253-1167-5843-6580-4889"})
     }
 
-    fn pay_request(request_id: &str) -> pb::CreatePaymentRequest {
-        pb::CreatePaymentRequest {
-            request_id: request_id.into(),
-            provider: pb::Provider::Onepipe as i32,
-            biller_id: "IKEDCPR".into(),
-            product_id: "IKEDCPR-TOKEN".into(),
-            customer_id: "45000000001".into(),
-            amount: ngn(250_000),
-            contact: Some(pb::Contact {
-                mobile_number: "2348023431320".into(),
-                email: "uju@example.com".into(),
-                first_name: "Uju".into(),
-                last_name: "Usmanu".into(),
-            }),
-            provider_options: Some(pb::create_payment_request::ProviderOptions::Onepipe(
-                pb::OnePipePaymentOptions {
-                    order_reference: "101638163628490752".into(),
-                    funding: Some(pb::one_pipe_payment_options::Funding::Card(
-                        pb::OnePipeCard {
-                            pan: "5060990580000217499".into(),
-                            cvv: "111".into(),
-                            expiry_mmyy: "2203".into(),
-                            pin: "1234".into(),
-                        },
-                    )),
-                },
-            )),
-            ..Default::default()
-        }
-    }
-
     async fn mount(server: &MockServer, suffix: &str, response: ResponseTemplate, times: u64) {
         Mock::given(method("POST"))
             .and(path(format!("/v2{suffix}")))
@@ -515,7 +484,7 @@ mod one_at_a_time {
             ..Default::default()
         })
         .await;
-        let p = gw.pay(pay_request("once-otp")).await;
+        let p = gw.pay(onepipe_card_payment("once-otp")).await;
         assert_eq!(state(&p), pb::PaymentState::OtpRequired);
 
         let mut first_client = gw.payments();
@@ -580,7 +549,7 @@ mod one_at_a_time {
             ..Default::default()
         })
         .await;
-        let p = gw.pay(pay_request("deadline-otp")).await;
+        let p = gw.pay(onepipe_card_payment("deadline-otp")).await;
         let mut request = tonic::Request::new(validate("deadline-otp-v1", &p.payment_id, "123456"));
         // The gateway answers 250 ms before the deadline: 750 ms here, well before OnePipe.
         request.set_timeout(Duration::from_millis(1_000));
@@ -641,7 +610,7 @@ mod one_at_a_time {
             ..Default::default()
         })
         .await;
-        let p = gw.pay(pay_request("once-rev")).await;
+        let p = gw.pay(onepipe_card_payment("once-rev")).await;
         assert_eq!(state(&p), pb::PaymentState::Succeeded);
         let reverse = |request_id: &str| pb::ReversePaymentRequest {
             request_id: request_id.into(),

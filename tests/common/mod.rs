@@ -255,6 +255,38 @@ pub fn ngn(minor_units: i64) -> Option<pb::Money> {
     })
 }
 
+/// A OnePipe card payment (the documented test card and order reference) for wiremock tests.
+pub fn onepipe_card_payment(request_id: &str) -> pb::CreatePaymentRequest {
+    pb::CreatePaymentRequest {
+        request_id: request_id.into(),
+        provider: pb::Provider::Onepipe as i32,
+        biller_id: "IKEDCPR".into(),
+        product_id: "IKEDCPR-TOKEN".into(),
+        customer_id: "45000000001".into(),
+        amount: ngn(250_000),
+        contact: Some(pb::Contact {
+            mobile_number: "2348023431320".into(),
+            email: "uju@example.com".into(),
+            first_name: "Uju".into(),
+            last_name: "Usmanu".into(),
+        }),
+        provider_options: Some(pb::create_payment_request::ProviderOptions::Onepipe(
+            pb::OnePipePaymentOptions {
+                order_reference: "101638163628490752".into(),
+                funding: Some(pb::one_pipe_payment_options::Funding::Card(
+                    pb::OnePipeCard {
+                        pan: "5060990580000217499".into(),
+                        cvv: "111".into(),
+                        expiry_mmyy: "2203".into(),
+                        pin: "1234".into(),
+                    },
+                )),
+            },
+        )),
+        ..Default::default()
+    }
+}
+
 /// A CreatePayment request for Interswitch.
 pub fn payment_request(
     request_id: &str,
