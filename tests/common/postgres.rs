@@ -150,20 +150,18 @@ pub fn start_server(configure: impl FnOnce(&std::path::Path)) -> OwnServer {
             tool("pg_ctl")
         ))
     );
-    let mut watchdog = Command::new("sh")
+    let watchdog = Command::new("sh")
         .args(["-c", &stop_script])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("start the test PostgreSQL's watchdog");
-    // Held, never written, never closed: the watchdog's `read` returns when this process ends.
-    static WATCHDOG_PIPES: std::sync::Mutex<Vec<std::process::ChildStdin>> =
+    // Kept with its stdin open, never written, never waited for: its `read` returns when this
+    // process ends and the kernel closes the pipe.
+    static WATCHDOGS: std::sync::Mutex<Vec<std::process::Child>> =
         std::sync::Mutex::new(Vec::new());
-    WATCHDOG_PIPES
-        .lock()
-        .unwrap()
-        .push(watchdog.stdin.take().unwrap());
+    WATCHDOGS.lock().unwrap().push(watchdog);
     let _ = std::io::stderr()
         .write_all(format!("test PostgreSQL: 127.0.0.1:{port} in {d}\n").as_bytes());
     OwnServer { port, dir }
