@@ -8,7 +8,8 @@
 //!
 //! Each attempt must be harmless (the tables and the view are there, no payment row written
 //! before it changed or vanished) and a payment it created must hold the text verbatim: in
-//! its row as SQL sees it, and in GetPayment's answer, which equals CreatePayment's. A field
+//! its row as SQL sees it, and in GetPayment's and ListJournalPayments' answers, which equal
+//! CreatePayment's. A field
 //! the contract marks `debug_redact` (PINs, card data, OTPs) must never reach the row.
 
 mod common;
@@ -379,6 +380,36 @@ async fn row_contains(db: &TestDatabase, payment_id: &str, text: &str) -> bool {
         .get(0)
 }
 
+/// A payment's own fields (what a status check cannot change).
+#[allow(clippy::type_complexity)]
+fn own(
+    p: &pb::Payment,
+) -> (
+    String,
+    String,
+    i32,
+    String,
+    String,
+    String,
+    Option<pb::Money>,
+    String,
+    String,
+    Option<prost_types::Timestamp>,
+) {
+    (
+        p.payment_id.clone(),
+        p.request_id.clone(),
+        p.provider,
+        p.biller_id.clone(),
+        p.product_id.clone(),
+        p.customer_id.clone(),
+        p.amount.clone(),
+        p.provider_reference.clone(),
+        p.description.clone(),
+        p.create_time,
+    )
+}
+
 // --- the gateway -----------------------------------------------------------------------------
 
 async fn gateway(db: &TestDatabase, sims: &Simulators) -> TestGateway {
@@ -388,7 +419,7 @@ async fn gateway(db: &TestDatabase, sims: &Simulators) -> TestGateway {
         .await
         .unwrap();
     let store: Arc<dyn Store> = Arc::new(store);
-    TestGateway::start_with(
+    let gw = TestGateway::start_with(
         sandbox::providers_config(&sims.base_url()),
         store,
         PaymentSettings {
@@ -398,7 +429,10 @@ async fn gateway(db: &TestDatabase, sims: &Simulators) -> TestGateway {
             ..PaymentSettings::default()
         },
     )
-    .await
+    .await;
+    // The operators' service too: its requests are sent and its listing reads payments back.
+    gw.gateway.set_operator_enabled(true);
+    gw
 }
 
 /// A payment the sandbox accepts, for the provider whose options `options_field` names (a
@@ -526,6 +560,7 @@ async fn sql_in_every_string_field_of_every_payment_request_is_stored_verbatim_a
     let mut stored = BTreeMap::<String, usize>::new();
     let mut refused = BTreeMap::<String, Vec<String>>::new();
     let mut not_journaled = std::collections::BTreeSet::<String>::new();
+    let mut accepted = Vec::<(String, pb::Payment)>::new();
     for path in &create_paths {
         let member = options_member(&contract, path);
         for payload in PAYLOADS {
@@ -568,21 +603,8 @@ async fn sql_in_every_string_field_of_every_payment_request_is_stored_verbatim_a
                     let got = gw.get(&created.payment_id).await;
                     // GetPayment may check the status with the provider (an OTP payment):
                     // the payment's own fields must read back as they were answered.
-                    let own = |p: &pb::Payment| {
-                        (
-                            p.payment_id.clone(),
-                            p.request_id.clone(),
-                            p.provider,
-                            p.biller_id.clone(),
-                            p.product_id.clone(),
-                            p.customer_id.clone(),
-                            p.amount.clone(),
-                            p.provider_reference.clone(),
-                            p.description.clone(),
-                            p.create_time,
-                        )
-                    };
                     assert_eq!(own(&got), own(&created), "{what}: GetPayment reads it back");
+                    accepted.push((what.clone(), created.clone()));
                     let verbatim = row_holds(&db, &created.payment_id, &text).await;
                     let anywhere = row_contains(&db, &created.payment_id, &text).await;
                     if path.redacted || !verbatim {
@@ -641,6 +663,35 @@ async fn sql_in_every_string_field_of_every_payment_request_is_stored_verbatim_a
         );
     }
 
+    // The operators' listing reads every accepted payment back the same.
+    let mut listed = BTreeMap::new();
+    let mut page_token = String::new();
+    loop {
+        let page = pb::operator_service_client::OperatorServiceClient::new(gw.channel.clone())
+            .list_journal_payments(pb::ListJournalPaymentsRequest {
+                page_size: 100,
+                page_token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        for entry in page.payments {
+            let payment = entry.payment.unwrap();
+            listed.insert(payment.payment_id.clone(), payment);
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    for (what, created) in &accepted {
+        let payment = listed
+            .get(&created.payment_id)
+            .unwrap_or_else(|| panic!("{what}: not in ListJournalPayments"));
+        assert_eq!(own(payment), own(created), "{what}: ListJournalPayments");
+    }
+
     // Every other request of the services that read or change the journal, each string
     // field in turn, the payment id fields aimed at a real payment too.
     let rows = payment_rows(&db).await;
@@ -670,6 +721,8 @@ async fn sql_in_every_string_field_of_every_payment_request_is_stored_verbatim_a
                                 "{what}: {status:?}"
                             );
                             assert_ne!(status.code(), Code::Internal, "{what}: {status:?}");
+                            // Handled, not turned away before reading the request.
+                            assert_ne!(status.code(), Code::Unimplemented, "{what}: {status:?}");
                         }
                         assert_eq!(
                             payment_rows(&db).await,
