@@ -187,11 +187,43 @@ pub struct Metrics {
     /// `[store] accept_loss_window` as configured: 1 for the window accepted.
     pub store_loss_window_accepted: Family<WindowLabels, Gauge>,
     registry: Registry,
+    /// Every sample name the registry can render (see [`Metrics::sample_names`]).
+    sample_names: Vec<String>,
+}
+
+/// The registry being filled, with the sample names each registration adds.
+struct Registering {
+    registry: Registry,
+    sample_names: Vec<String>,
+}
+
+impl Registering {
+    fn register(
+        &mut self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        use prometheus_client::{encoding::EncodeMetric, metrics::MetricType};
+        let full = format!("billpay_{name}");
+        let suffixes: &[&str] = match metric.metric_type() {
+            MetricType::Counter => &["_total"],
+            MetricType::Histogram => &["_bucket", "_sum", "_count"],
+            MetricType::Info => &["_info"],
+            _ => &[""],
+        };
+        self.sample_names
+            .extend(suffixes.iter().map(|suffix| format!("{full}{suffix}")));
+        self.registry.register(name, help, metric);
+    }
 }
 
 impl Metrics {
     fn new() -> Self {
-        let mut registry = Registry::with_prefix("billpay");
+        let mut registry = Registering {
+            registry: Registry::with_prefix("billpay"),
+            sample_names: Vec::new(),
+        };
         let m = Self {
             rpc_requests: Family::default(),
             rpc_seconds: Family::new_with_constructor(latency_buckets),
@@ -220,6 +252,7 @@ impl Metrics {
             store_posture_refusals: Counter::default(),
             store_loss_window_accepted: Family::default(),
             registry: Registry::default(),
+            sample_names: Vec::new(),
         };
         registry.register(
             "rpc_requests",
@@ -360,7 +393,18 @@ impl Metrics {
             "[store] accept_loss_window as configured (1 = the window an operator accepted)",
             m.store_loss_window_accepted.clone(),
         );
-        Self { registry, ..m }
+        Self {
+            registry: registry.registry,
+            sample_names: registry.sample_names,
+            ..m
+        }
+    }
+
+    /// Every sample name `/metrics` can carry (`billpay_rpc_requests_total`,
+    /// `billpay_rpc_seconds_bucket`, ...), also for families with no sample yet (the text
+    /// leaves those out): the names alert rules and dashboards may use.
+    pub fn sample_names(&self) -> &[String] {
+        &self.sample_names
     }
 
     /// The metrics in Prometheus text format.
