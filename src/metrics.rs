@@ -204,7 +204,7 @@ impl Registering {
         help: &str,
         metric: impl prometheus_client::registry::Metric,
     ) {
-        use prometheus_client::{encoding::EncodeMetric, metrics::MetricType};
+        use prometheus_client::metrics::MetricType;
         let full = format!("billpay_{name}");
         let suffixes: &[&str] = match metric.metric_type() {
             MetricType::Counter => &["_total"],

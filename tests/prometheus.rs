@@ -439,7 +439,6 @@ async fn a_real_prometheus_scrapes_the_gateway_and_fires_the_needs_attention_ale
         let now = payments
             .get_payment(pb::GetPaymentRequest {
                 payment_id: unknown.payment_id.clone(),
-                ..Default::default()
             })
             .await
             .unwrap()
