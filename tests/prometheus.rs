@@ -521,11 +521,26 @@ async fn a_real_prometheus_scrapes_the_gateway_and_fires_the_needs_attention_ale
         "{firing:?}"
     );
 
-    // Every rule evaluated over real series without an error (a bad match, a bad regex).
+    // Every rule evaluated over real series without an error (a bad match, a bad regex), and
+    // its runbook is a section of the README.
     let rules = prometheus.api(&http, "rules", &[]).await;
+    let readme = std::fs::read_to_string(repo_file("README.md")).unwrap();
+    let sections: BTreeSet<String> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("#### "))
+        .map(|title| title.trim().to_ascii_lowercase())
+        .collect();
     for group in rules["groups"].as_array().unwrap() {
         for rule in group["rules"].as_array().unwrap() {
             assert_eq!(rule["health"], "ok", "{rule}");
+            let runbook = rule["annotations"]["runbook"].as_str().unwrap_or_default();
+            let section = runbook.strip_prefix("README.md#").unwrap_or_default();
+            assert!(
+                sections.contains(section)
+                    && section == rule["name"].as_str().unwrap().to_ascii_lowercase(),
+                "{} has no runbook section in README.md: {runbook:?}",
+                rule["name"]
+            );
         }
     }
 
