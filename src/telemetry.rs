@@ -175,3 +175,44 @@ where
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tonic::{Code, Status};
+    use tonic_types::{ErrorDetails, StatusExt};
+
+    use super::error_reason;
+
+    fn headers_of(status: Status) -> http::HeaderMap {
+        status.into_http::<()>().headers().clone()
+    }
+
+    fn with_reason(reason: &str) -> Status {
+        let mut details = ErrorDetails::new();
+        details.set_error_info(
+            reason,
+            "billpay.gateway",
+            std::collections::HashMap::<String, String>::new(),
+        );
+        Status::with_error_details(Code::ResourceExhausted, "refused", details)
+    }
+
+    /// The error label takes only the contract's reasons, so callers cannot grow its set.
+    #[test]
+    fn the_error_label_is_a_contract_reason_or_none_or_other() {
+        assert_eq!(
+            error_reason(&headers_of(with_reason("RATE_LIMITED"))),
+            "RATE_LIMITED"
+        );
+        assert_eq!(error_reason(&headers_of(with_reason("MADE_UP"))), "OTHER");
+        assert_eq!(
+            error_reason(&headers_of(with_reason("UNSPECIFIED"))),
+            "OTHER"
+        );
+        assert_eq!(
+            error_reason(&headers_of(Status::not_found("no such service"))),
+            "NONE"
+        );
+        assert_eq!(error_reason(&http::HeaderMap::new()), "NONE");
+    }
+}
