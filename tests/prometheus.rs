@@ -153,6 +153,15 @@ impl Drop for PrometheusServer {
     }
 }
 
+/// Removes a directory when dropped, also when the test fails.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Words of PromQL that are not metric names: keywords and aggregation operators (which may
 /// take a `by (...)` before their parenthesis).
 const KEYWORDS: [&str; 26] = [
@@ -352,6 +361,7 @@ async fn a_real_prometheus_scrapes_the_gateway_and_fires_the_needs_attention_ale
         std::process::id()
     ));
     std::fs::create_dir_all(&config_dir).unwrap();
+    let _remove_config = RemoveOnDrop(config_dir.clone());
     let config = config_dir.join("gateway.toml");
     // A short status-check schedule: a payment whose outcome stays unknown reaches
     // NEEDS_ATTENTION in under a second instead of hours.
@@ -611,5 +621,4 @@ async fn a_real_prometheus_scrapes_the_gateway_and_fires_the_needs_attention_ale
     ] {
         assert!(dashboard_names.contains(wanted), "dashboard lacks {wanted}");
     }
-    let _ = std::fs::remove_dir_all(&config_dir);
 }
