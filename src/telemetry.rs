@@ -2,6 +2,9 @@
 //! and a tower layer that gives every RPC a span with its method and request id. The request id
 //! is the caller's `x-request-id` header when it sends a sane one, else a new UUID; it is echoed
 //! back in the `x-request-id` response header. Request and response bodies are never logged.
+//! The same layer counts every call (`billpay_rpc_requests_total`, `billpay_rpc_seconds`) and
+//! every error by its ErrorInfo reason (`billpay_rpc_errors_total`): it is the outermost layer,
+//! so it sees the status the caller gets, whichever layer answered it.
 
 use std::{
     task::{Context, Poll},
@@ -12,7 +15,7 @@ use http::{HeaderValue, Request, Response};
 use tower::{Layer, Service};
 use tracing::Instrument;
 
-use crate::metrics::{self, RpcLabels, RpcMethod};
+use crate::metrics::{self, RpcErrorLabels, RpcLabels, RpcMethod};
 
 /// Installs the global subscriber. `json` selects JSON lines.
 pub fn init(json: bool) {
@@ -61,6 +64,25 @@ pub(crate) fn metric_method(path: &str) -> String {
         path.to_owned()
     } else {
         "other".to_owned()
+    }
+}
+
+/// The ErrorInfo reason of an error answered in the headers (a trailers-only response, as
+/// every unary error is): one of the contract's ErrorReason names, `NONE` without ErrorInfo,
+/// `OTHER` for a reason the contract does not name (kept out of the label set).
+pub(crate) fn error_reason(headers: &http::HeaderMap) -> String {
+    use tonic_types::StatusExt;
+    let Some(info) = tonic::Status::from_header_map(headers)
+        .and_then(|status| status.get_error_details().error_info().cloned())
+    else {
+        return "NONE".to_owned();
+    };
+    let known = crate::pb::ErrorReason::from_str_name(&format!("ERROR_REASON_{}", info.reason))
+        .is_some_and(|r| r != crate::pb::ErrorReason::Unspecified);
+    if known {
+        info.reason
+    } else {
+        "OTHER".to_owned()
     }
 }
 
@@ -126,6 +148,15 @@ where
                     );
                 }
                 let m = metrics::global();
+                if grpc_status != "0" {
+                    m.rpc_errors
+                        .get_or_create(&RpcErrorLabels {
+                            method: method.clone(),
+                            code: grpc_status.clone(),
+                            reason: error_reason(response.headers()),
+                        })
+                        .inc();
+                }
                 m.rpc_requests
                     .get_or_create(&RpcLabels {
                         method: method.clone(),
@@ -142,5 +173,46 @@ where
             }
             .instrument(span),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::{Code, Status};
+    use tonic_types::{ErrorDetails, StatusExt};
+
+    use super::error_reason;
+
+    fn headers_of(status: Status) -> http::HeaderMap {
+        status.into_http::<()>().headers().clone()
+    }
+
+    fn with_reason(reason: &str) -> Status {
+        let mut details = ErrorDetails::new();
+        details.set_error_info(
+            reason,
+            "billpay.gateway",
+            std::collections::HashMap::<String, String>::new(),
+        );
+        Status::with_error_details(Code::ResourceExhausted, "refused", details)
+    }
+
+    /// The error label takes only the contract's reasons, so callers cannot grow its set.
+    #[test]
+    fn the_error_label_is_a_contract_reason_or_none_or_other() {
+        assert_eq!(
+            error_reason(&headers_of(with_reason("RATE_LIMITED"))),
+            "RATE_LIMITED"
+        );
+        assert_eq!(error_reason(&headers_of(with_reason("MADE_UP"))), "OTHER");
+        assert_eq!(
+            error_reason(&headers_of(with_reason("UNSPECIFIED"))),
+            "OTHER"
+        );
+        assert_eq!(
+            error_reason(&headers_of(Status::not_found("no such service"))),
+            "NONE"
+        );
+        assert_eq!(error_reason(&http::HeaderMap::new()), "NONE");
     }
 }

@@ -1008,3 +1008,27 @@ async fn a_scheduled_payment_is_not_flagged_before_its_scheduled_time() {
     assert_eq!(made.state, PaymentState::Succeeded);
     assert_eq!(stats.needs_attention.load(Ordering::Relaxed), 0);
 }
+
+/// The backlog the reconcile alert watches: a pass first counts the checks more than a minute
+/// late (`billpay_reconcile_overdue`), and a pass that works them off brings it back to 0.
+#[tokio::test(start_paused = true)]
+async fn a_pass_counts_the_checks_more_than_a_minute_late() {
+    let (gateway, _, store) = setup(vec![]);
+    let now = billpay_gateway::gateway::Clock::default().now_ms();
+    let set = keys::reconcile_schedule();
+    for (member, due) in [
+        ("late-1", now - 120_000),
+        ("late-2", now - 61_000),
+        ("late-3", now - 3_600_000),
+        ("just-due", now - 10_000),
+        ("not-yet", now + 10_000),
+    ] {
+        store.schedule(&set, member, due).await.unwrap();
+    }
+    let stats = ReconcileStats::default();
+    // Entries without a payment record are dropped from the schedule by the pass.
+    assert_eq!(gateway.reconcile_due(&stats).await.unwrap(), 4);
+    assert_eq!(stats.overdue.load(Ordering::Relaxed), 3);
+    gateway.reconcile_due(&stats).await.unwrap();
+    assert_eq!(stats.overdue.load(Ordering::Relaxed), 0);
+}

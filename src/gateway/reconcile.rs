@@ -39,6 +39,9 @@ pub struct ReconcileStats {
     pub checks: AtomicU64,
     /// Payments handed to an operator (NEEDS_ATTENTION).
     pub needs_attention: AtomicU64,
+    /// Scheduled checks late by more than [`crate::metrics::RECONCILE_OVERDUE_AFTER_MS`] at
+    /// the start of the last pass (exported as `billpay_reconcile_overdue`).
+    pub overdue: AtomicU64,
 }
 
 impl Gateway {
@@ -54,10 +57,23 @@ impl Gateway {
         }
     }
 
-    /// One pass: every payment due now.
+    /// One pass: every payment due now. First it counts the checks that are late
+    /// (`billpay_reconcile_overdue`): a backlog that passes do not work off.
     pub async fn reconcile_due(&self, stats: &ReconcileStats) -> Result<usize, StoreError> {
         let set = keys::reconcile_schedule();
         let now = self.clock.now_ms();
+        let overdue = self
+            .store
+            .due(
+                &set,
+                now - crate::metrics::RECONCILE_OVERDUE_AFTER_MS,
+                crate::metrics::RECONCILE_OVERDUE_COUNT_LIMIT,
+            )
+            .await?;
+        stats.overdue.store(overdue.len() as u64, Ordering::Relaxed);
+        crate::metrics::global()
+            .reconcile_overdue
+            .set(overdue.len() as i64);
         let due = self.store.due(&set, now, BATCH).await?;
         let count = due.len();
         // Several at a time: one slow provider must not hold the others past their lease.

@@ -3,7 +3,9 @@
 //! errors, 5xx) but never declines or other answers. After `breaker_failures` failures in a row
 //! the circuit opens for `breaker_open_ms`: calls fail fast, and payments are refused before
 //! they are recorded, so nothing is sent into an outage. When the time is up calls go through
-//! again; the first failure reopens it, the first success closes it.
+//! again; the first failure reopens it, the first success closes it. Exported as
+//! `billpay_provider_circuit_open{provider}` (1 from opening until a call succeeds) and
+//! `billpay_provider_circuit_opened_total{provider}`.
 
 use std::{sync::Mutex, time::Duration};
 
@@ -90,6 +92,20 @@ impl CallGuard {
         self.breaker.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Sets the circuit gauge; counts an opening (a reopening after the open time too).
+    fn export_circuit(&self, open: bool) {
+        let m = crate::metrics::global();
+        let labels = crate::metrics::ProviderName {
+            provider: self.provider.to_owned(),
+        };
+        m.provider_circuit_open
+            .get_or_create(&labels)
+            .set(i64::from(open));
+        if open {
+            m.provider_circuit_opened.get_or_create(&labels).inc();
+        }
+    }
+
     /// `Err(CircuitOpen)` while the circuit is open.
     pub fn check(&self) -> Result<(), ProviderError> {
         match self.lock().open_until {
@@ -131,6 +147,7 @@ impl CallGuard {
                     .open_until
                     .is_none_or(|until| until <= Instant::now())
                 {
+                    self.export_circuit(true);
                     tracing::warn!(
                         provider = self.provider,
                         failures = breaker.failures_in_a_row,
@@ -142,6 +159,7 @@ impl CallGuard {
             }
         } else {
             if breaker.open_until.is_some() {
+                self.export_circuit(false);
                 tracing::info!(provider = self.provider, "circuit closed");
             }
             *breaker = Breaker::default();
@@ -221,6 +239,40 @@ mod tests {
         fail(&g).await.unwrap_err();
         fail(&g).await.unwrap_err();
         assert!(g.check().is_ok());
+    }
+
+    /// The gauge an alert watches: 1 from the opening until a call succeeds (also through the
+    /// half-open time), each opening counted.
+    #[tokio::test(start_paused = true)]
+    async fn the_circuit_gauge_follows_opening_and_closing() {
+        let g = CallGuard::new(
+            "gauge_test_provider",
+            &CallLimits {
+                breaker_failures: 2,
+                breaker_open_ms: 1_000,
+                ..CallLimits::default()
+            },
+        );
+        let labels = crate::metrics::ProviderName {
+            provider: "gauge_test_provider".into(),
+        };
+        let m = crate::metrics::global();
+        let open = || m.provider_circuit_open.get_or_create(&labels).get();
+        let opened = || m.provider_circuit_opened.get_or_create(&labels).get();
+        fail(&g).await.unwrap_err();
+        assert_eq!((open(), opened()), (0, 0), "one failure opens nothing");
+        fail(&g).await.unwrap_err();
+        assert_eq!((open(), opened()), (1, 1));
+        tokio::time::advance(Duration::from_millis(1_001)).await;
+        assert_eq!(open(), 1, "half-open is not closed");
+        fail(&g).await.unwrap_err();
+        assert_eq!((open(), opened()), (1, 2), "a reopening counts");
+        tokio::time::advance(Duration::from_millis(1_001)).await;
+        g.run(async { Ok(()) }, transport).await.unwrap();
+        assert_eq!((open(), opened()), (0, 2));
+        assert!(crate::metrics::global()
+            .render()
+            .contains("billpay_provider_circuit_open{provider=\"gauge_test_provider\"} 0"));
     }
 
     #[tokio::test(start_paused = true)]

@@ -17,6 +17,9 @@
 //! Waiting for another task's or replica's token request is bounded by the lock's lifetime
 //! (`lock_for`): a call that gets no token by then is not sent. With the slot wait and the
 //! HTTP timeouts this bounds a payment's whole call (see `providers::call_time`).
+//!
+//! Every token request is counted in `billpay_token_requests_total{provider, grant, outcome}`:
+//! a failing credentials grant means no new token, and calls stop once the stored one expires.
 
 use std::{sync::Arc, time::Duration};
 
@@ -101,6 +104,8 @@ impl std::fmt::Debug for Token {
 /// The token of one credential, shared through the store.
 pub struct TokenCache {
     store: Arc<dyn Store>,
+    /// The provider's name in metrics.
+    provider: &'static str,
     key: String,
     lock_key: String,
     settings: TokenSettings,
@@ -110,13 +115,20 @@ pub struct TokenCache {
 }
 
 impl TokenCache {
-    /// A cache for the credential named `credential` (for example "interintel:<client_id>").
-    pub fn new(store: Arc<dyn Store>, credential: &str, settings: TokenSettings) -> Self {
+    /// A cache for `provider`'s credential named `credential` (for example
+    /// "interintel:<client_id>").
+    pub fn new(
+        store: Arc<dyn Store>,
+        provider: &'static str,
+        credential: &str,
+        settings: TokenSettings,
+    ) -> Self {
         let key = keys::token(credential);
         Self {
             lock_key: format!("{key}:lock"),
             key,
             store,
+            provider,
             settings,
             clock: Clock::default(),
             flight: tokio::sync::Mutex::new(()),
@@ -274,6 +286,17 @@ impl TokenCache {
             .then(|| Token(SecretString::from(stored.access_token.clone())))
     }
 
+    fn count_request(&self, grant: &str, ok: bool) {
+        crate::metrics::global()
+            .token_requests
+            .get_or_create(&crate::metrics::TokenLabels {
+                provider: self.provider.to_owned(),
+                grant: grant.to_owned(),
+                outcome: if ok { "ok" } else { "failed" }.to_owned(),
+            })
+            .inc();
+    }
+
     /// Asks the provider (refresh first when there is a refresh token) and stores the answer.
     async fn request(
         &self,
@@ -281,18 +304,29 @@ impl TokenCache {
         stored: Option<StoredToken>,
     ) -> Result<Token, ProviderError> {
         let refreshed = match stored.and_then(|s| s.refresh_token) {
-            Some(refresh) => match source.refresh(&SecretString::from(refresh)).await {
-                Ok(issued) => Some(issued),
-                Err(e) => {
-                    tracing::info!(error = %e, "token refresh failed; using the credentials");
-                    None
+            Some(refresh) => {
+                let result = source.refresh(&SecretString::from(refresh)).await;
+                self.count_request("refresh", result.is_ok());
+                match result {
+                    Ok(issued) => Some(issued),
+                    Err(e) => {
+                        tracing::info!(error = %e, "token refresh failed; using the credentials");
+                        None
+                    }
                 }
-            },
+            }
             None => None,
         };
         let issued = match refreshed {
             Some(issued) => issued,
-            None => source.obtain().await?,
+            None => {
+                let result = source.obtain().await;
+                self.count_request("credentials", result.is_ok());
+                if let Err(e) = &result {
+                    tracing::warn!(provider = self.provider, error = %e, "token request failed");
+                }
+                result?
+            }
         };
         let stored = StoredToken {
             access_token: issued.access_token.expose_secret().to_owned(),
@@ -361,7 +395,63 @@ mod tests {
     }
 
     fn cache(store: &Arc<dyn Store>) -> TokenCache {
-        TokenCache::new(store.clone(), "test:client", TokenSettings::default())
+        TokenCache::new(
+            store.clone(),
+            "test",
+            "test:client",
+            TokenSettings::default(),
+        )
+    }
+
+    /// Refuses every grant.
+    struct Refusing;
+
+    #[async_trait]
+    impl TokenSource for Refusing {
+        async fn obtain(&self) -> Result<IssuedToken, ProviderError> {
+            Err(ProviderError::Auth { status: 401 })
+        }
+    }
+
+    /// What the token alert reads: each request counted by grant and outcome.
+    #[tokio::test(start_paused = true)]
+    async fn token_requests_are_counted_by_grant_and_outcome() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let count = |grant: &str, outcome: &str| {
+            crate::metrics::global()
+                .token_requests
+                .get_or_create(&crate::metrics::TokenLabels {
+                    provider: "token_metric_test".into(),
+                    grant: grant.into(),
+                    outcome: outcome.into(),
+                })
+                .get()
+        };
+        let cache = TokenCache::new(
+            store.clone(),
+            "token_metric_test",
+            "metric:client",
+            TokenSettings::default(),
+        );
+        let source = Numbered::new(true);
+        cache.token(&source).await.unwrap();
+        assert_eq!(count("credentials", "ok"), 1);
+        // Near expiry: the refresh fails, the credentials serve.
+        tokio::time::advance(Duration::from_secs(3541)).await;
+        cache.token(&source).await.unwrap();
+        assert_eq!(
+            (count("refresh", "failed"), count("credentials", "ok")),
+            (1, 2)
+        );
+        let refused = TokenCache::new(
+            store,
+            "token_metric_test",
+            "metric:other",
+            TokenSettings::default(),
+        );
+        refused.token(&Refusing).await.unwrap_err();
+        assert_eq!(count("credentials", "failed"), 1);
+        assert_eq!(count("refresh", "ok"), 0);
     }
 
     #[tokio::test(start_paused = true)]

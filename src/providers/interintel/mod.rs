@@ -250,6 +250,7 @@ impl InterIntel {
         let guard = Arc::new(CallGuard::new("interintel", &config.limits));
         let tokens = TokenCache::new(
             store,
+            "interintel",
             &format!("interintel:{}:{}", config.client_id, config.username),
             TokenSettings {
                 refresh_margin: Duration::from_millis(config.token_refresh_margin_ms),

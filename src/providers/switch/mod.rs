@@ -233,6 +233,7 @@ impl Switch {
             two_factor: config.two_factor,
             tokens: TokenCache::new(
                 store,
+                "switch",
                 &credential,
                 TokenSettings {
                     refresh_margin: Duration::from_millis(config.session_refresh_margin_ms),
