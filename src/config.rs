@@ -36,6 +36,9 @@ pub struct Config {
     pub operator: OperatorConfig,
     #[serde(default)]
     pub auth: crate::auth::AuthConfig,
+    /// `[directory]`: the biller directory and its routing policy.
+    #[serde(default)]
+    pub directory: crate::gateway::directory::DirectorySettings,
 }
 
 /// `[operator]`: the operator service (list, recheck and resolve journal payments).
