@@ -506,3 +506,301 @@ impl Gateway {
         Ok((prepared, sequence, reference))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The journal side of routing, over scripted providers (no HTTP: each answers `pay` as
+    //! told); the HTTP side is tests/directory.rs, against the simulators.
+    use std::sync::{
+        atomic::{AtomicUsize, Ordering},
+        Mutex,
+    };
+
+    use super::*;
+    use crate::domain::{
+        directory::Directory, payment::PaymentKind, Currency, Money, ProviderError, ProviderId,
+    };
+    use crate::gateway::{directory::DirectorySettings, Registry};
+    use crate::store::memory::MemoryStore;
+
+    /// A provider whose payment call answers `answer`, counting calls.
+    struct Scripted {
+        id: ProviderId,
+        answer: Mutex<Result<PaymentOutcome, ProviderError>>,
+        pays: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Provider for Scripted {
+        fn id(&self) -> ProviderId {
+            self.id
+        }
+        fn display_name(&self) -> &'static str {
+            "scripted"
+        }
+        fn currencies(&self) -> &'static [Currency] {
+            &[Currency::Ngn]
+        }
+        fn capabilities(&self) -> &'static [Capability] {
+            &[Capability::CreatePayment]
+        }
+        fn payment_reference(&self, sequence: u64) -> Option<String> {
+            Some(format!("{}-{sequence}", self.id))
+        }
+        async fn pay(
+            &self,
+            _payment: &PaymentRecord,
+            _secrets: &PaymentSecrets,
+        ) -> Result<PaymentOutcome, ProviderError> {
+            self.pays.fetch_add(1, Ordering::SeqCst);
+            self.answer.lock().unwrap().clone()
+        }
+    }
+
+    const DIRECTORY: &str = r#"
+[[biller]]
+id = "t.power"
+name = "Test power"
+country = "NG"
+category = "electricity"
+currency = "NGN"
+[[biller.route]]
+provider = "interswitch"
+biller_id = "b1"
+product_id = "p1"
+[[biller.route]]
+provider = "onepipe"
+biller_id = "b2"
+product_id = "p2"
+[[biller.route]]
+provider = "switch"
+biller_id = "b3"
+product_id = "p3"
+"#;
+
+    fn succeeded() -> Result<PaymentOutcome, ProviderError> {
+        Ok(PaymentOutcome::answered(
+            PaymentState::Succeeded,
+            "00",
+            "paid",
+        ))
+    }
+
+    /// A gateway whose three routes (Interswitch, OnePipe, Switch, tried in that order) answer
+    /// `answers`.
+    fn scripted_gateway(
+        answers: [Result<PaymentOutcome, ProviderError>; 3],
+    ) -> (Arc<Gateway>, Vec<Arc<Scripted>>) {
+        let ids = [
+            ProviderId::Interswitch,
+            ProviderId::OnePipe,
+            ProviderId::Switch,
+        ];
+        let scripted: Vec<Arc<Scripted>> = ids
+            .into_iter()
+            .zip(answers)
+            .map(|(id, answer)| {
+                Arc::new(Scripted {
+                    id,
+                    answer: Mutex::new(answer),
+                    pays: AtomicUsize::new(0),
+                })
+            })
+            .collect();
+        let registry: Registry = scripted
+            .iter()
+            .map(|p| (p.id, p.clone() as Arc<dyn Provider>))
+            .collect();
+        let gateway = Gateway::new(
+            registry,
+            Arc::new(MemoryStore::default()),
+            Default::default(),
+            Default::default(),
+            false,
+        );
+        gateway.set_directory(
+            Directory::parse(DIRECTORY).unwrap(),
+            DirectorySettings {
+                provider_priority: vec!["interswitch".into(), "onepipe".into(), "switch".into()],
+                ..Default::default()
+            },
+        );
+        (gateway, scripted)
+    }
+
+    fn routed(minor_units: i64) -> RoutedOrder {
+        RoutedOrder {
+            directory_biller_id: "t.power".into(),
+            template: PaymentOrder::new(
+                ProviderId::Interswitch,
+                PaymentKind::Bill,
+                "",
+                "12345678901",
+                Money::new(Currency::Ngn, minor_units),
+            ),
+        }
+    }
+
+    async fn pay(gateway: &Arc<Gateway>, request_id: &str) -> PaymentRecord {
+        gateway
+            .create_routed_payment(
+                request_id.into(),
+                routed(100_000),
+                PaymentSecrets::default(),
+                None,
+                None,
+            )
+            .await
+            .unwrap()
+    }
+
+    fn pays(p: &[Arc<Scripted>]) -> Vec<usize> {
+        p.iter().map(|p| p.pays.load(Ordering::SeqCst)).collect()
+    }
+
+    /// A call refused before sending moves the payment to the next route in one journal
+    /// write, with a fresh reference; the route that paid is the payment's.
+    #[tokio::test]
+    async fn a_call_refused_before_sending_moves_to_the_next_route() {
+        for refusal in [
+            ProviderError::Timeout.not_sent(),
+            ProviderError::CircuitOpen {
+                retry_after: Duration::from_secs(1),
+            },
+            ProviderError::InvalidOrder(vec![("x".into(), "y".into())]),
+        ] {
+            let (gateway, scripted) =
+                scripted_gateway([Err(refusal.clone()), succeeded(), succeeded()]);
+            let record = pay(&gateway, "r-1").await;
+            assert_eq!(record.state, PaymentState::Succeeded, "{refusal:?}");
+            assert_eq!(record.order.provider, ProviderId::OnePipe);
+            assert_eq!(record.order.biller_id, "b2");
+            assert_eq!(record.directory_biller_id, "t.power");
+            assert_eq!(pays(&scripted), [1, 1, 0]);
+            let attempts = &record.route_attempts;
+            assert_eq!(attempts.len(), 2, "{attempts:?}");
+            assert!(!attempts[0].sent);
+            assert_eq!(attempts[0].provider, ProviderId::Interswitch);
+            assert!(attempts[0].reason.contains("not sent"), "{attempts:?}");
+            assert!(attempts[1].sent);
+            assert_eq!(attempts[1].provider_reference, record.provider_reference);
+            assert_ne!(
+                attempts[0].provider_reference,
+                attempts[1].provider_reference
+            );
+            assert!(!attempts[0].provider_reference.is_empty());
+            // Replayed, never paid again; a different request under the key is refused.
+            let again = pay(&gateway, "r-1").await;
+            assert_eq!(again, record);
+            assert_eq!(pays(&scripted), [1, 1, 0]);
+            let reused = gateway
+                .create_routed_payment(
+                    "r-1".into(),
+                    routed(100_001),
+                    PaymentSecrets::default(),
+                    None,
+                    None,
+                )
+                .await
+                .unwrap_err();
+            assert!(matches!(reused, GatewayError::IdempotencyKeyReused { .. }));
+        }
+    }
+
+    /// With every route refused before sending, the payment is FAILED: nothing was sent.
+    #[tokio::test]
+    async fn refused_everywhere_is_failed_with_every_attempt() {
+        let refused = || Err(ProviderError::Timeout.not_sent());
+        let (gateway, scripted) = scripted_gateway([refused(), refused(), refused()]);
+        let record = pay(&gateway, "r-2").await;
+        assert_eq!(record.state, PaymentState::Failed);
+        assert!(
+            record.provider_message.contains("no other route"),
+            "{}",
+            record.provider_message
+        );
+        assert_eq!(pays(&scripted), [1, 1, 1]);
+        assert_eq!(record.route_attempts.len(), 3);
+        assert!(record.route_attempts.iter().all(|a| !a.sent));
+    }
+
+    /// An unknown outcome (timeout, 5xx, unreadable answer) stays on its route: PENDING, and
+    /// no other route is ever called.
+    #[tokio::test]
+    async fn an_unknown_outcome_stays_on_its_route() {
+        for unknown in [
+            ProviderError::Timeout,
+            ProviderError::Upstream { status: 502 },
+            ProviderError::Unreadable("}{".into()),
+            ProviderError::Transport("connection reset".into()),
+        ] {
+            let (gateway, scripted) =
+                scripted_gateway([Err(unknown.clone()), succeeded(), succeeded()]);
+            let record = pay(&gateway, "r-3").await;
+            assert_eq!(record.state, PaymentState::Pending, "{unknown:?}");
+            assert_eq!(record.order.provider, ProviderId::Interswitch);
+            assert_eq!(pays(&scripted), [1, 0, 0], "{unknown:?}");
+            assert_eq!(record.route_attempts.len(), 1);
+            assert!(record.route_attempts[0].sent);
+            let again = pay(&gateway, "r-3").await;
+            assert_eq!(again.order.provider, ProviderId::Interswitch);
+            assert_eq!(pays(&scripted), [1, 0, 0]);
+        }
+    }
+
+    /// A provider that is not configured is not a route to pay through; no route at all is
+    /// NO_ROUTE_AVAILABLE with each reason, nothing recorded.
+    #[tokio::test]
+    async fn no_route_is_refused_with_the_reasons() {
+        let (gateway, _) = scripted_gateway([succeeded(), succeeded(), succeeded()]);
+        gateway.set_directory(
+            Directory::parse(&DIRECTORY.replace("\"onepipe\"", "\"interintel\"")).unwrap(),
+            DirectorySettings {
+                provider_priority: vec!["interintel".into()],
+                ..Default::default()
+            },
+        );
+        let record = pay(&gateway, "r-4").await;
+        // InterIntel is not configured: never tried, recorded as such; Interswitch paid.
+        assert_eq!(record.order.provider, ProviderId::Interswitch);
+        let skipped = &record.route_attempts[0];
+        assert_eq!(skipped.provider, ProviderId::InterIntel);
+        assert!(skipped.reason.contains("not configured"), "{skipped:?}");
+
+        let (other, _) = scripted_gateway([succeeded(), succeeded(), succeeded()]);
+        other.set_directory(
+            Directory::parse(
+                r#"[[biller]]
+id = "t.none"
+name = "n"
+country = "KE"
+category = "c"
+currency = "NGN"
+[[biller.route]]
+provider = "interintel"
+biller_id = "x"
+product_id = "y"
+"#,
+            )
+            .unwrap(),
+            DirectorySettings::default(),
+        );
+        let mut order = routed(100);
+        order.directory_biller_id = "t.none".into();
+        let e = other
+            .create_routed_payment("r-5".into(), order, PaymentSecrets::default(), None, None)
+            .await
+            .unwrap_err();
+        match e {
+            GatewayError::NoRouteAvailable { attempts, .. } => {
+                assert!(attempts.contains("PROVIDER_INTERINTEL"), "{attempts}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(other
+            .load_payment(&PaymentRecord::id_for_request("r-5"))
+            .await
+            .unwrap()
+            .is_none());
+    }
+}
