@@ -258,11 +258,14 @@ impl Gateway {
         let provider = self.providers.get(&id).cloned();
         let configured = provider.is_some();
         let mut notes = Vec::new();
+        let allowed = crate::auth::check_provider(id).is_ok();
         let (catalog, product) = match &provider {
             None => {
                 notes.push("provider not configured".to_owned());
                 (CatalogState::Unknown, None)
             }
+            // The caller may not read that provider's catalog either.
+            Some(_) if !allowed => (CatalogState::Unknown, None),
             Some(_) => self.route_catalog(route).await,
         };
         match catalog {
@@ -272,7 +275,7 @@ impl Gateway {
                 route.biller_id,
                 route.product_id
             )),
-            CatalogState::Unknown if configured => {
+            CatalogState::Unknown if configured && allowed => {
                 notes.push("catalog could not be read".to_owned())
             }
             _ => {}
@@ -293,7 +296,6 @@ impl Gateway {
                 biller.currency.code()
             ));
         }
-        let allowed = crate::auth::check_provider(id).is_ok();
         if !allowed {
             notes.push("not allowed for this caller".to_owned());
         }
