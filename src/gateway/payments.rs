@@ -51,7 +51,7 @@ pub(super) enum Claim {
 /// How a payment call ended.
 pub(super) enum CallEnd {
     /// Its outcome is recorded (`None`: not recorded, or not called; the journal says).
-    Recorded(Option<PaymentRecord>),
+    Recorded(Option<Box<PaymentRecord>>),
     /// A routed call refused before anything was sent, not recorded yet: `known` are the bytes
     /// of the in-flight record, `why` the refusal.
     NotSent { known: Option<Vec<u8>>, why: String },
@@ -278,6 +278,7 @@ impl Gateway {
             payment_id: payment_id.clone(),
             caller: crate::auth::current_caller().unwrap_or_default(),
             created_at_ms,
+            routing: None,
         };
         let mut task = self.tasks.spawn(async move {
             let claim = this
@@ -288,7 +289,6 @@ impl Gateway {
                     product,
                     fingerprint,
                     owner,
-                    None,
                 )
                 .await;
             let (record, written) = match claim {
@@ -307,7 +307,7 @@ impl Gateway {
                 .call_provider(provider.as_ref(), record, written, &secrets, false)
                 .await
             {
-                CallEnd::Recorded(record) => record,
+                CallEnd::Recorded(record) => record.map(|r| *r),
                 // Only a routed call ends so.
                 CallEnd::NotSent { .. } => None,
             }
@@ -344,12 +344,12 @@ impl Gateway {
         product: Option<Product>,
         fingerprint: String,
         owner: Owner,
-        routing: Option<RouteClaim>,
     ) -> Result<Claim, GatewayError> {
         let Owner {
             payment_id,
             caller,
             created_at_ms,
+            routing,
         } = owner;
         let key = keys::payment(&payment_id);
         let sequence = self.next_reference(provider.id()).await?;
@@ -473,7 +473,13 @@ impl Gateway {
                     payment_id,
                     "payment settled before its call started; not sent"
                 );
-                return CallEnd::Recorded(self.load_payment(&payment_id).await.ok().flatten());
+                return CallEnd::Recorded(
+                    self.load_payment(&payment_id)
+                        .await
+                        .ok()
+                        .flatten()
+                        .map(Box::new),
+                );
             }
             // The swap may have landed with its answer lost. Only this task moves a payment
             // from claimed to in flight, so finding our own mark is the confirmation.
@@ -510,7 +516,8 @@ impl Gateway {
                     Source::Payment,
                     None,
                 )
-                .await,
+                .await
+                .map(Box::new),
             );
         }
         tracing::info!(
@@ -565,7 +572,8 @@ impl Gateway {
         };
         CallEnd::Recorded(
             self.record_outcome_from(in_flight_bytes, &payment_id, outcome, Source::Payment, None)
-                .await,
+                .await
+                .map(Box::new),
         )
     }
 
@@ -1112,12 +1120,14 @@ pub(super) fn encode(record: &PaymentRecord) -> Vec<u8> {
 }
 
 /// Whose payment a claim records: its (per-caller) payment id and the caller's name, taken in
-/// the RPC's task before the claim runs detached, and when the client created the request
-/// (unix ms), when it says.
+/// the RPC's task before the claim runs detached, when the client created the request
+/// (unix ms), when it says, and for a routed payment its directory biller and the routes
+/// refused before the claim.
 pub(super) struct Owner {
     pub(super) payment_id: String,
     pub(super) caller: String,
     pub(super) created_at_ms: Option<i64>,
+    pub(super) routing: Option<RouteClaim>,
 }
 
 #[cfg(test)]

@@ -183,6 +183,10 @@ impl Gateway {
             payment_id: payment_id.clone(),
             caller: crate::auth::current_caller().unwrap_or_default(),
             created_at_ms,
+            routing: Some(RouteClaim {
+                directory_biller_id: routed.directory_biller_id.clone(),
+                attempts,
+            }),
         };
         // The next routes are prepared as this caller (its provider permissions).
         let scope = CallerScope::current();
@@ -201,10 +205,6 @@ impl Gateway {
                     product,
                     fingerprint.clone(),
                     owner,
-                    Some(RouteClaim {
-                        directory_biller_id: routed.directory_biller_id.clone(),
-                        attempts,
-                    }),
                 )
                 .await;
             let (record, written) = match claim {
@@ -368,7 +368,7 @@ impl Gateway {
                 .call_provider(provider.as_ref(), record, written, request.secrets, true)
                 .await
             {
-                CallEnd::Recorded(record) => return record,
+                CallEnd::Recorded(record) => return record.map(|r| *r),
                 CallEnd::NotSent { known, why } => (known, why),
             };
             tracing::info!(payment_id, %why, "route refused the call before sending; trying the next route");
