@@ -618,3 +618,76 @@ async fn duplicates_over_two_replicas_pay_once_with_the_first_route_down() {
         gw.stop().await;
     }
 }
+
+/// ValidateCustomer and GetPaymentOptions may name a directory biller: the routes that can
+/// answer are asked in policy order, and the answer names the route.
+#[tokio::test]
+async fn reads_may_name_a_directory_biller() {
+    let sims = simulators().await;
+    let gw = gateway(providers(&sims, &[]).await).await;
+    let validated = gw
+        .customers()
+        .validate_customer(pb::ValidateCustomerRequest {
+            directory_biller_id: IKEDC.into(),
+            customer_id: "0000000000".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(validated.provider(), pb::Provider::Interswitch);
+    assert_eq!(
+        (validated.biller_id.as_str(), validated.product_id.as_str()),
+        ("901", "90101")
+    );
+    // Interswitch quotes no options: OnePipe answers.
+    let options = gw
+        .customers()
+        .get_payment_options(pb::GetPaymentOptionsRequest {
+            directory_biller_id: IKEDC.into(),
+            customer_id: "10000000003".into(),
+            amount: ngn(500_000),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(options.provider(), pb::Provider::Onepipe);
+    assert_eq!(options.biller_id, "IKEDCPR");
+    assert!(!options.options.is_empty());
+    let mixed = gw
+        .customers()
+        .validate_customer(pb::ValidateCustomerRequest {
+            directory_biller_id: IKEDC.into(),
+            provider: pb::Provider::Interswitch as i32,
+            customer_id: "0000000000".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        assert_error(&mixed, Code::InvalidArgument, "INVALID_REQUEST"),
+        ["provider"]
+    );
+    gw.stop().await;
+
+    // Interswitch down: no other route validates customers.
+    let sims = simulators().await;
+    let gw = gateway(providers(&sims, &[ProviderId::Interswitch]).await).await;
+    let none = gw
+        .customers()
+        .validate_customer(pb::ValidateCustomerRequest {
+            directory_biller_id: IKEDC.into(),
+            customer_id: "0000000000".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_error(&none, Code::Unavailable, "NO_ROUTE_AVAILABLE");
+    let why = error_meta(&none, "attempts").unwrap();
+    assert!(
+        why.contains("PROVIDER_ONEPIPE: PROVIDER_ONEPIPE does not support"),
+        "{why}"
+    );
+    gw.stop().await;
+}

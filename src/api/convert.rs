@@ -215,6 +215,7 @@ pub fn payment_offers(o: PaymentOffers) -> pb::GetPaymentOptionsResponse {
                 terms_url: o.terms_url,
             })
             .collect(),
+        ..Default::default()
     }
 }
 
@@ -251,6 +252,7 @@ pub fn validation(v: CustomerValidation) -> pb::ValidateCustomerResponse {
             amount: v.amount_rule.amount.map(money),
             description: v.amount_rule.description,
         }),
+        ..Default::default()
     }
 }
 

@@ -250,6 +250,57 @@ impl Gateway {
         }
     }
 
+    /// Asks the routes of a directory biller that can pay and have `capability`, in the
+    /// routing policy's order, until one answers `ask` (a read: customer validation, payment
+    /// options): that route and its answer. A route whose provider fails or refuses is left
+    /// for the next; none answering is NO_ROUTE_AVAILABLE.
+    pub async fn ask_routes<T, F, Fut>(
+        self: &Arc<Self>,
+        directory_biller_id: &str,
+        capability: Capability,
+        mut ask: F,
+    ) -> Result<(Route, T), GatewayError>
+    where
+        F: FnMut(Route) -> Fut,
+        Fut: std::future::Future<Output = Result<T, GatewayError>>,
+    {
+        let directory = self.directory();
+        let biller = directory.get(directory_biller_id).cloned().ok_or_else(|| {
+            GatewayError::not_found(Resource::DirectoryBiller, directory_biller_id)
+        })?;
+        let view = self.biller_view(&biller).await;
+        let mut refused = Vec::new();
+        let now = self.clock.now_ms();
+        for v in view.routes {
+            let supported = self
+                .providers
+                .get(&v.route.provider)
+                .is_some_and(|p| p.capabilities().contains(&capability));
+            if !v.can_pay || !supported {
+                let why = if v.can_pay {
+                    format!(
+                        "{} does not support {}",
+                        v.route.provider.proto_name(),
+                        capability.proto_name()
+                    )
+                } else {
+                    v.note.clone()
+                };
+                refused.push(RouteAttempt::not_sent(&v.route, why, now));
+                continue;
+            }
+            match ask(v.route.clone()).await {
+                Ok(answer) => return Ok((v.route, answer)),
+                Err(e) if stops_routing(&e) => return Err(e),
+                Err(e) => refused.push(RouteAttempt::not_sent(&v.route, e.to_string(), now)),
+            }
+        }
+        Err(GatewayError::NoRouteAvailable {
+            directory_biller_id: biller.id,
+            attempts: attempts_text(&refused),
+        })
+    }
+
     /// Runs `route`'s provider steps for the request; `Err` says why the route is not taken
     /// (nothing was sent for the payment).
     async fn prepare_route(
