@@ -1,4 +1,4 @@
-//! The gRPC server: the four billpay services, health (overall "" and each service), reflection
+//! The gRPC server: the billpay services, health (overall "" and each service), reflection
 //! v1 and v1alpha, the request-id layer, the reconciler, a store watch that drives the payment
 //! service's health, and graceful shutdown (NOT_SERVING first, then drain).
 
