@@ -53,7 +53,7 @@ impl Default for DirectorySettings {
 }
 
 impl DirectorySettings {
-    /// The directory these settings name, checked; and the priority list as providers.
+    /// The directory these settings name, checked, after checking the priority list's names.
     pub fn load(&self) -> Result<Directory, String> {
         for name in &self.provider_priority {
             if !ProviderId::ALL.iter().any(|p| p.name() == name) {
