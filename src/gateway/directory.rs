@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::Gateway;
 use crate::domain::{
     directory::{Directory, DirectoryBiller, Route},
-    Capability, Money, Product, ProductCatalog, ProviderError, ProviderId,
+    Biller, Capability, Money, Product, ProductCatalog, ProviderError, ProviderId,
 };
 use crate::error::GatewayError;
 
@@ -370,23 +370,55 @@ impl Gateway {
         }
     }
 
-    /// Checks every route against the catalogs and logs the broken ones (at start).
+    /// Checks every route against the catalogs the store holds, without asking any provider,
+    /// and logs the broken ones (at start). A catalog not cached yet is checked when a
+    /// payment or a directory read needs it.
     pub async fn check_directory(self: &Arc<Self>) {
         let directory = self.directory();
         for biller in directory.billers() {
-            let view = self.biller_view(biller).await;
-            for r in &view.routes {
-                if r.catalog == CatalogState::Broken {
+            for route in &biller.routes {
+                if self.cached_route_state(route).await == Some(CatalogState::Broken) {
                     tracing::warn!(
                         directory_biller = biller.id,
-                        provider = %r.route.provider,
-                        biller_id = r.route.biller_id,
-                        product_id = r.route.product_id,
+                        provider = %route.provider,
+                        biller_id = route.biller_id,
+                        product_id = route.product_id,
                         "directory route broken: the provider no longer lists its product; never used"
                     );
                 }
             }
         }
+    }
+
+    /// `route`'s catalog state from the store's cached copy alone; `None` when not cached.
+    async fn cached_route_state(&self, route: &Route) -> Option<CatalogState> {
+        let provider = self.providers.get(&route.provider)?;
+        let listed = match provider.product_catalog() {
+            ProductCatalog::Unlisted => self
+                .stored_catalog::<Biller>(route.provider, "billers", "all")
+                .await?
+                .iter()
+                .any(|b| b.biller_id == route.biller_id),
+            ProductCatalog::Whole => self
+                .stored_catalog::<Product>(route.provider, "products", "biller:")
+                .await?
+                .iter()
+                .any(|p| p.product_id == route.product_id),
+            ProductCatalog::PerBiller | ProductCatalog::PerBillerOrAny => self
+                .stored_catalog::<Product>(
+                    route.provider,
+                    "products",
+                    &format!("biller:{}", route.biller_id),
+                )
+                .await?
+                .iter()
+                .any(|p| p.product_id == route.product_id),
+        };
+        Some(if listed {
+            CatalogState::Listed
+        } else {
+            CatalogState::Broken
+        })
     }
 }
 
