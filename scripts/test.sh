@@ -10,9 +10,10 @@
 # under target/, the Node.js client's locked ones into clients/node/node_modules (npm ci; node
 # and npm must be installed).
 # PostgreSQL for the tests: the one at DATABASE_URL, else 127.0.0.1:5432 (user postgres, trust
-# auth: CI's machine runs PostgreSQL 15 there); when neither answers, a cluster of its own
-# (initdb + pg_ctl in a temporary directory, as user postgres when run as root, on a free
-# loopback port), stopped on exit. The tests never skip: without PostgreSQL they fail.
+# auth: CI's machine runs PostgreSQL 15 there); when neither answers, each test binary starts a
+# cluster of its own (tests/common/postgres.rs: initdb + pg_ctl in a temporary directory, as
+# user postgres when run as root, on a free loopback port), stopped when it exits. The tests
+# never skip: without PostgreSQL they fail.
 # Exits non-zero at the first failure.
 set -euo pipefail
 
@@ -70,21 +71,13 @@ if ! command -v pg_isready >/dev/null 2>&1 || ! ls /usr/lib/postgresql/*/bin/ini
         log "warning: PostgreSQL is missing and this is not root; the PostgreSQL tests will fail"
     fi
 fi
-if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -d "$PG_URL"; then
-    if [[ -n "${DATABASE_URL:-}" ]]; then
-        log "error: DATABASE_URL is set but PostgreSQL does not answer there"
-        exit 1
-    fi
-    PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
-    PG_DIR="$(mktemp -d /tmp/billpay-pg.XXXXXX)"
-    PG_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-    as_pg() { if is_root; then su postgres -s /bin/bash -c "$*"; else bash -c "$*"; fi; }
-    is_root && chown postgres "$PG_DIR"
-    log "starting a PostgreSQL of its own on 127.0.0.1:$PG_PORT ($PG_DIR)"
-    as_pg "'$PG_BIN/initdb' -D '$PG_DIR/data' -A trust -U postgres >/dev/null"
-    as_pg "'$PG_BIN/pg_ctl' -D '$PG_DIR/data' -l '$PG_DIR/log' -w -o \"-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1\" start >/dev/null"
-    trap "as_pg \"'$PG_BIN/pg_ctl' -D '$PG_DIR/data' -m fast stop >/dev/null\"; rm -rf '$PG_DIR'" EXIT
-    PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+if [[ -n "${DATABASE_URL:-}" ]] && command -v pg_isready >/dev/null 2>&1 \
+    && ! pg_isready -q -d "$PG_URL"; then
+    log "error: DATABASE_URL is set but PostgreSQL does not answer there"
+    exit 1
+fi
+if [[ -z "${DATABASE_URL:-}" ]] && ! pg_isready -q -d "$PG_URL" 2>/dev/null; then
+    PG_URL="each test binary's own (none answers at 127.0.0.1:5432)"
 fi
 log "PostgreSQL for the tests: $PG_URL"
 
@@ -112,7 +105,7 @@ step() {
 step fmt cargo fmt --check
 step buf-lint buf lint
 step clippy cargo clippy --all-targets -- -D warnings
-step test env DATABASE_URL="$PG_URL" cargo test --all-targets
+step test cargo test --all-targets
 # `cargo test` has just built target/debug/billpay-gateway; the walkthrough reuses it.
 step walkthrough env BILLPAY_BIN="$ROOT/target/debug/billpay-gateway" bash scripts/walkthrough.sh
 step python-client env BILLPAY_BIN="$ROOT/target/debug/billpay-gateway" bash clients/python/check.sh

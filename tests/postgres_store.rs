@@ -341,3 +341,182 @@ async fn an_unreachable_postgres_is_a_store_error_not_a_hang() {
     assert!(store.set_if_absent("k", b"v", None).await.is_err());
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// Migration 2: the `billpay_payments` view shows a payment record's columns (amount and
+/// currency included), a record whose JSON holds an escaped NUL (which jsonb cannot hold) and a
+/// value that is not JSON at all are still written (and listed), and listing by caller, state, provider or creation time is an
+/// index scan (the plans are printed: README "Choosing a journal store" quotes them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payment_listings_on_the_view_are_index_scans_and_a_nul_in_a_record_still_writes() {
+    use billpay_gateway::domain::{
+        payment::{CallPhase, PaymentKind},
+        Currency, Money, PaymentOrder, PaymentRecord, PaymentState, ProviderId,
+    };
+    let db = TestDatabase::create().await;
+    let store = db.migrated_store().await;
+    let order = PaymentOrder::new(
+        ProviderId::Switch,
+        PaymentKind::Bill,
+        "28",
+        "7012345678",
+        Money::new(Currency::Ngn, 188_400),
+    );
+    let record = PaymentRecord {
+        caller: "shop-a".into(),
+        state: PaymentState::Succeeded,
+        call: CallPhase::Returned,
+        provider_transaction_id: "TX-9".into(),
+        // A provider's message with a NUL in it.
+        provider_message: "approved\0".into(),
+        ..PaymentRecord::claimed("view-1".into(), order, "REF-9".into(), 1_760_000_000_123)
+    };
+    store
+        .set(
+            &format!("billpay:v1:payment:{}", record.payment_id),
+            &serde_json::to_vec(&record).unwrap(),
+            None,
+        )
+        .await
+        .expect("a record with a NUL is written despite the indexes");
+    let client = db.client().await;
+    let row = client
+        .query_one(
+            "SELECT payment_id, request_id, caller, state, provider, provider_reference,
+                    provider_transaction_id, amount_minor_units, currency, created_at_ms,
+                    record ->> 'provider_message'
+             FROM billpay_payments",
+            &[],
+        )
+        .await
+        .unwrap();
+    let columns: (
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        i64,
+        String,
+        i64,
+    ) = (
+        row.get(0),
+        row.get(1),
+        row.get(2),
+        row.get(3),
+        row.get(4),
+        row.get(5),
+        row.get(6),
+        row.get(7),
+        row.get(8),
+        row.get(9),
+    );
+    assert_eq!(
+        columns,
+        (
+            record.payment_id.clone(),
+            "view-1".into(),
+            "shop-a".into(),
+            "Succeeded".into(),
+            "Switch".into(),
+            "REF-9".into(),
+            "TX-9".into(),
+            188_400,
+            "Ngn".into(),
+            1_760_000_000_123
+        )
+    );
+    assert_eq!(row.get::<_, String>(10), "approved\u{FFFD}");
+    // The stored bytes are the gateway's own, NUL and all.
+    assert_eq!(
+        store
+            .get(&format!("billpay:v1:payment:{}", record.payment_id))
+            .await
+            .unwrap()
+            .unwrap(),
+        serde_json::to_vec(&record).unwrap()
+    );
+
+    // Whatever is not JSON is still written (the store checks no value): it lists with NULLs.
+    store
+        .set("billpay:v1:payment:not-json", b"\xff not json", None)
+        .await
+        .expect("a value that is not JSON is written despite the indexes");
+    let state: Option<String> = client
+        .query_one(
+            "SELECT state FROM billpay_payments WHERE payment_id = 'not-json'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(state, None);
+
+    // 20 000 payment records of 50 callers, 4 states, 5 providers, one second apart, and as
+    // many other rows, as a busy journal holds.
+    client
+        .batch_execute(
+            "INSERT INTO billpay_kv (key, value)
+             SELECT 'billpay:v1:payment:p' || i, convert_to(jsonb_build_object(
+                 'payment_id', 'p' || i, 'request_id', 'r' || i, 'caller', 'shop-' || (i % 50),
+                 'state', (ARRAY['Succeeded', 'Failed', 'Pending', 'NeedsAttention'])[1 + i % 4],
+                 'provider_reference', 'ref' || i, 'created_at_ms', 1760000000000 + i * 1000,
+                 'order', jsonb_build_object(
+                     'provider', (ARRAY['Interswitch', 'Switch', 'OnePipe', 'IntelworldIp2',
+                                        'InterIntel'])[1 + i % 5],
+                     'amount', jsonb_build_object('currency', 'Ngn', 'minor_units', i)))::text,
+                 'UTF8')
+             FROM generate_series(1, 20000) AS i;
+             INSERT INTO billpay_kv (key, value)
+             SELECT 'billpay:v1:op:o' || i, '\\x00' FROM generate_series(1, 20000) AS i;
+             ANALYZE billpay_kv;",
+        )
+        .await
+        .unwrap();
+    for (query, index) in [
+        (
+            "SELECT payment_id, state, amount_minor_units FROM billpay_payments
+             WHERE caller = 'shop-7' ORDER BY created_at_ms DESC LIMIT 50",
+            "billpay_payments_by_caller",
+        ),
+        (
+            "SELECT payment_id FROM billpay_payments WHERE state = 'NeedsAttention'
+             ORDER BY created_at_ms DESC LIMIT 50",
+            "billpay_payments_by_state",
+        ),
+        (
+            "SELECT payment_id, amount_minor_units, currency FROM billpay_payments
+             WHERE provider = 'Switch'
+               AND created_at_ms >= 1760000100000 AND created_at_ms < 1760000200000",
+            "billpay_payments_by_provider",
+        ),
+        (
+            "SELECT count(*), sum(amount_minor_units) FROM billpay_payments
+             WHERE created_at_ms >= 1760000100000 AND created_at_ms < 1760000200000",
+            "billpay_payments_by_created",
+        ),
+    ] {
+        let plan: Vec<String> = client
+            .query(&format!("EXPLAIN {query}"), &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let plan = plan.join("\n");
+        println!("{query}\n{plan}\n");
+        assert!(plan.contains("Index Scan"), "{plan}");
+        assert!(plan.contains(index), "{query}: {plan}");
+    }
+    // The listing answers what the rows say.
+    let shop7: i64 = client
+        .query_one(
+            "SELECT count(*) FROM billpay_payments WHERE caller = 'shop-7'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(shop7, 400);
+}

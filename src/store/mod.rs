@@ -97,6 +97,7 @@
 pub mod identity;
 pub mod memory;
 pub mod postgres;
+pub mod postgres_tls;
 pub mod posture;
 pub mod redis;
 pub mod routed;

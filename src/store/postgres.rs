@@ -12,8 +12,9 @@
 //! Connections come from a small pool (`deadpool-postgres` over `tokio-postgres`); a pooled
 //! connection is opened on first use, so a gateway started while PostgreSQL is down comes up
 //! (not ready) and recovers by itself. Each operation has the command timeout, enforced both
-//! here and by the server (`statement_timeout`). Connections are plaintext (`NoTls`): keep
-//! PostgreSQL on loopback or a private network.
+//! here and by the server (`statement_timeout`). TLS is as the URL's `sslmode` and
+//! `sslrootcert` say, with libpq's meanings (see [`super::postgres_tls`]): `verify-full` for
+//! any network you do not own.
 
 use std::{
     sync::atomic::{AtomicUsize, Ordering},
@@ -23,7 +24,7 @@ use std::{
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio::sync::OnceCell;
-use tokio_postgres::{types::ToSql, NoTls, Row};
+use tokio_postgres::{types::ToSql, Row};
 
 use super::{Durability, GuardedWrite, Increment, PostgresDurability, Store, StoreError};
 
@@ -37,11 +38,18 @@ pub struct Migration {
 }
 
 /// Every migration this binary knows, in order. Never edit a shipped one: add the next.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "store",
-    sql: include_str!("../../migrations/postgres/0001_store.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "store",
+        sql: include_str!("../../migrations/postgres/0001_store.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "payment listing",
+        sql: include_str!("../../migrations/postgres/0002_payment_listing.sql"),
+    },
+];
 
 /// The schema version this binary needs.
 pub fn latest_version() -> i32 {
@@ -88,6 +96,7 @@ impl PostgresStore {
         connect_timeout: Duration,
         max_connections: usize,
     ) -> Result<Self, StoreError> {
+        let (url, tls) = super::postgres_tls::split_url(url)?;
         // The parse error can quote the offending text, which may be the password.
         let mut config: tokio_postgres::Config = url.parse().map_err(|_| {
             StoreError(
@@ -95,6 +104,7 @@ impl PostgresStore {
             )
         })?;
         config.connect_timeout(connect_timeout);
+        config.ssl_mode(tls.ssl_mode());
         if config.get_application_name().is_none() {
             config.application_name("billpay-gateway");
         }
@@ -111,7 +121,7 @@ impl PostgresStore {
         config.options(&options);
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls.connector()?,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -304,7 +314,20 @@ fn db_error(e: tokio_postgres::Error) -> StoreError {
 fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+        None => {
+            // With its causes: "error performing TLS handshake: invalid peer certificate:
+            // UnknownIssuer" says what to fix. None of them quotes the URL.
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(cause) = source {
+                let cause_text = cause.to_string();
+                if !text.ends_with(&cause_text) {
+                    text = format!("{text}: {cause_text}");
+                }
+                source = cause.source();
+            }
+            text
+        }
     }
 }
 
