@@ -10,6 +10,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY proto ./proto
 COPY src ./src
+COPY config/directory.toml ./config/directory.toml
 RUN cargo build --release --locked --bin billpay-gateway
 
 FROM debian:bookworm-slim

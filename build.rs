@@ -7,6 +7,7 @@ use std::{env, path::PathBuf};
 const PROTOS: &[&str] = &[
     "proto/billpay/v1/common.proto",
     "proto/billpay/v1/catalog.proto",
+    "proto/billpay/v1/directory.proto",
     "proto/billpay/v1/customer.proto",
     "proto/billpay/v1/payment.proto",
     "proto/billpay/v1/account.proto",

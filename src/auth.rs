@@ -367,6 +367,35 @@ pub fn own_payments_owner() -> Option<String> {
         .flatten()
 }
 
+/// The current RPC's caller and method, carried into detached work done for it (a routed
+/// payment's next route is chosen after the RPC's task let go): within [`CallerScope::run`]
+/// the caller's provider permissions apply as in the RPC. Empty for background work.
+#[derive(Clone, Default)]
+pub struct CallerScope(Option<(Arc<Caller>, Arc<str>)>);
+
+impl CallerScope {
+    /// The current task's caller and method, if any.
+    pub fn current() -> Self {
+        let caller = CURRENT_CALLER.try_with(Arc::clone).ok();
+        let method = CURRENT_METHOD
+            .try_with(Arc::clone)
+            .unwrap_or_else(|_| Arc::from(""));
+        Self(caller.map(|c| (c, method)))
+    }
+
+    /// Runs `f` as the captured caller.
+    pub async fn run<F: std::future::Future>(&self, f: F) -> F::Output {
+        match &self.0 {
+            Some((caller, method)) => {
+                CURRENT_CALLER
+                    .scope(caller.clone(), CURRENT_METHOD.scope(method.clone(), f))
+                    .await
+            }
+            None => f.await,
+        }
+    }
+}
+
 /// The name of the current RPC's caller, if any.
 pub fn current_caller() -> Option<String> {
     CURRENT_CALLER.try_with(|c| c.name.clone()).ok()

@@ -36,6 +36,9 @@ pub struct Config {
     pub operator: OperatorConfig,
     #[serde(default)]
     pub auth: crate::auth::AuthConfig,
+    /// `[directory]`: the biller directory and its routing policy.
+    #[serde(default)]
+    pub directory: crate::gateway::directory::DirectorySettings,
 }
 
 /// `[operator]`: the operator service (list, recheck and resolve journal payments).
@@ -304,6 +307,9 @@ pub fn apply_env(table: &mut toml::Table, vars: impl IntoIterator<Item = (String
 /// Any other value stays text: a PIN or a terminal id made of digits is still a string.
 const NUMERIC_KEYS: &[&str] = &[
     "local_entries",
+    "stats_window",
+    "min_calls_for_health",
+    "min_success_permille",
     "min_replica_acks",
     "postgres_max_connections",
     "max_concurrent_calls",

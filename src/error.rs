@@ -136,6 +136,13 @@ pub enum GatewayError {
         method: String,
         provider: Option<ProviderId>,
     },
+    /// No route of a directory biller could take a routed payment; nothing was sent through
+    /// any. `attempts`: per route tried, `provider: why not`, joined by `; `.
+    #[error("no route of directory biller {directory_biller_id:?} could take the payment; nothing was sent: {attempts}")]
+    NoRouteAvailable {
+        directory_biller_id: String,
+        attempts: String,
+    },
     /// `[server] max_calls_in_progress` calls are in progress; nothing was done.
     #[error(
         "the gateway has {max_calls} calls in progress, its limit: retry after RetryInfo's delay"

@@ -6,7 +6,9 @@
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
-use billpay_gateway::{config, sandbox::Simulators, server, store::identity, telemetry};
+use billpay_gateway::{
+    config, domain::ProviderId, sandbox::Simulators, server, store::identity, telemetry,
+};
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
@@ -40,6 +42,11 @@ enum Command {
         /// starting them in-process.
         #[arg(long, requires = "sandbox")]
         sandbox_url: Option<String>,
+        /// With --sandbox: make this provider's simulator unreachable (connections refused),
+        /// to watch routed payments fail over. A provider config name (`interswitch`,
+        /// `onepipe`, `switch`, `intelworld_ip2`, `interintel`); repeatable.
+        #[arg(long, requires = "sandbox", value_parser = provider_name)]
+        sandbox_outage: Vec<ProviderId>,
         /// Log JSON lines.
         #[arg(long)]
         json_logs: bool,
@@ -114,6 +121,17 @@ async fn main() -> ExitCode {
     }
 }
 
+/// A provider by its config name, for `--sandbox-outage`.
+fn provider_name(name: &str) -> Result<ProviderId, String> {
+    ProviderId::ALL
+        .into_iter()
+        .find(|p| p.name() == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = ProviderId::ALL.iter().map(|p| p.name()).collect();
+            format!("unknown provider {name:?}; one of {}", names.join(", "))
+        })
+}
+
 async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Serve {
@@ -121,6 +139,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             listen,
             sandbox,
             sandbox_url,
+            sandbox_outage,
             json_logs,
         } => {
             let mut cfg = config::load(config.as_deref())?;
@@ -151,6 +170,17 @@ async fn run(cli: Cli) -> Result<(), String> {
                     }
                 };
                 cfg.providers = billpay_gateway::sandbox::providers_config(&base_url);
+                if !sandbox_outage.is_empty() {
+                    // A port that was just free and is closed again: connections are refused.
+                    let closed = TcpListener::bind("127.0.0.1:0")
+                        .await
+                        .and_then(|l| l.local_addr())
+                        .map_err(|e| format!("sandbox: {e}"))?;
+                    let down = format!("http://{closed}");
+                    billpay_gateway::sandbox::cut_off(&mut cfg.providers, &sandbox_outage, &down);
+                    let names: Vec<&str> = sandbox_outage.iter().map(|p| p.name()).collect();
+                    tracing::warn!(?names, "sandbox outage: these providers are unreachable");
+                }
             }
             let margin = Duration::from_millis(cfg.payments.deadline_margin_ms);
             let (gateway, server_cfg) = server::build_gateway(cfg, sandbox)?;

@@ -1,4 +1,4 @@
-//! The gRPC server: the four billpay services, health (overall "" and each service), reflection
+//! The gRPC server: the billpay services, health (overall "" and each service), reflection
 //! v1 and v1alpha, the request-id layer, the reconciler, a store watch that drives the payment
 //! service's health, and graceful shutdown (NOT_SERVING first, then drain).
 
@@ -15,6 +15,7 @@ use crate::gateway::{reconcile::ReconcileStats, registry, Gateway, StoreHealth};
 use crate::pb::{
     self, account_service_server::AccountServiceServer,
     catalog_service_server::CatalogServiceServer, customer_service_server::CustomerServiceServer,
+    directory_service_server::DirectoryServiceServer,
     operator_service_server::OperatorServiceServer, payment_service_server::PaymentServiceServer,
 };
 use crate::store::{
@@ -23,8 +24,9 @@ use crate::store::{
 use crate::telemetry::RequestIdLayer;
 
 /// Fully-qualified names of the billpay services, as health checks name them.
-pub const SERVICE_NAMES: [&str; 4] = [
+pub const SERVICE_NAMES: [&str; 5] = [
     "billpay.v1.CatalogService",
+    "billpay.v1.DirectoryService",
     "billpay.v1.CustomerService",
     "billpay.v1.PaymentService",
     "billpay.v1.AccountService",
@@ -230,7 +232,9 @@ pub fn build_gateway(
         return Err("[auth] mode = \"mtls\" needs [server.tls] with client_ca_file".into());
     }
     server.auth = Some(Arc::new(authenticator));
+    let directory = config.directory.load()?;
     let gateway = Gateway::new(providers, store, config.payments, config.catalog, sandbox);
+    gateway.set_directory(directory, config.directory);
     gateway.set_operator_enabled(config.operator.enabled);
     gateway.set_store_policy(crate::gateway::StorePolicy {
         min_replica_acks: config.store.min_replica_acks,
@@ -308,6 +312,11 @@ pub async fn run(
     let reconciler = tokio::spawn(gateway.clone().run_reconciler(stats));
     let journal_trim = tokio::spawn(gateway.clone().run_journal_trim());
     let watch = tokio::spawn(watch_store(gateway.clone(), health.clone(), store_health));
+    // The directory's routes against the catalogs: broken ones are logged (and never used).
+    let directory_check = tokio::spawn({
+        let gateway = gateway.clone();
+        async move { gateway.check_directory().await }
+    });
 
     let payments = gateway.clone();
     let api = Api::new(gateway, deadline_margin);
@@ -383,6 +392,7 @@ pub async fn run(
         .add_service(reflection_v1alpha)
         .add_service(CatalogServiceServer::new(api.clone()).max_decoding_message_size(limit))
         .add_service(CustomerServiceServer::new(api.clone()).max_decoding_message_size(limit))
+        .add_service(DirectoryServiceServer::new(api.clone()).max_decoding_message_size(limit))
         .add_service(PaymentServiceServer::new(api.clone()).max_decoding_message_size(limit))
         // Always routed, so its path is stable for the mesh; answers UNIMPLEMENTED unless
         // `[operator] enabled`.
@@ -426,6 +436,7 @@ pub async fn run(
     accept.abort();
     reconciler.abort();
     journal_trim.abort();
+    directory_check.abort();
     payments.finish_payments(drain).await;
     result
 }

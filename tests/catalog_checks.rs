@@ -217,6 +217,7 @@ async fn validate_customer_with_a_biller_checks_the_product_first() {
         biller_id: biller.into(),
         product_id: product.into(),
         customer_id: "0000000001".into(),
+        ..Default::default()
     };
     let status = customers
         .validate_customer(request("901", "90199"))

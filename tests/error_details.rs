@@ -39,8 +39,9 @@ const READER_KEY: &str = "errors-reader-key-a40f";
 const TINY_KEY: &str = "errors-tiny-key-61c3";
 
 /// Reasons only the unit tests of `api::status` produce (they need a failing store or a race),
-/// or another test file does through gRPC (SERVER_BUSY: tests/listener.rs).
-const UNIT_TESTED_ONLY: [&str; 8] = [
+/// or another test file does through gRPC (SERVER_BUSY: tests/listener.rs; NO_ROUTE_AVAILABLE:
+/// tests/directory.rs).
+const UNIT_TESTED_ONLY: [&str; 9] = [
     "REQUEST_IN_FLIGHT",
     "STORE_UNAVAILABLE",
     "INTERNAL",
@@ -49,6 +50,7 @@ const UNIT_TESTED_ONLY: [&str; 8] = [
     "REFERENCE_RATE_EXCEEDED",
     "REQUEST_PREDATES_RECOVERY",
     "SERVER_BUSY",
+    "NO_ROUTE_AVAILABLE",
 ];
 
 fn sha256_hex(key: &str) -> String {

@@ -312,6 +312,7 @@ async fn random_field_values_in_well_formed_requests_answer_with_error_info() {
                 product_id: rng.string(),
                 customer_id: rng.string(),
                 biller_id: rng.string(),
+                ..Default::default()
             })
             .await
         {

@@ -257,6 +257,7 @@ async fn options_are_read_per_customer_with_currency_566_as_ngn() {
                 first_name: "Kola".into(),
                 ..Default::default()
             }),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -2,11 +2,13 @@
 
 use crate::domain::{
     catalog::InputField,
+    directory::RouteAttempt,
     payment::{FulfilmentState, PaymentKind},
     Account, AmountRuleKind, Balance, BillLookup, Biller, Capability, Category, CustomerValidation,
     Money, PaymentMethod, PaymentOffers, PaymentRecord, PaymentState, Product, ProviderId,
     ProviderTransaction, SavedBill, TransactionKind,
 };
+use crate::gateway::directory::{BillerView, CatalogState};
 use crate::pb;
 
 /// A proto provider as a domain id; `None` for UNSPECIFIED.
@@ -213,6 +215,7 @@ pub fn payment_offers(o: PaymentOffers) -> pb::GetPaymentOptionsResponse {
                 terms_url: o.terms_url,
             })
             .collect(),
+        ..Default::default()
     }
 }
 
@@ -249,6 +252,7 @@ pub fn validation(v: CustomerValidation) -> pb::ValidateCustomerResponse {
             amount: v.amount_rule.amount.map(money),
             description: v.amount_rule.description,
         }),
+        ..Default::default()
     }
 }
 
@@ -310,6 +314,62 @@ pub fn payment(r: PaymentRecord) -> pb::Payment {
         scheduled_time: r.extras.scheduled_at_ms.map(timestamp),
         approved_amount: r.extras.approved_amount.map(money),
         description: r.order.description,
+        directory_biller_id: r.directory_biller_id,
+        route_attempts: r.route_attempts.into_iter().map(route_attempt).collect(),
+    }
+}
+
+/// A routed payment's route attempt as proto.
+pub fn route_attempt(a: RouteAttempt) -> pb::RouteAttempt {
+    pb::RouteAttempt {
+        provider: provider(a.provider) as i32,
+        biller_id: a.biller_id,
+        product_id: a.product_id,
+        outcome: if a.sent {
+            pb::RouteAttemptOutcome::Sent
+        } else {
+            pb::RouteAttemptOutcome::NotSent
+        } as i32,
+        reason: a.reason,
+        provider_reference: a.provider_reference,
+        attempt_time: Some(timestamp(a.at_ms)),
+    }
+}
+
+/// A directory biller with its routes' live states as proto.
+pub fn directory_biller(v: BillerView) -> pb::DirectoryBiller {
+    pb::DirectoryBiller {
+        directory_biller_id: v.biller.id,
+        name: v.biller.name,
+        country_code: v.biller.country,
+        category: v.biller.category,
+        currency_code: v.biller.currency.code().to_owned(),
+        routes: v
+            .routes
+            .into_iter()
+            .map(|r| pb::DirectoryRoute {
+                provider: provider(r.route.provider) as i32,
+                biller_id: r.route.biller_id,
+                product_id: r.route.product_id,
+                catalog_state: match r.catalog {
+                    CatalogState::Listed => pb::RouteCatalogState::Listed,
+                    CatalogState::Broken => pb::RouteCatalogState::Broken,
+                    CatalogState::Unknown => pb::RouteCatalogState::Unknown,
+                } as i32,
+                configured: r.configured,
+                can_pay: r.can_pay,
+                circuit_open: r.circuit_open,
+                healthy: r.healthy,
+                recent_calls: r.recent.calls.min(i32::MAX as u32) as i32,
+                recent_success_permille: r.recent.answered_permille as i32,
+                recent_latency_ms: r.recent.median_latency_ms.min(i64::MAX as u64) as i64,
+                fee: r.fee.map(money),
+                amount: r.amount.map(money),
+                amount_fixed: r.amount_fixed,
+                rank: r.rank as i32,
+                note: r.note,
+            })
+            .collect(),
     }
 }
 

@@ -17,6 +17,7 @@ use super::{
 };
 use crate::auth::ObjectScope;
 use crate::domain::{
+    directory::{RoutedOrder, MAX_DIRECTORY_BILLER_ID},
     options::{
         FundingSecret, InterIntelOptions, Ip2Options, OnePipeOptions, PaymentOptions, SwitchOptions,
     },
@@ -34,6 +35,12 @@ use crate::pb::{
 const MAX_DESCRIPTION: usize = 200;
 /// Longest IP2 memo (the spec's limit).
 const MAX_IP2_MEMO: usize = 500;
+
+/// What a CreatePayment asks to pay: through the provider it names, or a directory biller.
+enum Requested {
+    Direct(PaymentOrder),
+    Routed(RoutedOrder),
+}
 
 /// Checks a payment id's shape (`pay_` and 32 hex digits).
 pub(crate) fn check_payment_id(v: &mut Violations, payment_id: &str) {
@@ -275,14 +282,40 @@ impl Api {
     /// Validates a create request into an idempotency key, an order and its secrets.
     fn payment_order(
         r: pb::CreatePaymentRequest,
-    ) -> Result<(String, PaymentOrder, PaymentSecrets, Option<i64>), GatewayError> {
+    ) -> Result<(String, Requested, PaymentSecrets, Option<i64>), GatewayError> {
         let mut v = Violations::default();
         v.request_id(&r.request_id);
-        let provider = v.provider("provider", r.provider);
+        let routed = !r.directory_biller_id.is_empty();
+        let provider = if routed {
+            // The route names provider, biller and product.
+            v.optional_text(
+                "directory_biller_id",
+                &r.directory_biller_id,
+                MAX_DIRECTORY_BILLER_ID,
+            );
+            for (field, set) in [
+                ("provider", r.provider != 0),
+                ("biller_id", !r.biller_id.is_empty()),
+                ("product_id", !r.product_id.is_empty()),
+            ] {
+                if set {
+                    v.add(
+                        field,
+                        "leave unset with directory_biller_id: the route names it",
+                    );
+                }
+            }
+            // A placeholder: each route's order takes its own.
+            Some(ProviderId::Interswitch)
+        } else {
+            v.provider("provider", r.provider)
+        };
         v.optional_text("biller_id", &r.biller_id, 50);
         // IP2 debits may have no product (a mobile-money top-up); every other provider
         // pays for one.
-        if provider == Some(ProviderId::IntelworldIp2) {
+        if routed {
+            // Named by the route.
+        } else if provider == Some(ProviderId::IntelworldIp2) {
             v.optional_text("product_id", &r.product_id, MAX_PRODUCT_ID);
         } else {
             v.text("product_id", &r.product_id, MAX_PRODUCT_ID);
@@ -297,7 +330,7 @@ impl Api {
             .expected_total
             .as_ref()
             .and_then(|t| v.amount("expected_total", Some(t)));
-        if let (Some(options), Some(provider)) = (&r.provider_options, provider) {
+        if let (Some(options), Some(provider), false) = (&r.provider_options, provider, routed) {
             if options_provider(options) != provider {
                 v.add(
                     options_field(options),
@@ -332,7 +365,15 @@ impl Api {
                 amount.expect("checked above"),
             )
         };
-        Ok((r.request_id, order, secrets, created_at_ms))
+        let requested = if routed {
+            Requested::Routed(RoutedOrder {
+                directory_biller_id: r.directory_biller_id,
+                template: order,
+            })
+        } else {
+            Requested::Direct(order)
+        };
+        Ok((r.request_id, requested, secrets, created_at_ms))
     }
 
     /// The provider's transaction list: ListPayments and its new name ListProviderTransactions
@@ -383,12 +424,20 @@ impl PaymentService for Api {
         let audit_payment_id = String::new();
         let result: Result<Response<pb::CreatePaymentResponse>, Status> = async move {
             let within = answer_within(request.metadata(), self.deadline_margin);
-            let (request_id, order, secrets, created_at_ms) =
+            let (request_id, requested, secrets, created_at_ms) =
                 Self::payment_order(request.into_inner())?;
-            let record = self
-                .gateway
-                .create_payment(request_id, order, secrets, within, created_at_ms)
-                .await?;
+            let record = match requested {
+                Requested::Direct(order) => {
+                    self.gateway
+                        .create_payment(request_id, order, secrets, within, created_at_ms)
+                        .await?
+                }
+                Requested::Routed(routed) => {
+                    self.gateway
+                        .create_routed_payment(request_id, routed, secrets, within, created_at_ms)
+                        .await?
+                }
+            };
             Ok(Response::new(pb::CreatePaymentResponse {
                 payment: Some(convert::payment(record)),
             }))

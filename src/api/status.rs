@@ -238,6 +238,13 @@ pub fn to_status(error: GatewayError) -> Status {
                 .meta("posture", posture)
                 .meta("posture_last_read_ago_ms", last_read_ago_ms)
         }
+        GatewayError::NoRouteAvailable {
+            directory_biller_id,
+            attempts,
+        } => Mapped::new(Code::Unavailable, "NO_ROUTE_AVAILABLE")
+            .meta("directory_biller_id", directory_biller_id)
+            .meta("attempts", attempts)
+            .retry_after(RETRY_UNAVAILABLE),
         GatewayError::ReferenceRateExceeded {
             provider,
             retry_after,
@@ -551,6 +558,10 @@ mod tests {
             GatewayError::ReferenceRateExceeded {
                 provider: ProviderId::Interswitch,
                 retry_after: ms(300),
+            },
+            GatewayError::NoRouteAvailable {
+                directory_biller_id: "ng.ikedc.prepaid".into(),
+                attempts: "PROVIDER_INTERSWITCH: circuit open".into(),
             },
             GatewayError::RequestPredatesRecovery {
                 request_id: "r-9".into(),

@@ -4,6 +4,7 @@
 pub mod account;
 pub mod catalog;
 pub mod customer;
+pub mod directory;
 pub mod money;
 pub mod options;
 pub mod payment;

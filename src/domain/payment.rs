@@ -481,6 +481,14 @@ pub struct PaymentRecord {
     /// The follow-up whose provider call may be running (see [`FollowUpMark`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub follow_up: Option<FollowUpMark>,
+    /// The directory biller a routed payment named; empty for a payment that named its
+    /// provider. `order` is then the order of the route it is (to be) sent through.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub directory_biller_id: String,
+    /// A routed payment's route attempts, oldest first; the last is `order`'s route (see
+    /// `gateway::routing`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub route_attempts: Vec<super::directory::RouteAttempt>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -520,6 +528,8 @@ impl PaymentRecord {
             caller: String::new(),
             reference_sequence: 0,
             follow_up: None,
+            directory_biller_id: String::new(),
+            route_attempts: Vec::new(),
         }
     }
 

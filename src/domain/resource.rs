@@ -18,17 +18,21 @@ pub enum Resource {
     SavedBill,
     /// An account at the provider (`billpay.v1.Account`, by account_id).
     Account,
+    /// A biller of the gateway's directory (`billpay.v1.DirectoryBiller`, by
+    /// directory_biller_id).
+    DirectoryBiller,
 }
 
 impl Resource {
     /// Every kind, for tests and documentation.
-    pub const ALL: [Resource; 6] = [
+    pub const ALL: [Resource; 7] = [
         Self::Payment,
         Self::Category,
         Self::Biller,
         Self::Product,
         Self::SavedBill,
         Self::Account,
+        Self::DirectoryBiller,
     ];
 
     /// The full name of the contract's message for it: `ResourceInfo.resource_type`.
@@ -40,6 +44,7 @@ impl Resource {
             Self::Product => "billpay.v1.Product",
             Self::SavedBill => "billpay.v1.SavedBill",
             Self::Account => "billpay.v1.Account",
+            Self::DirectoryBiller => "billpay.v1.DirectoryBiller",
         }
     }
 
@@ -52,6 +57,7 @@ impl Resource {
             Self::Product => "product",
             Self::SavedBill => "saved bill",
             Self::Account => "account",
+            Self::DirectoryBiller => "directory biller",
         }
     }
 }

@@ -402,6 +402,19 @@ impl Gateway {
     }
 
     /// The store's copy, if it has a readable one.
+    /// The list the store holds for `what` of `provider` in `scope`, without asking the
+    /// provider; `None` when none is cached.
+    pub(crate) async fn stored_catalog<T: DeserializeOwned>(
+        &self,
+        provider: ProviderId,
+        what: &str,
+        scope: &str,
+    ) -> Option<Vec<T>> {
+        self.read_store::<T>(&keys::catalog(provider.name(), what, scope))
+            .await
+            .map(|cached| cached.items)
+    }
+
     async fn read_store<T: DeserializeOwned>(&self, key: &str) -> Option<Cached<Vec<T>>> {
         match self.store.get(key).await {
             Ok(bytes) => bytes.and_then(|b| serde_json::from_slice::<Cached<Vec<T>>>(&b).ok()),

@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod clock;
+pub mod directory;
 pub mod flight;
 pub mod follow_up;
 pub mod journal;
@@ -15,6 +16,7 @@ pub mod payments;
 pub mod reads;
 pub mod reconcile;
 pub mod registry;
+pub mod routing;
 pub mod store_guard;
 
 use std::{sync::Arc, time::Duration};
@@ -165,6 +167,12 @@ pub struct Gateway {
     claimed: payments::ClaimedPayments,
     /// Where the next journal index trim pass starts (see `journal.rs`).
     journal_trim: journal::TrimCursor,
+    /// The biller directory routed payments name (see `directory.rs`).
+    directory: std::sync::RwLock<Arc<crate::domain::directory::Directory>>,
+    /// `[directory]`: the routing policy and route health settings.
+    directory_settings: std::sync::RwLock<directory::DirectorySettings>,
+    /// Each provider's recent payment calls, for route health.
+    route_stats: directory::RouteStats,
 }
 
 impl Gateway {
@@ -204,6 +212,11 @@ impl Gateway {
             recovered_at: std::sync::atomic::AtomicI64::new(0),
             claimed: payments::ClaimedPayments::new(),
             journal_trim: Default::default(),
+            directory: std::sync::RwLock::new(Arc::new(
+                crate::domain::directory::Directory::built_in(),
+            )),
+            directory_settings: Default::default(),
+            route_stats: Default::default(),
         })
     }
 

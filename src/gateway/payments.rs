@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 
 use super::{ms, Gateway};
 use crate::domain::{
+    directory::RouteAttempt,
     payment::{CallPhase, PaymentKind},
     Capability, PaymentOrder, PaymentOutcome, PaymentRecord, PaymentSecrets, PaymentState, Product,
     Provider, ProviderError, Resource,
@@ -40,15 +41,31 @@ pub(crate) enum Source {
 }
 
 /// The result of claiming a payment id.
-enum Claim {
+pub(super) enum Claim {
     /// This call wrote the record (these bytes) and makes the provider call.
     Won(PaymentRecord, Vec<u8>),
     /// Another call had claimed it: its record, replayed for this request.
     Replay(Result<PaymentRecord, GatewayError>),
 }
 
+/// How a payment call ended.
+pub(super) enum CallEnd {
+    /// Its outcome is recorded (`None`: not recorded, or not called; the journal says).
+    Recorded(Option<Box<PaymentRecord>>),
+    /// A routed call refused before anything was sent, not recorded yet: `known` are the bytes
+    /// of the in-flight record, `why` the refusal.
+    NotSent { known: Option<Vec<u8>>, why: String },
+}
+
+/// What a routed payment's claim records besides the order: its directory biller and the
+/// routes refused before it.
+pub(super) struct RouteClaim {
+    pub(super) directory_biller_id: String,
+    pub(super) attempts: Vec<RouteAttempt>,
+}
+
 /// Awaits `f`, giving up at `deadline` (never, when `None`).
-async fn within<F: std::future::Future>(
+pub(super) async fn within<F: std::future::Future>(
     deadline: Option<tokio::time::Instant>,
     f: F,
 ) -> Option<F::Output> {
@@ -132,7 +149,7 @@ impl ClaimedPayments {
         )
     }
 
-    async fn note(&self, payment_id: &str, bytes: &[u8]) {
+    pub(super) async fn note(&self, payment_id: &str, bytes: &[u8]) {
         self.0
             .insert(payment_id.to_owned(), Arc::new(bytes.to_vec()))
             .await;
@@ -261,6 +278,7 @@ impl Gateway {
             payment_id: payment_id.clone(),
             caller: crate::auth::current_caller().unwrap_or_default(),
             created_at_ms,
+            routing: None,
         };
         let mut task = self.tasks.spawn(async move {
             let claim = this
@@ -285,8 +303,14 @@ impl Gateway {
                 }
             };
             let _ = claimed_tx.send(Ok(record.clone()));
-            this.call_provider(provider.as_ref(), record, written, &secrets)
+            match this
+                .call_provider(provider.as_ref(), record, written, &secrets, false)
                 .await
+            {
+                CallEnd::Recorded(record) => record.map(|r| *r),
+                // Only a routed call ends so.
+                CallEnd::NotSent { .. } => None,
+            }
         });
 
         let pending = match within(deadline, claimed_rx).await {
@@ -312,7 +336,7 @@ impl Gateway {
 
     /// Writes the payment record, with its provider reference, before anything is sent. Exactly
     /// one caller per payment id wins; the others get the winner's record replayed.
-    async fn claim(
+    pub(super) async fn claim(
         &self,
         provider: &dyn Provider,
         request_id: String,
@@ -325,6 +349,7 @@ impl Gateway {
             payment_id,
             caller,
             created_at_ms,
+            routing,
         } = owner;
         let key = keys::payment(&payment_id);
         let sequence = self.next_reference(provider.id()).await?;
@@ -345,7 +370,7 @@ impl Gateway {
         // before anything can be sent.
         self.record_created_objects(provider, &order, &provider_reference, &caller)
             .await?;
-        let record = PaymentRecord {
+        let mut record = PaymentRecord {
             product,
             claim_identity,
             payment_id: payment_id.clone(),
@@ -353,6 +378,21 @@ impl Gateway {
             reference_sequence: sequence,
             ..PaymentRecord::claimed(request_id, order, provider_reference, now)
         };
+        if let Some(routing) = routing {
+            // A routed payment is matched with its routed request, whichever route it took.
+            record.fingerprint = fingerprint.clone();
+            record.directory_biller_id = routing.directory_biller_id;
+            record.route_attempts = routing.attempts;
+            record.route_attempts.push(RouteAttempt {
+                provider: record.order.provider,
+                biller_id: record.order.biller_id.clone(),
+                product_id: record.order.product_id.clone(),
+                sent: true,
+                reason: String::new(),
+                provider_reference: record.provider_reference.clone(),
+                at_ms: now,
+            });
+        }
         let bytes = encode(&record);
         // Scheduled before the claim: should this process die between claim and call (or the
         // store fail right after the claim), reconciliation still finds the payment after the
@@ -397,13 +437,18 @@ impl Gateway {
     /// outcome. The call is made only once the store confirms the payment is in flight, so a
     /// payment still marked claimed was certainly never sent. `written` are the bytes the claim
     /// wrote: each write swaps against the bytes the previous one left, sparing a read.
-    async fn call_provider(
+    ///
+    /// `routed`: a certainly-not-sent refusal of the call is handed back
+    /// ([`CallEnd::NotSent`]) instead of recorded, so the routing can move the payment to its
+    /// next route in one journal write.
+    pub(super) async fn call_provider(
         &self,
         provider: &dyn Provider,
         mut record: PaymentRecord,
         written: Vec<u8>,
         secrets: &PaymentSecrets,
-    ) -> Option<PaymentRecord> {
+        routed: bool,
+    ) -> CallEnd {
         let payment_id = record.payment_id.clone();
         let mut started_at = None;
         let mut in_flight_bytes = None;
@@ -428,7 +473,13 @@ impl Gateway {
                     payment_id,
                     "payment settled before its call started; not sent"
                 );
-                return self.load_payment(&payment_id).await.ok().flatten();
+                return CallEnd::Recorded(
+                    self.load_payment(&payment_id)
+                        .await
+                        .ok()
+                        .flatten()
+                        .map(Box::new),
+                );
             }
             // The swap may have landed with its answer lost. Only this task moves a payment
             // from claimed to in flight, so finding our own mark is the confirmation.
@@ -444,7 +495,7 @@ impl Gateway {
                 }
                 _ => {
                     tracing::error!(payment_id, error = %e, "payment not marked in flight; not sent");
-                    return None;
+                    return CallEnd::Recorded(None);
                 }
             },
         }
@@ -457,9 +508,17 @@ impl Gateway {
                 provider_message: format!("not sent: {e}"),
                 ..PaymentOutcome::default()
             };
-            return self
-                .record_outcome_from(in_flight_bytes, &payment_id, outcome, Source::Payment, None)
-                .await;
+            return CallEnd::Recorded(
+                self.record_outcome_from(
+                    in_flight_bytes,
+                    &payment_id,
+                    outcome,
+                    Source::Payment,
+                    None,
+                )
+                .await
+                .map(Box::new),
+            );
         }
         tracing::info!(
             payment_id,
@@ -468,8 +527,32 @@ impl Gateway {
             amount_minor = record.order.amount.minor_units,
             "payment recorded; calling provider"
         );
-        let outcome = match provider.pay(&record, secrets).await {
+        let call_started = tokio::time::Instant::now();
+        let answer = provider.pay(&record, secrets).await;
+        let latency_ms = call_started.elapsed().as_millis() as u64;
+        self.note_payment_call(
+            provider.id(),
+            matches!(&answer, Ok(outcome) if !outcome.is_unknown()),
+            latency_ms,
+        );
+        let outcome = match answer {
             Ok(outcome) => outcome,
+            // Certainly not sent, and the payment has other routes to try.
+            Err(
+                e @ (ProviderError::Unrepresentable { .. }
+                | ProviderError::CircuitOpen { .. }
+                | ProviderError::NotSent(_)
+                | ProviderError::InvalidOrder(_)
+                | ProviderError::PriceChanged { .. }),
+            ) if routed => {
+                return CallEnd::NotSent {
+                    known: in_flight_bytes,
+                    why: match e {
+                        ProviderError::NotSent(_) => e.to_string(),
+                        e => format!("not sent: {e}"),
+                    },
+                };
+            }
             // Refused before any HTTP: certainly not sent.
             Err(
                 e @ (ProviderError::Unrepresentable { .. }
@@ -487,8 +570,11 @@ impl Gateway {
             },
             Err(e) => PaymentOutcome::unknown(format!("outcome unknown: {e}")),
         };
-        self.record_outcome_from(in_flight_bytes, &payment_id, outcome, Source::Payment, None)
-            .await
+        CallEnd::Recorded(
+            self.record_outcome_from(in_flight_bytes, &payment_id, outcome, Source::Payment, None)
+                .await
+                .map(Box::new),
+        )
     }
 
     /// The payment, refreshed from the provider first when it is not final (bounded by
@@ -587,7 +673,7 @@ impl Gateway {
 
     /// [`Self::record_outcome`], first swapping against `known`: the bytes this process last
     /// wrote at the payment's key (see [`Self::update_payment_from`]).
-    async fn record_outcome_from(
+    pub(super) async fn record_outcome_from(
         &self,
         mut known: Option<Vec<u8>>,
         payment_id: &str,
@@ -720,7 +806,7 @@ impl Gateway {
     /// The record this process last wrote for `payment_id` when the store lost it: put back
     /// (see [`Self::put_back_lost`]) and returned. `None` when this process did not claim it
     /// in the last [`CLAIMED_KEEP`] or the store has it.
-    async fn restore_claimed(&self, payment_id: &str) -> Option<PaymentRecord> {
+    pub(super) async fn restore_claimed(&self, payment_id: &str) -> Option<PaymentRecord> {
         let bytes = self.claimed.get(payment_id).await?;
         // A final record that has outlived `record_ttl_ms` expired as it should: not a loss.
         let known: PaymentRecord = serde_json::from_slice(&bytes).ok()?;
@@ -883,7 +969,7 @@ impl Gateway {
     /// is tried against them without reading the key: if the record changed meanwhile the swap
     /// fails and the loop reads it as usual, so a stale `known` costs a round trip, never a
     /// lost update.
-    async fn update_payment_from(
+    pub(super) async fn update_payment_from(
         &self,
         mut known: Option<Vec<u8>>,
         payment_id: &str,
@@ -999,7 +1085,7 @@ impl Gateway {
 }
 
 /// Answers a repeated `request_id`.
-fn replay(
+pub(super) fn replay(
     existing: PaymentRecord,
     fingerprint: &str,
     in_flight_retry_ms: u64,
@@ -1029,17 +1115,19 @@ pub(crate) fn clear_follow_up(record: &mut PaymentRecord, request_id: &str) {
     }
 }
 
-fn encode(record: &PaymentRecord) -> Vec<u8> {
+pub(super) fn encode(record: &PaymentRecord) -> Vec<u8> {
     serde_json::to_vec(record).expect("payment records serialize")
 }
 
 /// Whose payment a claim records: its (per-caller) payment id and the caller's name, taken in
-/// the RPC's task before the claim runs detached, and when the client created the request
-/// (unix ms), when it says.
-struct Owner {
-    payment_id: String,
-    caller: String,
-    created_at_ms: Option<i64>,
+/// the RPC's task before the claim runs detached, when the client created the request
+/// (unix ms), when it says, and for a routed payment its directory biller and the routes
+/// refused before the claim.
+pub(super) struct Owner {
+    pub(super) payment_id: String,
+    pub(super) caller: String,
+    pub(super) created_at_ms: Option<i64>,
+    pub(super) routing: Option<RouteClaim>,
 }
 
 #[cfg(test)]

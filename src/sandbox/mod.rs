@@ -151,3 +151,25 @@ pub fn providers_config(base_url: &str) -> ProvidersConfig {
         interintel: Some(interintel::client_config(&format!("{base_url}/interintel"))),
     }
 }
+
+/// Points the providers of `outages` at `unreachable_url` (`serve --sandbox --sandbox-outage`):
+/// every call to them fails to connect, as during a provider's outage.
+pub fn cut_off(
+    config: &mut ProvidersConfig,
+    outages: &[crate::domain::ProviderId],
+    unreachable_url: &str,
+) {
+    use crate::domain::ProviderId;
+    for id in outages {
+        let url = match id {
+            ProviderId::Interswitch => config.interswitch.as_mut().map(|c| &mut c.base_url),
+            ProviderId::OnePipe => config.onepipe.as_mut().map(|c| &mut c.base_url),
+            ProviderId::IntelworldIp2 => config.intelworld_ip2.as_mut().map(|c| &mut c.base_url),
+            ProviderId::Switch => config.switch.as_mut().map(|c| &mut c.base_url),
+            ProviderId::InterIntel => config.interintel.as_mut().map(|c| &mut c.base_url),
+        };
+        if let Some(url) = url {
+            *url = format!("{}/{}", unreachable_url.trim_end_matches('/'), id.name());
+        }
+    }
+}
