@@ -860,6 +860,8 @@ fn refusals(reason: &str) -> u64 {
 
 #[tokio::test]
 async fn refused_calls_are_counted_and_logged_at_a_bounded_rate() {
+    // Every answered call writes its access line here (the default writes none).
+    billpay_gateway::telemetry::set_access_log(billpay_gateway::config::AccessLog::All, 1.0);
     let logs = Logs::default();
     // A current-thread runtime: the server's tasks log through this thread's subscriber.
     let _guard = tracing::subscriber::set_default(
