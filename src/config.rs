@@ -508,6 +508,33 @@ mod tests {
     }
 
     #[test]
+    fn telemetry_reads_its_section_and_the_environment() {
+        let mut table: toml::Table = toml::from_str(
+            "[telemetry]\notlp_endpoint = \"http://collector:4317\"\naccess_log = \"sampled\"\n",
+        )
+        .unwrap();
+        apply_env(
+            &mut table,
+            [
+                (
+                    "BILLPAY__TELEMETRY__ACCESS_LOG_SAMPLE_RATE".into(),
+                    "0.05".into(),
+                ),
+                ("BILLPAY__TELEMETRY__TRACE_SAMPLE_RATIO".into(), "1".into()),
+            ],
+        );
+        let config: Config = table.try_into().unwrap();
+        assert_eq!(config.telemetry.otlp_endpoint, "http://collector:4317");
+        assert_eq!(config.telemetry.access_log, AccessLog::Sampled);
+        assert_eq!(config.telemetry.access_log_sample_rate, 0.05);
+        assert_eq!(config.telemetry.trace_sample_ratio, 1.0);
+        // Off unless configured.
+        let config = Config::default();
+        assert!(config.telemetry.otlp_endpoint.is_empty());
+        assert_eq!(config.telemetry.access_log, AccessLog::Off);
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let table: toml::Table = toml::from_str("[server]\nlisten_addr = \"x\"").unwrap();
         assert!(table.try_into::<Config>().is_err());

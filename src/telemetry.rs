@@ -52,13 +52,17 @@ pub fn exporting() -> bool {
 
 /// Sets which calls get an access log line; `sample_rate` (0 to 1) applies to `Sampled`.
 pub fn set_access_log(mode: AccessLog, sample_rate: f64) {
-    let every = match mode {
+    ACCESS_LOG_EVERY.store(access_log_every(mode, sample_rate), Ordering::Relaxed);
+}
+
+/// One call in how many gets an access line (0: none).
+fn access_log_every(mode: AccessLog, sample_rate: f64) -> u64 {
+    match mode {
         AccessLog::Off => 0,
         AccessLog::All => 1,
         AccessLog::Sampled if sample_rate <= 0.0 || sample_rate.is_nan() => 0,
         AccessLog::Sampled => (1.0 / sample_rate.min(1.0)).round().max(1.0) as u64,
-    };
-    ACCESS_LOG_EVERY.store(every, Ordering::Relaxed);
+    }
 }
 
 /// Whether this call gets an access log line (counting it when sampled).
@@ -353,4 +357,41 @@ fn rpc_span<B>(request: &Request<B>, method: &str, request_id: &str) -> tracing:
 fn server_error(code: i64) -> bool {
     // UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS.
     matches!(code, 2 | 4 | 12 | 13 | 14 | 15)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_access_log_samples_one_call_in_n() {
+        assert_eq!(access_log_every(AccessLog::Off, 1.0), 0);
+        assert_eq!(access_log_every(AccessLog::All, 0.0), 1);
+        assert_eq!(access_log_every(AccessLog::Sampled, 0.01), 100);
+        assert_eq!(access_log_every(AccessLog::Sampled, 0.3), 3);
+        assert_eq!(access_log_every(AccessLog::Sampled, 1.0), 1);
+        assert_eq!(access_log_every(AccessLog::Sampled, 0.0), 0);
+    }
+
+    #[test]
+    fn shares_outside_zero_to_one_are_refused() {
+        let bad = TelemetryConfig {
+            access_log_sample_rate: 1.5,
+            ..Default::default()
+        };
+        assert!(check(&bad).unwrap_err().contains("access_log_sample_rate"));
+        let bad = TelemetryConfig {
+            trace_sample_ratio: -0.1,
+            ..Default::default()
+        };
+        assert!(check(&bad).unwrap_err().contains("trace_sample_ratio"));
+        assert!(check(&TelemetryConfig::default()).is_ok());
+    }
+
+    #[test]
+    fn no_endpoint_starts_no_exporter() {
+        assert!(Tracing::start(&TelemetryConfig::default())
+            .unwrap()
+            .is_none());
+    }
 }

@@ -67,7 +67,11 @@ async fn one_payment_continues_the_callers_trace_with_no_secret_in_any_span() {
     }
     if let Some(c) = &providers.switch {
         secrets.extend(c.checksum_key.iter().map(|s| s.expose_secret().to_owned()));
-        secrets.extend(c.login.iter().map(|l| l.password.expose_secret().to_owned()));
+        secrets.extend(
+            c.login
+                .iter()
+                .map(|l| l.password.expose_secret().to_owned()),
+        );
     }
     assert!(secrets.len() >= 6, "{} secrets", secrets.len());
 
@@ -156,10 +160,7 @@ async fn one_payment_continues_the_callers_trace_with_no_secret_in_any_span() {
         otlp::attr(rpc, "rpc.grpc.status_code").as_deref(),
         Some("0")
     );
-    assert_eq!(
-        otlp::attr(rpc, "request_id").as_deref(),
-        Some("otlp-req-1")
-    );
+    assert_eq!(otlp::attr(rpc, "request_id").as_deref(), Some("otlp-req-1"));
 
     // The store round trips, under the RPC: the payment's guarded claim among them.
     let store: Vec<_> = trace
@@ -216,7 +217,10 @@ async fn one_payment_continues_the_callers_trace_with_no_secret_in_any_span() {
     // Nothing secret anywhere in what the collector got; no URL (queries may hold keys).
     let text = otlp::all_text(&receiver.exports());
     for secret in &secrets {
-        assert!(!text.contains(secret.as_str()), "a provider secret in a span");
+        assert!(
+            !text.contains(secret.as_str()),
+            "a provider secret in a span"
+        );
     }
     assert!(!text.contains(&sims.base_url()), "a provider URL in a span");
 }
