@@ -70,7 +70,9 @@ fn access_log_due() -> bool {
     match ACCESS_LOG_EVERY.load(Ordering::Relaxed) {
         0 => false,
         1 => true,
-        every => ACCESS_LOG_CALLS.fetch_add(1, Ordering::Relaxed) % every == 0,
+        every => ACCESS_LOG_CALLS
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(every),
     }
 }
 
