@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every check and test of the repository, as CI runs them (.ci/run):
-#   cargo fmt --check, buf lint, cargo clippy (warnings are errors), cargo test,
+#   cargo fmt --check, buf lint, cargo clippy (warnings are errors), cargo test (tests/otlp_tracing.rs
+#   among them: the OTLP trace test, with its own in-process OTLP receiver, nothing to install),
 #   scripts/walkthrough.sh (the README's grpcurl walkthrough against a real `serve --sandbox`),
 #   clients/python/check.sh (the Python client, stubs generated from proto/, against real
 #   plaintext and mTLS gateways) and clients/node/check.sh (the Node.js client, proto/ loaded by

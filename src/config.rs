@@ -39,6 +39,57 @@ pub struct Config {
     /// `[directory]`: the biller directory and its routing policy.
     #[serde(default)]
     pub directory: crate::gateway::directory::DirectorySettings,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+/// `[telemetry]`: trace export and the access log.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// OTLP/gRPC endpoint of a trace collector (`http://otel-collector:4317`); empty (the
+    /// default): no spans are exported and no exporter runs.
+    pub otlp_endpoint: String,
+    /// Timeout of one export call to the collector, milliseconds.
+    pub otlp_timeout_ms: u64,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+    /// Share of traces started here (calls without a caller's `traceparent`) that are
+    /// recorded, from 0 to 1 (a fraction of calls). A call with a `traceparent` follows its
+    /// sampled flag.
+    pub trace_sample_ratio: f64,
+    /// Per-call `rpc finished` lines (target `access`): `off` (the default), `sampled` or
+    /// `all`. Audit lines of mutating RPCs, warnings and errors are written whatever this says.
+    pub access_log: AccessLog,
+    /// With `access_log = "sampled"`: the share of calls that get a line, from 0 to 1 (a
+    /// fraction of calls; 0.01 writes every hundredth call).
+    pub access_log_sample_rate: f64,
+}
+
+/// Which calls write an access log line.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLog {
+    /// None: metrics count every call, audit lines record every mutating one.
+    #[default]
+    Off,
+    /// A share of calls (`access_log_sample_rate`).
+    Sampled,
+    /// Every call.
+    All,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: String::new(),
+            otlp_timeout_ms: 10_000,
+            service_name: "billpay-gateway".into(),
+            trace_sample_ratio: 1.0,
+            access_log: AccessLog::Off,
+            access_log_sample_rate: 0.01,
+        }
+    }
 }
 
 /// `[operator]`: the operator service (list, recheck and resolve journal payments).
@@ -325,6 +376,8 @@ const NUMERIC_KEYS: &[&str] = &[
     "http2_max_header_list_size",
     "rate_per_second",
     "burst",
+    "trace_sample_ratio",
+    "access_log_sample_rate",
 ];
 
 fn env_value(key: &str, value: String) -> toml::Value {
@@ -458,6 +511,33 @@ mod tests {
         assert_eq!(config.auth.burst, Some(10));
         assert_eq!(config.auth.callers[0].rate_per_second, Some(50.0));
         assert_eq!(config.auth.callers[0].burst, None);
+    }
+
+    #[test]
+    fn telemetry_reads_its_section_and_the_environment() {
+        let mut table: toml::Table = toml::from_str(
+            "[telemetry]\notlp_endpoint = \"http://collector:4317\"\naccess_log = \"sampled\"\n",
+        )
+        .unwrap();
+        apply_env(
+            &mut table,
+            [
+                (
+                    "BILLPAY__TELEMETRY__ACCESS_LOG_SAMPLE_RATE".into(),
+                    "0.05".into(),
+                ),
+                ("BILLPAY__TELEMETRY__TRACE_SAMPLE_RATIO".into(), "1".into()),
+            ],
+        );
+        let config: Config = table.try_into().unwrap();
+        assert_eq!(config.telemetry.otlp_endpoint, "http://collector:4317");
+        assert_eq!(config.telemetry.access_log, AccessLog::Sampled);
+        assert_eq!(config.telemetry.access_log_sample_rate, 0.05);
+        assert_eq!(config.telemetry.trace_sample_ratio, 1.0);
+        // Off unless configured.
+        let config = Config::default();
+        assert!(config.telemetry.otlp_endpoint.is_empty());
+        assert_eq!(config.telemetry.access_log, AccessLog::Off);
     }
 
     #[test]

@@ -143,7 +143,8 @@ async fn run(cli: Cli) -> Result<(), String> {
             json_logs,
         } => {
             let mut cfg = config::load(config.as_deref())?;
-            telemetry::init(json_logs || cfg.server.json_logs);
+            // Kept to the end: dropping it exports the spans still buffered.
+            let span_exporter = telemetry::init(json_logs || cfg.server.json_logs, &cfg.telemetry)?;
             if let Some(listen) = listen {
                 cfg.server.listen = listen;
             }
@@ -208,11 +209,15 @@ async fn run(cli: Cli) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
             drop(simulators);
+            if let Some(span_exporter) = span_exporter {
+                // A blocking flush: off the async threads, which carry its gRPC channel.
+                let _ = tokio::task::spawn_blocking(move || drop(span_exporter)).await;
+            }
             tracing::info!("stopped");
             Ok(())
         }
         Command::Simulate { listen, latency_ms } => {
-            telemetry::init(false);
+            telemetry::init(false, &Default::default())?;
             let listener = TcpListener::bind(&listen)
                 .await
                 .map_err(|e| format!("listen on {listen}: {e}"))?;
@@ -230,7 +235,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Store { action } => {
-            telemetry::init(false);
+            telemetry::init(false, &Default::default())?;
             let config_path = match &action {
                 StoreAction::Init { config }
                 | StoreAction::Migrate { config }

@@ -87,6 +87,15 @@ pub fn cache_kind(config: &crate::config::StoreConfig) -> &'static str {
 /// `redis_url`, `redis_cluster_urls` or `caches_in_memory` is set too), else Redis when
 /// `redis_url` is, a Redis Cluster when `redis_cluster_urls` is (never both), else memory.
 pub fn build_store(config: &crate::config::StoreConfig) -> Result<Arc<dyn Store>, String> {
+    let system = match (store_kind(config), cache_kind(config)) {
+        ("postgres", "redis" | "redis-cluster") => "postgres+redis",
+        (journal, _) => journal,
+    };
+    Ok(crate::store::traced::wrap(backend_store(config)?, system))
+}
+
+/// The store of [`build_store`], before any tracing wrapper.
+fn backend_store(config: &crate::config::StoreConfig) -> Result<Arc<dyn Store>, String> {
     use secrecy::ExposeSecret;
     let command = Duration::from_millis(config.command_timeout_ms);
     let connect = Duration::from_millis(config.connect_timeout_ms);
@@ -179,6 +188,7 @@ pub fn build_gateway(
     sandbox: bool,
 ) -> Result<(Arc<Gateway>, ServerConfig), String> {
     config.payments.validate()?;
+    crate::telemetry::check(&config.telemetry)?;
     crate::providers::call_time::check(&config.providers, config.payments.in_flight_expiry_ms)?;
     if config.store.min_replica_acks > 0
         && config.store.replica_ack_timeout_ms >= config.store.command_timeout_ms

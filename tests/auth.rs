@@ -869,6 +869,8 @@ async fn refused_calls_are_counted_and_logged_at_a_bounded_rate() {
             .without_time()
             .finish(),
     );
+    // Every answered call writes its access line here (the default writes none).
+    billpay_gateway::telemetry::set_access_log(billpay_gateway::config::AccessLog::All, 1.0);
     let (_sims, gw) = gateway(AuthMode::ApiKey).await;
     let (unauthenticated, not_allowed) =
         (refusals("unauthenticated"), refusals("method_not_allowed"));
@@ -925,6 +927,10 @@ async fn refused_calls_are_counted_and_logged_at_a_bounded_rate() {
             .count()
     };
     assert_eq!(finished(&text, "16") + finished(&text, "7"), 0, "{text}");
+    // The access line's call site may first have been reached by a concurrent test on a
+    // thread without a subscriber (the setting above is process-wide), which caches "never"
+    // for it; ask every live subscriber again, this test's included.
+    tracing::callsite::rebuild_interest_cache();
     gw.catalog()
         .list_billers(bearer(list_billers(pb::Provider::Interswitch), CATALOG_KEY))
         .await

@@ -1,8 +1,9 @@
-//! Secrets never reach a log line or an error: every log line of a session that exercises each
-//! Interswitch and OnePipe operation, success and failure, is captured at TRACE level (all
-//! crates, reqwest and hyper included) and searched for the client secrets, the OnePipe API
-//! key, card data, PINs, OTPs, funding numbers, the `auth.secure` plaintext and the delivered
-//! token; then the same for IP2's API key, API password and signature inputs.
+//! Secrets never reach a log line, an error or a span: every log line of a session that
+//! exercises each Interswitch and OnePipe operation, success and failure, is captured at TRACE
+//! level (all crates, reqwest and hyper included), and every span it exports goes to a real
+//! OTLP receiver; both are searched for the client secrets, the OnePipe API key, card data,
+//! PINs, OTPs, funding numbers, the `auth.secure` plaintext and the delivered token; then the
+//! same for IP2's API key, API password and signature inputs.
 
 mod common;
 
@@ -126,13 +127,29 @@ impl<'a> MakeWriter<'a> for Capture {
     }
 }
 
-#[tokio::test]
-async fn no_secret_in_any_log_line_or_error() {
+// Multi-threaded: flushing the span exporter blocks a thread while the runtime carries its
+// gRPC channel and the receiver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_in_any_log_line_error_or_span() {
+    use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, Layer};
     let capture = Capture::default();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(capture.clone())
-        .with_ansi(false)
+    // Spans go to a real OTLP receiver as well, as with `[telemetry] otlp_endpoint`.
+    let receiver = common::otlp::Receiver::start().await;
+    let span_exporter =
+        billpay_gateway::telemetry::Tracing::start(&billpay_gateway::config::TelemetryConfig {
+            otlp_endpoint: receiver.endpoint.clone(),
+            ..Default::default()
+        })
+        .unwrap()
+        .expect("an exporter");
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(capture.clone())
+                .with_ansi(false)
+                .with_filter(tracing::level_filters::LevelFilter::TRACE),
+        )
+        .with(span_exporter.layer())
         .init();
 
     let server = MockServer::start().await;
@@ -375,6 +392,37 @@ async fn no_secret_in_any_log_line_or_error() {
                 &logs[at.saturating_sub(1500)..at + line.len()]
             );
         }
+    }
+    // Every span the session exported: names, attributes, events and resource.
+    tokio::task::spawn_blocking(move || {
+        span_exporter.flush().expect("export");
+        drop(span_exporter);
+    })
+    .await
+    .unwrap();
+    let spans = common::otlp::all_text(&receiver.exports());
+    assert!(
+        spans.contains("interswitch pay") && spans.contains("onepipe"),
+        "the provider calls were traced"
+    );
+    assert!(
+        spans.contains("billpay.v1.PaymentService/ValidatePaymentOtp"),
+        "the OTP call was traced"
+    );
+    for (what, value) in [
+        ("client secret", CLIENT_SECRET),
+        ("fulfilment token", TOKEN),
+        ("IP2 api key", IP2_API_KEY),
+        ("IP2 api password", IP2_API_PASSWORD),
+        ("InterIntel password", II_PASSWORD),
+        ("InterIntel client secret", II_CLIENT_SECRET),
+        ("InterIntel access token", "ii-access-"),
+        ("InterIntel refresh token", "ii-refresh-"),
+    ]
+    .into_iter()
+    .chain(onepipe_secrets)
+    {
+        assert!(!shows(&spans, value), "{what} in a span");
     }
     for status in errors {
         let text = format!("{status:?}");

@@ -15,6 +15,7 @@
 //! misses), so a product the provider added since is found and an unlisted one is refused.
 
 use std::{any::Any, future::Future, sync::Arc, time::Duration};
+use tracing::Instrument;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
@@ -449,7 +450,8 @@ impl Gateway {
                 }
             }
             let _ = this.store.delete(&lock).await;
-        });
+        }
+        .in_current_span());
     }
 
     async fn write_catalog<T: Serialize>(&self, key: &str, items: &[T]) {

@@ -9,6 +9,7 @@ use std::{
     future::Future,
     sync::{Arc, Mutex},
 };
+use tracing::Instrument;
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 
@@ -47,11 +48,15 @@ impl<V: Clone + Send + Sync + 'static> Flights<V> {
                     let owned_key = key.to_owned();
                     // The task frees the key when done; it cannot do so before the insert
                     // below, which happens under the lock it needs.
-                    let task = tokio::spawn(async move {
-                        let value = work.await;
-                        registry.lock().expect("flights lock").remove(&owned_key);
-                        value
-                    });
+                    let task = tokio::spawn(
+                        async move {
+                            let value = work.await;
+                            registry.lock().expect("flights lock").remove(&owned_key);
+                            value
+                        }
+                        // In the first caller's span (the others share its work).
+                        .in_current_span(),
+                    );
                     let registry = self.running.clone();
                     let owned_key = key.to_owned();
                     let flight = async move {

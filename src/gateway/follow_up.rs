@@ -27,6 +27,7 @@
 //! SUCCEEDED for the next status query to correct. A provider refusal is answered as the provider's error and changes nothing.
 
 use std::{sync::Arc, time::Duration};
+use tracing::Instrument;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -397,7 +398,8 @@ impl Gateway {
                     }
                 }
                 this.finish_operation(record, ended).await
-            })
+            }
+            .in_current_span())
             .await
             .map_err(|e| GatewayError::Internal(format!("saved-bill deletion task failed: {e}")))?;
         answer(&done)
@@ -494,11 +496,14 @@ impl Gateway {
         let (done_tx, done_rx) = oneshot::channel();
         let this = self.clone();
         let own_request = request_id.clone();
-        self.tasks.spawn(async move {
-            let ended = call(this.clone(), marked, own_request).await;
-            let done = this.finish_operation(record, ended).await;
-            let _ = done_tx.send(done);
-        });
+        self.tasks.spawn(
+            async move {
+                let ended = call(this.clone(), marked, own_request).await;
+                let done = this.finish_operation(record, ended).await;
+                let _ = done_tx.send(done);
+            }
+            .in_current_span(),
+        );
         let finished = match deadline {
             Some(at) => tokio::time::timeout_at(at, done_rx).await.ok(),
             None => Some(done_rx.await),

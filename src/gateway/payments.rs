@@ -16,6 +16,7 @@
 //! outcome.
 
 use std::{sync::Arc, time::Duration};
+use tracing::Instrument;
 
 use tokio::sync::oneshot;
 
@@ -280,38 +281,43 @@ impl Gateway {
             created_at_ms,
             routing: None,
         };
-        let mut task = self.tasks.spawn(async move {
-            let claim = this
-                .claim(
-                    provider.as_ref(),
-                    request_id,
-                    order,
-                    product,
-                    fingerprint,
-                    owner,
-                )
-                .await;
-            let (record, written) = match claim {
-                Ok(Claim::Won(record, written)) => (record, written),
-                Ok(Claim::Replay(answer)) => {
-                    let _ = claimed_tx.send(answer);
-                    return None;
+        let mut task = self.tasks.spawn(
+            async move {
+                let claim = this
+                    .claim(
+                        provider.as_ref(),
+                        request_id,
+                        order,
+                        product,
+                        fingerprint,
+                        owner,
+                    )
+                    .await;
+                let (record, written) = match claim {
+                    Ok(Claim::Won(record, written)) => (record, written),
+                    Ok(Claim::Replay(answer)) => {
+                        let _ = claimed_tx.send(answer);
+                        return None;
+                    }
+                    Err(e) => {
+                        let _ = claimed_tx.send(Err(e));
+                        return None;
+                    }
+                };
+                let _ = claimed_tx.send(Ok(record.clone()));
+                match this
+                    .call_provider(provider.as_ref(), record, written, &secrets, false)
+                    .await
+                {
+                    CallEnd::Recorded(record) => record.map(|r| *r),
+                    // Only a routed call ends so.
+                    CallEnd::NotSent { .. } => None,
                 }
-                Err(e) => {
-                    let _ = claimed_tx.send(Err(e));
-                    return None;
-                }
-            };
-            let _ = claimed_tx.send(Ok(record.clone()));
-            match this
-                .call_provider(provider.as_ref(), record, written, &secrets, false)
-                .await
-            {
-                CallEnd::Recorded(record) => record.map(|r| *r),
-                // Only a routed call ends so.
-                CallEnd::NotSent { .. } => None,
             }
-        });
+            // The RPC's span follows the detached task: its store and provider spans and log
+            // lines belong to this call.
+            .in_current_span(),
+        );
 
         let pending = match within(deadline, claimed_rx).await {
             Some(Ok(answer)) => answer?,

@@ -1,8 +1,12 @@
 //! HTTP plumbing shared by provider clients: one reqwest client per provider with its timeouts,
-//! and the mapping of transport failures to [`ProviderError`]. Provider-specific headers and
-//! bodies stay in each provider's folder.
+//! the mapping of transport failures to [`ProviderError`], and each call's metrics and span
+//! (provider, operation, HTTP status or failure kind; never a URL, header or body). Provider-
+//! specific headers and bodies stay in each provider's folder.
 
 use std::time::{Duration, Instant};
+
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::domain::ProviderError;
 use crate::metrics::{self, ProviderLabels, ProviderOperation};
@@ -39,20 +43,40 @@ pub struct RawResponse {
 }
 
 /// Sends `request` and reads the body (bounded by [`MAX_BODY_BYTES`]), recording the call's
-/// outcome and latency under `provider` and `operation`. Logs no header and no body.
+/// outcome and latency under `provider` and `operation`, in a client span (DEBUG level,
+/// exported only with `[telemetry] otlp_endpoint`) with the same names and the HTTP status.
+/// Logs and traces no URL, header or body: URLs may carry references and keys in their query.
 pub async fn send(
     provider: &'static str,
     operation: &'static str,
     request: reqwest::RequestBuilder,
 ) -> Result<RawResponse, ProviderError> {
+    let span = tracing::debug_span!(
+        "provider_call",
+        otel.name = format_args!("{provider} {operation}"),
+        otel.kind = "client",
+        billpay.provider = provider,
+        billpay.operation = operation,
+        http.response.status_code = tracing::field::Empty,
+        billpay.outcome = tracing::field::Empty,
+    );
     let started = Instant::now();
-    let result = read(request).await;
+    let result = read(request).instrument(span.clone()).await;
     let outcome = match &result {
         Ok(r) => format!("{}xx", r.status / 100),
         Err(ProviderError::Timeout) => "timeout".into(),
         Err(ProviderError::Unreadable(_)) => "unreadable".into(),
         Err(_) => "transport".into(),
     };
+    if !span.is_disabled() {
+        if let Ok(r) = &result {
+            span.record("http.response.status_code", r.status);
+        }
+        span.record("billpay.outcome", outcome.as_str());
+        if transport_failure(&result) {
+            span.set_status(opentelemetry::trace::Status::error(outcome.clone()));
+        }
+    }
     let elapsed = started.elapsed();
     tracing::debug!(
         provider,

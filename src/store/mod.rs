@@ -102,6 +102,7 @@ pub mod posture;
 pub mod redis;
 pub mod routed;
 pub mod slots;
+pub mod traced;
 
 pub use posture::{Durability, PostgresDurability, Posture};
 
