@@ -306,6 +306,7 @@ pub async fn run(
     let stats = Arc::new(ReconcileStats::default());
     let reconciler = tokio::spawn(gateway.clone().run_reconciler(stats));
     let journal_trim = tokio::spawn(gateway.clone().run_journal_trim());
+    let event_reader = tokio::spawn(gateway.clone().run_event_reader());
     let watch = tokio::spawn(watch_store(gateway.clone(), health.clone(), store_health));
 
     let payments = gateway.clone();
@@ -425,6 +426,7 @@ pub async fn run(
     accept.abort();
     reconciler.abort();
     journal_trim.abort();
+    event_reader.abort();
     payments.finish_payments(drain).await;
     result
 }

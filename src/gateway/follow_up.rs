@@ -545,7 +545,7 @@ impl Gateway {
         let expiry = self.payments.in_flight_expiry_ms as i64;
         let mut found = Found::Ours;
         let updated = self
-            .update_payment(payment_id, Next::Keep, |r, now| {
+            .update_payment(payment_id, Next::Keep, crate::gateway::events::Cause::FollowUp, |r, now| {
                 if let Some(mark) = r.live_follow_up(now) {
                     found = if mark.request_id == request_id {
                         Found::Ours
@@ -598,7 +598,7 @@ impl Gateway {
     /// Left in place on a store error; it expires.
     async fn unmark_follow_up(&self, payment_id: &str, mark: &FollowUpMark) {
         let removed = self
-            .update_payment(payment_id, Next::Keep, |r, _| {
+            .update_payment(payment_id, Next::Keep, crate::gateway::events::Cause::FollowUp, |r, _| {
                 let ours = r.follow_up.as_ref() == Some(mark);
                 if ours {
                     r.follow_up = None;
@@ -617,7 +617,7 @@ impl Gateway {
         let mut pause = Duration::from_millis(100);
         for _ in 0..6 {
             let cleared = self
-                .update_payment(payment_id, Next::Keep, |r, _| {
+                .update_payment(payment_id, Next::Keep, crate::gateway::events::Cause::FollowUp, |r, _| {
                     let ours = r
                         .follow_up
                         .as_ref()
@@ -667,7 +667,7 @@ impl Gateway {
                 // The OTP may have completed the payment: only the provider can say now.
                 let message = message.clone();
                 let moved = self
-                    .update_payment(id, Next::Step, |r, now| {
+                    .update_payment(id, Next::Step, crate::gateway::events::Cause::FollowUp, |r, now| {
                         let waiting = matches!(
                             r.state,
                             PaymentState::OtpRequired | PaymentState::ValidationRequired

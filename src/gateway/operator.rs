@@ -160,7 +160,7 @@ impl Gateway {
         self.current_identity().await?;
         let mut result = Resolved::Done;
         let updated = self
-            .update_payment(payment_id, Next::Step, |record, now| {
+            .update_payment(payment_id, Next::Step, crate::gateway::events::Cause::Operator, |record, now| {
                 if let Some(earlier) = record
                     .audit
                     .iter()
