@@ -61,9 +61,20 @@ fn decode(event: &StoredEvent) -> Result<pb::PaymentEvent, Status> {
 enum Watching {
     /// The payment as read after subscribing, not sent yet.
     First(Box<pb::Payment>, u64, Subscription),
-    /// Sent up to this revision; waiting for the next change.
-    Live(Subscription, u64),
+    /// Sent up to this revision (this payment, last); waiting for the next change.
+    Live(Subscription, u64, Box<pb::Payment>),
     Done,
+}
+
+/// Whether `a` and `b` differ in more than when they were written and how often the
+/// provider was asked: a follow-up starting is an event, but nothing a watcher sees.
+fn differs(a: &pb::Payment, b: &pb::Payment) -> bool {
+    let seen = |p: &pb::Payment| pb::Payment {
+        update_time: None,
+        status_checks: 0,
+        ..p.clone()
+    };
+    seen(a) != seen(b)
 }
 
 pub(super) async fn watch_payment(
@@ -98,14 +109,14 @@ pub(super) async fn watch_payment(
             Watching::First(payment, revision, subscription) => {
                 let next = match is_final(payment.state) {
                     true => Watching::Done,
-                    false => Watching::Live(subscription, revision),
+                    false => Watching::Live(subscription, revision, payment.clone()),
                 };
                 let sent = pb::WatchPaymentResponse {
                     payment: Some(*payment),
                 };
                 Some((Ok(sent), next))
             }
-            Watching::Live(mut subscription, revision) => loop {
+            Watching::Live(mut subscription, mut revision, last) => loop {
                 let Some(event) = subscription.events.recv().await else {
                     let error = match subscription.ended() {
                         Ended::TooSlow => GatewayError::WatcherTooSlow {
@@ -126,12 +137,18 @@ pub(super) async fn watch_payment(
                 if event.payment_revision <= revision {
                     continue;
                 }
+                revision = event.payment_revision;
                 let Some(payment) = event.payment else {
                     continue;
                 };
+                if !differs(&payment, &last) {
+                    continue;
+                }
                 let next = match is_final(payment.state) {
                     true => Watching::Done,
-                    false => Watching::Live(subscription, event.payment_revision),
+                    false => {
+                        Watching::Live(subscription, revision, Box::new(payment.clone()))
+                    }
                 };
                 let sent = pb::WatchPaymentResponse {
                     payment: Some(payment),

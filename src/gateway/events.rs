@@ -335,3 +335,48 @@ impl Gateway {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(payment_id: &str, id: u64) -> Arc<StoredEvent> {
+        Arc::new(StoredEvent {
+            id: id.to_string(),
+            payment_id: payment_id.into(),
+            caller: String::new(),
+            body: Vec::new(),
+        })
+    }
+
+    /// A watcher that does not read is ended once its buffer is full: the reader never waits
+    /// for it, and what it holds never grows past the buffer.
+    #[tokio::test]
+    async fn a_watcher_that_falls_behind_its_buffer_is_ended_as_too_slow() {
+        let hub = Arc::new(EventHub::new(2));
+        let mut slow = hub.subscribe("p");
+        let mut other = hub.subscribe("q");
+        for id in 1..=3 {
+            hub.dispatch(&event("p", id));
+        }
+        hub.dispatch(&event("q", 4));
+        assert_eq!(slow.events.recv().await.unwrap().id, "1");
+        assert_eq!(slow.events.recv().await.unwrap().id, "2");
+        assert!(slow.events.recv().await.is_none(), "the third did not fit");
+        assert_eq!(slow.ended(), Ended::TooSlow);
+        assert_eq!(other.events.recv().await.unwrap().id, "4");
+        assert_eq!(other.ended(), Ended::No);
+        assert_eq!(hub.watcher_count(), 1, "the slow one left");
+        drop(other);
+        assert_eq!(hub.watcher_count(), 0, "dropping a stream leaves nothing behind");
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_lost_its_place_ends_every_watcher() {
+        let hub = Arc::new(EventHub::new(2));
+        let mut watcher = hub.subscribe("p");
+        hub.end_all();
+        assert!(watcher.events.recv().await.is_none());
+        assert_eq!(watcher.ended(), Ended::Lost);
+    }
+}
