@@ -22,9 +22,7 @@ use tonic::{Code, Streaming};
 const PATIENCE: Duration = Duration::from_secs(30);
 
 fn redis_store(redis: &RedisServer) -> Arc<dyn Store> {
-    Arc::new(
-        RedisStore::new(&redis.url(), Duration::from_secs(2), Duration::from_secs(2)).unwrap(),
-    )
+    Arc::new(RedisStore::new(&redis.url(), Duration::from_secs(2), Duration::from_secs(2)).unwrap())
 }
 
 /// Settings of a replica whose reconciler looks once at start, then not for an hour: changes
@@ -113,7 +111,11 @@ async fn a_watcher_on_one_replica_sees_changes_made_by_another_and_by_a_reconcil
     assert_eq!(state(&seen), pb::PaymentState::Succeeded);
     assert_eq!(seen.provider_code, settled.provider_code);
     assert_eq!(seen.fulfilment_token, settled.fulfilment_token);
-    assert_eq!(next_payment(&mut watching).await, None, "final: the stream ends OK");
+    assert_eq!(
+        next_payment(&mut watching).await,
+        None,
+        "final: the stream ends OK"
+    );
 
     // Recorded on A, watched on A, settled by the reconciler of replica C, which starts
     // only once the watcher is there (its first pass finds the payment due).
@@ -264,7 +266,10 @@ async fn a_consumer_resumed_from_its_last_event_id_sees_every_later_event_once()
         .unwrap();
     let expired = events_after(&a, &kept).await.unwrap_err();
     assert_error(&expired, Code::OutOfRange, "EVENTS_EXPIRED");
-    assert_eq!(error_meta(&expired, "after_event_id").as_deref(), Some(kept.as_str()));
+    assert_eq!(
+        error_meta(&expired, "after_event_id").as_deref(),
+        Some(kept.as_str())
+    );
     a.stop().await;
     b.stop().await;
 }
@@ -288,9 +293,15 @@ async fn a_change_whose_event_cannot_be_written_is_not_written_either() {
 
     let redis = RedisServer::start();
     let store = redis_store(&redis);
-    store.set("billpay:v1:payment:p", b"old", None).await.unwrap();
+    store
+        .set("billpay:v1:payment:p", b"old", None)
+        .await
+        .unwrap();
     // A string where the stream should be: XADD fails inside the script.
-    store.set("billpay:v1:events", b"not a stream", None).await.unwrap();
+    store
+        .set("billpay:v1:events", b"not a stream", None)
+        .await
+        .unwrap();
     assert!(store.write_with_event(swap, event).await.is_err());
     assert_eq!(
         store.get("billpay:v1:payment:p").await.unwrap().as_deref(),
@@ -299,7 +310,10 @@ async fn a_change_whose_event_cannot_be_written_is_not_written_either() {
 
     let db = TestDatabase::create().await;
     let store = db.migrated_store().await;
-    store.set("billpay:v1:payment:p", b"old", None).await.unwrap();
+    store
+        .set("billpay:v1:payment:p", b"old", None)
+        .await
+        .unwrap();
     db.client()
         .await
         .batch_execute("ALTER TABLE billpay_events ADD CONSTRAINT refuse CHECK (false) NOT VALID")
@@ -310,5 +324,9 @@ async fn a_change_whose_event_cannot_be_written_is_not_written_either() {
         store.get("billpay:v1:payment:p").await.unwrap().as_deref(),
         Some(&b"old"[..])
     );
-    assert_eq!(store.last_event_id().await.unwrap(), None, "no position used");
+    assert_eq!(
+        store.last_event_id().await.unwrap(),
+        None,
+        "no position used"
+    );
 }

@@ -62,7 +62,10 @@ async fn a_watcher_follows_an_otp_payment_to_its_token_and_events_show_each_chan
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(state(&next(&mut watching).await.unwrap()), pb::PaymentState::OtpRequired);
+    assert_eq!(
+        state(&next(&mut watching).await.unwrap()),
+        pb::PaymentState::OtpRequired
+    );
     let validated = gw
         .payments()
         .validate_payment_otp(pb::ValidatePaymentOtpRequest {

@@ -123,8 +123,7 @@ pub(super) async fn watch_payment(
                             buffered: subscription.buffer(),
                         },
                         Ended::Lost | Ended::No => GatewayError::Store(StoreError(
-                            "this gateway lost its place in the payment events: watch again"
-                                .into(),
+                            "this gateway lost its place in the payment events: watch again".into(),
                         )),
                     };
                     return Some((Err(status(error)), Watching::Done));
@@ -146,9 +145,7 @@ pub(super) async fn watch_payment(
                 }
                 let next = match is_final(payment.state) {
                     true => Watching::Done,
-                    false => {
-                        Watching::Live(subscription, revision, Box::new(payment.clone()))
-                    }
+                    false => Watching::Live(subscription, revision, Box::new(payment.clone())),
                 };
                 let sent = pb::WatchPaymentResponse {
                     payment: Some(payment),

@@ -368,7 +368,11 @@ mod tests {
         assert_eq!(other.ended(), Ended::No);
         assert_eq!(hub.watcher_count(), 1, "the slow one left");
         drop(other);
-        assert_eq!(hub.watcher_count(), 0, "dropping a stream leaves nothing behind");
+        assert_eq!(
+            hub.watcher_count(),
+            0,
+            "dropping a stream leaves nothing behind"
+        );
     }
 
     #[tokio::test]

@@ -19,6 +19,7 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::sync::oneshot;
 
+use super::events::Cause;
 use super::{ms, Gateway};
 use crate::domain::{
     payment::{CallPhase, PaymentKind},
@@ -26,7 +27,6 @@ use crate::domain::{
     Provider, ProviderError, Resource,
 };
 use crate::error::{FieldViolation, GatewayError};
-use super::events::Cause;
 use crate::store::{keys, EventWrite, NewEvent, RecordWrite, StoreError};
 
 /// Where an outcome comes from.
@@ -426,13 +426,14 @@ impl Gateway {
                 Next::Keep,
                 Cause::ProviderAnswer,
                 |r, now| {
-                let claimed = matches!(r.call, CallPhase::Claimed { .. });
-                if claimed {
-                    r.call = CallPhase::InFlight { since_ms: now };
-                    started_at = Some(now);
-                }
-                claimed
-            })
+                    let claimed = matches!(r.call, CallPhase::Claimed { .. });
+                    if claimed {
+                        r.call = CallPhase::InFlight { since_ms: now };
+                        started_at = Some(now);
+                    }
+                    claimed
+                },
+            )
             .await;
         match started {
             Ok(Some((in_flight, bytes))) => {
@@ -844,15 +845,20 @@ impl Gateway {
         &self,
         payment_id: &str,
     ) -> Result<Option<PaymentRecord>, StoreError> {
-        self.update_payment(payment_id, Next::Step, Cause::Reconciliation, |record, now| {
-            if record.state.is_final() || record.state == PaymentState::NeedsAttention {
-                return false;
-            }
-            record.status_checks += 1;
-            record.unanswered_checks += 1;
-            record.updated_at_ms = now;
-            true
-        })
+        self.update_payment(
+            payment_id,
+            Next::Step,
+            Cause::Reconciliation,
+            |record, now| {
+                if record.state.is_final() || record.state == PaymentState::NeedsAttention {
+                    return false;
+                }
+                record.status_checks += 1;
+                record.unanswered_checks += 1;
+                record.updated_at_ms = now;
+                true
+            },
+        )
         .await
     }
 
@@ -863,16 +869,21 @@ impl Gateway {
         payment_id: &str,
         why: String,
     ) -> Result<Option<PaymentRecord>, StoreError> {
-        self.update_payment(payment_id, Next::Step, Cause::Reconciliation, |record, now| {
-            if record.state.is_final() {
-                return false;
-            }
-            record.state = PaymentState::NeedsAttention;
-            record.provider_message = why.clone();
-            record.call = CallPhase::Returned;
-            record.updated_at_ms = now;
-            true
-        })
+        self.update_payment(
+            payment_id,
+            Next::Step,
+            Cause::Reconciliation,
+            |record, now| {
+                if record.state.is_final() {
+                    return false;
+                }
+                record.state = PaymentState::NeedsAttention;
+                record.provider_message = why.clone();
+                record.call = CallPhase::Returned;
+                record.updated_at_ms = now;
+                true
+            },
+        )
         .await
     }
 
@@ -885,20 +896,25 @@ impl Gateway {
         payment_id: &str,
         verified: &str,
     ) -> Result<Option<PaymentRecord>, StoreError> {
-        self.update_payment(payment_id, Next::Step, Cause::Reconciliation, |record, now| {
-            if !matches!(record.call, CallPhase::Claimed { .. }) {
-                return false;
-            }
-            record.state = PaymentState::Failed;
-            record.provider_code = String::new();
-            record.provider_message = format!(
+        self.update_payment(
+            payment_id,
+            Next::Step,
+            Cause::Reconciliation,
+            |record, now| {
+                if !matches!(record.call, CallPhase::Claimed { .. }) {
+                    return false;
+                }
+                record.state = PaymentState::Failed;
+                record.provider_code = String::new();
+                record.provider_message = format!(
                 "never sent to the provider: the gateway stopped before calling it ({verified}); \
                  no money moved. Retry with a new request_id"
             );
-            record.call = CallPhase::Returned;
-            record.updated_at_ms = now;
-            true
-        })
+                record.call = CallPhase::Returned;
+                record.updated_at_ms = now;
+                true
+            },
+        )
         .await
     }
 
@@ -1167,11 +1183,17 @@ mod tests {
 
         let mut seen_states = Vec::new();
         let updated = gateway
-            .update_payment_from(Some(written), "p1", Next::Keep, Cause::ProviderAnswer, |r, _| {
-                seen_states.push(r.state);
-                r.provider_code = "99".into();
-                true
-            })
+            .update_payment_from(
+                Some(written),
+                "p1",
+                Next::Keep,
+                Cause::ProviderAnswer,
+                |r, _| {
+                    seen_states.push(r.state);
+                    r.provider_code = "99".into();
+                    true
+                },
+            )
             .await
             .unwrap()
             .unwrap();
@@ -1199,13 +1221,19 @@ mod tests {
             .await
             .unwrap();
         let started = gateway
-            .update_payment_from(Some(stale), "p2", Next::Keep, Cause::ProviderAnswer, |r, now| {
-                let claimed = matches!(r.call, CallPhase::Claimed { .. });
-                if claimed {
-                    r.call = CallPhase::InFlight { since_ms: now };
-                }
-                claimed
-            })
+            .update_payment_from(
+                Some(stale),
+                "p2",
+                Next::Keep,
+                Cause::ProviderAnswer,
+                |r, now| {
+                    let claimed = matches!(r.call, CallPhase::Claimed { .. });
+                    if claimed {
+                        r.call = CallPhase::InFlight { since_ms: now };
+                    }
+                    claimed
+                },
+            )
             .await
             .unwrap();
         assert!(started.is_some(), "the stored record was still claimed");
@@ -1351,14 +1379,20 @@ mod tests {
         gateway.store.set(&key, &written, None).await.unwrap();
         let mut runs = 0;
         let started = gateway
-            .update_payment_from(Some(written), "p4", Next::Keep, Cause::ProviderAnswer, |r, now| {
-                runs += 1;
-                let claimed = matches!(r.call, CallPhase::Claimed { .. });
-                if claimed {
-                    r.call = CallPhase::InFlight { since_ms: now };
-                }
-                claimed
-            })
+            .update_payment_from(
+                Some(written),
+                "p4",
+                Next::Keep,
+                Cause::ProviderAnswer,
+                |r, now| {
+                    runs += 1;
+                    let claimed = matches!(r.call, CallPhase::Claimed { .. });
+                    if claimed {
+                        r.call = CallPhase::InFlight { since_ms: now };
+                    }
+                    claimed
+                },
+            )
             .await
             .unwrap();
         assert!(started.is_some(), "the in-flight mark landed");
