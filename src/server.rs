@@ -321,6 +321,7 @@ pub async fn run(
     let stats = Arc::new(ReconcileStats::default());
     let reconciler = tokio::spawn(gateway.clone().run_reconciler(stats));
     let journal_trim = tokio::spawn(gateway.clone().run_journal_trim());
+    let event_reader = tokio::spawn(gateway.clone().run_event_reader());
     let watch = tokio::spawn(watch_store(gateway.clone(), health.clone(), store_health));
     // The directory's routes against the catalogs: broken ones are logged (and never used).
     let directory_check = tokio::spawn({
@@ -447,6 +448,7 @@ pub async fn run(
     reconciler.abort();
     journal_trim.abort();
     directory_check.abort();
+    event_reader.abort();
     payments.finish_payments(drain).await;
     result
 }

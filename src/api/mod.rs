@@ -9,6 +9,7 @@ pub mod convert;
 pub mod customer;
 pub mod deadline;
 pub mod directory;
+pub mod events;
 pub mod framework;
 pub mod operator;
 pub mod page;

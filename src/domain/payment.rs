@@ -489,6 +489,11 @@ pub struct PaymentRecord {
     /// `gateway::routing`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub route_attempts: Vec<super::directory::RouteAttempt>,
+    /// How many payment events the record has had (1: its creation); each change a caller
+    /// can see moves it by one (`PaymentEvent.payment_revision`). 0 on records written before
+    /// events were kept.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub revision: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -530,6 +535,7 @@ impl PaymentRecord {
             follow_up: None,
             directory_biller_id: String::new(),
             route_attempts: Vec::new(),
+            revision: 1,
         }
     }
 

@@ -21,6 +21,7 @@ use std::{collections::VecDeque, sync::Arc, time::Duration};
 
 use tokio::sync::oneshot;
 
+use super::events::Cause;
 use super::{
     ms,
     payments::{replay, within, CallEnd, Claim, Next, Owner, RouteClaim, Source},
@@ -455,13 +456,19 @@ impl Gateway {
             let Some((prepared, sequence, new_reference)) = next else {
                 // No route left: nothing was sent anywhere.
                 let closed = self
-                    .update_payment_from(known, &payment_id, Next::Keep, |r, now| {
-                        if !ours(r) {
-                            return false;
-                        }
-                        close(r, now);
-                        true
-                    })
+                    .update_payment_from(
+                        known,
+                        &payment_id,
+                        Next::Keep,
+                        Cause::ProviderAnswer,
+                        |r, now| {
+                            if !ours(r) {
+                                return false;
+                            }
+                            close(r, now);
+                            true
+                        },
+                    )
                     .await;
                 let known = match closed {
                     Ok(Some((_, bytes))) => Some(bytes),
@@ -481,30 +488,36 @@ impl Gateway {
                     .await;
             };
             let moved = self
-                .update_payment_from(known, &payment_id, Next::Keep, |r, now| {
-                    if !ours(r) {
-                        return false;
-                    }
-                    close(r, now);
-                    r.route_attempts.push(RouteAttempt {
-                        provider: prepared.route.provider,
-                        biller_id: prepared.route.biller_id.clone(),
-                        product_id: prepared.route.product_id.clone(),
-                        sent: true,
-                        reason: String::new(),
-                        provider_reference: new_reference.clone(),
-                        at_ms: now,
-                    });
-                    r.order = prepared.order.clone();
-                    r.product = prepared.product.clone();
-                    r.provider_reference = new_reference.clone();
-                    r.reference_sequence = sequence;
-                    r.provider_code.clear();
-                    r.provider_message.clear();
-                    r.call = CallPhase::Claimed { since_ms: now };
-                    r.updated_at_ms = now;
-                    true
-                })
+                .update_payment_from(
+                    known,
+                    &payment_id,
+                    Next::Keep,
+                    Cause::ProviderAnswer,
+                    |r, now| {
+                        if !ours(r) {
+                            return false;
+                        }
+                        close(r, now);
+                        r.route_attempts.push(RouteAttempt {
+                            provider: prepared.route.provider,
+                            biller_id: prepared.route.biller_id.clone(),
+                            product_id: prepared.route.product_id.clone(),
+                            sent: true,
+                            reason: String::new(),
+                            provider_reference: new_reference.clone(),
+                            at_ms: now,
+                        });
+                        r.order = prepared.order.clone();
+                        r.product = prepared.product.clone();
+                        r.provider_reference = new_reference.clone();
+                        r.reference_sequence = sequence;
+                        r.provider_code.clear();
+                        r.provider_message.clear();
+                        r.call = CallPhase::Claimed { since_ms: now };
+                        r.updated_at_ms = now;
+                        true
+                    },
+                )
                 .await;
             match moved {
                 Ok(Some((moved, bytes))) => {
