@@ -138,6 +138,12 @@ pub struct Metrics {
     pub store_posture_refusals: Counter,
     /// `[store] accept_loss_window` as configured: 1 for the window accepted.
     pub store_loss_window_accepted: Family<WindowLabels, Gauge>,
+    /// Payment events the NATS relay published (stored by JetStream for the first time).
+    pub events_relayed: Counter,
+    /// Payment events JetStream acknowledged as duplicates (a resend within its window).
+    pub events_relay_duplicates: Counter,
+    /// Times the NATS relay stopped on an error and started over from its checkpoint.
+    pub events_relay_errors: Counter,
     registry: Registry,
 }
 
@@ -165,6 +171,9 @@ impl Metrics {
             store_posture: Family::default(),
             store_posture_refusals: Counter::default(),
             store_loss_window_accepted: Family::default(),
+            events_relayed: Counter::default(),
+            events_relay_duplicates: Counter::default(),
+            events_relay_errors: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -269,6 +278,21 @@ impl Metrics {
             "store_loss_window_accepted",
             "[store] accept_loss_window as configured (1 = the window an operator accepted)",
             m.store_loss_window_accepted.clone(),
+        );
+        registry.register(
+            "events_relayed",
+            "Payment events the NATS relay published to JetStream",
+            m.events_relayed.clone(),
+        );
+        registry.register(
+            "events_relay_duplicates",
+            "Payment events JetStream acknowledged as duplicates of ones already stored",
+            m.events_relay_duplicates.clone(),
+        );
+        registry.register(
+            "events_relay_errors",
+            "Times the NATS relay stopped on an error and started over from its checkpoint",
+            m.events_relay_errors.clone(),
         );
         Self { registry, ..m }
     }
