@@ -9,7 +9,11 @@ mod postgres;
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
-use billpay_gateway::store::{contract, postgres::latest_version, GuardedWrite, Increment, Store};
+use billpay_gateway::store::{
+    contract,
+    postgres::{latest_version, MIGRATIONS},
+    GuardedWrite, Increment, Store,
+};
 use postgres::TestDatabase;
 
 #[test]
@@ -45,7 +49,7 @@ async fn the_schema_is_applied_once_and_a_store_without_it_says_to_migrate() {
     let (a, b) = tokio::join!(store.migrate(), other.migrate());
     let mut applied = a.unwrap();
     applied.extend(b.unwrap());
-    let every: Vec<i32> = (1..=latest_version()).collect();
+    let every: Vec<i32> = MIGRATIONS.iter().map(|m| m.version).collect();
     assert_eq!(applied, every);
     assert!(store.migrate().await.unwrap().is_empty());
     assert_eq!(store.schema_version().await.unwrap(), latest_version());

@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod convert;
 pub mod customer;
 pub mod deadline;
+pub mod events;
 pub mod framework;
 pub mod operator;
 pub mod page;

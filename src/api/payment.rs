@@ -375,6 +375,23 @@ impl Api {
 
 #[tonic::async_trait]
 impl PaymentService for Api {
+    type WatchPaymentStream = super::events::EventStream<pb::WatchPaymentResponse>;
+    type WatchPaymentEventsStream = super::events::EventStream<pb::WatchPaymentEventsResponse>;
+
+    async fn watch_payment(
+        &self,
+        request: Request<pb::WatchPaymentRequest>,
+    ) -> Result<Response<Self::WatchPaymentStream>, Status> {
+        super::events::watch_payment(&self.gateway, request.into_inner()).await
+    }
+
+    async fn watch_payment_events(
+        &self,
+        request: Request<pb::WatchPaymentEventsRequest>,
+    ) -> Result<Response<Self::WatchPaymentEventsStream>, Status> {
+        super::events::watch_payment_events(&self.gateway, request.into_inner()).await
+    }
+
     async fn create_payment(
         &self,
         request: Request<pb::CreatePaymentRequest>,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{Guard, GuardCopies, Store};
+use super::{EventRead, EventWrite, Guard, GuardCopies, NewEvent, RecordWrite, Store, StoredEvent};
 
 /// Runs the whole contract against `store`. Uses unique keys, so a shared server is fine.
 pub async fn run(store: &dyn Store) {
@@ -374,4 +374,221 @@ pub async fn run(store: &dyn Store) {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(store.get(&k("cas-ttl")).await.unwrap(), None, "expired");
     assert_eq!(store.get(&k("claim-ttl")).await.unwrap(), None, "expired");
+
+    events(store, &ns).await;
+}
+
+/// Reads every event after `after` until none is left.
+async fn read_all(store: &dyn Store, mut after: Option<String>) -> Vec<StoredEvent> {
+    let mut all = Vec::new();
+    loop {
+        match store.read_events(after.as_deref(), 7).await.unwrap() {
+            EventRead::Events(page) if page.is_empty() => return all,
+            EventRead::Events(page) => {
+                after = page.last().map(|e| e.id.clone());
+                all.extend(page);
+            }
+            other => panic!("reading from {after:?}: {other:?}"),
+        }
+    }
+}
+
+/// The payment events outbox: each record write with its event, both or neither; events read
+/// in order from any resume point, never skipped, even while writers race; retention trims
+/// and says so. The events log is one per store: the trim at the end deletes every event.
+async fn events(store: &dyn Store, ns: &str) {
+    let k = |s: &str| format!("{ns}:ev:{s}");
+    if store.keeps_events().is_err() {
+        let write = RecordWrite::IfAbsent {
+            key: &k("x"),
+            value: b"1",
+            ttl: None,
+        };
+        assert!(store
+            .write_with_event(write, event("x", b"e"))
+            .await
+            .is_err());
+        assert_eq!(store.get(&k("x")).await.unwrap(), None);
+        return;
+    }
+    let ours = |events: Vec<StoredEvent>| -> Vec<StoredEvent> {
+        events
+            .into_iter()
+            .filter(|e| e.payment_id.starts_with(ns))
+            .collect()
+    };
+    let start = store.last_event_id().await.unwrap();
+    let guard = k("guard");
+    store.set(&guard, b"g", None).await.unwrap();
+    let (p1, p2) = (k("p1"), k("p2"));
+    let claim = |value: &'static [u8], guard_value: &'static [u8]| RecordWrite::GuardedClaim {
+        guard_key: &guard,
+        guard_value,
+        key: &p1,
+        value,
+        ttl: None,
+    };
+    // Refused writes append nothing.
+    assert_eq!(
+        store
+            .write_with_event(claim(b"c", b"other"), event(&p1, b"no"))
+            .await
+            .unwrap(),
+        EventWrite::GuardFailed
+    );
+    assert_eq!(store.get(&p1).await.unwrap(), None);
+    let EventWrite::Written(first) = store
+        .write_with_event(claim(b"c", b"g"), event(&p1, b"created"))
+        .await
+        .unwrap()
+    else {
+        panic!("claim not written")
+    };
+    assert_eq!(
+        store
+            .write_with_event(claim(b"d", b"g"), event(&p1, b"no"))
+            .await
+            .unwrap(),
+        EventWrite::Refused
+    );
+    let swap = |expected: &'static [u8], new: &'static [u8]| RecordWrite::Swap {
+        key: &p1,
+        expected,
+        new,
+        ttl: Some(Duration::from_secs(60)),
+    };
+    assert_eq!(
+        store
+            .write_with_event(swap(b"x", b"s"), event(&p1, b"no"))
+            .await
+            .unwrap(),
+        EventWrite::Refused
+    );
+    assert!(matches!(
+        store
+            .write_with_event(swap(b"c", b"s"), event(&p1, b"swapped"))
+            .await
+            .unwrap(),
+        EventWrite::Written(_)
+    ));
+    assert_eq!(store.get(&p1).await.unwrap().as_deref(), Some(&b"s"[..]));
+    let absent = RecordWrite::IfAbsent {
+        key: &p1,
+        value: b"z",
+        ttl: None,
+    };
+    assert_eq!(
+        store
+            .write_with_event(absent, event(&p1, b"no"))
+            .await
+            .unwrap(),
+        EventWrite::Refused
+    );
+    let absent = RecordWrite::IfAbsent {
+        key: &p2,
+        value: b"z",
+        ttl: None,
+    };
+    let EventWrite::Written(last) = store
+        .write_with_event(absent, event(&p2, b"restored"))
+        .await
+        .unwrap()
+    else {
+        panic!("put back not written")
+    };
+    assert_eq!(store.get(&p2).await.unwrap().as_deref(), Some(&b"z"[..]));
+
+    // In order, each once, with what was written.
+    let seen = ours(read_all(store, start.clone()).await);
+    let bodies: Vec<&[u8]> = seen.iter().map(|e| e.body.as_slice()).collect();
+    assert_eq!(bodies, [&b"created"[..], b"swapped", b"restored"]);
+    assert_eq!(seen[0].id, first);
+    assert_eq!(seen[2].id, last);
+    assert_eq!(seen[0].caller, "caller-a");
+    assert_eq!(seen[1].payment_id, p1);
+    // Resumed after the first: the rest, exactly once.
+    let resumed = ours(read_all(store, Some(first.clone())).await);
+    assert_eq!(resumed, seen[1..].to_vec());
+    assert!(store.last_event_id().await.unwrap().is_some());
+    assert_eq!(
+        store.read_events(Some("not an id"), 10).await.unwrap(),
+        EventRead::Malformed
+    );
+    // An event already there: the wait returns at once (else this hangs for its minute).
+    store
+        .wait_for_events(Some(&first), Duration::from_secs(60))
+        .await
+        .unwrap();
+
+    // Racing writers: a reader following along never passes over an event that commits
+    // later (a PostgreSQL serial id would let it), and sees each once.
+    let racing: Vec<String> = (0..24).map(|i| k(&format!("race{i}"))).collect();
+    let from = store.last_event_id().await.unwrap();
+    let writers = futures_util::future::join_all(racing.iter().map(|key| async move {
+        let write = RecordWrite::IfAbsent {
+            key,
+            value: b"r",
+            ttl: None,
+        };
+        let event = NewEvent {
+            payment_id: key,
+            caller: "caller-b",
+            body: b"race",
+            at_ms: now_ms(),
+        };
+        store.write_with_event(write, event).await.unwrap()
+    }));
+    let follower = async {
+        let mut after = from.clone();
+        let mut seen = Vec::new();
+        for _ in 0..200 {
+            if let EventRead::Events(page) = store.read_events(after.as_deref(), 5).await.unwrap() {
+                if let Some(e) = page.last() {
+                    after = Some(e.id.clone());
+                }
+                seen.extend(page);
+            }
+            tokio::task::yield_now().await;
+        }
+        (seen, after)
+    };
+    let (written, (mut followed, after)) = tokio::join!(writers, follower);
+    assert!(written.iter().all(|w| matches!(w, EventWrite::Written(_))));
+    followed.extend(read_all(store, after).await);
+    let followed = ours(followed);
+    let mut names: Vec<&str> = followed.iter().map(|e| e.payment_id.as_str()).collect();
+    names.sort_unstable();
+    let mut expected: Vec<&str> = racing.iter().map(String::as_str).collect();
+    expected.sort_unstable();
+    assert_eq!(names, expected, "every racing event once");
+
+    // Retention: trimmed events are gone, and a resume point among them says so.
+    store.trim_events(now_ms() + 60_000).await.unwrap();
+    assert_eq!(
+        store.read_events(Some(&first), 10).await.unwrap(),
+        EventRead::Expired
+    );
+    let newest = store.last_event_id().await.unwrap().unwrap();
+    assert_eq!(
+        store.read_events(Some(&newest), 10).await.unwrap(),
+        EventRead::Events(Vec::new()),
+        "the newest, even trimmed, is a resume point with nothing missing"
+    );
+    assert_eq!(ours(read_all(store, None).await), Vec::new());
+}
+
+/// An event of `payment_id` by caller-a, now.
+fn event<'a>(payment_id: &'a str, body: &'a [u8]) -> NewEvent<'a> {
+    NewEvent {
+        payment_id,
+        caller: "caller-a",
+        body,
+        at_ms: now_ms(),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

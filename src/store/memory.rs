@@ -2,7 +2,7 @@
 //! `serve --sandbox`, development and single-replica tests; production sets `REDIS_URL`.
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeSet, HashMap, VecDeque},
     sync::Mutex,
     time::Duration,
 };
@@ -10,7 +10,10 @@ use std::{
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use super::{GuardedWrite, Increment, Store, StoreError};
+use super::{
+    EventRead, EventWrite, GuardedWrite, Increment, NewEvent, RecordWrite, Store, StoreError,
+    StoredEvent,
+};
 
 /// One schedule: members ordered by (due_ms, member), plus member -> due_ms.
 type Schedule = (BTreeSet<(i64, String)>, HashMap<String, i64>);
@@ -21,6 +24,13 @@ struct State {
     schedules: HashMap<String, Schedule>,
     /// Writes since the last sweep of expired values.
     writes: usize,
+    /// Payment events kept, oldest first, each with when it happened (unix ms); positions
+    /// count from 1 without gaps.
+    events: VecDeque<(u64, i64, StoredEvent)>,
+    /// The position of the last event appended (0: none yet).
+    last_event: u64,
+    /// Every event at or below this position was trimmed.
+    trimmed_through: u64,
 }
 
 /// Expired values are dropped when read, and all of them every this many writes, so keys that
@@ -44,6 +54,8 @@ impl State {
 /// while its process lives, and a new process starts a new store.
 pub struct MemoryStore {
     state: Mutex<State>,
+    /// The position of the last event appended, for [`Store::wait_for_events`].
+    appended: tokio::sync::watch::Sender<u64>,
 }
 
 impl Default for MemoryStore {
@@ -55,6 +67,7 @@ impl Default for MemoryStore {
         );
         Self {
             state: Mutex::new(state),
+            appended: tokio::sync::watch::channel(0).0,
         }
     }
 }
@@ -73,6 +86,11 @@ impl MemoryStore {
         // section is a single insert/remove. Recover the guard instead of poisoning the store.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// A memory event id: its position, decimal.
+fn position(id: &str) -> Option<u64> {
+    id.parse().ok()
 }
 
 fn deadline(ttl: Option<Duration>) -> Option<Instant> {
@@ -349,6 +367,129 @@ impl Store for MemoryStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn keeps_events(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    async fn write_with_event(
+        &self,
+        write: RecordWrite<'_>,
+        event: NewEvent<'_>,
+    ) -> Result<EventWrite, StoreError> {
+        // One lock over the record and the event log: both or neither, and no reader sees
+        // one without the other.
+        let mut state = self.lock();
+        let (key, value, ttl) = match write {
+            RecordWrite::Swap {
+                key,
+                expected,
+                new,
+                ttl,
+            } => match Self::live_value(&mut state, key) {
+                Some(current) if current.as_slice() == expected => (key, new, ttl),
+                _ => return Ok(EventWrite::Refused),
+            },
+            RecordWrite::GuardedClaim {
+                guard_key,
+                guard_value,
+                key,
+                value,
+                ttl,
+            } => {
+                if Self::live_value(&mut state, guard_key).map(|v| v.as_slice())
+                    != Some(guard_value)
+                {
+                    return Ok(EventWrite::GuardFailed);
+                }
+                if Self::live_value(&mut state, key).is_some() {
+                    return Ok(EventWrite::Refused);
+                }
+                (key, value, ttl)
+            }
+            RecordWrite::IfAbsent { key, value, ttl } => {
+                if Self::live_value(&mut state, key).is_some() {
+                    return Ok(EventWrite::Refused);
+                }
+                (key, value, ttl)
+            }
+        };
+        state.insert(key, value.to_vec(), deadline(ttl));
+        state.last_event += 1;
+        let id = state.last_event;
+        let stored = StoredEvent {
+            id: id.to_string(),
+            payment_id: event.payment_id.to_owned(),
+            caller: event.caller.to_owned(),
+            body: event.body.to_vec(),
+        };
+        state.events.push_back((id, event.at_ms, stored));
+        drop(state);
+        self.appended.send_replace(id);
+        Ok(EventWrite::Written(id.to_string()))
+    }
+
+    async fn read_events(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<EventRead, StoreError> {
+        let resume = match after {
+            None => None,
+            Some(id) => match position(id) {
+                Some(p) => Some(p),
+                None => return Ok(EventRead::Malformed),
+            },
+        };
+        let state = self.lock();
+        // Before the trimmed ones, or past the last one (an id of a process that is gone:
+        // this store restarted from nothing).
+        let after = resume.unwrap_or(0);
+        if resume.is_some() && (after < state.trimmed_through || after > state.last_event) {
+            return Ok(EventRead::Expired);
+        }
+        // Positions have no gaps, so the event after `after` sits at a known index.
+        let first = state.events.front().map_or(state.last_event + 1, |e| e.0);
+        let skip = (after + 1).saturating_sub(first) as usize;
+        Ok(EventRead::Events(
+            state
+                .events
+                .iter()
+                .skip(skip)
+                .take(limit)
+                .map(|(_, _, e)| e.clone())
+                .collect(),
+        ))
+    }
+
+    async fn last_event_id(&self) -> Result<Option<String>, StoreError> {
+        let last = self.lock().last_event;
+        Ok((last > 0).then(|| last.to_string()))
+    }
+
+    async fn wait_for_events(
+        &self,
+        after: Option<&str>,
+        timeout: Duration,
+    ) -> Result<(), StoreError> {
+        let after = after.and_then(position).unwrap_or(0);
+        let mut appended = self.appended.subscribe();
+        // Returns at once when an event is already past `after`.
+        let _ = tokio::time::timeout(timeout, appended.wait_for(|last| *last > after)).await;
+        Ok(())
+    }
+
+    async fn trim_events(&self, before_ms: i64) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        while let Some((id, at_ms, _)) = state.events.front() {
+            if *at_ms >= before_ms {
+                break;
+            }
+            state.trimmed_through = *id;
+            state.events.pop_front();
+        }
         Ok(())
     }
 }

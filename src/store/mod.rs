@@ -23,7 +23,36 @@
 //! | `billpay:v1:store:identity` | the store identity (epoch), see below | none |
 //! | `billpay:v1:store:recovered_at` | when `store recover` last ran (unix ms): the recovery point | none |
 //! | `billpay:v1:store:identity:{<tag>}` | Redis Cluster only: the identity's copy in one hash slot, 16,384 of them | none |
+//! | `billpay:v1:events` | Redis stream of payment events (see below) | entries older than `events.retention_ms` (7 days) trimmed every minute |
+//! | `billpay:v1:events:trimmed` | id of the newest event retention deleted | none |
 //! | `billpay:v1:journal` | sorted set: payment id -> creation time (unix ms), the journal index (operators' and callers' listings) | none; members whose records expired removed by a trim pass every 10 s (`gateway::journal`) and when listed |
+//!
+//! ## Payment events (the outbox)
+//!
+//! Every change of a payment record that a caller can see writes a `billpay.v1.PaymentEvent`
+//! with it, in one atomic step: [`Store::write_with_event`] does the record's write (the swap,
+//! the guarded claim or the put-back) and appends the event, both or neither. A crash between
+//! a change and its event is impossible by construction: there is no "between", the two are
+//! one Lua script on Redis (which Redis runs alone and never half-applies past its first
+//! write), one transaction in PostgreSQL, one critical section in memory. Events are read in
+//! order from a resume point ([`Store::read_events`]: the id of the last event read); a read
+//! never passes over an event that becomes visible later:
+//!
+//! - Redis: one stream, `billpay:v1:events`, ids given by `XADD *` inside the script, so in
+//!   the order the writes happened. Entry fields: `payment_id`, `caller`, `event` (the
+//!   PaymentEvent, protobuf binary, `event_id` empty: the entry id is it). Consumer groups
+//!   can read it directly (`XREADGROUP GROUP g c STREAMS billpay:v1:events >`).
+//! - PostgreSQL: table `billpay_events`, positions drawn from a one-row counter whose row lock
+//!   is held to commit, so they are gapless and commit in order (see
+//!   migrations/postgres/0003_events.sql).
+//! - Redis Cluster: no events ([`Store::keeps_events`] says why): one stream cannot be written
+//!   atomically with payment records spread over every slot, and a stream per slot would leave
+//!   readers 16,384 streams to merge. The gateway logs it at startup and the watch RPCs answer
+//!   FAILED_PRECONDITION.
+//!
+//! Retention ([`Store::trim_events`], every minute by each gateway): events older than
+//! `events.retention_ms` are deleted, oldest first; the store remembers up to where, and a
+//! reader resuming from a deleted event gets [`EventRead::Expired`] rather than a silent gap.
 //!
 //! ## Detecting data loss
 //!
@@ -156,6 +185,80 @@ pub enum GuardCopies {
     OnePerRange,
     /// All 16,384 copies (operator steps).
     Every,
+}
+
+/// A record write that carries a payment event ([`Store::write_with_event`]): each kind is
+/// one of the plain writes above, done together with the event's append.
+#[derive(Debug, Clone, Copy)]
+pub enum RecordWrite<'a> {
+    /// As [`Store::compare_and_swap_with_ttl`].
+    Swap {
+        key: &'a str,
+        expected: &'a [u8],
+        new: &'a [u8],
+        ttl: Option<Duration>,
+    },
+    /// As [`Store::set_if_absent_guarded`].
+    GuardedClaim {
+        guard_key: &'a str,
+        guard_value: &'a [u8],
+        key: &'a str,
+        value: &'a [u8],
+        ttl: Option<Duration>,
+    },
+    /// As [`Store::set_if_absent`].
+    IfAbsent {
+        key: &'a str,
+        value: &'a [u8],
+        ttl: Option<Duration>,
+    },
+}
+
+/// A payment event to append with a record write.
+#[derive(Debug, Clone, Copy)]
+pub struct NewEvent<'a> {
+    /// The payment it is about.
+    pub payment_id: &'a str,
+    /// Who may read it (the payment's caller), so readers filter without decoding it.
+    pub caller: &'a str,
+    /// The encoded `billpay.v1.PaymentEvent` (its event_id empty: the store gives it).
+    pub body: &'a [u8],
+    /// When it happened (unix ms): what retention counts from.
+    pub at_ms: i64,
+}
+
+/// A payment event as kept, in the store's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// The store's position of the event: a Redis stream entry id (`<ms>-<seq>`), a
+    /// PostgreSQL or memory position (decimal). Ordered within one store.
+    pub id: String,
+    pub payment_id: String,
+    pub caller: String,
+    pub body: Vec<u8>,
+}
+
+/// What [`Store::write_with_event`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventWrite {
+    /// The record and its event were both written; the event's id.
+    Written(String),
+    /// The swap found another value, or the key exists: nothing written.
+    Refused,
+    /// A guarded claim's guard did not hold: nothing written.
+    GuardFailed,
+}
+
+/// What [`Store::read_events`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventRead {
+    /// The events after the resume point, oldest first (none: nothing new yet).
+    Events(Vec<StoredEvent>),
+    /// Events after the resume point were trimmed (retention) or lost: reading on would skip
+    /// them.
+    Expired,
+    /// The resume point is not an event id of this store's form.
+    Malformed,
 }
 
 /// A key-value store with the few atomic operations the gateway needs.
@@ -334,6 +437,60 @@ pub trait Store: Send + Sync + 'static {
         let _ = timeout;
         Ok(false)
     }
+
+    // The payment events outbox (see the module docs, "Payment events"). A store that keeps
+    // no events answers `Err` to `keeps_events` and the gateway writes records without events.
+
+    /// `Ok` when this store keeps payment events; else why not (said at startup).
+    fn keeps_events(&self) -> Result<(), String> {
+        Err("this store keeps no payment events".into())
+    }
+    /// Does `write` and appends `event` in one atomic step: both or neither (a Lua script in
+    /// Redis, one transaction in PostgreSQL, one lock in memory).
+    async fn write_with_event(
+        &self,
+        write: RecordWrite<'_>,
+        event: NewEvent<'_>,
+    ) -> Result<EventWrite, StoreError> {
+        let _ = (write, event);
+        Err(StoreError(
+            self.keeps_events()
+                .err()
+                .unwrap_or_else(|| "payment events not implemented".into()),
+        ))
+    }
+    /// Up to `limit` events recorded after the event `after` (from the oldest kept when
+    /// `None`), in order. Never skips one: an event appended later always comes after every
+    /// event already readable.
+    async fn read_events(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<EventRead, StoreError> {
+        let _ = (after, limit);
+        Ok(EventRead::Expired)
+    }
+    /// The id of the newest event, `None` when there is none.
+    async fn last_event_id(&self) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
+    /// Returns once an event after `after` may be readable, or after `timeout` (Redis
+    /// `XREAD BLOCK` on one connection of its own; PostgreSQL polls; memory is told).
+    async fn wait_for_events(
+        &self,
+        after: Option<&str>,
+        timeout: Duration,
+    ) -> Result<(), StoreError> {
+        let _ = after;
+        tokio::time::sleep(timeout).await;
+        Ok(())
+    }
+    /// Deletes the events recorded before `before_ms` (unix ms; Redis: by entry id time,
+    /// `XTRIM MINID`). A reader resuming from one of them gets [`EventRead::Expired`].
+    async fn trim_events(&self, before_ms: i64) -> Result<(), StoreError> {
+        let _ = before_ms;
+        Ok(())
+    }
 }
 
 /// Key layout, in one place.
@@ -420,6 +577,16 @@ pub mod keys {
     /// the store lost data (see [`super::identity`]).
     pub fn identity() -> String {
         format!("{PREFIX}:store:identity")
+    }
+
+    /// The payment events stream (Redis; PostgreSQL keeps them in `billpay_events`).
+    pub fn events() -> String {
+        format!("{PREFIX}:events")
+    }
+
+    /// Redis: the id of the newest event retention deleted (the trim mark).
+    pub fn events_trimmed() -> String {
+        format!("{PREFIX}:events:trimmed")
     }
 }
 

@@ -25,7 +25,13 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use tokio::sync::OnceCell;
 use tokio_postgres::{types::ToSql, NoTls, Row};
 
-use super::{Durability, GuardedWrite, Increment, PostgresDurability, Store, StoreError};
+use super::{
+    Durability, EventRead, EventWrite, GuardedWrite, Increment, NewEvent, PostgresDurability,
+    RecordWrite, Store, StoreError, StoredEvent,
+};
+
+/// How often the event reader asks for new events when none came ([`Store::wait_for_events`]).
+pub const EVENT_POLL: Duration = Duration::from_millis(100);
 
 /// One schema step: applied once, in order, in its own transaction.
 pub struct Migration {
@@ -37,11 +43,18 @@ pub struct Migration {
 }
 
 /// Every migration this binary knows, in order. Never edit a shipped one: add the next.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "store",
-    sql: include_str!("../../migrations/postgres/0001_store.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "store",
+        sql: include_str!("../../migrations/postgres/0001_store.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "events",
+        sql: include_str!("../../migrations/postgres/0003_events.sql"),
+    },
+];
 
 /// The schema version this binary needs.
 pub fn latest_version() -> i32 {
@@ -712,6 +725,234 @@ impl Store for PostgresStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.query("SELECT 1", &[]).await.map(|_| ())
+    }
+
+    fn keeps_events(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    async fn write_with_event(
+        &self,
+        write: RecordWrite<'_>,
+        event: NewEvent<'_>,
+    ) -> Result<EventWrite, StoreError> {
+        let mut client = self.client().await?;
+        let written = self
+            .timed(async {
+                // One transaction: the record's write, then the position (under the counter
+                // row's lock, held to commit: see migrations/postgres/0003_events.sql), then
+                // the event. Nothing is committed unless all three are.
+                let tx = client.transaction().await?;
+                let outcome = match write {
+                    RecordWrite::Swap {
+                        key,
+                        expected,
+                        new,
+                        ttl,
+                    } => {
+                        let sql = format!(
+                            "UPDATE billpay_kv SET value = $3, expires_at = {}, \
+                             version = version + 1, updated_at = now() \
+                             WHERE key = $1 AND value = $2 AND {LIVE}",
+                            expiry(4)
+                        );
+                        let statement = tx.prepare_cached(&sql).await?;
+                        match tx
+                            .execute(&statement, &[&key, &expected, &new, &ttl_ms(ttl)])
+                            .await?
+                        {
+                            1 => None,
+                            _ => Some(EventWrite::Refused),
+                        }
+                    }
+                    RecordWrite::GuardedClaim {
+                        guard_key,
+                        guard_value,
+                        key,
+                        value,
+                        ttl,
+                    } => {
+                        let sql = format!(
+                            "WITH guard AS MATERIALIZED (
+                                 SELECT 1 FROM billpay_kv
+                                 WHERE key = $1 AND value = $2 AND {LIVE}
+                                 FOR SHARE
+                             ), written AS (
+                                 INSERT INTO billpay_kv AS kv (key, value, expires_at)
+                                 SELECT $3::text, $4::bytea, {} WHERE EXISTS (SELECT 1 FROM guard)
+                                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value,
+                                     expires_at = EXCLUDED.expires_at, version = kv.version + 1,
+                                     updated_at = now()
+                                 WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= now()
+                                 RETURNING 1
+                             )
+                             SELECT EXISTS (SELECT 1 FROM guard), EXISTS (SELECT 1 FROM written)",
+                            expiry(5)
+                        );
+                        let statement = tx.prepare_cached(&sql).await?;
+                        let row = tx
+                            .query_one(
+                                &statement,
+                                &[&guard_key, &guard_value, &key, &value, &ttl_ms(ttl)],
+                            )
+                            .await?;
+                        match (row.get::<_, bool>(0), row.get::<_, bool>(1)) {
+                            (false, _) => Some(EventWrite::GuardFailed),
+                            (true, true) => None,
+                            (true, false) => Some(EventWrite::Refused),
+                        }
+                    }
+                    RecordWrite::IfAbsent { key, value, ttl } => {
+                        let sql = format!(
+                            "INSERT INTO billpay_kv AS kv (key, value, expires_at) \
+                             VALUES ($1, $2, {}) \
+                             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, \
+                                 expires_at = EXCLUDED.expires_at, version = kv.version + 1, \
+                                 updated_at = now() \
+                             WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= now()",
+                            expiry(3)
+                        );
+                        let statement = tx.prepare_cached(&sql).await?;
+                        match tx
+                            .execute(&statement, &[&key, &value, &ttl_ms(ttl)])
+                            .await?
+                        {
+                            1 => None,
+                            _ => Some(EventWrite::Refused),
+                        }
+                    }
+                };
+                if let Some(refused) = outcome {
+                    tx.rollback().await?;
+                    return Ok(refused);
+                }
+                let statement = tx
+                    .prepare_cached(
+                        "UPDATE billpay_event_position SET last_position = last_position + 1 \
+                         WHERE id = 1 RETURNING last_position",
+                    )
+                    .await?;
+                let position: i64 = tx.query_one(&statement, &[]).await?.get(0);
+                let statement = tx
+                    .prepare_cached(
+                        "INSERT INTO billpay_events (position, payment_id, caller, event, at_ms) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .await?;
+                tx.execute(
+                    &statement,
+                    &[
+                        &position,
+                        &event.payment_id,
+                        &event.caller,
+                        &event.body,
+                        &event.at_ms,
+                    ],
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(EventWrite::Written(position.to_string()))
+            })
+            .await?;
+        self.wrote().await;
+        Ok(written)
+    }
+
+    async fn read_events(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<EventRead, StoreError> {
+        let resume: Option<i64> = match after {
+            None => None,
+            Some(id) => match id.parse() {
+                Ok(p) if p >= 0 => Some(p),
+                _ => return Ok(EventRead::Malformed),
+            },
+        };
+        // From the oldest kept: every trimmed row is gone, so "after 0" is that.
+        let after = resume.unwrap_or(0);
+        // One statement, one snapshot: the trim mark and the rows agree.
+        let rows = self
+            .query(
+                "SELECT p.trimmed_through, p.last_position,
+                        e.position, e.payment_id, e.caller, e.event
+                 FROM billpay_event_position p
+                 LEFT JOIN LATERAL (
+                     SELECT position, payment_id, caller, event FROM billpay_events
+                     WHERE position > $1 ORDER BY position LIMIT $2
+                 ) e ON true
+                 WHERE p.id = 1",
+                &[&after, &(limit.max(1) as i64)],
+            )
+            .await?;
+        let Some(first) = rows.first() else {
+            return Err(StoreError(
+                "postgres: billpay_event_position has no row".into(),
+            ));
+        };
+        let (trimmed_through, last): (i64, i64) = (first.get(0), first.get(1));
+        if resume.is_some() && (after < trimmed_through || after > last) {
+            return Ok(EventRead::Expired);
+        }
+        Ok(EventRead::Events(
+            rows.iter()
+                .filter_map(|row| {
+                    Some(StoredEvent {
+                        id: row.get::<_, Option<i64>>(2)?.to_string(),
+                        payment_id: row.get(3),
+                        caller: row.get(4),
+                        body: row.get(5),
+                    })
+                })
+                .collect(),
+        ))
+    }
+
+    async fn last_event_id(&self) -> Result<Option<String>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT last_position FROM billpay_event_position WHERE id = 1",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .first()
+            .map(|row| row.get::<_, i64>(0))
+            .filter(|p| *p > 0)
+            .map(|p| p.to_string()))
+    }
+
+    async fn wait_for_events(
+        &self,
+        after: Option<&str>,
+        timeout: Duration,
+    ) -> Result<(), StoreError> {
+        // Polled: the caller reads again after this pause (a LISTEN would need a connection
+        // of its own outside the pool).
+        let _ = after;
+        tokio::time::sleep(timeout.min(EVENT_POLL)).await;
+        Ok(())
+    }
+
+    async fn trim_events(&self, before_ms: i64) -> Result<(), StoreError> {
+        // Deletes a prefix (by position, so retention never leaves a hole a reader could
+        // pass over) up to the newest event older than the cut-off, and records it.
+        self.execute(
+            "WITH cut AS (
+                 SELECT max(position) AS position FROM billpay_events WHERE at_ms < $1
+             ), gone AS (
+                 DELETE FROM billpay_events
+                 WHERE position <= (SELECT position FROM cut)
+                 RETURNING position
+             )
+             UPDATE billpay_event_position
+             SET trimmed_through = GREATEST(trimmed_through, (SELECT position FROM cut))
+             WHERE id = 1 AND (SELECT position FROM cut) IS NOT NULL",
+            &[&before_ms],
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn durability(&self) -> Result<Vec<Durability>, StoreError> {

@@ -21,7 +21,10 @@ use redis::{
 };
 use tokio::sync::OnceCell;
 
-use super::{slots, Durability, Guard, GuardCopies, GuardedWrite, Increment, Store, StoreError};
+use super::{
+    keys, slots, Durability, EventRead, EventWrite, Guard, GuardCopies, GuardedWrite, Increment,
+    NewEvent, RecordWrite, Store, StoreError, StoredEvent,
+};
 
 /// Guard copies read or written per command (or at once) on a cluster, so that each step
 /// stays well inside the command timeout.
@@ -107,6 +110,101 @@ end
 return 0
 ";
 
+/// A record write and its payment event, in one script: KEYS[1] the record, KEYS[2] the guard
+/// (a claim's store identity; else unused), KEYS[3] the events stream. ARGV[1] the kind
+/// (`swap`, `claim`, `absent`), ARGV[2] the expected value (swap) or guard value (claim),
+/// ARGV[3] the new value, ARGV[4] its TTL ms (0 = none), ARGV[5..7] the event's payment id,
+/// caller and body. Answers `{1, event id}` when written, `{0}` when the swap found another
+/// value or the key exists, `{-1}` when the guard does not hold. The event is appended
+/// before the record is written: `XADD` is the one command here that could be refused (an
+/// out-of-memory refusal comes at a script's first write and never after it), so a refusal
+/// leaves both unwritten, and once it is in, the `SET` cannot fail. Redis runs the script
+/// alone: no reader sees the record without its event or the event without its record.
+const WRITE_WITH_EVENT: &str = r"
+if ARGV[1] == 'claim' and redis.call('GET', KEYS[2]) ~= ARGV[2] then
+  return {-1}
+end
+if ARGV[1] == 'swap' then
+  if redis.call('GET', KEYS[1]) ~= ARGV[2] then
+    return {0}
+  end
+elseif redis.call('EXISTS', KEYS[1]) == 1 then
+  return {0}
+end
+local id = redis.call('XADD', KEYS[3], '*', 'payment_id', ARGV[5], 'caller', ARGV[6],
+  'event', ARGV[7])
+if tonumber(ARGV[4]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+else
+  redis.call('SET', KEYS[1], ARGV[3])
+end
+return {1, id}
+";
+
+/// Reads up to ARGV[2] events after the id ARGV[1] ('' = from the oldest kept) of the stream
+/// KEYS[1], after checking none was lost: `{'events', entries}`, `{'expired'}` when an entry
+/// after ARGV[1] was deleted (trimmed: the trim mark KEYS[2], see [`TRIM_EVENTS`]; removed by
+/// `XDEL`: `max-deleted-entry-id`, Redis >= 7.0) or the stream is missing or younger than
+/// ARGV[1] (it was lost), `{'malformed'}` for an id of another form. One script, so no trim
+/// can land between the check and the read.
+const READ_EVENTS: &str = r"
+local function before(a, b)
+  local am, as = string.match(a, '^(%d+)%-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)%-(%d+)$')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am < bm or (am == bm and as < bs)
+end
+local after = ARGV[1]
+if after == '' then
+  return {'events', redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', ARGV[2])}
+end
+if not string.match(after, '^%d+%-%d+$') or string.len(after) > 41 then
+  return {'malformed'}
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return {'expired'}
+end
+local info = redis.call('XINFO', 'STREAM', KEYS[1])
+local deleted, last = '0-0', '0-0'
+for i = 1, #info, 2 do
+  if info[i] == 'max-deleted-entry-id' then deleted = info[i + 1] end
+  if info[i] == 'last-generated-id' then last = info[i + 1] end
+end
+local trimmed = redis.call('GET', KEYS[2]) or '0-0'
+if before(after, deleted) or before(after, trimmed) or before(last, after) then
+  return {'expired'}
+end
+return {'events', redis.call('XRANGE', KEYS[1], '(' .. after, '+', 'COUNT', ARGV[2])}
+";
+
+/// Retention: deletes the entries of the stream KEYS[1] older than the id ARGV[1] and keeps
+/// the newest deleted id in KEYS[2] (the trim mark; `XTRIM` does not move
+/// `max-deleted-entry-id`), so a reader resuming before it is told its events are gone.
+const TRIM_EVENTS: &str = r"
+local newest = redis.call('XREVRANGE', KEYS[1], '(' .. ARGV[1], '-', 'COUNT', 1)[1]
+if not newest then
+  return 0
+end
+redis.call('SET', KEYS[2], newest[1])
+return redis.call('XTRIM', KEYS[1], 'MINID', '=', ARGV[1])
+";
+
+/// The id of the newest entry ever added to the stream KEYS[1] (kept or trimmed), or false.
+const LAST_EVENT_ID: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return false
+end
+local info = redis.call('XINFO', 'STREAM', KEYS[1])
+for i = 1, #info, 2 do
+  if info[i] == 'last-generated-id' then return info[i + 1] end
+end
+return false
+";
+
+/// The longest one `XREAD BLOCK` waits, whatever the caller asks: its connection's response
+/// timeout is this plus the command timeout.
+const BLOCK_MAX: Duration = Duration::from_secs(5);
+
 /// Raises a counter to at least ARGV[1]; returns its value.
 const RAISE_COUNTER: &str = r"
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -172,6 +270,12 @@ pub struct RedisStore {
     raise: redis::Script,
     increment: redis::Script,
     claim: redis::Script,
+    write_with_event: redis::Script,
+    read_events: redis::Script,
+    last_event: redis::Script,
+    trim_events: redis::Script,
+    /// The connection `XREAD BLOCK` waits on: its own, so a wait holds up no other command.
+    blocking: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
 }
 
 impl RedisStore {
@@ -231,6 +335,11 @@ impl RedisStore {
             raise: redis::Script::new(RAISE_COUNTER),
             increment: redis::Script::new(GUARDED_INCREMENT),
             claim: redis::Script::new(CLAIM_DUE),
+            write_with_event: redis::Script::new(WRITE_WITH_EVENT),
+            read_events: redis::Script::new(READ_EVENTS),
+            last_event: redis::Script::new(LAST_EVENT_ID),
+            trim_events: redis::Script::new(TRIM_EVENTS),
+            blocking: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -491,6 +600,52 @@ fn redacted(e: &redis::RedisError) -> String {
         redis::ErrorKind::Io => format!("redis I/O error: {e}"),
         kind => format!("redis {kind:?}: {}", e.detail().unwrap_or("")),
     }
+}
+
+/// Text of a bulk or simple string answer.
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// The events of an `XRANGE` / `XREAD` entry list: `[[id, [field, value, ...]], ...]`.
+fn stream_entries(value: &Value) -> Result<Vec<StoredEvent>, StoreError> {
+    let unreadable = || StoreError("redis: unreadable events stream entry".into());
+    let Value::Array(entries) = value else {
+        return Err(unreadable());
+    };
+    entries
+        .iter()
+        .map(|entry| {
+            let Value::Array(parts) = entry else {
+                return Err(unreadable());
+            };
+            let [id, Value::Array(fields)] = parts.as_slice() else {
+                return Err(unreadable());
+            };
+            let mut event = StoredEvent {
+                id: text(id).ok_or_else(unreadable)?,
+                payment_id: String::new(),
+                caller: String::new(),
+                body: Vec::new(),
+            };
+            for pair in fields.chunks(2) {
+                let [name, value] = pair else {
+                    return Err(unreadable());
+                };
+                match (text(name).as_deref(), value) {
+                    (Some("payment_id"), v) => event.payment_id = text(v).unwrap_or_default(),
+                    (Some("caller"), v) => event.caller = text(v).unwrap_or_default(),
+                    (Some("event"), Value::BulkString(bytes)) => event.body = bytes.clone(),
+                    _ => {}
+                }
+            }
+            Ok(event)
+        })
+        .collect()
 }
 
 fn px(ttl: Option<Duration>) -> Option<u64> {
@@ -985,5 +1140,173 @@ impl Store for RedisStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.run(|mut c| async move { redis::cmd("PING").query_async::<()>(&mut c).await })
             .await
+    }
+
+    fn keeps_events(&self) -> Result<(), String> {
+        match self.is_cluster() {
+            true => Err(
+                "a Redis Cluster keeps no payment events: one stream cannot be \
+                         written atomically with payment records in every slot (WatchPayment \
+                         and WatchPaymentEvents answer FAILED_PRECONDITION, EVENTS_NOT_KEPT)"
+                    .into(),
+            ),
+            false => Ok(()),
+        }
+    }
+
+    async fn write_with_event(
+        &self,
+        write: RecordWrite<'_>,
+        event: NewEvent<'_>,
+    ) -> Result<EventWrite, StoreError> {
+        self.keeps_events().map_err(StoreError)?;
+        let stream = keys::events();
+        let (kind, key, guard_key, check, value, ttl): (&str, &str, &str, &[u8], &[u8], _) =
+            match write {
+                RecordWrite::Swap {
+                    key,
+                    expected,
+                    new,
+                    ttl,
+                } => ("swap", key, key, expected, new, ttl),
+                RecordWrite::GuardedClaim {
+                    guard_key,
+                    guard_value,
+                    key,
+                    value,
+                    ttl,
+                } => ("claim", key, guard_key, guard_value, value, ttl),
+                RecordWrite::IfAbsent { key, value, ttl } => ("absent", key, key, b"", value, ttl),
+            };
+        let stream = stream.as_str();
+        self.run(|mut c| async move {
+            let answer: Vec<Value> = self
+                .write_with_event
+                .key(key)
+                .key(guard_key)
+                .key(stream)
+                .arg(kind)
+                .arg(check)
+                .arg(value)
+                .arg(px(ttl).unwrap_or(0))
+                .arg(event.payment_id)
+                .arg(event.caller)
+                .arg(event.body)
+                .invoke_async(&mut c)
+                .await?;
+            Ok(match answer.as_slice() {
+                [Value::Int(1), id] => EventWrite::Written(text(id).unwrap_or_default()),
+                [Value::Int(-1)] => EventWrite::GuardFailed,
+                _ => EventWrite::Refused,
+            })
+        })
+        .await
+    }
+
+    async fn read_events(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<EventRead, StoreError> {
+        self.keeps_events().map_err(StoreError)?;
+        let (stream, trimmed) = (keys::events(), keys::events_trimmed());
+        let (stream, trimmed) = (stream.as_str(), trimmed.as_str());
+        let answer: Vec<Value> = self
+            .run(|mut c| async move {
+                self.read_events
+                    .key(stream)
+                    .key(trimmed)
+                    .arg(after.unwrap_or(""))
+                    .arg(limit.max(1))
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        match answer.as_slice() {
+            [status, entries] if text(status).as_deref() == Some("events") => {
+                Ok(EventRead::Events(stream_entries(entries)?))
+            }
+            [status] if text(status).as_deref() == Some("expired") => Ok(EventRead::Expired),
+            [status] if text(status).as_deref() == Some("malformed") => Ok(EventRead::Malformed),
+            _ => Err(StoreError(
+                "redis: unreadable answer to the events read".into(),
+            )),
+        }
+    }
+
+    async fn last_event_id(&self) -> Result<Option<String>, StoreError> {
+        self.keeps_events().map_err(StoreError)?;
+        let stream = keys::events();
+        let stream = stream.as_str();
+        self.run(|mut c| async move {
+            self.last_event
+                .key(stream)
+                .invoke_async::<Option<String>>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    async fn wait_for_events(
+        &self,
+        after: Option<&str>,
+        timeout: Duration,
+    ) -> Result<(), StoreError> {
+        let Target::Single(client) = &self.target else {
+            tokio::time::sleep(timeout).await;
+            return Ok(());
+        };
+        let block = timeout.min(BLOCK_MAX);
+        // One waiter at a time per process: the gateway has one reader (its event hub).
+        let mut blocking = self.blocking.lock().await;
+        let connection = match blocking.as_mut() {
+            Some(c) => c,
+            None => {
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.connect_timeout))
+                    .set_response_timeout(Some(BLOCK_MAX + self.command_timeout));
+                let c = client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .map_err(|e| StoreError(redacted(&e)))?;
+                blocking.insert(c)
+            }
+        };
+        // `$` would miss an event added between the caller's read and this wait.
+        let from = after.unwrap_or("0-0");
+        let answer = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(1)
+            .arg("BLOCK")
+            .arg(block.as_millis().max(1) as u64)
+            .arg("STREAMS")
+            .arg(keys::events())
+            .arg(from)
+            .query_async::<Value>(connection)
+            .await;
+        if let Err(e) = answer {
+            // Opened again on the next wait.
+            *blocking = None;
+            return Err(StoreError(redacted(&e)));
+        }
+        Ok(())
+    }
+
+    async fn trim_events(&self, before_ms: i64) -> Result<(), StoreError> {
+        self.keeps_events().map_err(StoreError)?;
+        // Exact (`=`) rather than `~`: whole entries by their id's time, so what is kept is
+        // what the retention says.
+        let (stream, trimmed) = (keys::events(), keys::events_trimmed());
+        let (stream, trimmed) = (stream.as_str(), trimmed.as_str());
+        self.run(|mut c| async move {
+            self.trim_events
+                .key(stream)
+                .key(trimmed)
+                .arg(format!("{}-0", before_ms.max(0)))
+                .invoke_async::<i64>(&mut c)
+                .await
+        })
+        .await
+        .map(|_| ())
     }
 }

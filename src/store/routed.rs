@@ -20,7 +20,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{keys, Durability, Guard, GuardCopies, GuardedWrite, Increment, Store, StoreError};
+use super::{
+    keys, Durability, EventRead, EventWrite, Guard, GuardCopies, GuardedWrite, Increment, NewEvent,
+    RecordWrite, Store, StoreError,
+};
 
 /// Sends [`keys::CACHE_KINDS`] keys to `cache` and every other key to `journal`.
 pub struct RoutedStore {
@@ -239,6 +242,43 @@ impl Store for RoutedStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.journal.ping().await?;
         self.cache.ping().await
+    }
+
+    /// Payment events live beside the payment records, in the journal store.
+    fn keeps_events(&self) -> Result<(), String> {
+        self.journal.keeps_events()
+    }
+
+    async fn write_with_event(
+        &self,
+        write: RecordWrite<'_>,
+        event: NewEvent<'_>,
+    ) -> Result<EventWrite, StoreError> {
+        self.journal.write_with_event(write, event).await
+    }
+
+    async fn read_events(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<EventRead, StoreError> {
+        self.journal.read_events(after, limit).await
+    }
+
+    async fn last_event_id(&self) -> Result<Option<String>, StoreError> {
+        self.journal.last_event_id().await
+    }
+
+    async fn wait_for_events(
+        &self,
+        after: Option<&str>,
+        timeout: Duration,
+    ) -> Result<(), StoreError> {
+        self.journal.wait_for_events(after, timeout).await
+    }
+
+    async fn trim_events(&self, before_ms: i64) -> Result<(), StoreError> {
+        self.journal.trim_events(before_ms).await
     }
 
     /// The journal store's: only its writes decide whether a payment can happen twice.
