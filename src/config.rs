@@ -36,6 +36,8 @@ pub struct Config {
     pub operator: OperatorConfig,
     #[serde(default)]
     pub auth: crate::auth::AuthConfig,
+    #[serde(default)]
+    pub events: crate::relay::NatsRelayConfig,
 }
 
 /// `[operator]`: the operator service (list, recheck and resolve journal payments).

@@ -144,6 +144,8 @@ pub struct Metrics {
     pub events_relay_duplicates: Counter,
     /// Times the NATS relay stopped on an error and started over from its checkpoint.
     pub events_relay_errors: Counter,
+    /// Times the NATS relay found the events after its checkpoint gone and went on without them.
+    pub events_relay_gaps: Counter,
     registry: Registry,
 }
 
@@ -174,6 +176,7 @@ impl Metrics {
             events_relayed: Counter::default(),
             events_relay_duplicates: Counter::default(),
             events_relay_errors: Counter::default(),
+            events_relay_gaps: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -293,6 +296,12 @@ impl Metrics {
             "events_relay_errors",
             "Times the NATS relay stopped on an error and started over from its checkpoint",
             m.events_relay_errors.clone(),
+        );
+        registry.register(
+            "events_relay_gaps",
+            "Times the NATS relay found the events after its checkpoint no longer kept \
+             (retention or a store loss) and went on without them",
+            m.events_relay_gaps.clone(),
         );
         Self { registry, ..m }
     }

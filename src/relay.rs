@@ -32,7 +32,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::Deserialize;
 
-use crate::store::{keys, Store};
+use prost::Message;
+
+use crate::pb;
+use crate::store::{keys, EventRead, Store};
 
 /// `[events]` settings for the relay.
 #[derive(Debug, Clone, Deserialize)]
@@ -82,6 +85,17 @@ pub struct OutboxEvent {
     pub payload: Bytes,
 }
 
+/// Why the outbox gave no events.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    /// The events after the resume point are no longer kept (retention deleted them while the
+    /// relay was away, or the store lost them).
+    #[error("the events after the relay's checkpoint are no longer kept")]
+    Gone,
+    #[error("{0}")]
+    Other(String),
+}
+
 /// Where the relay reads events: the journal's outbox.
 #[async_trait]
 pub trait Outbox: Send + Sync + 'static {
@@ -91,7 +105,66 @@ pub trait Outbox: Send + Sync + 'static {
         &self,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<OutboxEvent>, String>;
+    ) -> Result<Vec<OutboxEvent>, OutboxError>;
+}
+
+/// The journal store's events, as the relay reads them.
+pub struct StoreOutbox(pub Arc<dyn Store>);
+
+#[async_trait]
+impl Outbox for StoreOutbox {
+    async fn events_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEvent>, OutboxError> {
+        let read = self
+            .0
+            .read_events(after, limit)
+            .await
+            .map_err(|e| OutboxError::Other(e.to_string()))?;
+        let events = match read {
+            EventRead::Events(events) => events,
+            EventRead::Expired => return Err(OutboxError::Gone),
+            EventRead::Malformed => {
+                return Err(OutboxError::Other(format!(
+                    "{} is not an event id of this store",
+                    after.unwrap_or_default()
+                )))
+            }
+        };
+        events
+            .into_iter()
+            .map(|stored| {
+                let mut event = pb::PaymentEvent::decode(stored.body.as_slice())
+                    .map_err(|e| OutboxError::Other(format!("event {}: {e}", stored.id)))?;
+                event.event_id = stored.id.clone();
+                let payment = event.payment.as_ref();
+                let provider = payment
+                    .and_then(|p| pb::Provider::try_from(p.provider).ok())
+                    .map_or("unknown".into(), |p| {
+                        contract_token(p.as_str_name(), "PROVIDER_")
+                    });
+                let state = payment
+                    .and_then(|p| pb::PaymentState::try_from(p.state).ok())
+                    .map_or("unknown".into(), |s| {
+                        contract_token(s.as_str_name(), "PAYMENT_STATE_")
+                    });
+                Ok(OutboxEvent {
+                    id: stored.id,
+                    provider,
+                    state,
+                    payload: event.encode_to_vec().into(),
+                })
+            })
+            .collect()
+    }
+}
+
+fn contract_token(name: &str, prefix: &str) -> String {
+    name.strip_prefix(prefix)
+        .unwrap_or(name)
+        .to_ascii_lowercase()
 }
 
 /// How long a relay lease lasts; renewed every third of it.
@@ -184,10 +257,27 @@ async fn relay_while_leader(
             }
             renewed = tokio::time::Instant::now();
         }
-        let events = outbox
+        let events = match outbox
             .events_after(after.as_deref(), config.nats_batch.max(1))
             .await
-            .map_err(RelayError::Outbox)?;
+        {
+            Ok(events) => events,
+            Err(OutboxError::Gone) => {
+                // Lost for good: waiting would not bring them back, so the relay says so loudly
+                // (an error line and billpay_events_relay_gaps_total) and goes on from the
+                // oldest event kept.
+                tracing::error!(
+                    after = after.as_deref().unwrap_or_default(),
+                    "payment events after the relay's checkpoint are no longer kept (the \
+                     relay was away longer than events retention, or the store lost them): \
+                     NATS consumers miss them; relaying from the oldest event kept"
+                );
+                crate::metrics::global().events_relay_gaps.inc();
+                after = None;
+                continue;
+            }
+            Err(OutboxError::Other(e)) => return Err(RelayError::Outbox(e)),
+        };
         if events.is_empty() {
             tokio::time::sleep(Duration::from_millis(config.nats_idle_poll_ms)).await;
             continue;

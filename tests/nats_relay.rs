@@ -13,7 +13,7 @@ use std::{
 use async_nats::jetstream::{self, consumer::pull};
 use async_trait::async_trait;
 use billpay_gateway::{
-    relay::{NatsRelayConfig, Outbox, OutboxEvent},
+    relay::{NatsRelayConfig, Outbox, OutboxError, OutboxEvent},
     store::{keys, memory::MemoryStore, Store},
 };
 use common::nats::{unique_stream, NatsServer};
@@ -46,7 +46,7 @@ impl Outbox for TestOutbox {
         &self,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<OutboxEvent>, String> {
+    ) -> Result<Vec<OutboxEvent>, OutboxError> {
         let events = self.events.lock().unwrap();
         let start = match after {
             None => 0,
@@ -54,7 +54,7 @@ impl Outbox for TestOutbox {
                 .iter()
                 .position(|e| e.id == id)
                 .map(|p| p + 1)
-                .ok_or_else(|| format!("unknown event id {id}"))?,
+                .ok_or_else(|| OutboxError::Other(format!("unknown event id {id}")))?,
         };
         Ok(events[start..].iter().take(limit).cloned().collect())
     }
@@ -300,4 +300,89 @@ async fn a_nats_server_killed_mid_batch_loses_and_doubles_nothing() {
     relay.abort();
     let seen = consume_all(nats.url(), &name, 3_000).await;
     assert_exactly_once_in_order(&seen, 3_000, &config.nats_subject_prefix);
+}
+
+/// The whole path through real processes: payments on a gateway over a real Redis write their
+/// events to the Redis stream; the gateway relays them to JetStream; it is killed (`SIGKILL`)
+/// while relaying, and a new gateway process relays the rest. JetStream ends with exactly the
+/// events of the Redis stream, each once, in the stream's order.
+#[tokio::test]
+async fn a_gateway_killed_while_relaying_and_started_again_publishes_each_event_once() {
+    use common::{process::Spawned, race, redis::RedisServer};
+
+    let redis = RedisServer::start();
+    let nats = NatsServer::start();
+    let name = unique_stream("GWRELAY");
+    let sim = Spawned::simulator();
+    let env = [
+        ("REDIS_URL", redis.url()),
+        ("BILLPAY__EVENTS__NATS_URL", nats.url().to_string()),
+        ("BILLPAY__EVENTS__NATS_STREAM", name.clone()),
+        (
+            "BILLPAY__EVENTS__NATS_SUBJECT_PREFIX",
+            format!("test.{}", name.to_lowercase()),
+        ),
+        // Read the outbox often, so the kill finds the relay at work.
+        ("BILLPAY__EVENTS__NATS_IDLE_POLL_MS", "20".to_string()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    let pay_all = |addr: String, from: usize, to: usize| async move {
+        let mut client = race::client(&addr).await;
+        for i in from..to {
+            let request = race::request(
+                &format!("relay-{i}"),
+                // Every fourth one goes PENDING and is settled by reconciliation.
+                if i % 4 == 0 {
+                    "1111111111"
+                } else {
+                    "0000000000"
+                },
+                100_000 + i as i64,
+            );
+            client.create_payment(request).await.unwrap();
+        }
+    };
+
+    let first = Spawned::gateway_with(&sim, &env);
+    pay_all(first.addr.clone(), 0, 60).await;
+    // Killed once the relay is under way, with events still waiting in the outbox.
+    wait_for_messages(nats.url(), &name, 20).await;
+    drop(first);
+    let second = Spawned::gateway_with(&sim, &env);
+    pay_all(second.addr.clone(), 60, 80).await;
+
+    let mut connection = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let entries: Vec<(String, redis::Value)> = redis::cmd("XRANGE")
+        .arg("billpay:v1:events")
+        .arg("-")
+        .arg("+")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let stream_ids: Vec<String> = entries.into_iter().map(|(id, _)| id).collect();
+    assert!(
+        stream_ids.len() >= 160,
+        "every payment recorded at least two events: {}",
+        stream_ids.len()
+    );
+    wait_for_messages(nats.url(), &name, stream_ids.len() as u64).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(second);
+    let seen = consume_all(nats.url(), &name, stream_ids.len()).await;
+    let seen_ids: Vec<String> = seen.iter().map(|(_, id, _)| id.clone()).collect();
+    assert_eq!(
+        seen_ids, stream_ids,
+        "JetStream holds the outbox, each event once, in order"
+    );
+    for (subject, _, _) in &seen {
+        assert!(
+            subject.starts_with(&format!("test.{}.interswitch.", name.to_lowercase())),
+            "{subject}"
+        );
+    }
 }
