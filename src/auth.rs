@@ -356,6 +356,16 @@ pub fn may_see_payment_of(owner: &str) -> bool {
         .unwrap_or(true)
 }
 
+/// Whose payments the current RPC's caller may see, captured for work that outlives the RPC's
+/// task (a server stream): `None` for every caller's (operators, the anonymous caller,
+/// background work), else the caller's name. As [`may_see_payment_of`].
+pub fn visible_payments_owner() -> Option<String> {
+    CURRENT_CALLER
+        .try_with(|c| (c.scope_key.is_some() && !c.operator).then(|| c.name.clone()))
+        .ok()
+        .flatten()
+}
+
 /// Whose payments the current RPC's caller lists as its own (`ListOwnPayments`): its name
 /// for an identified caller, operators included (they list everyone's with
 /// `ListJournalPayments`); `None`, every caller's, for the anonymous caller of mode `none`,

@@ -154,6 +154,24 @@ pub enum GatewayError {
     /// The store is unreachable (its words: Redis errors are redacted of credentials).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// WatchPaymentEvents was asked to resume after an event the store no longer keeps
+    /// (retention, or lost with its data): reading on would skip events.
+    #[error(
+        "the events after {after_event_id:?} are no longer kept (older than the events \
+         retention, or lost): reread the payments you follow, then watch again with an empty \
+         after_event_id"
+    )]
+    EventsExpired { after_event_id: String },
+    /// A WatchPayment stream read more slowly than its payment changed: its buffer of
+    /// `buffered` changes filled, and it was ended rather than hold up payments.
+    #[error(
+        "this watcher read more slowly than the payment changed (its {buffered} buffered \
+         changes filled): watch again"
+    )]
+    WatcherTooSlow { buffered: usize },
+    /// The store keeps no payment events (why), so nothing can be watched.
+    #[error("payment events are not kept: {why}")]
+    EventsNotKept { store: String, why: String },
     /// The store lost data (its identity key is gone): mutating RPCs are refused until an
     /// operator runs `billpay-gateway store recover`.
     #[error("the store lost data (its identity is missing): payments are stopped until an operator runs `billpay-gateway store recover`")]

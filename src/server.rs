@@ -322,6 +322,7 @@ pub async fn run(
             store,
         ))
     });
+    let event_reader = tokio::spawn(gateway.clone().run_event_reader());
     let watch = tokio::spawn(watch_store(gateway.clone(), health.clone(), store_health));
 
     let payments = gateway.clone();
@@ -444,6 +445,7 @@ pub async fn run(
     if let Some(relay) = relay {
         relay.abort();
     }
+    event_reader.abort();
     payments.finish_payments(drain).await;
     result
 }

@@ -227,6 +227,16 @@ pub fn to_status(error: GatewayError) -> Status {
             .meta("max_calls", max_calls)
             .retry_after(retry_after),
         GatewayError::StoreDataLost => Mapped::new(Code::Unavailable, "STORE_DATA_LOST"),
+        GatewayError::EventsExpired { after_event_id } => {
+            Mapped::new(Code::OutOfRange, "EVENTS_EXPIRED").meta("after_event_id", after_event_id)
+        }
+        GatewayError::WatcherTooSlow { buffered } => {
+            Mapped::new(Code::ResourceExhausted, "WATCHER_TOO_SLOW")
+                .meta("buffered_changes", buffered)
+        }
+        GatewayError::EventsNotKept { store, .. } => {
+            Mapped::new(Code::FailedPrecondition, "EVENTS_NOT_KEPT").meta("store", store)
+        }
         GatewayError::StoreUnfit {
             posture,
             last_read_ago_ms,
@@ -543,6 +553,14 @@ mod tests {
                 retry_after: ms(200),
             },
             GatewayError::StoreDataLost,
+            GatewayError::EventsExpired {
+                after_event_id: "1764770000000-0".into(),
+            },
+            GatewayError::WatcherTooSlow { buffered: 64 },
+            GatewayError::EventsNotKept {
+                store: "redis-cluster".into(),
+                why: "one stream cannot be written with every slot".into(),
+            },
             GatewayError::StoreUnfit {
                 posture: "everysec".into(),
                 why: "appendfsync everysec can lose a second of writes".into(),

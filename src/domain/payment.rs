@@ -481,6 +481,11 @@ pub struct PaymentRecord {
     /// The follow-up whose provider call may be running (see [`FollowUpMark`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub follow_up: Option<FollowUpMark>,
+    /// How many payment events the record has had (1: its creation); each change a caller
+    /// can see moves it by one (`PaymentEvent.payment_revision`). 0 on records written before
+    /// events were kept.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub revision: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -520,6 +525,7 @@ impl PaymentRecord {
             caller: String::new(),
             reference_sequence: 0,
             follow_up: None,
+            revision: 1,
         }
     }
 

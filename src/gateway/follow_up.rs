@@ -545,33 +545,38 @@ impl Gateway {
         let expiry = self.payments.in_flight_expiry_ms as i64;
         let mut found = Found::Ours;
         let updated = self
-            .update_payment(payment_id, Next::Keep, |r, now| {
-                if let Some(mark) = r.live_follow_up(now) {
-                    found = if mark.request_id == request_id {
-                        Found::Ours
-                    } else {
-                        Found::Another
+            .update_payment(
+                payment_id,
+                Next::Keep,
+                crate::gateway::events::Cause::FollowUp,
+                |r, now| {
+                    if let Some(mark) = r.live_follow_up(now) {
+                        found = if mark.request_id == request_id {
+                            Found::Ours
+                        } else {
+                            Found::Another
+                        };
+                        return false;
+                    }
+                    if !ready(r) {
+                        found = Found::NotReady(r.state);
+                        return false;
+                    }
+                    let violations = inputs(r);
+                    if !violations.is_empty() {
+                        found = Found::Invalid(violations);
+                        return false;
+                    }
+                    let mark = FollowUpMark {
+                        kind: mark_kind,
+                        request_id: request_id.to_owned(),
+                        expires_at_ms: now + expiry,
                     };
-                    return false;
-                }
-                if !ready(r) {
-                    found = Found::NotReady(r.state);
-                    return false;
-                }
-                let violations = inputs(r);
-                if !violations.is_empty() {
-                    found = Found::Invalid(violations);
-                    return false;
-                }
-                let mark = FollowUpMark {
-                    kind: mark_kind,
-                    request_id: request_id.to_owned(),
-                    expires_at_ms: now + expiry,
-                };
-                r.follow_up = Some(mark.clone());
-                found = Found::Set(mark);
-                true
-            })
+                    r.follow_up = Some(mark.clone());
+                    found = Found::Set(mark);
+                    true
+                },
+            )
             .await?;
         match found {
             Found::Set(mark) => {
@@ -598,13 +603,18 @@ impl Gateway {
     /// Left in place on a store error; it expires.
     async fn unmark_follow_up(&self, payment_id: &str, mark: &FollowUpMark) {
         let removed = self
-            .update_payment(payment_id, Next::Keep, |r, _| {
-                let ours = r.follow_up.as_ref() == Some(mark);
-                if ours {
-                    r.follow_up = None;
-                }
-                ours
-            })
+            .update_payment(
+                payment_id,
+                Next::Keep,
+                crate::gateway::events::Cause::FollowUp,
+                |r, _| {
+                    let ours = r.follow_up.as_ref() == Some(mark);
+                    if ours {
+                        r.follow_up = None;
+                    }
+                    ours
+                },
+            )
             .await;
         if let Err(e) = removed {
             tracing::warn!(payment_id, error = %e, "follow-up mark not removed; it expires");
@@ -617,14 +627,19 @@ impl Gateway {
         let mut pause = Duration::from_millis(100);
         for _ in 0..6 {
             let cleared = self
-                .update_payment(payment_id, Next::Keep, |r, _| {
-                    let ours = r
-                        .follow_up
-                        .as_ref()
-                        .is_some_and(|m| m.request_id == request_id);
-                    super::payments::clear_follow_up(r, request_id);
-                    ours
-                })
+                .update_payment(
+                    payment_id,
+                    Next::Keep,
+                    crate::gateway::events::Cause::FollowUp,
+                    |r, _| {
+                        let ours = r
+                            .follow_up
+                            .as_ref()
+                            .is_some_and(|m| m.request_id == request_id);
+                        super::payments::clear_follow_up(r, request_id);
+                        ours
+                    },
+                )
                 .await;
             match cleared {
                 Ok(_) => return,
@@ -667,23 +682,28 @@ impl Gateway {
                 // The OTP may have completed the payment: only the provider can say now.
                 let message = message.clone();
                 let moved = self
-                    .update_payment(id, Next::Step, |r, now| {
-                        let waiting = matches!(
-                            r.state,
-                            PaymentState::OtpRequired | PaymentState::ValidationRequired
-                        );
-                        if waiting {
-                            r.state = PaymentState::Pending;
-                            r.provider_message = message.clone();
-                            r.updated_at_ms = now;
-                        }
-                        let marked = r
-                            .follow_up
-                            .as_ref()
-                            .is_some_and(|m| m.request_id == request_id);
-                        super::payments::clear_follow_up(r, request_id);
-                        waiting || marked
-                    })
+                    .update_payment(
+                        id,
+                        Next::Step,
+                        crate::gateway::events::Cause::FollowUp,
+                        |r, now| {
+                            let waiting = matches!(
+                                r.state,
+                                PaymentState::OtpRequired | PaymentState::ValidationRequired
+                            );
+                            if waiting {
+                                r.state = PaymentState::Pending;
+                                r.provider_message = message.clone();
+                                r.updated_at_ms = now;
+                            }
+                            let marked = r
+                                .follow_up
+                                .as_ref()
+                                .is_some_and(|m| m.request_id == request_id);
+                            super::payments::clear_follow_up(r, request_id);
+                            waiting || marked
+                        },
+                    )
                     .await;
                 if let Err(e) = moved {
                     tracing::error!(payment_id = id, error = %e, "OTP outcome unknown and not recorded; reconciliation still asks the provider");

@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod clock;
+pub mod events;
 pub mod flight;
 pub mod follow_up;
 pub mod journal;
@@ -58,6 +59,12 @@ pub struct PaymentSettings {
     /// is shorter than some configured provider's longest payment call (token lock, token
     /// request, call, retry after a 401; see `providers::call_time`).
     pub in_flight_expiry_ms: u64,
+    /// How long payment events are kept (WatchPaymentEvents resumes within it), milliseconds.
+    /// 7 days. Trimmed every minute.
+    pub events_retention_ms: u64,
+    /// Changes one WatchPayment stream may have waiting to be sent, messages; a watcher that
+    /// falls further behind is ended (RESOURCE_EXHAUSTED, WATCHER_TOO_SLOW). 64.
+    pub watcher_buffer: usize,
 }
 
 impl Default for PaymentSettings {
@@ -72,6 +79,8 @@ impl Default for PaymentSettings {
             max_pending_age_ms: 72 * 3600 * 1000,
             reconcile_poll_ms: 1_000,
             in_flight_expiry_ms: 180_000,
+            events_retention_ms: 7 * 24 * 3600 * 1000,
+            watcher_buffer: 64,
         }
     }
 }
@@ -97,6 +106,12 @@ impl PaymentSettings {
         }
         if self.reconcile_backoff_ms.is_empty() {
             return Err("payments.reconcile_backoff_ms needs at least one step".into());
+        }
+        if self.events_retention_ms == 0 {
+            return Err("payments.events_retention_ms must be above 0".into());
+        }
+        if self.watcher_buffer == 0 {
+            return Err("payments.watcher_buffer must be above 0".into());
         }
         Ok(())
     }
@@ -167,6 +182,8 @@ pub struct Gateway {
     claimed: payments::ClaimedPayments,
     /// Where the next journal index trim pass starts (see `journal.rs`).
     journal_trim: journal::TrimCursor,
+    /// This process's WatchPayment streams, fed by its one event reader (see `events.rs`).
+    event_hub: Arc<events::EventHub>,
 }
 
 impl Gateway {
@@ -185,6 +202,7 @@ impl Gateway {
                 None => clocks,
             },
         );
+        let watcher_buffer = payments.watcher_buffer;
         Arc::new(Self {
             providers,
             store,
@@ -207,6 +225,7 @@ impl Gateway {
             recovered_at: std::sync::atomic::AtomicI64::new(0),
             claimed: payments::ClaimedPayments::new(),
             journal_trim: Default::default(),
+            event_hub: Arc::new(events::EventHub::new(watcher_buffer)),
         })
     }
 

@@ -160,79 +160,85 @@ impl Gateway {
         self.current_identity().await?;
         let mut result = Resolved::Done;
         let updated = self
-            .update_payment(payment_id, Next::Step, |record, now| {
-                if let Some(earlier) = record
-                    .audit
-                    .iter()
-                    .find(|a| a.request_id == resolution.request_id)
-                {
-                    let same = earlier.to_state == resolution.state
-                        && earlier.note == resolution.note
-                        && earlier.operator == resolution.operator
-                        && earlier.provider_code == resolution.provider_code
-                        && earlier.provider_transaction_id == resolution.provider_transaction_id;
-                    result = if same {
-                        Resolved::Replayed
-                    } else {
-                        Resolved::Reused
-                    };
-                    return false;
-                }
-                if record.state.is_final() {
-                    result = Resolved::Conflict(record.state, ONLY_UNSETTLED);
-                    return false;
-                }
-                // A call that may still be running (the payment's own, or an OTP validation
-                // or reversal at the provider) could still settle it otherwise.
-                if record.call != CallPhase::Returned {
-                    result = Resolved::Conflict(
+            .update_payment(
+                payment_id,
+                Next::Step,
+                crate::gateway::events::Cause::Operator,
+                |record, now| {
+                    if let Some(earlier) = record
+                        .audit
+                        .iter()
+                        .find(|a| a.request_id == resolution.request_id)
+                    {
+                        let same = earlier.to_state == resolution.state
+                            && earlier.note == resolution.note
+                            && earlier.operator == resolution.operator
+                            && earlier.provider_code == resolution.provider_code
+                            && earlier.provider_transaction_id
+                                == resolution.provider_transaction_id;
+                        result = if same {
+                            Resolved::Replayed
+                        } else {
+                            Resolved::Reused
+                        };
+                        return false;
+                    }
+                    if record.state.is_final() {
+                        result = Resolved::Conflict(record.state, ONLY_UNSETTLED);
+                        return false;
+                    }
+                    // A call that may still be running (the payment's own, or an OTP validation
+                    // or reversal at the provider) could still settle it otherwise.
+                    if record.call != CallPhase::Returned {
+                        result = Resolved::Conflict(
                         record.state,
                         "its provider call may still be running, so an operator cannot resolve \
                          it yet",
                     );
-                    return false;
-                }
-                if record.live_follow_up(now).is_some() {
-                    result = Resolved::Conflict(
-                        record.state,
-                        "an OTP validation or reversal of it is still at the provider, so an \
+                        return false;
+                    }
+                    if record.live_follow_up(now).is_some() {
+                        result = Resolved::Conflict(
+                            record.state,
+                            "an OTP validation or reversal of it is still at the provider, so an \
                          operator cannot resolve it yet",
+                        );
+                        return false;
+                    }
+                    if !matches!(
+                        record.state,
+                        PaymentState::NeedsAttention | PaymentState::Pending
+                    ) {
+                        result = Resolved::Conflict(record.state, ONLY_UNSETTLED);
+                        return false;
+                    }
+                    result = Resolved::Done;
+                    record.audit.push(AuditEntry {
+                        request_id: resolution.request_id.clone(),
+                        operator: resolution.operator.clone(),
+                        caller: resolution.caller.clone(),
+                        from_state: record.state,
+                        to_state: resolution.state,
+                        provider_transaction_id: resolution.provider_transaction_id.clone(),
+                        provider_code: resolution.provider_code.clone(),
+                        note: resolution.note.clone(),
+                        at_ms: now,
+                    });
+                    record.state = resolution.state;
+                    if !resolution.provider_code.is_empty() {
+                        record.provider_code = resolution.provider_code.clone();
+                    }
+                    if !resolution.provider_transaction_id.is_empty() {
+                        record.provider_transaction_id = resolution.provider_transaction_id.clone();
+                    }
+                    record.provider_message = format!(
+                        "resolved by operator {}: {}",
+                        resolution.operator, resolution.note
                     );
-                    return false;
-                }
-                if !matches!(
-                    record.state,
-                    PaymentState::NeedsAttention | PaymentState::Pending
-                ) {
-                    result = Resolved::Conflict(record.state, ONLY_UNSETTLED);
-                    return false;
-                }
-                result = Resolved::Done;
-                record.audit.push(AuditEntry {
-                    request_id: resolution.request_id.clone(),
-                    operator: resolution.operator.clone(),
-                    caller: resolution.caller.clone(),
-                    from_state: record.state,
-                    to_state: resolution.state,
-                    provider_transaction_id: resolution.provider_transaction_id.clone(),
-                    provider_code: resolution.provider_code.clone(),
-                    note: resolution.note.clone(),
-                    at_ms: now,
-                });
-                record.state = resolution.state;
-                if !resolution.provider_code.is_empty() {
-                    record.provider_code = resolution.provider_code.clone();
-                }
-                if !resolution.provider_transaction_id.is_empty() {
-                    record.provider_transaction_id = resolution.provider_transaction_id.clone();
-                }
-                record.provider_message = format!(
-                    "resolved by operator {}: {}",
-                    resolution.operator, resolution.note
-                );
-                record.updated_at_ms = now;
-                true
-            })
+                    record.updated_at_ms = now;
+                    true
+                },
+            )
             .await
             .map_err(|e| match e.0.ends_with("missing") {
                 true => GatewayError::not_found(Resource::Payment, payment_id),

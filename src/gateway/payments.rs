@@ -19,6 +19,7 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::sync::oneshot;
 
+use super::events::Cause;
 use super::{ms, Gateway};
 use crate::domain::{
     payment::{CallPhase, PaymentKind},
@@ -26,7 +27,7 @@ use crate::domain::{
     Provider, ProviderError, Resource,
 };
 use crate::error::{FieldViolation, GatewayError};
-use crate::store::{keys, StoreError};
+use crate::store::{keys, EventWrite, NewEvent, RecordWrite, StoreError};
 
 /// Where an outcome comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -375,8 +376,19 @@ impl Gateway {
         // Guarded by the store identity, atomically. No TTL: a record that is not final is
         // never forgotten (it gets one when final).
         let created = created_at_ms.map(|at| (record.request_id.as_str(), at));
+        // Its creation is the payment's first event, written with the claim.
+        let body = self
+            .events_kept()
+            .is_ok()
+            .then(|| super::events::encode(&record, None, Cause::Created, now));
+        let event = body.as_deref().map(|body| NewEvent {
+            payment_id: &record.payment_id,
+            caller: &record.caller,
+            body,
+            at_ms: now,
+        });
         let won = self
-            .guarded_claim_since(&key, &bytes, None, created)
+            .guarded_claim_since(&key, &bytes, None, created, event)
             .await?;
         if !won {
             let winner = self
@@ -408,14 +420,20 @@ impl Gateway {
         let mut started_at = None;
         let mut in_flight_bytes = None;
         let started = self
-            .update_payment_from(Some(written), &payment_id, Next::Keep, |r, now| {
-                let claimed = matches!(r.call, CallPhase::Claimed { .. });
-                if claimed {
-                    r.call = CallPhase::InFlight { since_ms: now };
-                    started_at = Some(now);
-                }
-                claimed
-            })
+            .update_payment_from(
+                Some(written),
+                &payment_id,
+                Next::Keep,
+                Cause::ProviderAnswer,
+                |r, now| {
+                    let claimed = matches!(r.call, CallPhase::Claimed { .. });
+                    if claimed {
+                        r.call = CallPhase::InFlight { since_ms: now };
+                        started_at = Some(now);
+                    }
+                    claimed
+                },
+            )
             .await;
         match started {
             Ok(Some((in_flight, bytes))) => {
@@ -617,8 +635,13 @@ impl Gateway {
             // Still "claimed" under the payment call's outcome: the store lost the in-flight
             // mark it acknowledged before the call was made.
             let mut behind = None;
+            let cause = match (source, clearing) {
+                (Source::Payment, Some(_)) => Cause::FollowUp,
+                (Source::Payment, None) => Cause::ProviderAnswer,
+                (Source::Query | Source::ScheduledQuery, _) => Cause::StatusQuery,
+            };
             let result = self
-                .update_payment_from(known.take(), payment_id, next, |record, now| {
+                .update_payment_from(known.take(), payment_id, next, cause, |record, now| {
                     behind = (source == Source::Payment
                         && matches!(record.call, CallPhase::Claimed { .. }))
                     .then(|| record.claim_identity.clone());
@@ -755,11 +778,13 @@ impl Gateway {
         let mut record: PaymentRecord = serde_json::from_slice(known)
             .map_err(|e| StoreError(format!("payment {payment_id} copy unreadable: {e}")))?;
         let now = self.clock.now_ms();
+        let previous = record.state;
         if let Some(outcome) = outcome {
             let outcome = outcome.clone().checked_against(&record);
             record.apply(outcome, now);
             record.call = CallPhase::Returned;
         }
+        record.revision += 1;
         let bytes = encode(&record);
         let ttl = record
             .state
@@ -767,11 +792,28 @@ impl Gateway {
             .then(|| ms(self.payments.record_ttl_ms));
         // Not guarded: the store may have lost its identity with the record, and the record
         // tells of money that may have moved; it must be there for retries and operators.
-        if !self
-            .store
-            .set_if_absent(&keys::payment(payment_id), &bytes, ttl)
-            .await?
-        {
+        let key = keys::payment(payment_id);
+        let written = if self.events_kept().is_ok() {
+            let body = super::events::encode(&record, Some(previous), Cause::Restored, now);
+            let event = NewEvent {
+                payment_id,
+                caller: &record.caller,
+                body: &body,
+                at_ms: now,
+            };
+            let write = RecordWrite::IfAbsent {
+                key: &key,
+                value: &bytes,
+                ttl,
+            };
+            matches!(
+                self.store.write_with_event(write, event).await?,
+                EventWrite::Written(_)
+            )
+        } else {
+            self.store.set_if_absent(&key, &bytes, ttl).await?
+        };
+        if !written {
             return Ok(None);
         }
         self.claimed.note(payment_id, &bytes).await;
@@ -803,15 +845,20 @@ impl Gateway {
         &self,
         payment_id: &str,
     ) -> Result<Option<PaymentRecord>, StoreError> {
-        self.update_payment(payment_id, Next::Step, |record, now| {
-            if record.state.is_final() || record.state == PaymentState::NeedsAttention {
-                return false;
-            }
-            record.status_checks += 1;
-            record.unanswered_checks += 1;
-            record.updated_at_ms = now;
-            true
-        })
+        self.update_payment(
+            payment_id,
+            Next::Step,
+            Cause::Reconciliation,
+            |record, now| {
+                if record.state.is_final() || record.state == PaymentState::NeedsAttention {
+                    return false;
+                }
+                record.status_checks += 1;
+                record.unanswered_checks += 1;
+                record.updated_at_ms = now;
+                true
+            },
+        )
         .await
     }
 
@@ -822,16 +869,21 @@ impl Gateway {
         payment_id: &str,
         why: String,
     ) -> Result<Option<PaymentRecord>, StoreError> {
-        self.update_payment(payment_id, Next::Step, |record, now| {
-            if record.state.is_final() {
-                return false;
-            }
-            record.state = PaymentState::NeedsAttention;
-            record.provider_message = why.clone();
-            record.call = CallPhase::Returned;
-            record.updated_at_ms = now;
-            true
-        })
+        self.update_payment(
+            payment_id,
+            Next::Step,
+            Cause::Reconciliation,
+            |record, now| {
+                if record.state.is_final() {
+                    return false;
+                }
+                record.state = PaymentState::NeedsAttention;
+                record.provider_message = why.clone();
+                record.call = CallPhase::Returned;
+                record.updated_at_ms = now;
+                true
+            },
+        )
         .await
     }
 
@@ -844,20 +896,25 @@ impl Gateway {
         payment_id: &str,
         verified: &str,
     ) -> Result<Option<PaymentRecord>, StoreError> {
-        self.update_payment(payment_id, Next::Step, |record, now| {
-            if !matches!(record.call, CallPhase::Claimed { .. }) {
-                return false;
-            }
-            record.state = PaymentState::Failed;
-            record.provider_code = String::new();
-            record.provider_message = format!(
+        self.update_payment(
+            payment_id,
+            Next::Step,
+            Cause::Reconciliation,
+            |record, now| {
+                if !matches!(record.call, CallPhase::Claimed { .. }) {
+                    return false;
+                }
+                record.state = PaymentState::Failed;
+                record.provider_code = String::new();
+                record.provider_message = format!(
                 "never sent to the provider: the gateway stopped before calling it ({verified}); \
                  no money moved. Retry with a new request_id"
             );
-            record.call = CallPhase::Returned;
-            record.updated_at_ms = now;
-            true
-        })
+                record.call = CallPhase::Returned;
+                record.updated_at_ms = now;
+                true
+            },
+        )
         .await
     }
 
@@ -870,10 +927,11 @@ impl Gateway {
         &self,
         payment_id: &str,
         next: Next,
+        cause: Cause,
         change: impl FnMut(&mut PaymentRecord, i64) -> bool,
     ) -> Result<Option<PaymentRecord>, StoreError> {
         Ok(self
-            .update_payment_from(None, payment_id, next, change)
+            .update_payment_from(None, payment_id, next, cause, change)
             .await?
             .map(|(record, _)| record))
     }
@@ -888,6 +946,7 @@ impl Gateway {
         mut known: Option<Vec<u8>>,
         payment_id: &str,
         next: Next,
+        cause: Cause,
         mut change: impl FnMut(&mut PaymentRecord, i64) -> bool,
     ) -> Result<Option<(PaymentRecord, Vec<u8>)>, StoreError> {
         let key = keys::payment(payment_id);
@@ -905,6 +964,7 @@ impl Gateway {
             };
             let (mut record, old) =
                 current.ok_or_else(|| StoreError(format!("payment {payment_id} missing")))?;
+            let before = record.clone();
             let now = self.clock.now_ms();
             if !change(&mut record, now) {
                 if from_hint {
@@ -919,11 +979,38 @@ impl Gateway {
                 .state
                 .is_final()
                 .then(|| ms(self.payments.record_ttl_ms));
+            // A change callers can see writes its event with it.
+            let eventful = super::events::worth_an_event(&before, &record);
+            if eventful {
+                record.revision = before.revision + 1;
+            }
             let new = encode(&record);
-            let mut swapped = self
-                .store
-                .compare_and_swap_with_ttl(&key, &old, &new, ttl)
-                .await?;
+            let mut swapped = match eventful && self.events_kept().is_ok() {
+                true => {
+                    let body = super::events::encode(&record, Some(before.state), cause, now);
+                    let event = NewEvent {
+                        payment_id,
+                        caller: &record.caller,
+                        body: &body,
+                        at_ms: now,
+                    };
+                    let write = RecordWrite::Swap {
+                        key: &key,
+                        expected: &old,
+                        new: &new,
+                        ttl,
+                    };
+                    matches!(
+                        self.store.write_with_event(write, event).await?,
+                        EventWrite::Written(_)
+                    )
+                }
+                false => {
+                    self.store
+                        .compare_and_swap_with_ttl(&key, &old, &new, ttl)
+                        .await?
+                }
+            };
             if !swapped {
                 // A client that resends a command after a broken connection (the cluster
                 // client does) answers "refused" for a swap that landed the first time: the
@@ -1096,11 +1183,17 @@ mod tests {
 
         let mut seen_states = Vec::new();
         let updated = gateway
-            .update_payment_from(Some(written), "p1", Next::Keep, |r, _| {
-                seen_states.push(r.state);
-                r.provider_code = "99".into();
-                true
-            })
+            .update_payment_from(
+                Some(written),
+                "p1",
+                Next::Keep,
+                Cause::ProviderAnswer,
+                |r, _| {
+                    seen_states.push(r.state);
+                    r.provider_code = "99".into();
+                    true
+                },
+            )
             .await
             .unwrap()
             .unwrap();
@@ -1128,13 +1221,19 @@ mod tests {
             .await
             .unwrap();
         let started = gateway
-            .update_payment_from(Some(stale), "p2", Next::Keep, |r, now| {
-                let claimed = matches!(r.call, CallPhase::Claimed { .. });
-                if claimed {
-                    r.call = CallPhase::InFlight { since_ms: now };
-                }
-                claimed
-            })
+            .update_payment_from(
+                Some(stale),
+                "p2",
+                Next::Keep,
+                Cause::ProviderAnswer,
+                |r, now| {
+                    let claimed = matches!(r.call, CallPhase::Claimed { .. });
+                    if claimed {
+                        r.call = CallPhase::InFlight { since_ms: now };
+                    }
+                    claimed
+                },
+            )
             .await
             .unwrap();
         assert!(started.is_some(), "the stored record was still claimed");
@@ -1280,14 +1379,20 @@ mod tests {
         gateway.store.set(&key, &written, None).await.unwrap();
         let mut runs = 0;
         let started = gateway
-            .update_payment_from(Some(written), "p4", Next::Keep, |r, now| {
-                runs += 1;
-                let claimed = matches!(r.call, CallPhase::Claimed { .. });
-                if claimed {
-                    r.call = CallPhase::InFlight { since_ms: now };
-                }
-                claimed
-            })
+            .update_payment_from(
+                Some(written),
+                "p4",
+                Next::Keep,
+                Cause::ProviderAnswer,
+                |r, now| {
+                    runs += 1;
+                    let claimed = matches!(r.call, CallPhase::Claimed { .. });
+                    if claimed {
+                        r.call = CallPhase::InFlight { since_ms: now };
+                    }
+                    claimed
+                },
+            )
             .await
             .unwrap();
         assert!(started.is_some(), "the in-flight mark landed");

@@ -132,14 +132,19 @@ impl Gateway {
             if out_of_steps || too_old {
                 // Not made yet, as the provider said: nothing for an operator. The schedule
                 // starts again at the scheduled time.
-                self.update_payment(payment_id, Next::Keep, |r, _| {
-                    let waiting = r.state == PaymentState::Scheduled;
-                    if waiting {
-                        r.reconcile_checks = 0;
-                        r.unanswered_checks = 0;
-                    }
-                    waiting
-                })
+                self.update_payment(
+                    payment_id,
+                    Next::Keep,
+                    crate::gateway::events::Cause::Reconciliation,
+                    |r, _| {
+                        let waiting = r.state == PaymentState::Scheduled;
+                        if waiting {
+                            r.reconcile_checks = 0;
+                            r.unanswered_checks = 0;
+                        }
+                        waiting
+                    },
+                )
                 .await?;
                 return self.store.schedule(&set, payment_id, at).await;
             }
@@ -179,13 +184,18 @@ impl Gateway {
         {
             // Nothing to ask (Switch has no status query): the payment only moves along its
             // schedule, toward an operator; no status check is made or counted.
-            self.update_payment(payment_id, Next::Step, |r, _| {
-                r.reconcile_checks += 1;
-                // An abandoned call is treated as returned with an unknown outcome, as a
-                // status query without news would leave it.
-                r.call = CallPhase::Returned;
-                true
-            })
+            self.update_payment(
+                payment_id,
+                Next::Step,
+                crate::gateway::events::Cause::Reconciliation,
+                |r, _| {
+                    r.reconcile_checks += 1;
+                    // An abandoned call is treated as returned with an unknown outcome, as a
+                    // status query without news would leave it.
+                    r.call = CallPhase::Returned;
+                    true
+                },
+            )
             .await?;
             return Ok(());
         }

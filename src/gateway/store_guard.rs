@@ -299,7 +299,7 @@ impl Gateway {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<bool, GatewayError> {
-        self.guarded_claim_since(key, value, ttl, None).await
+        self.guarded_claim_since(key, value, ttl, None, None).await
     }
 
     /// [`Self::guarded_claim`] of a request (`created`: its request_id and creation time, unix
@@ -313,6 +313,7 @@ impl Gateway {
         value: &[u8],
         ttl: Option<Duration>,
         created: Option<(&str, i64)>,
+        event: Option<crate::store::NewEvent<'_>>,
     ) -> Result<bool, GatewayError> {
         use crate::store::GuardedWrite;
         self.check_posture().await?;
@@ -325,10 +326,33 @@ impl Gateway {
             if let Some((request_id, created_at_ms)) = created {
                 self.check_created_after_recovery(request_id, Some(created_at_ms))?;
             }
-            let written = self
-                .store
-                .set_if_absent_guarded(&crate::store::keys::identity(), &identity, key, value, ttl)
-                .await;
+            let guard_key = crate::store::keys::identity();
+            let written = match event {
+                // The claim and its event (the payment's creation), in one atomic step.
+                Some(event) => self
+                    .store
+                    .write_with_event(
+                        crate::store::RecordWrite::GuardedClaim {
+                            guard_key: &guard_key,
+                            guard_value: &identity,
+                            key,
+                            value,
+                            ttl,
+                        },
+                        event,
+                    )
+                    .await
+                    .map(|written| match written {
+                        crate::store::EventWrite::Written(_) => GuardedWrite::Written,
+                        crate::store::EventWrite::Refused => GuardedWrite::Exists,
+                        crate::store::EventWrite::GuardFailed => GuardedWrite::GuardFailed,
+                    }),
+                None => {
+                    self.store
+                        .set_if_absent_guarded(&guard_key, &identity, key, value, ttl)
+                        .await
+                }
+            };
             match written {
                 Ok(GuardedWrite::Written) => {
                     self.replicate().await?;

@@ -23,7 +23,7 @@
 //! | `billpay:v1:store:identity` | the store identity (epoch), see below | none |
 //! | `billpay:v1:store:recovered_at` | when `store recover` last ran (unix ms): the recovery point | none |
 //! | `billpay:v1:store:identity:{<tag>}` | Redis Cluster only: the identity's copy in one hash slot, 16,384 of them | none |
-//! | `billpay:v1:events` | Redis stream of payment events (see below) | entries older than `events.retention_ms` (7 days) trimmed every minute |
+//! | `billpay:v1:events` | Redis stream of payment events (see below) | entries older than `payments.events_retention_ms` (7 days) trimmed every minute |
 //! | `billpay:v1:events:trimmed` | id of the newest event retention deleted | none |
 //! | `billpay:v1:journal` | sorted set: payment id -> creation time (unix ms), the journal index (operators' and callers' listings) | none; members whose records expired removed by a trim pass every 10 s (`gateway::journal`) and when listed |
 //!
@@ -51,7 +51,7 @@
 //!   FAILED_PRECONDITION.
 //!
 //! Retention ([`Store::trim_events`], every minute by each gateway): events older than
-//! `events.retention_ms` are deleted, oldest first; the store remembers up to where, and a
+//! `payments.events_retention_ms` are deleted, oldest first; the store remembers up to where, and a
 //! reader resuming from a deleted event gets [`EventRead::Expired`] rather than a silent gap.
 //!
 //! ## Detecting data loss
