@@ -306,6 +306,7 @@ pub fn apply_env(table: &mut toml::Table, vars: impl IntoIterator<Item = (String
 /// Any other value stays text: a PIN or a terminal id made of digits is still a string.
 const NUMERIC_KEYS: &[&str] = &[
     "local_entries",
+    "nats_batch",
     "min_replica_acks",
     "postgres_max_connections",
     "max_concurrent_calls",

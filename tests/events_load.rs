@@ -68,7 +68,11 @@ async fn thousand_watchers_and_cross_replica_latency() {
         .map(|i| {
             let b = &b;
             async move {
-                let customer = if i < CHANGES { "1111111111" } else { "1111111112" };
+                let customer = if i < CHANGES {
+                    "1111111111"
+                } else {
+                    "1111111112"
+                };
                 let request = payment_request(&format!("load-{i}"), "90101", customer, 5_000);
                 b.pay(request).await.payment_id
             }
@@ -101,10 +105,7 @@ async fn thousand_watchers_and_cross_replica_latency() {
             .unwrap()
             .into_inner();
         let first = stream.message().await.unwrap().unwrap();
-        assert_eq!(
-            state(&first.payment.unwrap()),
-            pb::PaymentState::Pending
-        );
+        assert_eq!(state(&first.payment.unwrap()), pb::PaymentState::Pending);
         watchers.push(stream);
     }
     let open_took = opened.elapsed();

@@ -68,6 +68,19 @@ impl NatsServer {
         }
     }
 
+    /// Kills the server (`SIGKILL`); [`NatsServer::restart`] brings it back.
+    pub fn kill(&mut self) {
+        let child = self.child.as_mut().expect("a server of the test's own");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Starts a killed server again on the same port with the same JetStream files.
+    pub fn restart(&mut self) {
+        let port: u16 = self.url.rsplit(':').next().unwrap().parse().unwrap();
+        self.spawn(port);
+    }
+
     /// Kills the server (`SIGKILL`) and starts it again on the same port with the same
     /// JetStream files, as a crashed and restarted server would be.
     pub fn kill_and_restart(&mut self) {
