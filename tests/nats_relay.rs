@@ -360,7 +360,6 @@ async fn a_gateway_killed_while_relaying_and_started_again_publishes_each_event_
                 state = client
                     .get_payment(billpay_gateway::pb::GetPaymentRequest {
                         payment_id: payment.payment_id.clone(),
-                        ..Default::default()
                     })
                     .await
                     .unwrap()
