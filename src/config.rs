@@ -41,6 +41,8 @@ pub struct Config {
     pub directory: crate::gateway::directory::DirectorySettings,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    #[serde(default)]
+    pub events: crate::relay::NatsRelayConfig,
 }
 
 /// `[telemetry]`: trace export and the access log.
@@ -361,6 +363,7 @@ const NUMERIC_KEYS: &[&str] = &[
     "stats_window",
     "min_calls_for_health",
     "min_success_permille",
+    "nats_batch",
     "min_replica_acks",
     "postgres_max_connections",
     "max_concurrent_calls",

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod pb;
 pub mod providers;
 pub mod rate_limit;
+pub mod relay;
 pub mod sandbox;
 pub mod server;
 pub mod store;

@@ -186,6 +186,14 @@ pub struct Metrics {
     pub store_posture_refusals: Counter,
     /// `[store] accept_loss_window` as configured: 1 for the window accepted.
     pub store_loss_window_accepted: Family<WindowLabels, Gauge>,
+    /// Payment events the NATS relay published (stored by JetStream for the first time).
+    pub events_relayed: Counter,
+    /// Payment events JetStream acknowledged as duplicates (a resend within its window).
+    pub events_relay_duplicates: Counter,
+    /// Times the NATS relay stopped on an error and started over from its checkpoint.
+    pub events_relay_errors: Counter,
+    /// Times the NATS relay found the events after its checkpoint gone and went on without them.
+    pub events_relay_gaps: Counter,
     registry: Registry,
     /// Every sample name the registry can render (see [`Metrics::sample_names`]).
     sample_names: Vec<String>,
@@ -251,6 +259,10 @@ impl Metrics {
             store_health: Family::default(),
             store_posture_refusals: Counter::default(),
             store_loss_window_accepted: Family::default(),
+            events_relayed: Counter::default(),
+            events_relay_duplicates: Counter::default(),
+            events_relay_errors: Counter::default(),
+            events_relay_gaps: Counter::default(),
             registry: Registry::default(),
             sample_names: Vec::new(),
         };
@@ -392,6 +404,27 @@ impl Metrics {
             "store_loss_window_accepted",
             "[store] accept_loss_window as configured (1 = the window an operator accepted)",
             m.store_loss_window_accepted.clone(),
+        );
+        registry.register(
+            "events_relayed",
+            "Payment events the NATS relay published to JetStream",
+            m.events_relayed.clone(),
+        );
+        registry.register(
+            "events_relay_duplicates",
+            "Payment events JetStream acknowledged as duplicates of ones already stored",
+            m.events_relay_duplicates.clone(),
+        );
+        registry.register(
+            "events_relay_errors",
+            "Times the NATS relay stopped on an error and started over from its checkpoint",
+            m.events_relay_errors.clone(),
+        );
+        registry.register(
+            "events_relay_gaps",
+            "Times the NATS relay found the events after its checkpoint no longer kept \
+             (retention or a store loss) and went on without them",
+            m.events_relay_gaps.clone(),
         );
         Self {
             registry: registry.registry,

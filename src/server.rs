@@ -243,9 +243,17 @@ pub fn build_gateway(
     }
     server.auth = Some(Arc::new(authenticator));
     let directory = config.directory.load()?;
+    if !config.events.nats_url.is_empty() {
+        store.keeps_events().map_err(|why| {
+            format!("[events] nats_url is set but the store keeps no payment events: {why}")
+        })?;
+    }
     let gateway = Gateway::new(providers, store, config.payments, config.catalog, sandbox);
     gateway.set_directory(directory, config.directory);
     gateway.set_operator_enabled(config.operator.enabled);
+    if !config.events.nats_url.is_empty() {
+        gateway.set_event_relay(config.events);
+    }
     gateway.set_store_policy(crate::gateway::StorePolicy {
         min_replica_acks: config.store.min_replica_acks,
         replica_ack_timeout: Duration::from_millis(config.store.replica_ack_timeout_ms),
@@ -321,6 +329,14 @@ pub async fn run(
     let stats = Arc::new(ReconcileStats::default());
     let reconciler = tokio::spawn(gateway.clone().run_reconciler(stats));
     let journal_trim = tokio::spawn(gateway.clone().run_journal_trim());
+    let relay = gateway.event_relay().map(|config| {
+        let store = gateway.store().clone();
+        tokio::spawn(crate::relay::run(
+            config.clone(),
+            Arc::new(crate::relay::StoreOutbox(store.clone())),
+            store,
+        ))
+    });
     let event_reader = tokio::spawn(gateway.clone().run_event_reader());
     let watch = tokio::spawn(watch_store(gateway.clone(), health.clone(), store_health));
     // The directory's routes against the catalogs: broken ones are logged (and never used).
@@ -448,6 +464,9 @@ pub async fn run(
     reconciler.abort();
     journal_trim.abort();
     directory_check.abort();
+    if let Some(relay) = relay {
+        relay.abort();
+    }
     event_reader.abort();
     payments.finish_payments(drain).await;
     result

@@ -166,6 +166,8 @@ pub struct Gateway {
     store_policy: std::sync::RwLock<StorePolicy>,
     /// Whether the operator service answers (`[operator] enabled`).
     operator_enabled: std::sync::atomic::AtomicBool,
+    /// The NATS relay of payment events (`[events] nats_url`), when configured.
+    event_relay: std::sync::OnceLock<crate::relay::NatsRelayConfig>,
     /// Customer validations in progress, shared by concurrent duplicates (see `lease.rs`).
     validations: flight::Flights<lease::SharedValidation>,
     /// Product lists being read again after a product miss, shared by concurrent misses.
@@ -223,6 +225,7 @@ impl Gateway {
             posture: std::sync::Mutex::default(),
             store_policy: std::sync::RwLock::new(StorePolicy::default()),
             operator_enabled: std::sync::atomic::AtomicBool::new(false),
+            event_relay: std::sync::OnceLock::new(),
             validations: flight::Flights::default(),
             product_refreshes: flight::Flights::default(),
             reference_clocks,
@@ -257,6 +260,16 @@ impl Gateway {
     /// The store, for health checks.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Relays payment events to NATS with `config` (set once, at build time).
+    pub fn set_event_relay(&self, config: crate::relay::NatsRelayConfig) {
+        let _ = self.event_relay.set(config);
+    }
+
+    /// The NATS relay's settings, when one is configured.
+    pub fn event_relay(&self) -> Option<&crate::relay::NatsRelayConfig> {
+        self.event_relay.get()
     }
 
     /// Waits up to `limit` for detached payment calls to finish and record their outcomes, so a

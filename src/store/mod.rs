@@ -559,6 +559,17 @@ pub mod keys {
         format!("{PREFIX}:journal")
     }
 
+    /// The NATS relay's last published event id for `stream` (used only when the stream has
+    /// no message left to resume from; see `crate::relay`).
+    pub fn relay_checkpoint(stream: &str) -> String {
+        format!("{PREFIX}:events:relay:{stream}:checkpoint")
+    }
+
+    /// The lease that lets one replica at a time relay events to `stream`.
+    pub fn relay_lease(stream: &str) -> String {
+        format!("{PREFIX}:events:relay:{stream}:lease")
+    }
+
     /// When `store recover` last ran (unix ms): requests created before it are refused.
     pub fn recovered_at() -> String {
         format!("{PREFIX}:store:recovered_at")

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod error_doc;
+pub mod nats;
 pub mod otlp;
 pub mod postgres;
 pub mod process;
