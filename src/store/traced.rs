@@ -11,7 +11,10 @@ use async_trait::async_trait;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::{keys, Durability, Guard, GuardCopies, GuardedWrite, Increment, Store, StoreError};
+use super::{
+    keys, Durability, EventRead, EventWrite, Guard, GuardCopies, GuardedWrite, Increment, NewEvent,
+    RecordWrite, Store, StoreError,
+};
 
 /// `store` in spans, when spans are exported; else `store` itself. `system` names the backend
 /// (`memory`, `redis`, `redis-cluster`, `postgres`; a mixed deployment: `postgres+redis`).
@@ -47,6 +50,7 @@ fn key_kind(key: &str) -> &'static str {
         "owner",
         "audit",
         "tokens",
+        "events",
     ];
     let kind = key
         .strip_prefix(keys::PREFIX)
@@ -312,6 +316,69 @@ impl Store for TracedStore {
         self.traced("wait_for_fsync", "", self.inner.wait_for_fsync(timeout))
             .await
     }
+
+    // The payment events outbox: every method delegates, or a traced store would keep no
+    // events (the trait's defaults) and WatchPayment, WatchPaymentEvents and the NATS relay
+    // would stop whenever traces are exported.
+
+    fn keeps_events(&self) -> Result<(), String> {
+        self.inner.keeps_events()
+    }
+
+    async fn write_with_event(
+        &self,
+        write: RecordWrite<'_>,
+        event: NewEvent<'_>,
+    ) -> Result<EventWrite, StoreError> {
+        let key = match write {
+            RecordWrite::Swap { key, .. }
+            | RecordWrite::GuardedClaim { key, .. }
+            | RecordWrite::IfAbsent { key, .. } => key,
+        };
+        self.traced(
+            "write_with_event",
+            key,
+            self.inner.write_with_event(write, event),
+        )
+        .await
+    }
+
+    async fn read_events(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<EventRead, StoreError> {
+        self.traced(
+            "read_events",
+            &keys::events(),
+            self.inner.read_events(after, limit),
+        )
+        .await
+    }
+
+    async fn last_event_id(&self) -> Result<Option<String>, StoreError> {
+        self.traced("last_event_id", &keys::events(), self.inner.last_event_id())
+            .await
+    }
+
+    /// Not in a span: it blocks for up to `timeout` waiting for news, which is not a round
+    /// trip worth a span every poll.
+    async fn wait_for_events(
+        &self,
+        after: Option<&str>,
+        timeout: Duration,
+    ) -> Result<(), StoreError> {
+        self.inner.wait_for_events(after, timeout).await
+    }
+
+    async fn trim_events(&self, before_ms: i64) -> Result<(), StoreError> {
+        self.traced(
+            "trim_events",
+            &keys::events(),
+            self.inner.trim_events(before_ms),
+        )
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -325,5 +392,18 @@ mod tests {
         assert_eq!(key_kind(&keys::reconcile_schedule()), "reconcile");
         assert_eq!(key_kind("billpay:v1:secret-looking-thing"), "other");
         assert_eq!(key_kind("elsewhere"), "other");
+        assert_eq!(key_kind(&keys::events()), "events");
+    }
+
+    /// A traced store is the store it wraps, every operation included (the payment events
+    /// outbox too): the whole store contract suite, over a traced memory store.
+    #[tokio::test]
+    async fn a_traced_store_passes_the_store_contract() {
+        let traced = TracedStore {
+            inner: Arc::new(crate::store::memory::MemoryStore::default()),
+            system: "memory",
+        };
+        assert!(traced.keeps_events().is_ok());
+        crate::store::contract::run(&traced).await;
     }
 }
