@@ -200,23 +200,11 @@ impl Gateway {
         let payment_id = crate::auth::scoped_payment_id(&request_id)
             .unwrap_or_else(|| PaymentRecord::id_for_request(&request_id));
         let fingerprint = order.fingerprint();
-        if let Some(existing) = self.load_payment(&payment_id).await? {
-            return replay(existing, &fingerprint, self.payments.in_flight_retry_ms);
-        }
-        // Made before `[auth] payment_id_key` changed? Then it is that payment.
-        for earlier in crate::auth::earlier_payment_ids(&request_id) {
-            if let Some(existing) = self.load_payment(&earlier).await? {
-                return replay(existing, &fingerprint, self.payments.in_flight_retry_ms);
-            }
-        }
-        // This process claimed it minutes ago, and the store no longer has it: the store
-        // lost acknowledged writes. Put back, alarm, and answer what is known; never paid
-        // again.
-        if let Some(existing) = self.restore_claimed(&payment_id).await {
-            // Put back either way; answered only while the store has its identity (a store
-            // that lost everything answers STORE_DATA_LOST until recovered).
-            self.current_identity().await?;
-            return replay(existing, &fingerprint, self.payments.in_flight_retry_ms);
+        if let Some(answer) = self
+            .earlier_answer(&request_id, &payment_id, &fingerprint)
+            .await?
+        {
+            return answer;
         }
         // Created before the store's recovery: it may have been paid before the loss (checked
         // again at the claim, against the identity the claim is guarded by).
@@ -1178,6 +1166,38 @@ impl Gateway {
 }
 
 /// Answers a repeated `request_id`.
+impl Gateway {
+    /// What a request_id already has, before anything is claimed or sent: its payment record
+    /// (also under an earlier `[auth] payment_id_key`), or the record this process claimed and
+    /// the store has since lost (put back, alarmed, never paid again), answered by [`replay`].
+    /// `None`: nothing was ever recorded for it. Shared by provider and routed payments.
+    pub(super) async fn earlier_answer(
+        &self,
+        request_id: &str,
+        payment_id: &str,
+        fingerprint: &str,
+    ) -> Result<Option<Result<PaymentRecord, GatewayError>>, GatewayError> {
+        let retry_ms = self.payments.in_flight_retry_ms;
+        if let Some(existing) = self.load_payment(payment_id).await? {
+            return Ok(Some(replay(existing, fingerprint, retry_ms)));
+        }
+        // Made before `[auth] payment_id_key` changed? Then it is that payment.
+        for earlier in crate::auth::earlier_payment_ids(request_id) {
+            if let Some(existing) = self.load_payment(&earlier).await? {
+                return Ok(Some(replay(existing, fingerprint, retry_ms)));
+            }
+        }
+        // This process claimed it minutes ago, and the store no longer has it: the store
+        // lost acknowledged writes. Put back either way; answered only while the store has
+        // its identity (a store that lost everything answers STORE_DATA_LOST until recovered).
+        if let Some(existing) = self.restore_claimed(payment_id).await {
+            self.current_identity().await?;
+            return Ok(Some(replay(existing, fingerprint, retry_ms)));
+        }
+        Ok(None)
+    }
+}
+
 pub(super) fn replay(
     existing: PaymentRecord,
     fingerprint: &str,

@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 use super::events::Cause;
 use super::{
     ms,
-    payments::{replay, within, CallEnd, Claim, Next, Owner, RouteClaim, Source},
+    payments::{within, CallEnd, Claim, Next, Owner, RouteClaim, Source},
     Gateway,
 };
 use crate::auth::CallerScope;
@@ -110,17 +110,11 @@ impl Gateway {
         let payment_id = crate::auth::scoped_payment_id(&request_id)
             .unwrap_or_else(|| PaymentRecord::id_for_request(&request_id));
         let fingerprint = routed.fingerprint();
-        if let Some(existing) = self.load_payment(&payment_id).await? {
-            return replay(existing, &fingerprint, self.payments.in_flight_retry_ms);
-        }
-        for earlier in crate::auth::earlier_payment_ids(&request_id) {
-            if let Some(existing) = self.load_payment(&earlier).await? {
-                return replay(existing, &fingerprint, self.payments.in_flight_retry_ms);
-            }
-        }
-        if let Some(existing) = self.restore_claimed(&payment_id).await {
-            self.current_identity().await?;
-            return replay(existing, &fingerprint, self.payments.in_flight_retry_ms);
+        if let Some(answer) = self
+            .earlier_answer(&request_id, &payment_id, &fingerprint)
+            .await?
+        {
+            return answer;
         }
         self.check_created_after_recovery(&request_id, created_at_ms)?;
 
